@@ -1,0 +1,748 @@
+//! The command line: clap definitions, and each command mapped to the library and an exit code.
+
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::exit;
+use crate::exec::{Stream, job_dir_name};
+use crate::plan::{Input, Plan, Target};
+use crate::record::{format_duration, format_time};
+use crate::report::{self, OutputMode, ReportConfig};
+use crate::run::{self, RunOptions};
+use crate::store::{self, Retention, RunFilter, RunStore};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orchestrate",
+    version,
+    about = "Run the commands of a YAML job file with bounded concurrency, and keep a record of every job.",
+    long_about = None,
+    after_help = "Exit codes: 0 all jobs succeeded, 1 a job failed, 2 invalid job file or usage, 75 locked, 130/143 interrupted.\nRecords and output are kept under --state-dir (default ~/.local/state/orchestrate)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where runs and captured output are kept [env: ORCHESTRATE_STATE_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job file (the same as `orchestrate FILE`).
+    Run(RunArgs),
+    /// Validate a job file and print the plan, without running anything.
+    Check {
+        job_file: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent runs.
+    Runs {
+        /// Only runs with a failed job, or interrupted.
+        #[arg(long)]
+        failed: bool,
+        /// Only runs of this job file (path as given, or its file name).
+        #[arg(long, value_name = "FILE")]
+        job_file: Option<String>,
+        /// Only runs started within this long ago (`1d`, `12h`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<Duration>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run's records (default: the last run).
+    Show {
+        /// Run id, unique prefix, `last` or `last~N`.
+        #[arg(default_value = "last")]
+        run: String,
+        /// One job's record in full.
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+        /// JSON lines, the same record shape as `orchestrate --json`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's captured output, bytes exactly as written.
+    Logs {
+        job: String,
+        #[arg(long, default_value = "last")]
+        run: String,
+        /// stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing while the job runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// One job across runs: when it ran, how it ended.
+    History {
+        job: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed in a job's stdout between two runs (default: its last two).
+    Diff {
+        job: String,
+        /// The runs to compare (give twice: older, then newer).
+        #[arg(long = "run", value_name = "RUN", num_args = 1)]
+        runs: Vec<String>,
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// Remove old runs and their output.
+    Gc {
+        /// Keep at most this many runs.
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<usize>,
+        /// Remove runs older than this (`30d`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: Option<Duration>,
+        /// Keep at most this much captured output (`500M`, `2G`).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum When {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// The YAML job file to run.
+    #[arg(value_name = "JOBFILE")]
+    pub job_file: Option<PathBuf>,
+    /// Jobs in flight at once (default: the job file's `concurrency`, else the number of CPUs).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub jobs: Option<u32>,
+    /// Which job output to show.
+    #[arg(long, value_enum, default_value_t = OutputMode::Failed)]
+    pub output: OutputMode,
+    /// One JSON record per line on stdout instead of the human report.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing when every job succeeds; on failure, the failed jobs and their stderr tails.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress bars: auto means when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub progress: When,
+    /// Colors in the report: auto means when stderr is a terminal and NO_COLOR is unset.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+    /// Do not keep this run in the store (capture to a temporary folder).
+    #[arg(long)]
+    pub no_store: bool,
+}
+
+impl Default for OutputMode {
+    fn default() -> Self {
+        OutputMode::Failed
+    }
+}
+
+impl Default for When {
+    fn default() -> Self {
+        When::Auto
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write it like `30s`, `10m`, `1d`)"))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("invalid size unit in `{s}` (use K, M, G, T)")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// Facts about where we run, passed in so that behaviour can be tested.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal {
+    pub stderr_is_tty: bool,
+    pub no_color: bool,
+}
+
+impl Terminal {
+    pub fn detect() -> Self {
+        Terminal {
+            stderr_is_tty: std::io::stderr().is_terminal(),
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main_with(cli: Cli, term: Terminal) -> i32 {
+    let state_dir = cli.state_dir.clone();
+    match cli.command {
+        Some(Command::Run(args)) => cmd_run(args, state_dir, term),
+        None => {
+            if cli.run.job_file.is_none() {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let _ = cmd.print_help();
+                return exit::USAGE;
+            }
+            cmd_run(cli.run, state_dir, term)
+        }
+        Some(Command::Check { job_file, json }) => cmd_check(&job_file, json),
+        Some(other) => match inspect(other, state_dir) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("orchestrate: {e}");
+                match e {
+                    InspectError::Store(store::StoreError::NotFound(_))
+                    | InspectError::Store(store::StoreError::Empty(_))
+                    | InspectError::Usage(_) => exit::USAGE,
+                    _ => exit::SOFTWARE,
+                }
+            }
+        },
+    }
+}
+
+fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
+    let Some(path) = args.job_file else {
+        eprintln!("orchestrate: error: give a job file to run");
+        return exit::USAGE;
+    };
+    let plan = match Plan::load(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let progress = match args.progress {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => term.stderr_is_tty,
+    };
+    let color = match args.color {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => term.stderr_is_tty && !term.no_color,
+    };
+    let opts = RunOptions {
+        concurrency: args.jobs.map(|j| j as usize),
+        report: ReportConfig {
+            output: args.output,
+            json: args.json,
+            quiet: args.quiet,
+            progress,
+            color,
+            timestamps: !term.stderr_is_tty,
+            tail_lines: 10,
+        },
+        store: !args.no_store,
+        state_dir,
+        handle_signals: true,
+        ..Default::default()
+    };
+    match run::run_plan(
+        plan,
+        opts,
+        Box::new(std::io::stdout()),
+        Box::new(std::io::stderr()),
+    ) {
+        Ok(outcome) => {
+            for w in &outcome.warnings {
+                eprintln!("orchestrate: warning: {w}");
+            }
+            outcome.exit_code
+        }
+        Err(e) => {
+            eprintln!("orchestrate: error: {e}; no job was started");
+            e.exit_code()
+        }
+    }
+}
+
+fn cmd_check(path: &Path, json: bool) -> i32 {
+    let plan = match Plan::load(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        for j in &plan.jobs {
+            let v = serde_json::json!({
+                "index": j.index,
+                "name": j.name,
+                "args": j.argv,
+                "cwd": j.cwd,
+                "env": j.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                "timeout": j.timeout.map(|t| t.as_secs_f64()),
+                "stdout": target_text(&j.stdout),
+                "stderr": target_text(&j.stderr),
+            });
+            let _ = writeln!(out, "{v}");
+        }
+        return exit::OK;
+    }
+    let conc = plan
+        .concurrency
+        .map_or_else(|| format!("{} (CPUs)", run::default_concurrency()), |c| c.to_string());
+    let _ = writeln!(
+        out,
+        "{}: {} job{}, concurrency {conc}",
+        path.display(),
+        plan.jobs.len(),
+        if plan.jobs.len() == 1 { "" } else { "s" }
+    );
+    for j in &plan.jobs {
+        let mut extra = Vec::new();
+        if let Some(c) = &j.cwd {
+            extra.push(format!("cwd {}", c.display()));
+        }
+        if let Some(t) = j.timeout {
+            extra.push(format!("timeout {}", humantime::format_duration(t)));
+        }
+        if !j.env.is_empty() {
+            extra.push(format!(
+                "env {}",
+                j.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
+            ));
+        }
+        match &j.stdin {
+            Input::Null => {}
+            Input::Text(_) => extra.push("stdin text".into()),
+            Input::File(p) => extra.push(format!("stdin {}", p.display())),
+        }
+        if j.stdout != Target::Capture {
+            extra.push(format!("stdout {}", target_text(&j.stdout)));
+        }
+        if j.stderr != Target::Capture {
+            extra.push(format!("stderr {}", target_text(&j.stderr)));
+        }
+        let _ = writeln!(
+            out,
+            "  {:<24} {}{}",
+            j.name,
+            shell_words::join(j.argv.iter().map(String::as_str)),
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!("   [{}]", extra.join("; "))
+            }
+        );
+    }
+    exit::OK
+}
+
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::Capture => "capture".into(),
+        Target::Inherit => "inherit".into(),
+        Target::Null => "null".into(),
+        Target::Stdout => "stdout".into(),
+        Target::File { path, append } => format!(
+            "{} {}",
+            if *append { ">>" } else { ">" },
+            path.display()
+        ),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum InspectError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError> {
+    let root = store::default_state_dir(state_dir.as_deref());
+    let mut db = RunStore::open_existing(&root)?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Command::Runs {
+            failed,
+            job_file,
+            since,
+            limit,
+            json,
+        } => {
+            let rows = db.list_runs(&RunFilter {
+                failed_only: failed,
+                job_file,
+                since: since.map(|d| SystemTime::now() - d),
+                limit: Some(limit),
+            })?;
+            if json {
+                for r in &rows {
+                    writeln!(out, "{}", serde_json::to_string(r).expect("rows serialize"))?;
+                }
+                return Ok(exit::OK);
+            }
+            let mut table = vec![vec![
+                "RUN".to_string(),
+                "JOB FILE".into(),
+                "STARTED".into(),
+                "DURATION".into(),
+                "OK".into(),
+                "FAILED".into(),
+                "STATUS".into(),
+            ]];
+            for r in &rows {
+                table.push(vec![
+                    r.id.clone(),
+                    r.job_file.as_deref().map_or("-".into(), short_path),
+                    humantime::format_rfc3339_seconds(r.started).to_string(),
+                    r.duration().map_or("-".into(), format_duration),
+                    r.succeeded.to_string(),
+                    r.failed.to_string(),
+                    r.status.clone(),
+                ]);
+            }
+            write_table(&mut out, &table)?;
+            Ok(exit::OK)
+        }
+        Command::Show { run, job, json } => {
+            let id = db.resolve_run(&run)?;
+            if let Some(job) = job {
+                let rec = db.record(&id, &job)?;
+                if json {
+                    report::write_json_record(&mut out, &rec)?;
+                } else {
+                    write!(out, "run         {id}\n{}", report::record_detail(&rec))?;
+                }
+                return Ok(exit::OK);
+            }
+            let recs = db.records(&id)?;
+            if json {
+                for r in &recs {
+                    report::write_json_record(&mut out, r)?;
+                }
+                return Ok(exit::OK);
+            }
+            let row = db.run(&id)?;
+            writeln!(
+                out,
+                "run {}  {}  started {}  {}  {}",
+                row.id,
+                row.job_file.as_deref().unwrap_or("-"),
+                humantime::format_rfc3339_seconds(row.started),
+                row.duration().map_or("-".into(), format_duration),
+                row.status
+            )?;
+            let mut table = vec![vec![
+                "#".to_string(),
+                "JOB".into(),
+                "STATUS".into(),
+                "OUTCOME".into(),
+                "DURATION".into(),
+                "STDOUT".into(),
+                "STDERR".into(),
+            ]];
+            for r in &recs {
+                table.push(vec![
+                    r.index.to_string(),
+                    r.job.clone(),
+                    r.status.to_string(),
+                    r.outcome(),
+                    format_duration(r.duration),
+                    r.stdout.bytes.to_string(),
+                    r.stderr.bytes.to_string(),
+                ]);
+            }
+            write_table(&mut out, &table)?;
+            if (recs.len() as u64) < row.total {
+                writeln!(
+                    out,
+                    "({} of {} jobs have no record{})",
+                    row.total - recs.len() as u64,
+                    row.total,
+                    if row.status == "running" {
+                        ": still running"
+                    } else {
+                        ": they were in flight when the run ended"
+                    }
+                )?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Logs {
+            job,
+            run,
+            stderr,
+            follow,
+        } => {
+            let id = db.resolve_run(&run)?;
+            let stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+            logs(&mut db, &id, &job, stream, follow, &mut out)
+        }
+        Command::History { job, limit, json } => {
+            let rows = db.history(&job, limit)?;
+            if json {
+                for (id, r) in &rows {
+                    let v = serde_json::json!({
+                        "run": id, "job": r.job, "status": r.status, "returncode": r.returncode,
+                        "signal": r.signal, "start": format_time(r.started),
+                        "duration": r.duration.as_secs_f64(),
+                    });
+                    writeln!(out, "{v}")?;
+                }
+                return Ok(exit::OK);
+            }
+            let mut table = vec![vec![
+                "RUN".to_string(),
+                "STARTED".into(),
+                "STATUS".into(),
+                "OUTCOME".into(),
+                "DURATION".into(),
+            ]];
+            for (id, r) in &rows {
+                table.push(vec![
+                    id.clone(),
+                    humantime::format_rfc3339_seconds(r.started).to_string(),
+                    r.status.to_string(),
+                    r.outcome(),
+                    format_duration(r.duration),
+                ]);
+            }
+            write_table(&mut out, &table)?;
+            Ok(exit::OK)
+        }
+        Command::Diff { job, runs, stderr } => diff(&mut db, &job, &runs, stderr, &mut out),
+        Command::Gc {
+            keep_runs,
+            max_age,
+            max_bytes,
+        } => {
+            if keep_runs.is_none() && max_age.is_none() && max_bytes.is_none() {
+                return Err(InspectError::Usage(
+                    "say what to keep: --keep-runs N, --max-age DURATION and/or --max-bytes SIZE"
+                        .into(),
+                ));
+            }
+            let rep = db.gc(&Retention {
+                max_runs: keep_runs,
+                max_age,
+                max_bytes,
+            })?;
+            writeln!(
+                out,
+                "removed {} run{} ({} bytes of output)",
+                rep.runs_removed,
+                if rep.runs_removed == 1 { "" } else { "s" },
+                rep.bytes_removed
+            )?;
+            Ok(exit::OK)
+        }
+        Command::Run(_) | Command::Check { .. } => unreachable!("handled by main_with"),
+    }
+}
+
+fn logs(
+    db: &mut RunStore,
+    run_id: &str,
+    job: &str,
+    stream: Stream,
+    follow: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let path = db
+        .run_dir(run_id)
+        .join(job_dir_name(job))
+        .join(stream.as_str());
+    let mut offset = 0u64;
+    let copy_new = |offset: &mut u64, out: &mut dyn Write| -> std::io::Result<()> {
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(SeekFrom::Start(*offset))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+                *offset += n as u64;
+            }
+            out.flush()?;
+        }
+        Ok(())
+    };
+    match db.record(run_id, job) {
+        Ok(rec) => {
+            let o = match stream {
+                Stream::Stdout => &rec.stdout,
+                Stream::Stderr => &rec.stderr,
+            };
+            if !o.captured {
+                if let Some(p) = &o.path {
+                    return Err(InspectError::Usage(format!(
+                        "the {} of `{job}` was not captured; it went to {}",
+                        stream.as_str(),
+                        p.display()
+                    )));
+                }
+            }
+            copy_new(&mut offset, out)?;
+            Ok(exit::OK)
+        }
+        Err(store::StoreError::NotFound(msg)) => {
+            // No record yet: the job may still be running.
+            let run = db.run(run_id)?;
+            if run.status != "running" || !follow && !path.exists() {
+                return Err(InspectError::Store(store::StoreError::NotFound(msg)));
+            }
+            loop {
+                copy_new(&mut offset, out)?;
+                if !follow {
+                    return Ok(exit::OK);
+                }
+                let finished = db.record(run_id, job).is_ok();
+                let run_over = db.run(run_id)?.status != "running";
+                if finished || run_over {
+                    copy_new(&mut offset, out)?;
+                    return Ok(exit::OK);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn diff(
+    db: &mut RunStore,
+    job: &str,
+    runs: &[String],
+    stderr: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let (old_id, new_id) = match runs {
+        [] => {
+            let hist = db.history(job, 2)?;
+            if hist.len() < 2 {
+                return Err(InspectError::Usage(format!(
+                    "`{job}` has run only once; nothing to compare yet"
+                )));
+            }
+            (hist[1].0.clone(), hist[0].0.clone())
+        }
+        [a, b] => (db.resolve_run(a)?, db.resolve_run(b)?),
+        _ => {
+            return Err(InspectError::Usage(
+                "give --run twice (older, then newer), or no --run for the last two".into(),
+            ));
+        }
+    };
+    let read = |db: &mut RunStore, id: &str| -> Result<Vec<u8>, InspectError> {
+        let rec = db.record(id, job)?;
+        let o = if stderr { &rec.stderr } else { &rec.stdout };
+        Ok(match (&o.path, o.captured) {
+            (Some(p), true) => std::fs::read(p)?,
+            _ => Vec::new(),
+        })
+    };
+    let a = read(db, &old_id)?;
+    let b = read(db, &new_id)?;
+    if a == b {
+        writeln!(
+            out,
+            "no change in the {} of `{job}` between runs {old_id} and {new_id}",
+            if stderr { "stderr" } else { "stdout" }
+        )?;
+        return Ok(exit::OK);
+    }
+    let a = String::from_utf8_lossy(&a);
+    let b = String::from_utf8_lossy(&b);
+    let d = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
+    write!(
+        out,
+        "{}",
+        d.unified_diff()
+            .context_radius(3)
+            .header(&format!("{job} @ {old_id}"), &format!("{job} @ {new_id}"))
+    )?;
+    Ok(exit::JOB_FAILED)
+}
+
+fn short_path(p: &str) -> String {
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Ok(rel) = Path::new(p).strip_prefix(&cwd) {
+            return rel.display().to_string();
+        }
+    }
+    p.to_string()
+}
+
+fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("2X").is_err());
+    }
+}

@@ -1,0 +1,677 @@
+//! The process layer: start one job, drain its pipes into capture files while waiting for it,
+//! enforce its timeout and cancellation on its whole process group, and make its record.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Cancel, Event, EventSink, Stream};
+use crate::plan::{Input, PlannedJob, Target};
+use crate::record::{CompletedProcess, Status, StoredOutput};
+use crate::sys;
+
+/// How long to keep reading a pipe after the job's own process exited: a process the job left
+/// behind (`sleep 60 &`) may hold it open, and the run must not hang on it.
+pub const PIPE_GRACE: Duration = Duration::from_millis(300);
+
+const READ_BUF: usize = 64 * 1024;
+
+/// Builds the OS command for a job. The seam where other back ends (ssh, Slurm) plug in: they
+/// wrap the job's argv in their own client command; the rest of the process layer is shared.
+pub trait Launcher: Send + Sync {
+    fn command(&self, job: &PlannedJob) -> std::process::Command;
+    /// The host the job runs on, for the record.
+    fn host(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Runs jobs as child processes of this machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Local;
+
+impl Launcher for Local {
+    fn command(&self, job: &PlannedJob) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&job.argv[0]);
+        cmd.args(&job.argv[1..]);
+        cmd
+    }
+}
+
+/// Where capture files go: `<root>/<job dir>/stdout|stderr`, created only when a job writes.
+#[derive(Debug, Clone)]
+pub struct CaptureRoot(pub PathBuf);
+
+impl CaptureRoot {
+    pub fn path(&self, job: &str, stream: Stream) -> PathBuf {
+        self.0.join(job_dir_name(job)).join(stream.as_str())
+    }
+}
+
+/// A job name as one safe path component: no `/`, no leading dot, no control characters.
+pub fn job_dir_name(job: &str) -> String {
+    let mut out = String::with_capacity(job.len());
+    for (i, c) in job.chars().enumerate() {
+        match c {
+            '/' | '\\' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
+            '.' if i == 0 => out.push_str("%2E"),
+            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+/// What one job's execution needs from the scheduler.
+pub struct JobCtx {
+    pub slot: usize,
+    pub capture: CaptureRoot,
+    pub events: EventSink,
+    pub forward_output: bool,
+    pub cancel: watch::Receiver<Cancel>,
+    pub launcher: std::sync::Arc<dyn Launcher>,
+    /// Extra environment for every job (ORCHESTRATE_RUN and friends).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// One output stream being drained into its capture file.
+struct Drain {
+    stream: Stream,
+    path: PathBuf,
+    file: Option<File>,
+    bytes: u64,
+    error: Option<String>,
+    partial: Vec<u8>,
+}
+
+impl Drain {
+    fn new(stream: Stream, path: PathBuf) -> Self {
+        Drain {
+            stream,
+            path,
+            file: None,
+            bytes: 0,
+            error: None,
+            partial: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        if self.error.is_some() {
+            return; // keep draining so the job never blocks on a full pipe
+        }
+        if self.file.is_none() {
+            match open_capture(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    self.error = Some(format!(
+                        "cannot create capture file {}: {e}",
+                        self.path.display()
+                    ));
+                    return;
+                }
+            }
+        }
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_all(chunk) {
+                self.error = Some(format!(
+                    "{} capture truncated after an error writing {}: {e}",
+                    self.stream.as_str(),
+                    self.path.display()
+                ));
+            }
+        }
+    }
+
+    /// Splits a chunk into lines for live output (`--output stream`, progress lines).
+    fn forward(&mut self, index: usize, chunk: &[u8], events: &EventSink) {
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&rest[..nl]);
+            let _ = events.send(Event::Output {
+                index,
+                stream: self.stream,
+                line,
+            });
+            rest = &rest[nl + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > 64 * 1024 {
+            let line = std::mem::take(&mut self.partial);
+            let _ = events.send(Event::Output {
+                index,
+                stream: self.stream,
+                line,
+            });
+        }
+    }
+
+    fn flush_partial(&mut self, index: usize, events: &EventSink) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            let _ = events.send(Event::Output {
+                index,
+                stream: self.stream,
+                line,
+            });
+        }
+    }
+
+    fn stored(&self) -> StoredOutput {
+        StoredOutput {
+            path: self.file.is_some().then(|| self.path.clone()),
+            bytes: self.bytes,
+            captured: true,
+        }
+    }
+}
+
+fn open_capture(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Resolves a path of the job file against the job's working directory.
+fn resolve(cwd: Option<&Path>, p: &Path) -> PathBuf {
+    match cwd {
+        Some(c) if p.is_relative() => c.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn open_target(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o644);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    o.open(path)
+}
+
+/// A file the job writes to itself; its growth is the job's byte count.
+struct FileTarget {
+    path: PathBuf,
+    start_len: u64,
+}
+
+impl FileTarget {
+    fn stored(&self) -> StoredOutput {
+        let now = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        StoredOutput {
+            path: Some(self.path.clone()),
+            bytes: now.saturating_sub(self.start_len),
+            captured: false,
+        }
+    }
+}
+
+/// Everything set up before spawn: the command with its stdio, and what to read afterwards.
+struct Prepared {
+    cmd: std::process::Command,
+    stdout_drain: Option<Drain>,
+    stderr_drain: Option<Drain>,
+    /// For stderr merged into a captured stdout: the read end of the shared pipe.
+    merged_reader: Option<std::io::PipeReader>,
+    stdin_text: Option<String>,
+    stdout_file: Option<FileTarget>,
+    stderr_file: Option<FileTarget>,
+}
+
+fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
+    let cwd = job.cwd.as_deref();
+    if let Some(dir) = cwd {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("working directory {} is not a directory", dir.display())),
+            Err(e) => {
+                return Err(format!(
+                    "working directory {} cannot be used: {}",
+                    dir.display(),
+                    os_text(&e)
+                ));
+            }
+        }
+    }
+    let mut cmd = ctx.launcher.command(job);
+    cmd.process_group(0);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in &ctx.extra_env {
+        cmd.env(k, v);
+    }
+    cmd.env("ORCHESTRATE_JOB", &job.name);
+    cmd.env("ORCHESTRATE_SLOT", ctx.slot.to_string());
+    for (k, v) in &job.env {
+        cmd.env(k, v);
+    }
+
+    let mut stdin_text = None;
+    match &job.stdin {
+        Input::Null => {
+            cmd.stdin(Stdio::null());
+        }
+        Input::Text(t) => {
+            cmd.stdin(Stdio::piped());
+            stdin_text = Some(t.clone());
+        }
+        Input::File(p) => {
+            let p = resolve(cwd, p);
+            let f = File::open(&p)
+                .map_err(|e| format!("cannot open stdin file {}: {}", p.display(), os_text(&e)))?;
+            cmd.stdin(f);
+        }
+    }
+
+    let mut prepared = Prepared {
+        cmd,
+        stdout_drain: None,
+        stderr_drain: None,
+        merged_reader: None,
+        stdin_text,
+        stdout_file: None,
+        stderr_file: None,
+    };
+
+    // stdout first: stderr may follow it.
+    let mut stdout_clone: Option<Stdio> = None;
+    match &job.stdout {
+        Target::Capture => {
+            prepared.stdout_drain = Some(Drain::new(
+                Stream::Stdout,
+                ctx.capture.path(&job.name, Stream::Stdout),
+            ));
+            if job.stderr == Target::Stdout {
+                let (r, w) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+                let w2 = w
+                    .try_clone()
+                    .map_err(|e| format!("cannot duplicate a pipe: {e}"))?;
+                prepared.cmd.stdout(w);
+                stdout_clone = Some(Stdio::from(w2));
+                prepared.merged_reader = Some(r);
+            } else {
+                prepared.cmd.stdout(Stdio::piped());
+            }
+        }
+        Target::Inherit => {
+            prepared.cmd.stdout(Stdio::inherit());
+            if job.stderr == Target::Stdout {
+                use std::os::fd::AsFd;
+                let fd = std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("cannot duplicate stdout: {e}"))?;
+                stdout_clone = Some(Stdio::from(fd));
+            }
+        }
+        Target::Null | Target::Stdout => {
+            prepared.cmd.stdout(Stdio::null());
+            stdout_clone = Some(Stdio::null());
+        }
+        Target::File { path, append } => {
+            let p = resolve(cwd, path);
+            let start_len = if *append {
+                std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            let f = open_target(&p, *append)
+                .map_err(|e| format!("cannot open stdout file {}: {}", p.display(), os_text(&e)))?;
+            if job.stderr == Target::Stdout {
+                stdout_clone = Some(Stdio::from(
+                    f.try_clone()
+                        .map_err(|e| format!("cannot duplicate a file: {e}"))?,
+                ));
+            }
+            prepared.cmd.stdout(f);
+            prepared.stdout_file = Some(FileTarget { path: p, start_len });
+        }
+    }
+    match &job.stderr {
+        Target::Capture => {
+            prepared.stderr_drain = Some(Drain::new(
+                Stream::Stderr,
+                ctx.capture.path(&job.name, Stream::Stderr),
+            ));
+            prepared.cmd.stderr(Stdio::piped());
+        }
+        Target::Inherit => {
+            prepared.cmd.stderr(Stdio::inherit());
+        }
+        Target::Null => {
+            prepared.cmd.stderr(Stdio::null());
+        }
+        Target::Stdout => {
+            prepared
+                .cmd
+                .stderr(stdout_clone.unwrap_or_else(Stdio::null));
+        }
+        Target::File { path, append } => {
+            let p = resolve(cwd, path);
+            let start_len = if *append {
+                std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            let f = open_target(&p, *append)
+                .map_err(|e| format!("cannot open stderr file {}: {}", p.display(), os_text(&e)))?;
+            prepared.cmd.stderr(f);
+            prepared.stderr_file = Some(FileTarget { path: p, start_len });
+        }
+    }
+    Ok(prepared)
+}
+
+/// The OS error text without Rust's " (os error 2)" suffix.
+pub fn os_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+async fn read_opt(r: &mut Option<Reader>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match r {
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one job to its end and returns its record. Never fails: a job that cannot start is a
+/// record with status `spawn_error`.
+pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let spawn_failed = |msg: String, rc: i32| {
+        let mut rec = CompletedProcess::not_started(
+            &job.name,
+            job.index,
+            job.argv.clone(),
+            Status::SpawnError,
+            msg,
+        );
+        rec.returncode = Some(rc);
+        rec.cwd = job.cwd.clone();
+        rec.slot = Some(ctx.slot);
+        rec.attempts = 1;
+        rec.host = ctx.launcher.host();
+        rec
+    };
+
+    let prepared = match prepare(job, &ctx) {
+        Ok(p) => p,
+        Err(msg) => return spawn_failed(msg, 126),
+    };
+    let Prepared {
+        cmd,
+        mut stdout_drain,
+        mut stderr_drain,
+        merged_reader,
+        stdin_text,
+        stdout_file,
+        stderr_file,
+    } = prepared;
+    let mut cmd = tokio::process::Command::from(cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let (msg, rc) = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    (format!("command not found: {}", job.argv[0]), 127)
+                }
+                std::io::ErrorKind::PermissionDenied => (
+                    format!("permission denied: {}", job.argv[0]),
+                    126,
+                ),
+                _ => (format!("cannot start {}: {}", job.argv[0], os_text(&e)), 126),
+            };
+            return spawn_failed(msg, rc);
+        }
+    };
+    // The parent's copies of the write ends must close, or EOF never comes.
+    drop(cmd);
+    let pid = child.id();
+    let pgid = pid.unwrap_or(0);
+    let _ = ctx.events.send(Event::JobStarted {
+        index: job.index,
+        pid,
+        slot: ctx.slot,
+        started,
+    });
+
+    if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
+        tokio::spawn(async move {
+            // A job that does not read its input closes the pipe: that is not an error.
+            let _ = stdin.write_all(text.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+
+    let mut out: Option<Reader> = None;
+    if let Some(r) = merged_reader {
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(r)) {
+            Ok(rx) => out = Some(Box::pin(rx)),
+            Err(e) => {
+                if let Some(d) = &mut stdout_drain {
+                    d.error = Some(format!("cannot read the output pipe: {e}"));
+                }
+            }
+        }
+    } else if let Some(s) = child.stdout.take() {
+        out = Some(Box::pin(s));
+    }
+    let mut err: Option<Reader> = child.stderr.take().map(|s| Box::pin(s) as Reader);
+
+    let mut buf_o = vec![0u8; if out.is_some() { READ_BUF } else { 0 }];
+    let mut buf_e = vec![0u8; if err.is_some() { READ_BUF } else { 0 }];
+    let mut status: Option<std::process::ExitStatus> = None;
+    let mut wait_error: Option<String> = None;
+    let timeout_at = job.timeout.map(|t| t0 + t);
+    let mut timed_out = false;
+    let mut cancelled = false;
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let mut pipe_deadline: Option<Instant> = None;
+    let mut cancel_open = true;
+    let mut notes = Vec::new();
+    let forward = ctx.forward_output;
+
+    // Anything already requested before the job started (a cancel racing with the spawn).
+    let stop = |sig: i32| {
+        let _ = sys::killpg(pgid, sig);
+    };
+    if *ctx.cancel.borrow() != Cancel::None {
+        cancelled = true;
+        stop(sys::SIGTERM);
+        kill_at = Some(Instant::now() + job.kill_after);
+    }
+
+    loop {
+        if status.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        tokio::select! {
+            r = read_opt(&mut out, &mut buf_o) => match r {
+                Ok(0) | Err(_) => out = None,
+                Ok(n) => if let Some(d) = &mut stdout_drain {
+                    d.write(&buf_o[..n]);
+                    if forward { d.forward(job.index, &buf_o[..n], &ctx.events); }
+                },
+            },
+            r = read_opt(&mut err, &mut buf_e) => match r {
+                Ok(0) | Err(_) => err = None,
+                Ok(n) => if let Some(d) = &mut stderr_drain {
+                    d.write(&buf_e[..n]);
+                    if forward { d.forward(job.index, &buf_e[..n], &ctx.events); }
+                },
+            },
+            st = child.wait(), if status.is_none() && wait_error.is_none() => {
+                match st {
+                    Ok(st) => status = Some(st),
+                    Err(e) => { wait_error = Some(format!("waiting for the process failed: {e}")); }
+                }
+                pipe_deadline = Some(Instant::now() + PIPE_GRACE);
+                if wait_error.is_some() { break; }
+            },
+            _ = sleep_opt(timeout_at), if status.is_none() && !timed_out && !cancelled => {
+                timed_out = true;
+                stop(sys::SIGTERM);
+                kill_at = Some(Instant::now() + job.kill_after);
+            },
+            _ = sleep_opt(kill_at), if !killed => {
+                killed = true;
+                stop(sys::SIGKILL);
+            },
+            r = ctx.cancel.changed(), if cancel_open => {
+                if r.is_err() {
+                    cancel_open = false;
+                } else if status.is_none() {
+                    let level = *ctx.cancel.borrow_and_update();
+                    match level {
+                        Cancel::None => {}
+                        Cancel::Graceful(_) => if !cancelled {
+                            cancelled = true;
+                            stop(sys::SIGTERM);
+                            let at = Instant::now() + job.kill_after;
+                            kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+                        },
+                        Cancel::Hard => {
+                            cancelled = true;
+                            killed = true;
+                            stop(sys::SIGKILL);
+                        }
+                    }
+                }
+            },
+            _ = sleep_opt(pipe_deadline), if status.is_some() => {
+                notes.push(format!(
+                    "output still held open by a leftover process {} ms after the job exited; stopped reading",
+                    PIPE_GRACE.as_millis()
+                ));
+                break;
+            },
+        }
+    }
+    if timed_out || cancelled {
+        // Sweep whatever of the group survived the TERM (children that ignore it, or were
+        // spawned after it).
+        let _ = sys::killpg(pgid, sys::SIGKILL);
+    }
+    if forward {
+        if let Some(d) = &mut stdout_drain {
+            d.flush_partial(job.index, &ctx.events);
+        }
+        if let Some(d) = &mut stderr_drain {
+            d.flush_partial(job.index, &ctx.events);
+        }
+    }
+
+    let finished = SystemTime::now();
+    let (returncode, signal) = match status {
+        Some(st) => (st.code(), st.signal()),
+        None => (None, None),
+    };
+    let status_kind = if cancelled {
+        Status::Cancelled
+    } else if timed_out {
+        Status::TimedOut
+    } else if wait_error.is_some() {
+        Status::Failed
+    } else if returncode == Some(0) {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    let mut error = wait_error;
+    if timed_out {
+        error = Some(format!(
+            "timed out after {}",
+            humantime::format_duration(job.timeout.unwrap_or_default())
+        ));
+    }
+    for d in [&stdout_drain, &stderr_drain].into_iter().flatten() {
+        if let Some(e) = &d.error {
+            notes.push(e.clone());
+        }
+    }
+    let stdout = match (&stdout_drain, &stdout_file) {
+        (Some(d), _) => d.stored(),
+        (None, Some(f)) => f.stored(),
+        _ => StoredOutput::default(),
+    };
+    let stderr = match (&stderr_drain, &stderr_file) {
+        (Some(d), _) => d.stored(),
+        (None, Some(f)) => f.stored(),
+        _ => StoredOutput::default(),
+    };
+    CompletedProcess {
+        job: job.name.clone(),
+        index: job.index,
+        args: job.argv.clone(),
+        cwd: job.cwd.clone(),
+        returncode,
+        signal,
+        status: status_kind,
+        error,
+        stdout,
+        stderr,
+        pid,
+        slot: Some(ctx.slot),
+        started,
+        finished,
+        duration: t0.elapsed(),
+        attempts: 1,
+        host: ctx.launcher.host(),
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_dir_names_are_safe() {
+        assert_eq!(job_dir_name("df-h-home"), "df-h-home");
+        assert_eq!(job_dir_name("../x"), "%2E.%2Fx");
+        assert_eq!(job_dir_name("a/b"), "a%2Fb");
+        assert_eq!(job_dir_name("a\nb"), "a%0Ab");
+        assert_eq!(job_dir_name("sq[3]"), "sq[3]");
+    }
+}

@@ -1,0 +1,265 @@
+//! The domain types every layer shares: how a job ended, and the record of it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    SpawnError,
+    Skipped,
+    /// Started detached; its final record is written by its supervisor.
+    Background,
+    /// A background job whose supervisor vanished without writing a record.
+    Lost,
+    /// The job was running when its run was interrupted (orchestrate itself died).
+    Interrupted,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Status::Succeeded,
+        Status::Failed,
+        Status::TimedOut,
+        Status::Cancelled,
+        Status::SpawnError,
+        Status::Skipped,
+        Status::Background,
+        Status::Lost,
+        Status::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Cancelled => "cancelled",
+            Status::SpawnError => "spawn_error",
+            Status::Skipped => "skipped",
+            Status::Background => "background",
+            Status::Lost => "lost",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether this outcome makes the run fail (exit code 1).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Status::Succeeded | Status::Background)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one of a job's output streams ended up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOutput {
+    /// The file holding the bytes: a capture file (absent when the job wrote nothing) or the
+    /// job's own redirection target.
+    pub path: Option<PathBuf>,
+    /// Bytes the job wrote to this stream during this run.
+    pub bytes: u64,
+    /// Whether `path` is a capture file owned by orchestrate (as opposed to the job's own file).
+    pub captured: bool,
+}
+
+/// The record of one finished job, in the spirit of Python's `subprocess.CompletedProcess`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompletedProcess {
+    /// The job's unique name.
+    pub job: String,
+    /// Position of the job in the plan (job-file order).
+    pub index: usize,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// The exit code; `None` when the process was killed by a signal or never ran.
+    pub returncode: Option<i32>,
+    /// The signal that killed the process, if any.
+    pub signal: Option<i32>,
+    pub status: Status,
+    /// Why the job could not run (spawn errors, skipped jobs), or what went wrong around it.
+    pub error: Option<String>,
+    pub stdout: StoredOutput,
+    pub stderr: StoredOutput,
+    pub pid: Option<u32>,
+    /// The worker slot (0-based) the job ran in, like the P0..P3 of a process pool.
+    pub slot: Option<usize>,
+    #[serde(with = "unix_millis")]
+    pub started: SystemTime,
+    #[serde(with = "unix_millis")]
+    pub finished: SystemTime,
+    #[serde(with = "secs_f64")]
+    pub duration: Duration,
+    pub attempts: u32,
+    pub host: Option<String>,
+    /// Things worth knowing about how the job ended (e.g. a leftover process kept a pipe open).
+    pub notes: Vec<String>,
+}
+
+impl CompletedProcess {
+    /// A record for a job that never started a process.
+    pub fn not_started(
+        job: &str,
+        index: usize,
+        args: Vec<String>,
+        status: Status,
+        error: String,
+    ) -> Self {
+        let now = SystemTime::now();
+        CompletedProcess {
+            job: job.to_string(),
+            index,
+            args,
+            cwd: None,
+            returncode: None,
+            signal: None,
+            status,
+            error: Some(error),
+            stdout: StoredOutput::default(),
+            stderr: StoredOutput::default(),
+            pid: None,
+            slot: None,
+            started: now,
+            finished: now,
+            duration: Duration::ZERO,
+            attempts: 0,
+            host: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// "exit 1", "signal 15 (SIGTERM)", "no process": the short form used in tables.
+    pub fn outcome(&self) -> String {
+        match (self.returncode, self.signal) {
+            (_, Some(sig)) => format!("signal {sig} ({})", signal_name(sig)),
+            (Some(code), None) => format!("exit {code}"),
+            (None, None) => "-".to_string(),
+        }
+    }
+}
+
+/// The conventional name of a signal number.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => "signal",
+    }
+}
+
+pub fn to_millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+pub fn from_millis(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as used in JSON and tables.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Short human duration: `12ms`, `3.40s`, `2m05s`, `1h02m`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+mod unix_millis {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod secs_f64 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for st in Status::ALL {
+            assert_eq!(Status::parse(st.as_str()), Some(st));
+        }
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
+        assert_eq!(format_duration(Duration::from_millis(3400)), "3.40s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = from_millis(1_700_000_000_123);
+        assert_eq!(to_millis(t), 1_700_000_000_123);
+    }
+}

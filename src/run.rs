@@ -1,0 +1,317 @@
+//! One run of a plan, end to end: store opened before anything starts, the executor on a tokio
+//! runtime, its events consumed by one thread (reporter and store), signals turned into
+//! cancellation, and the outcome mapped to an exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::error::exit;
+use crate::exec::{self, CaptureRoot, Cancel, Event, ExecOptions, ExecSummary, Launcher, Local};
+use crate::plan::Plan;
+use crate::record::CompletedProcess;
+use crate::report::{ReportConfig, Reporter};
+use crate::store::{self, NewRun, RunStore, StoreError};
+
+/// Everything a run needs besides its plan.
+pub struct RunOptions {
+    /// Jobs in flight at once; `None`: the job file's `concurrency`, else the number of CPUs.
+    pub concurrency: Option<usize>,
+    pub report: ReportConfig,
+    /// Keep the run in the store (the default) or capture to a temporary folder.
+    pub store: bool,
+    /// `--state-dir`; `None` resolves as documented (env var, XDG, home).
+    pub state_dir: Option<PathBuf>,
+    /// Return every record in `RunOutcome::records` (library use).
+    pub keep_records: bool,
+    /// Read captured output into memory before a temporary capture folder goes away.
+    pub keep_output: bool,
+    pub launcher: Arc<dyn Launcher>,
+    /// Handle signals (SIGINT/SIGTERM cancel the run). Off for library calls.
+    pub handle_signals: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: None,
+            report: ReportConfig::default(),
+            store: true,
+            state_dir: None,
+            keep_records: false,
+            keep_output: false,
+            launcher: Arc::new(Local),
+            handle_signals: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: Option<String>,
+    pub summary: ExecSummary,
+    /// The signal that interrupted the run, if one did.
+    pub interrupted: Option<i32>,
+    pub exit_code: i32,
+    /// With `keep_records`: every record, in job-file order, and with `keep_output` their bytes.
+    pub records: Vec<(CompletedProcess, Option<(Vec<u8>, Vec<u8>)>)>,
+    /// Problems recording the run that did not stop it (e.g. a full disk under the store).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create a temporary folder for captured output: {0}")]
+    Temp(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        exit::SOFTWARE
+    }
+}
+
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs a plan. Nothing is started if the store cannot be opened.
+pub fn run_plan(
+    plan: Plan,
+    opts: RunOptions,
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
+) -> Result<RunOutcome, RunError> {
+    let plan = Arc::new(plan);
+    let started = SystemTime::now();
+    let run_id = store::new_run_id(started);
+
+    // Where captured output goes: the store's run folder, or a temporary one.
+    let mut tmp = None;
+    let mut db = None;
+    let capture = if opts.store {
+        let root = store::default_state_dir(opts.state_dir.as_deref());
+        let mut s = RunStore::open(&root)?;
+        s.begin_run(&NewRun {
+            id: run_id.clone(),
+            job_file: plan.source.as_ref().map(|p| absolute(p).display().to_string()),
+            job_file_hash: (!plan.source_hash.is_empty()).then(|| plan.source_hash.clone()),
+            started,
+            total: plan.jobs.len(),
+        })?;
+        let dir = s.run_dir(&run_id);
+        db = Some(s);
+        dir
+    } else {
+        let t = tempfile::Builder::new()
+            .prefix("orchestrate-")
+            .tempdir()
+            .map_err(RunError::Temp)?;
+        let dir = t.path().to_path_buf();
+        tmp = Some(t);
+        dir
+    };
+
+    let concurrency = opts
+        .concurrency
+        .or(plan.concurrency)
+        .unwrap_or_else(default_concurrency)
+        .max(1);
+    let forward_output = opts.report.needs_output_lines();
+    let reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    let keep_records = opts.keep_records;
+    let consumer_run_id = run_id.clone();
+    let consumer = std::thread::Builder::new()
+        .name("orchestrate-events".into())
+        .spawn(move || consume(rx, reporter, db, consumer_run_id, keep_records))
+        .expect("spawning the event thread");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
+    let exec_opts = ExecOptions {
+        concurrency,
+        capture: CaptureRoot(capture),
+        forward_output,
+        launcher: opts.launcher.clone(),
+        extra_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.clone())],
+    };
+    let handle_signals = opts.handle_signals;
+    let cancel_watch = cancel_rx.clone();
+    let summary = rt.block_on(async move {
+        if handle_signals {
+            spawn_signal_handler(cancel_tx.clone());
+        }
+        let summary = exec::execute(plan, exec_opts, tx, cancel_rx.clone()).await;
+        drop(cancel_tx);
+        summary
+    });
+    let cancel_state = *cancel_watch.borrow();
+    rt.shutdown_background();
+
+    let Consumed {
+        mut reporter,
+        db,
+        records,
+        warnings,
+    } = consumer.join().expect("the event thread does not panic");
+    let interrupted = match cancel_state {
+        Cancel::None => None,
+        Cancel::Graceful(sig) => Some(sig),
+        Cancel::Hard => Some(crate::sys::SIGINT),
+    };
+    let exit_code = match interrupted {
+        Some(sig) if sig == crate::sys::SIGTERM => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None if summary.failed > 0 => exit::JOB_FAILED,
+        None => exit::OK,
+    };
+    let mut warnings = warnings;
+    if let Some(mut s) = db {
+        let status = if interrupted.is_some() {
+            "interrupted"
+        } else if summary.failed > 0 {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        if let Err(e) = s.finish_run(&run_id, status, SystemTime::now()) {
+            warnings.push(format!("could not record the end of the run: {e}"));
+        }
+    }
+    reporter.finish(
+        &summary,
+        opts.store.then_some(run_id.as_str()),
+        interrupted,
+    );
+    let records = records
+        .into_iter()
+        .map(|r| {
+            let bytes = opts.keep_output.then(|| {
+                let read = |o: &crate::record::StoredOutput| match (&o.path, o.captured) {
+                    (Some(p), true) => std::fs::read(p).unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                (read(&r.stdout), read(&r.stderr))
+            });
+            (r, bytes)
+        })
+        .collect();
+    drop(tmp);
+    Ok(RunOutcome {
+        run_id: opts.store.then_some(run_id),
+        summary,
+        interrupted,
+        exit_code,
+        records,
+        warnings,
+    })
+}
+
+struct Consumed {
+    reporter: Reporter,
+    db: Option<RunStore>,
+    records: Vec<CompletedProcess>,
+    warnings: Vec<String>,
+}
+
+/// Records committed per transaction at most; under load a batch is whatever arrived meanwhile.
+const MAX_BATCH: usize = 2048;
+
+/// The one consumer of events: reports them and commits finished records in batches (every
+/// event that arrived while the previous batch was written goes into the next transaction).
+fn consume(
+    rx: mpsc::Receiver<Event>,
+    mut reporter: Reporter,
+    mut db: Option<RunStore>,
+    run_id: String,
+    keep_records: bool,
+) -> Consumed {
+    let mut batch: Vec<CompletedProcess> = Vec::new();
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    let mut store_failed = false;
+    let mut flush = |db: &mut Option<RunStore>, batch: &mut Vec<CompletedProcess>| {
+        if let (Some(s), false) = (db.as_mut(), batch.is_empty()) {
+            if let Err(e) = s.record_batch(&run_id, batch) {
+                if !store_failed {
+                    warnings.push(format!("could not record finished jobs in the store: {e}"));
+                    store_failed = true;
+                }
+            }
+        }
+        batch.clear();
+    };
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(ev) = next {
+            reporter.event(&ev);
+            if let Event::JobFinished(rec) = ev {
+                if keep_records {
+                    records.push((*rec).clone());
+                }
+                if db.is_some() {
+                    batch.push(*rec);
+                }
+                if batch.len() >= MAX_BATCH {
+                    flush(&mut db, &mut batch);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        flush(&mut db, &mut batch);
+    }
+    flush(&mut db, &mut batch);
+    records.sort_by_key(|r| r.index);
+    Consumed {
+        reporter,
+        db,
+        records,
+        warnings,
+    }
+}
+
+/// The first SIGINT or SIGTERM stops the jobs gracefully; a second SIGINT kills them at once.
+fn spawn_signal_handler(tx: watch::Sender<Cancel>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {
+                    let now = *tx.borrow();
+                    let next = if now == Cancel::None { Cancel::Graceful(crate::sys::SIGINT) } else { Cancel::Hard };
+                    if tx.send(next).is_err() { break; }
+                }
+                _ = term.recv() => {
+                    if *tx.borrow() == Cancel::None && tx.send(Cancel::Graceful(crate::sys::SIGTERM)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
