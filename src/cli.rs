@@ -312,9 +312,10 @@ fn cmd_check(path: &Path, json: bool) -> i32 {
         }
         return exit::OK;
     }
-    let conc = plan
-        .concurrency
-        .map_or_else(|| format!("{} (CPUs)", run::default_concurrency()), |c| c.to_string());
+    let conc = plan.concurrency.map_or_else(
+        || format!("{} (CPUs)", run::default_concurrency()),
+        |c| c.to_string(),
+    );
     let _ = writeln!(
         out,
         "{}: {} job{}, concurrency {conc}",
@@ -333,7 +334,11 @@ fn cmd_check(path: &Path, json: bool) -> i32 {
         if !j.env.is_empty() {
             extra.push(format!(
                 "env {}",
-                j.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
+                j.env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
         match &j.stdin {
@@ -368,11 +373,9 @@ fn target_text(t: &Target) -> String {
         Target::Inherit => "inherit".into(),
         Target::Null => "null".into(),
         Target::Stdout => "stdout".into(),
-        Target::File { path, append } => format!(
-            "{} {}",
-            if *append { ">>" } else { ">" },
-            path.display()
-        ),
+        Target::File { path, append } => {
+            format!("{} {}", if *append { ">>" } else { ">" }, path.display())
+        }
     }
 }
 
@@ -504,7 +507,11 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             follow,
         } => {
             let id = db.resolve_run(&run)?;
-            let stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+            let stream = if stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
             logs(&mut db, &id, &job, stream, follow, &mut out)
         }
         Command::History { job, limit, json } => {
@@ -617,9 +624,9 @@ fn logs(
             Ok(exit::OK)
         }
         Err(store::StoreError::NotFound(msg)) => {
-            // No record yet: the job may still be running.
-            let run = db.run(run_id)?;
-            if run.status != "running" || !follow && !path.exists() {
+            // No record yet: the job may still be running, or was when the run died.
+            let running = db.run(run_id)?.status == "running";
+            if !path.exists() && !(follow && running) {
                 return Err(InspectError::Store(store::StoreError::NotFound(msg)));
             }
             loop {

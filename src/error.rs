@@ -192,7 +192,9 @@ fn split_node_path(s: &str) -> (Option<String>, String) {
         let head = &s[..i];
         let looks_like_path = !head.is_empty()
             && !head.contains(' ')
-            && (head.contains('[') || head.contains('.') || head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            && (head.contains('[')
+                || head.contains('.')
+                || head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             && !head.contains('`');
         if looks_like_path {
             return (Some(head.to_string()), s[i + 2..].to_string());
@@ -231,8 +233,7 @@ fn reword(msg: &str) -> (String, Option<String>) {
             return (format!("missing key `{key}`"), hint);
         }
     }
-    if msg.starts_with("repetition limit exceeded") || msg.starts_with("recursion limit exceeded")
-    {
+    if msg.starts_with("repetition limit exceeded") || msg.starts_with("recursion limit exceeded") {
         return (
             format!("{msg}: the file expands to too much data (aliases or nesting)"),
             Some("job files do not need deep nesting or repeated alias expansion".to_string()),
@@ -314,7 +315,10 @@ mod tests {
 
     #[test]
     fn suggests_close_keys() {
-        assert_eq!(suggest("timout", &["timeout", "name"]), Some("timeout".into()));
+        assert_eq!(
+            suggest("timout", &["timeout", "name"]),
+            Some("timeout".into())
+        );
         assert_eq!(suggest("zzz", &["timeout", "name"]), None);
     }
 }

@@ -112,7 +112,12 @@ where
         return Err(Error::Empty);
     }
     let plan = Plan::from_argvs([argv]);
-    let outcome = run::run_plan(plan, quiet_options(1), Box::new(std::io::sink()), Box::new(std::io::sink()))?;
+    let outcome = run::run_plan(
+        plan,
+        quiet_options(1),
+        Box::new(std::io::sink()),
+        Box::new(std::io::sink()),
+    )?;
     Ok(completed(outcome)
         .into_iter()
         .next()

@@ -55,7 +55,10 @@ pub enum Target {
     Capture,
     Inherit,
     Null,
-    File { path: PathBuf, append: bool },
+    File {
+        path: PathBuf,
+        append: bool,
+    },
     /// stderr only: the same destination as stdout (`2>&1`).
     Stdout,
 }

@@ -162,10 +162,14 @@ impl Reporter {
         match ev {
             Event::JobStarted { index, .. } => {
                 if let Some(b) = &mut self.bars {
-                    let pb = b.multi.insert_before(&b.overall, ProgressBar::new_spinner());
+                    let pb = b
+                        .multi
+                        .insert_before(&b.overall, ProgressBar::new_spinner());
                     pb.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
-                            .expect("static template is valid"),
+                        ProgressStyle::with_template(
+                            "  {spinner} {prefix} {elapsed:>4} {wide_msg}",
+                        )
+                        .expect("static template is valid"),
                     );
                     pb.set_prefix(self.plan.jobs[*index].name.clone());
                     pb.enable_steady_tick(Duration::from_millis(200));
@@ -335,7 +339,12 @@ impl Reporter {
     }
 
     /// The closing summary; printed unless quiet with nothing failed.
-    pub fn finish(&mut self, summary: &ExecSummary, run_id: Option<&str>, interrupted: Option<i32>) {
+    pub fn finish(
+        &mut self,
+        summary: &ExecSummary,
+        run_id: Option<&str>,
+        interrupted: Option<i32>,
+    ) {
         self.flush_ordered();
         if let Some(b) = self.bars.take() {
             for (_, pb) in b.running {

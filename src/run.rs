@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::error::exit;
-use crate::exec::{self, CaptureRoot, Cancel, Event, ExecOptions, ExecSummary, Launcher, Local};
+use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, Launcher, Local};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
 use crate::report::{ReportConfig, Reporter};
@@ -103,7 +103,10 @@ pub fn run_plan(
         let mut s = RunStore::open(&root)?;
         s.begin_run(&NewRun {
             id: run_id.clone(),
-            job_file: plan.source.as_ref().map(|p| absolute(p).display().to_string()),
+            job_file: plan
+                .source
+                .as_ref()
+                .map(|p| absolute(p).display().to_string()),
             job_file_hash: (!plan.source_hash.is_empty()).then(|| plan.source_hash.clone()),
             started,
             total: plan.jobs.len(),
@@ -193,11 +196,7 @@ pub fn run_plan(
             warnings.push(format!("could not record the end of the run: {e}"));
         }
     }
-    reporter.finish(
-        &summary,
-        opts.store.then_some(run_id.as_str()),
-        interrupted,
-    );
+    reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
     let records = records
         .into_iter()
         .map(|r| {

@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::SpecError;
 
@@ -75,7 +75,9 @@ pub struct Defaults {
     pub stdin: Option<StdinSpec>,
     pub timeout: Option<DurationSpec>,
     pub kill_after: Option<DurationSpec>,
+    #[serde(default, deserialize_with = "de_output")]
     pub stdout: Option<OutputSpec>,
+    #[serde(default, deserialize_with = "de_output")]
     pub stderr: Option<OutputSpec>,
 }
 
@@ -98,7 +100,9 @@ pub struct JobMap {
     pub stdin: Option<StdinSpec>,
     pub timeout: Option<DurationSpec>,
     pub kill_after: Option<DurationSpec>,
+    #[serde(default, deserialize_with = "de_output")]
     pub stdout: Option<OutputSpec>,
+    #[serde(default, deserialize_with = "de_output")]
     pub stderr: Option<OutputSpec>,
 }
 
@@ -112,6 +116,10 @@ impl<'de> Deserialize<'de> for JobSpec {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<JobSpec, E> {
                 Ok(JobSpec::Short(s.to_string()))
+            }
+            // `- true` and `- false` are commands here, not YAML booleans.
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<JobSpec, E> {
+                Ok(JobSpec::Short(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JobSpec, A::Error> {
                 let m = JobMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -139,6 +147,9 @@ impl<'de> Deserialize<'de> for CommandSpec {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<CommandSpec, E> {
                 Ok(CommandSpec::Line(s.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CommandSpec, E> {
+                Ok(CommandSpec::Line(v.to_string()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CommandSpec, A::Error> {
                 let mut words = Vec::new();
@@ -255,7 +266,10 @@ pub enum OutputSpec {
     Null,
     /// Merge into stdout (only valid for `stderr`).
     Stdout,
-    File { path: PathBuf, append: bool },
+    File {
+        path: PathBuf,
+        append: bool,
+    },
 }
 
 #[derive(Deserialize)]
@@ -344,6 +358,11 @@ impl<'de> Deserialize<'de> for StdinSpec {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `stdout: null` means "discard", not "unset" (which plain `Option` would make it).
+fn de_output<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OutputSpec>, D::Error> {
+    OutputSpec::deserialize(d).map(Some)
 }
 
 fn de_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
@@ -542,6 +561,7 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
         target: &'p [Seg],
         stack: Vec<Frame>,
         found: Option<(usize, usize)>,
+        first_key: bool,
     }
     impl Finder<'_> {
         /// The path of the node that starts now; `None` when the event is a mapping key.
@@ -586,6 +606,10 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
             }
             match ev {
                 Event::Scalar(s, ..) => {
+                    if self.first_key {
+                        self.found = Some((mark.line(), mark.col() + 1));
+                        return;
+                    }
                     if let Some(Frame::Map { key, want_key }) = self.stack.last_mut() {
                         if *want_key {
                             *key = Some(s);
@@ -614,7 +638,13 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                             *want_key = false;
                         }
                     } else if self.node_path().as_deref() == Some(self.target) {
-                        self.found = Some((mark.line(), mark.col() + 1));
+                        if matches!(ev, Event::MappingStart(..)) {
+                            // A block mapping's own mark is not where it starts on the line;
+                            // its first key is.
+                            self.first_key = true;
+                        } else {
+                            self.found = Some((mark.line(), mark.col() + 1));
+                        }
                     }
                     self.stack.push(if matches!(ev, Event::MappingStart(..)) {
                         Frame::Map {
@@ -638,6 +668,7 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
         target: path,
         stack: Vec::new(),
         found: None,
+        first_key: false,
     };
     let mut parser = Parser::new_from_str(text);
     let _ = parser.load(&mut finder, false);
@@ -651,10 +682,19 @@ mod locate_tests {
     #[test]
     fn finds_jobs_and_keys() {
         let text = "concurrency: 2\njobs:\n  - true\n  - name: b\n    command: echo 'x\n";
-        assert_eq!(locate(text, &[Seg::Key("jobs"), Seg::Index(0)]), Some((3, 5)));
-        assert_eq!(locate(text, &[Seg::Key("jobs"), Seg::Index(1)]), Some((4, 5)));
         assert_eq!(
-            locate(text, &[Seg::Key("jobs"), Seg::Index(1), Seg::Key("command")]),
+            locate(text, &[Seg::Key("jobs"), Seg::Index(0)]),
+            Some((3, 5))
+        );
+        assert_eq!(
+            locate(text, &[Seg::Key("jobs"), Seg::Index(1)]),
+            Some((4, 5))
+        );
+        assert_eq!(
+            locate(
+                text,
+                &[Seg::Key("jobs"), Seg::Index(1), Seg::Key("command")]
+            ),
             Some((5, 14))
         );
     }

@@ -132,8 +132,7 @@ fn ser_opt_time<S: serde::Serializer>(
 
 impl RunRow {
     pub fn duration(&self) -> Option<Duration> {
-        self.ended
-            .and_then(|e| e.duration_since(self.started).ok())
+        self.ended.and_then(|e| e.duration_since(self.started).ok())
     }
 }
 
@@ -435,8 +434,7 @@ impl RunStore {
         })
     }
 
-    const RUN_COLS: &'static str =
-        "id, job_file, job_file_hash, host, user, pid, started_ms, ended_ms, status, total, succeeded, failed";
+    const RUN_COLS: &'static str = "id, job_file, job_file_hash, host, user, pid, started_ms, ended_ms, status, total, succeeded, failed";
 
     /// Runs, newest first.
     pub fn list_runs(&mut self, f: &RunFilter) -> Result<Vec<RunRow>> {
@@ -483,7 +481,8 @@ impl RunStore {
         let back = if spec == "last" {
             Some(0)
         } else {
-            spec.strip_prefix("last~").and_then(|n| n.parse::<i64>().ok())
+            spec.strip_prefix("last~")
+                .and_then(|n| n.parse::<i64>().ok())
         };
         if let Some(n) = back {
             return self
@@ -503,7 +502,10 @@ impl RunStore {
                     })
                 });
         }
-        let escaped = spec.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = spec
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         let mut stmt = self
             .conn
             .prepare("SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 6")
@@ -576,11 +578,7 @@ impl RunStore {
                 message: format!("record of `{job}` in run {run_id}: {e}"),
             });
         }
-        let names: Vec<String> = self
-            .records(run_id)?
-            .into_iter()
-            .map(|r| r.job)
-            .collect();
+        let names: Vec<String> = self.records(run_id)?.into_iter().map(|r| r.job).collect();
         Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
     }
 

@@ -8,7 +8,10 @@ use std::io;
 /// Returns Ok(false) when the group no longer exists.
 pub fn killpg(pgid: u32, sig: i32) -> io::Result<bool> {
     if pgid <= 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal group <= 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal group <= 1",
+        ));
     }
     // SAFETY: kill(2) with a negative pid only sends a signal; no memory is shared.
     let rc = unsafe { libc::kill(-(pgid as libc::pid_t), sig) };
@@ -16,7 +19,11 @@ pub fn killpg(pgid: u32, sig: i32) -> io::Result<bool> {
         Ok(true)
     } else {
         let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) { Ok(false) } else { Err(e) }
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(false)
+        } else {
+            Err(e)
+        }
     }
 }
 
@@ -28,7 +35,11 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<bool> {
         Ok(true)
     } else {
         let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) { Ok(false) } else { Err(e) }
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(false)
+        } else {
+            Err(e)
+        }
     }
 }
 

@@ -182,4 +182,3 @@ pub async fn execute(
     }
     summary
 }
-

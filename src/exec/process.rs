@@ -250,7 +250,12 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
     if let Some(dir) = cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("working directory {} is not a directory", dir.display())),
+            Ok(_) => {
+                return Err(format!(
+                    "working directory {} is not a directory",
+                    dir.display()
+                ));
+            }
             Err(e) => {
                 return Err(format!(
                     "working directory {} cannot be used: {}",
@@ -455,11 +460,13 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
                 std::io::ErrorKind::NotFound => {
                     (format!("command not found: {}", job.argv[0]), 127)
                 }
-                std::io::ErrorKind::PermissionDenied => (
-                    format!("permission denied: {}", job.argv[0]),
+                std::io::ErrorKind::PermissionDenied => {
+                    (format!("permission denied: {}", job.argv[0]), 126)
+                }
+                _ => (
+                    format!("cannot start {}: {}", job.argv[0], os_text(&e)),
                     126,
                 ),
-                _ => (format!("cannot start {}: {}", job.argv[0], os_text(&e)), 126),
             };
             return spawn_failed(msg, rc);
         }

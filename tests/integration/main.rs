@@ -1,0 +1,7 @@
+//! Integration tests: the real binary against real processes, real files and the real store.
+
+mod bad_input;
+mod core;
+mod helpers;
+mod library;
+mod store;

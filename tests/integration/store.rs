@@ -1,0 +1,344 @@
+//! The run history: runs, show, logs, history, diff, gc, and what survives a crash.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::{Env, signal, wait_for};
+
+fn run_ids(env: &Env) -> Vec<String> {
+    let r = env.run(&["runs", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r.json()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_run_is_recorded_and_listed() {
+    let env = Env::new();
+    let r = env.run_jobs("jobs:\n  - true\n  - 'false'\n", &[]);
+    assert_eq!(r.code, 1);
+    let r = env.run_jobs("jobs:\n  - true\n", &[]);
+    assert_eq!(r.code, 0);
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs.len(), 2);
+    // Newest first.
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[1]["status"], "failed");
+    assert_eq!(runs[1]["succeeded"], 1);
+    assert_eq!(runs[1]["failed"], 1);
+    assert!(
+        runs[1]["job_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("/jobs.yaml")
+    );
+    assert_eq!(runs[1]["job_file_hash"].as_str().unwrap().len(), 64);
+    assert!(runs[0]["id"].as_str().unwrap() > runs[1]["id"].as_str().unwrap());
+
+    let failed = env.run(&["runs", "--failed", "--json"]).json();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["id"], runs[1]["id"]);
+    let table = env.run(&["runs"]);
+    assert!(table.stdout.starts_with("RUN "), "{table:?}");
+    assert!(table.stdout.contains("jobs.yaml"), "{table:?}");
+    assert_eq!(
+        env.run(&["runs", "--since", "1h", "--json"]).json().len(),
+        2
+    );
+    assert_eq!(env.run(&["runs", "--limit", "1", "--json"]).json().len(), 1);
+    assert_eq!(
+        env.run(&["runs", "--job-file", "jobs.yaml", "--json"])
+            .json()
+            .len(),
+        2
+    );
+    assert_eq!(
+        env.run(&["runs", "--job-file", "other.yaml", "--json"])
+            .json()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn show_by_prefix_last_and_job() {
+    let env = Env::new();
+    env.run_jobs(
+        "jobs:\n  - name: hello\n    command: echo hi\n  - 'false'\n",
+        &[],
+    );
+    let id = run_ids(&env)[0].clone();
+    let by_prefix = env.run(&["show", &id[..18]]);
+    assert_eq!(by_prefix.code, 0, "{by_prefix:?}");
+    assert!(by_prefix.stdout.contains(&id));
+    assert!(by_prefix.stdout.contains("hello") && by_prefix.stdout.contains("succeeded"));
+    let last = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(last.len(), 2);
+    assert_eq!(last[0]["job"], "hello");
+    assert_eq!(last[0]["stdout"], "hi\n");
+    let one = env.run(&["show", "--job", "hello"]);
+    assert!(one.stdout.contains("returncode  0"), "{one:?}");
+    assert!(one.stdout.contains("args        echo hi"), "{one:?}");
+
+    let unknown = env.run(&["show", "19990101"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown
+            .stderr
+            .contains("no run matches `19990101`; recent runs: "),
+        "{unknown:?}"
+    );
+    let nojob = env.run(&["show", "--job", "helo"]);
+    assert!(nojob.stderr.contains("did you mean `hello`?"), "{nojob:?}");
+}
+
+#[test]
+fn ambiguous_prefix_is_an_error() {
+    let env = Env::new();
+    env.run_jobs("jobs:\n  - true\n", &[]);
+    env.run_jobs("jobs:\n  - true\n", &[]);
+    let r = env.run(&["show", "2"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("matches several runs"), "{r:?}");
+}
+
+#[test]
+fn store_layout_and_permissions() {
+    let env = Env::new();
+    env.run_jobs(
+        "jobs:\n  - name: out\n    command: echo x\n  - name: quiet\n    command: 'true'\n",
+        &[],
+    );
+    let state = env.state();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("history.db")), 0o600);
+    let id = &run_ids(&env)[0];
+    let out = state.join("runs").join(id).join("out/stdout");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "x\n");
+    assert_eq!(mode(&out), 0o600);
+    // Output files are created only when a job writes.
+    assert!(!state.join("runs").join(id).join("out/stderr").exists());
+    assert!(!state.join("runs").join(id).join("quiet").exists());
+}
+
+#[test]
+fn captured_output_is_byte_exact() {
+    let env = Env::new();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.path("blob"), &data).unwrap();
+    let r = env.run_jobs("jobs:\n  - name: blob\n    command: cat blob\n", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let logs = env.run(&["logs", "blob"]);
+    assert_eq!(logs.raw_stdout.len(), data.len());
+    assert!(logs.raw_stdout == data);
+}
+
+#[test]
+fn no_store_keeps_nothing() {
+    let env = Env::new();
+    let r = env.run_jobs("jobs:\n  - echo hi\n", &["--no-store", "--output", "all"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "hi\n");
+    assert!(!env.state().exists());
+}
+
+#[test]
+fn concurrent_runs_share_the_store() {
+    let env = Env::new();
+    let mut yaml = String::from("jobs:\n");
+    for i in 0..60 {
+        yaml.push_str(&format!("  - name: j{i}\n    command: echo {i}\n"));
+    }
+    env.write("a.yaml", &yaml);
+    env.write("b.yaml", &yaml);
+    let children: Vec<_> = ["a.yaml", "b.yaml", "a.yaml"]
+        .iter()
+        .map(|f| {
+            env.cmd()
+                .args([f, "-j", "4"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs.len(), 3);
+    for r in &runs {
+        assert_eq!(r["succeeded"], 60, "{r}");
+        let recs = env
+            .run(&["show", r["id"].as_str().unwrap(), "--json"])
+            .json();
+        assert_eq!(recs.len(), 60);
+        assert_eq!(recs[7]["stdout"], "7\n");
+    }
+}
+
+#[test]
+fn kill_9_keeps_finished_records_and_marks_the_run_interrupted() {
+    let env = Env::new();
+    let mut yaml = String::from("concurrency: 2\njobs:\n");
+    for i in 0..4 {
+        yaml.push_str(&format!("  - name: quick{i}\n    command: echo done-{i}\n"));
+    }
+    yaml.push_str("  - name: slow\n    shell: 'echo partial; echo $$ > slowpid; exec sleep 60'\n");
+    env.write("jobs.yaml", &yaml);
+    let mut child = env
+        .cmd()
+        .arg("jobs.yaml")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let recorded = wait_for(Duration::from_secs(10), || {
+        env.run(&["show", "last", "--json"]).json().len() == 4
+    });
+    assert!(recorded);
+    signal(child.id(), "KILL");
+    child.wait().unwrap();
+
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
+    let recs = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(recs.len(), 4);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["stdout"], format!("done-{i}\n"));
+    }
+    let table = env.run(&["show"]);
+    assert!(
+        table.stdout.contains("1 of 5 jobs have no record"),
+        "{table:?}"
+    );
+    // The slow job's output so far was written while it ran.
+    let logs = env.run(&["logs", "slow"]);
+    assert_eq!(logs.stdout, "partial\n", "{logs:?}");
+    // The job itself outlives a kill -9 of orchestrate; end it.
+    for pid in crate::helpers::read_pids(&env.path("slowpid")) {
+        signal(pid, "KILL");
+    }
+}
+
+#[test]
+fn logs_follow_streams_a_running_job() {
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: ticker\n    shell: 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done'\n",
+    );
+    let mut run = env
+        .cmd()
+        .arg("jobs.yaml")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || {
+        let ids = env.run(&["runs", "--json"]).json();
+        !ids.is_empty()
+            && env
+                .state()
+                .join("runs")
+                .join(ids[0]["id"].as_str().unwrap())
+                .join("ticker/stdout")
+                .exists()
+    }));
+    let follow = env.run(&["logs", "ticker", "--follow"]);
+    assert_eq!(follow.code, 0, "{follow:?}");
+    assert_eq!(follow.stdout, "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n");
+    assert!(run.wait().unwrap().success());
+}
+
+#[test]
+fn history_and_diff_of_a_job_across_runs() {
+    let env = Env::new();
+    let yaml = "jobs:\n  - name: report\n    command: cat data.txt\n";
+    env.write("data.txt", "alpha\nbeta\ngamma\n");
+    env.run_jobs(yaml, &[]);
+    env.write("data.txt", "alpha\nBETA\ngamma\n");
+    env.run_jobs(yaml, &[]);
+    let hist = env.run(&["history", "report", "--json"]).json();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[0]["status"], "succeeded");
+    let d = env.run(&["diff", "report"]);
+    assert_eq!(d.code, 1, "{d:?}");
+    assert!(d.stdout.contains("-beta\n+BETA\n"), "{d:?}");
+    assert!(d.stdout.contains("report @ "), "{d:?}");
+    let ids = run_ids(&env);
+    let same = env.run(&["diff", "report", "--run", &ids[0], "--run", &ids[0]]);
+    assert_eq!(same.code, 0);
+    assert!(same.stdout.contains("no change"), "{same:?}");
+    let unknown = env.run(&["history", "reprot"]);
+    assert!(
+        unknown.stderr.contains("did you mean `report`?"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn gc_removes_rows_and_files_together() {
+    let env = Env::new();
+    for _ in 0..3 {
+        env.run_jobs("jobs:\n  - echo kept\n", &[]);
+    }
+    let ids = run_ids(&env);
+    assert_eq!(ids.len(), 3);
+    let r = env.run(&["gc", "--keep-runs", "1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("removed 2 runs"), "{r:?}");
+    assert_eq!(run_ids(&env), vec![ids[0].clone()]);
+    assert!(env.state().join("runs").join(&ids[0]).exists());
+    assert!(!env.state().join("runs").join(&ids[1]).exists());
+    assert!(!env.state().join("runs").join(&ids[2]).exists());
+    let none = env.run(&["gc"]);
+    assert_eq!(none.code, 2);
+}
+
+#[test]
+fn a_corrupt_database_is_reported_and_left_alone() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.state()).unwrap();
+    let garbage = b"this is not a database, but someone's data".repeat(200);
+    std::fs::write(env.state().join("history.db"), &garbage).unwrap();
+    let r = env.run_jobs("jobs:\n  - touch marker\n", &[]);
+    assert_eq!(r.code, 70, "{r:?}");
+    assert!(
+        r.stderr.contains("history.db is damaged or not a database"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("no job was started"), "{r:?}");
+    assert!(!env.path("marker").exists());
+    assert_eq!(
+        std::fs::read(env.state().join("history.db")).unwrap(),
+        garbage
+    );
+}
+
+#[test]
+fn an_unusable_state_dir_is_reported_before_any_job() {
+    let env = Env::new();
+    env.write("state", "a file where the state dir should be");
+    let r = env.run_jobs("jobs:\n  - touch marker\n", &[]);
+    assert_eq!(r.code, 70, "{r:?}");
+    assert!(r.stderr.contains("cannot use the state directory"), "{r:?}");
+    assert!(!env.path("marker").exists());
+}
+
+#[test]
+fn inspecting_an_empty_store_says_so() {
+    let env = Env::new();
+    let r = env.run(&["runs"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no history yet"), "{r:?}");
+}
