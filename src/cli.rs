@@ -116,8 +116,9 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum When {
+    #[default]
     Auto,
     Always,
     Never,
@@ -149,18 +150,6 @@ pub struct RunArgs {
     /// Do not keep this run in the store (capture to a temporary folder).
     #[arg(long)]
     pub no_store: bool,
-}
-
-impl Default for OutputMode {
-    fn default() -> Self {
-        OutputMode::Failed
-    }
-}
-
-impl Default for When {
-    fn default() -> Self {
-        When::Auto
-    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -611,14 +600,14 @@ fn logs(
                 Stream::Stdout => &rec.stdout,
                 Stream::Stderr => &rec.stderr,
             };
-            if !o.captured {
-                if let Some(p) = &o.path {
-                    return Err(InspectError::Usage(format!(
-                        "the {} of `{job}` was not captured; it went to {}",
-                        stream.as_str(),
-                        p.display()
-                    )));
-                }
+            if !o.captured
+                && let Some(p) = &o.path
+            {
+                return Err(InspectError::Usage(format!(
+                    "the {} of `{job}` was not captured; it went to {}",
+                    stream.as_str(),
+                    p.display()
+                )));
             }
             copy_new(&mut offset, out)?;
             Ok(exit::OK)
@@ -626,7 +615,7 @@ fn logs(
         Err(store::StoreError::NotFound(msg)) => {
             // No record yet: the job may still be running, or was when the run died.
             let running = db.run(run_id)?.status == "running";
-            if !path.exists() && !(follow && running) {
+            if !(path.exists() || follow && running) {
                 return Err(InspectError::Store(store::StoreError::NotFound(msg)));
             }
             loop {
@@ -703,10 +692,10 @@ fn diff(
 }
 
 fn short_path(p: &str) -> String {
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(rel) = Path::new(p).strip_prefix(&cwd) {
-            return rel.display().to_string();
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && let Ok(rel) = Path::new(p).strip_prefix(&cwd)
+    {
+        return rel.display().to_string();
     }
     p.to_string()
 }

@@ -107,10 +107,11 @@ impl SpecError {
         let (message, hint) = reword(&msg);
         let job = node_path.as_deref().and_then(|p| job_name_at(text, p));
         let mut message = message;
-        if let Some(p) = &node_path {
-            if job.is_none() && !p.starts_with("jobs[") {
-                message = format!("{message} (at `{p}`)");
-            }
+        if let Some(p) = &node_path
+            && job.is_none()
+            && !p.starts_with("jobs[")
+        {
+            message = format!("{message} (at `{p}`)");
         }
         let (line, column) = match e.location() {
             Some(l) => (Some(l.line()), Some(l.column())),
@@ -205,33 +206,33 @@ fn split_node_path(s: &str) -> (Option<String>, String) {
 
 /// serde's wording → ours, with a suggestion where one helps.
 fn reword(msg: &str) -> (String, Option<String>) {
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            let expected = expected_list(&rest[end..]);
-            let hint = match suggest(key, &expected) {
-                Some(s) => Some(format!("did you mean `{s}`?")),
-                None if !expected.is_empty() => Some(format!(
-                    "valid keys here: {}",
-                    expected
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                None => None,
-            };
-            return (format!("unknown key `{key}`"), hint);
-        }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`')
+    {
+        let key = &rest[..end];
+        let expected = expected_list(&rest[end..]);
+        let hint = match suggest(key, &expected) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None if !expected.is_empty() => Some(format!(
+                "valid keys here: {}",
+                expected
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => None,
+        };
+        return (format!("unknown key `{key}`"), hint);
     }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            let hint = (key == "jobs").then(|| {
-                "list the jobs under `jobs:`, e.g.\n      jobs:\n        - df -h /home".to_string()
-            });
-            return (format!("missing key `{key}`"), hint);
-        }
+    if let Some(rest) = msg.strip_prefix("missing field `")
+        && let Some(end) = rest.find('`')
+    {
+        let key = &rest[..end];
+        let hint = (key == "jobs").then(|| {
+            "list the jobs under `jobs:`, e.g.\n      jobs:\n        - df -h /home".to_string()
+        });
+        return (format!("missing key `{key}`"), hint);
     }
     if msg.starts_with("repetition limit exceeded") || msg.starts_with("recursion limit exceeded") {
         return (

@@ -167,16 +167,16 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         let label = m.name.clone();
         let mut here = jobs_path(index);
 
-        if let Some(name) = &m.name {
-            if let Some(problem) = name_problem(name) {
-                here.push(Seg::Key("name"));
-                return Err(err_at(
-                    &here,
-                    None,
-                    format!("invalid job name {name:?}: {problem}"),
-                    Some("use letters, digits, and `-_.:@+=,[]` in job names".to_string()),
-                ));
-            }
+        if let Some(name) = &m.name
+            && let Some(problem) = name_problem(name)
+        {
+            here.push(Seg::Key("name"));
+            return Err(err_at(
+                &here,
+                None,
+                format!("invalid job name {name:?}: {problem}"),
+                Some("use letters, digits, and `-_.:@+=,[]` in job names".to_string()),
+            ));
         }
 
         let argv = match (&m.command, &m.shell) {

@@ -15,11 +15,12 @@ use crate::plan::Plan;
 use crate::record::{CompletedProcess, Status, format_duration, format_time};
 
 /// How job output is shown during a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputMode {
     /// No job output, only status lines.
     None,
     /// The tail of stderr of each failed job (the default).
+    #[default]
     Failed,
     /// Each job's stdout and stderr, whole, as each job finishes.
     All,
@@ -181,11 +182,11 @@ impl Reporter {
                 stream,
                 line,
             } => {
-                if let Some(b) = &self.bars {
-                    if let Some(pb) = b.running.get(index) {
-                        let text = String::from_utf8_lossy(line);
-                        pb.set_message(text.trim_end().chars().take(200).collect::<String>());
-                    }
+                if let Some(b) = &self.bars
+                    && let Some(pb) = b.running.get(index)
+                {
+                    let text = String::from_utf8_lossy(line);
+                    pb.set_message(text.trim_end().chars().take(200).collect::<String>());
                 }
                 if self.cfg.output == OutputMode::Stream && !self.cfg.json && !self.cfg.quiet {
                     let name = self.plan.jobs[*index].name.clone();
@@ -266,14 +267,14 @@ impl Reporter {
             if !out.captured {
                 continue;
             }
-            if let Some(p) = &out.path {
-                if let Ok(mut f) = File::open(p) {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        match f.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => self.raw(stream, &buf[..n]),
-                        }
+            if let Some(p) = &out.path
+                && let Ok(mut f) = File::open(p)
+            {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.raw(stream, &buf[..n]),
                     }
                 }
             }

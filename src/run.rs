@@ -50,6 +50,9 @@ impl Default for RunOptions {
     }
 }
 
+/// A job's stdout and stderr, read back into memory.
+pub type CapturedBytes = (Vec<u8>, Vec<u8>);
+
 /// How a run ended.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -59,7 +62,7 @@ pub struct RunOutcome {
     pub interrupted: Option<i32>,
     pub exit_code: i32,
     /// With `keep_records`: every record, in job-file order, and with `keep_output` their bytes.
-    pub records: Vec<(CompletedProcess, Option<(Vec<u8>, Vec<u8>)>)>,
+    pub records: Vec<(CompletedProcess, Option<CapturedBytes>)>,
     /// Problems recording the run that did not stop it (e.g. a full disk under the store).
     pub warnings: Vec<String>,
 }
@@ -245,13 +248,12 @@ fn consume(
     let mut warnings = Vec::new();
     let mut store_failed = false;
     let mut flush = |db: &mut Option<RunStore>, batch: &mut Vec<CompletedProcess>| {
-        if let (Some(s), false) = (db.as_mut(), batch.is_empty()) {
-            if let Err(e) = s.record_batch(&run_id, batch) {
-                if !store_failed {
-                    warnings.push(format!("could not record finished jobs in the store: {e}"));
-                    store_failed = true;
-                }
-            }
+        if let (Some(s), false) = (db.as_mut(), batch.is_empty())
+            && let Err(e) = s.record_batch(&run_id, batch)
+            && !store_failed
+        {
+            warnings.push(format!("could not record finished jobs in the store: {e}"));
+            store_failed = true;
         }
         batch.clear();
     };

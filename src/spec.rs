@@ -610,12 +610,12 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                         self.found = Some((mark.line(), mark.col() + 1));
                         return;
                     }
-                    if let Some(Frame::Map { key, want_key }) = self.stack.last_mut() {
-                        if *want_key {
-                            *key = Some(s);
-                            *want_key = false;
-                            return;
-                        }
+                    if let Some(Frame::Map { key, want_key }) = self.stack.last_mut()
+                        && *want_key
+                    {
+                        *key = Some(s);
+                        *want_key = false;
+                        return;
                     }
                     if self.node_path().as_deref() == Some(self.target) {
                         self.found = Some((mark.line(), mark.col() + 1));
@@ -623,11 +623,11 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                     self.value_done();
                 }
                 Event::Alias(_) => {
-                    if let Some(Frame::Map { want_key, .. }) = self.stack.last_mut() {
-                        if *want_key {
-                            *want_key = false;
-                            return;
-                        }
+                    if let Some(Frame::Map { want_key, .. }) = self.stack.last_mut()
+                        && *want_key
+                    {
+                        *want_key = false;
+                        return;
                     }
                     self.value_done();
                 }

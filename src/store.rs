@@ -718,11 +718,7 @@ pub fn hostname() -> Option<String> {
 }
 
 fn process_alive(pid: u32) -> bool {
-    match crate::sys::kill(pid, 0) {
-        Ok(alive) => alive,
-        // EPERM: it exists but belongs to someone else.
-        Err(_) => true,
-    }
+    crate::sys::kill(pid, 0).unwrap_or(true)
 }
 
 /// A new run id: UTC time to the millisecond (so ids sort by time) and a random suffix.

@@ -125,14 +125,14 @@ impl Drain {
                 }
             }
         }
-        if let Some(f) = &mut self.file {
-            if let Err(e) = f.write_all(chunk) {
-                self.error = Some(format!(
-                    "{} capture truncated after an error writing {}: {e}",
-                    self.stream.as_str(),
-                    self.path.display()
-                ));
-            }
+        if let Some(f) = &mut self.file
+            && let Err(e) = f.write_all(chunk)
+        {
+            self.error = Some(format!(
+                "{} capture truncated after an error writing {}: {e}",
+                self.stream.as_str(),
+                self.path.display()
+            ));
         }
     }
 

@@ -441,15 +441,14 @@ fn a_leftover_background_process_does_not_hang_the_run() {
 fn peak_rss_kib(child: &mut std::process::Child) -> u64 {
     let mut peak = 0;
     loop {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            if let Some(v) = s
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            && let Some(v) = s
                 .lines()
                 .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
-            {
-                peak = peak.max(v);
-            }
+        {
+            peak = peak.max(v);
         }
         if child.try_wait().unwrap().is_some() {
             return peak;
