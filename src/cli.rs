@@ -150,6 +150,40 @@ pub struct RunArgs {
     /// Do not keep this run in the store (capture to a temporary folder).
     #[arg(long)]
     pub no_store: bool,
+    /// Run only these jobs (and what they need, unless --no-deps); comma-separated or repeated.
+    #[arg(long, value_name = "NAME", value_delimiter = ',', num_args = 1..)]
+    pub only: Vec<String>,
+    /// Leave these jobs out (and what needs them, unless --no-deps).
+    #[arg(long, value_name = "NAME", value_delimiter = ',', num_args = 1..)]
+    pub skip: Vec<String>,
+    /// With --only/--skip: do not follow `needs`.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Start no new job after a failure (like `on_failure: stop`).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// What a failure does to the rest of the run; overrides the job file's `on_failure`.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_failure: Option<OnFailure>,
+    /// After the run, keep at most this many runs of this job file (default 500).
+    #[arg(long, value_name = "N")]
+    pub keep_runs: Option<usize>,
+    /// After the run, remove runs of this job file older than this (`30d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+    /// After the run, keep at most this much captured output of this job file (`2G`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Run everything that does not depend on the failure.
+    Continue,
+    /// Start nothing new; let running jobs finish.
+    Stop,
+    /// Stop running jobs too.
+    Kill,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -157,21 +191,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        _ => return Err(format!("invalid size unit in `{s}` (use K, M, G, T)")),
-    };
-    Ok((n * mult as f64) as u64)
+    crate::spec::parse_size(s)
 }
 
 /// Facts about where we run, passed in so that behaviour can be tested.
@@ -231,6 +251,34 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             return exit::USAGE;
         }
     };
+    let mut plan = match plan.select(&args.only, &args.skip, !args.no_deps) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("orchestrate: error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.fail_fast {
+        plan.on_failure = crate::plan::HaltSpec::Stop;
+    }
+    if let Some(p) = args.on_failure {
+        plan.on_failure = match p {
+            OnFailure::Continue => crate::plan::HaltSpec::Continue,
+            OnFailure::Stop => crate::plan::HaltSpec::Stop,
+            OnFailure::Kill => crate::plan::HaltSpec::Kill,
+        };
+    }
+    let flags_retention = Retention {
+        max_runs: args.keep_runs,
+        max_age: args.max_age,
+        max_bytes: args.max_bytes,
+    };
+    if flags_retention.max_runs.is_some()
+        || flags_retention.max_age.is_some()
+        || flags_retention.max_bytes.is_some()
+    {
+        plan.retention = Some(flags_retention);
+    }
     let progress = match args.progress {
         When::Always => true,
         When::Never => false,
@@ -547,11 +595,14 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
                         .into(),
                 ));
             }
-            let rep = db.gc(&Retention {
-                max_runs: keep_runs,
-                max_age,
-                max_bytes,
-            })?;
+            let rep = db.gc(
+                &Retention {
+                    max_runs: keep_runs,
+                    max_age,
+                    max_bytes,
+                },
+                None,
+            )?;
             writeln!(
                 out,
                 "removed {} run{} ({} bytes of output)",

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::SpecError;
-use crate::spec::{self, CommandSpec, JobFile, JobSpec, OutputSpec, Seg, StdinSpec};
+pub use crate::spec::HaltSpec;
+use crate::spec::{
+    self, CommandSpec, ForEachSpec, Item, JobFile, JobSpec, OutputSpec, Seg, StdinSpec,
+};
 
 /// Grace between SIGTERM and SIGKILL when a job is stopped, unless `kill_after` says otherwise.
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(5);
@@ -21,6 +24,50 @@ pub struct Plan {
     /// `concurrency:` from the job file (the `-j` flag overrides it).
     pub concurrency: Option<usize>,
     pub jobs: Vec<PlannedJob>,
+    /// Limits of job groups (`group:` on jobs).
+    pub groups: std::collections::BTreeMap<String, usize>,
+    /// What a failure does to the rest of the run.
+    pub on_failure: HaltSpec,
+    /// Names of variables whose values are secret.
+    pub secret_env: Vec<String>,
+    /// Their values, longest first: redacted from records, output and reports.
+    pub secrets: Vec<String>,
+    /// History to keep for this job file, if the file says.
+    pub retention: Option<crate::store::Retention>,
+}
+
+/// When and how often a failed job is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Extra attempts after the first.
+    pub retries: u32,
+    pub delay: Duration,
+    /// Factor applied to the delay after each attempt (1: constant).
+    pub backoff: f64,
+    pub max_delay: Duration,
+    /// Retry only on these exit codes (empty: on any failure).
+    pub on: Vec<i32>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            retries: 0,
+            delay: Duration::from_secs(1),
+            backoff: 1.0,
+            max_delay: Duration::from_secs(300),
+            on: Vec::new(),
+        }
+    }
+}
+
+impl Retry {
+    /// The pause before attempt `next` (2 for the first retry).
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let factor = self.backoff.powi(next.saturating_sub(2) as i32);
+        let secs = (self.delay.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(secs.max(0.0))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +85,16 @@ pub struct PlannedJob {
     pub stderr: Target,
     pub timeout: Option<Duration>,
     pub kill_after: Duration,
+    /// Start from an empty environment (`inherit_env: false`) rather than orchestrate's.
+    pub env_clear: bool,
+    /// Jobs (indices) that must succeed before this one starts.
+    pub needs: Vec<usize>,
+    pub group: Option<String>,
+    pub retry: Retry,
+    /// Exit codes that count as success (empty: only 0).
+    pub success_codes: Vec<i32>,
+    /// The `jobs:` entry this job came from (several for a fanned-out entry).
+    pub entry: usize,
 }
 
 /// Standard input of a job.
@@ -91,14 +148,121 @@ impl Plan {
                 PlannedJob::new(index, slug(&argv.join(" ")), argv)
             })
             .collect();
-        let generated = vec![false; jobs.len()];
-        make_unique(&mut jobs, &generated);
+        let mut entries: Vec<Entry> = jobs
+            .iter()
+            .map(|j| Entry {
+                base: j.name.clone(),
+                explicit: false,
+                fanned: false,
+                jobs: j.index..j.index + 1,
+            })
+            .collect();
+        make_unique_entries(&mut entries, &mut jobs);
         Plan {
             source: None,
             source_hash: String::new(),
             concurrency: None,
             jobs,
+            groups: Default::default(),
+            on_failure: HaltSpec::Continue,
+            secret_env: Vec::new(),
+            secrets: Vec::new(),
+            retention: None,
         }
+    }
+
+    /// Keeps the jobs named by `only` (all if empty) minus those named by `skip`. With
+    /// `with_deps`, `only` also keeps what the chosen jobs need, and `skip` also drops what needs
+    /// a skipped job; without it, needs on dropped jobs are simply forgotten. A fanned-out job
+    /// is named by its base name (`square`) or one item (`square[3]`).
+    pub fn select(
+        mut self,
+        only: &[String],
+        skip: &[String],
+        with_deps: bool,
+    ) -> Result<Plan, String> {
+        if only.is_empty() && skip.is_empty() {
+            return Ok(self);
+        }
+        let n = self.jobs.len();
+        let matching = |name: &str| -> Result<Vec<usize>, String> {
+            let found: Vec<usize> = self
+                .jobs
+                .iter()
+                .filter(|j| {
+                    j.name == name
+                        || (j.name.len() > name.len()
+                            && j.name.starts_with(name)
+                            && j.name[name.len()..].starts_with('['))
+                })
+                .map(|j| j.index)
+                .collect();
+            if found.is_empty() {
+                let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+                let hint = crate::error::suggest(name, &names)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(format!("no job `{name}` in the job file{hint}"));
+            }
+            Ok(found)
+        };
+        let mut keep = vec![only.is_empty(); n];
+        for name in only {
+            for i in matching(name)? {
+                keep[i] = true;
+            }
+        }
+        if with_deps && !only.is_empty() {
+            let mut stack: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
+            while let Some(i) = stack.pop() {
+                for &d in &self.jobs[i].needs {
+                    if !keep[d] {
+                        keep[d] = true;
+                        stack.push(d);
+                    }
+                }
+            }
+        }
+        for name in skip {
+            for i in matching(name)? {
+                keep[i] = false;
+            }
+        }
+        if with_deps && !skip.is_empty() {
+            // Jobs are not in dependency order, so repeat until nothing changes.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for i in 0..n {
+                    if keep[i] && self.jobs[i].needs.iter().any(|&d| !keep[d]) {
+                        keep[i] = false;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        let mut new_index = vec![usize::MAX; n];
+        let mut jobs = Vec::new();
+        for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
+            if keep[i] {
+                new_index[i] = jobs.len();
+                j.index = jobs.len();
+                jobs.push(j);
+            }
+        }
+        for j in &mut jobs {
+            j.needs = j
+                .needs
+                .iter()
+                .filter(|&&d| new_index[d] != usize::MAX)
+                .map(|&d| new_index[d])
+                .collect();
+        }
+        if jobs.is_empty() {
+            return Err("the selection leaves no job to run".to_string());
+        }
+        self.jobs = jobs;
+        Ok(self)
     }
 
     pub fn job(&self, name: &str) -> Option<&PlannedJob> {
@@ -120,13 +284,50 @@ impl PlannedJob {
             stderr: Target::Capture,
             timeout: None,
             kill_after: DEFAULT_KILL_AFTER,
+            env_clear: false,
+            needs: Vec::new(),
+            group: None,
+            retry: Retry::default(),
+            success_codes: Vec::new(),
+            entry: index,
+        }
+    }
+
+    /// Whether an exit code counts as success for this job.
+    pub fn is_success(&self, code: i32) -> bool {
+        if self.success_codes.is_empty() {
+            code == 0
+        } else {
+            self.success_codes.contains(&code)
         }
     }
 }
 
+/// A job entry's command before items are substituted.
+enum Body {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+/// What placeholders expand to for one expanded job.
+struct Subst<'a> {
+    item: Option<&'a Item>,
+    items: &'a [Item],
+    index: usize,
+}
+
+/// One entry of `jobs:` as the plan sees it (a fanned-out entry becomes several jobs).
+struct Entry {
+    base: String,
+    explicit: bool,
+    fanned: bool,
+    jobs: std::ops::Range<usize>,
+}
+
 fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
-    let jobs_path = |i: usize| -> Vec<Seg> {
-        if file.list_form {
+    let list_form = file.list_form;
+    let jobs_path = move |i: usize| -> Vec<Seg> {
+        if list_form {
             vec![Seg::Index(i)]
         } else {
             vec![Seg::Key("jobs"), Seg::Index(i)]
@@ -145,6 +346,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         };
         e.with_source(text)
     };
+    let top = |key: &'static str| -> Vec<Seg> { vec![Seg::Key(key)] };
 
     if file.jobs.is_empty() {
         return Err(SpecError::plain(
@@ -152,11 +354,90 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             "has no jobs; list at least one under `jobs:`".to_string(),
         ));
     }
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+
+    // The environment every job starts from: inherited (unless `inherit_env: false`), then
+    // `env_file:`, then top-level `env:`, then `path:` in front of PATH.
+    let mut global_env: Vec<(String, String)> = Vec::new();
+    for f in &file.env_file {
+        let p = base_dir.join(f);
+        let content = std::fs::read_to_string(&p).map_err(|e| {
+            err_at(
+                &top("env_file"),
+                None,
+                format!(
+                    "cannot read env_file {}: {}",
+                    p.display(),
+                    crate::exec::process::os_text(&e)
+                ),
+                None,
+            )
+        })?;
+        for (n, line) in content.lines().enumerate() {
+            match parse_env_line(line) {
+                Ok(Some(kv)) => global_env.push(kv),
+                Ok(None) => {}
+                Err(msg) => {
+                    return Err(SpecError::at(
+                        &p,
+                        None,
+                        n + 1,
+                        1,
+                        msg,
+                        Some("write KEY=VALUE lines".into()),
+                    )
+                    .with_source(&content));
+                }
+            }
+        }
+    }
+    for (k, v) in &file.env {
+        global_env.push((k.clone(), v.0.clone()));
+    }
+    if !file.inherit_env && !global_env.iter().any(|(k, _)| k == "PATH") {
+        // A clean environment still needs a PATH to find programs, as cron gives one.
+        global_env.push((
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ));
+    }
+    if !file.path.is_empty() {
+        let current = global_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                file.inherit_env
+                    .then(|| std::env::var("PATH").ok())
+                    .flatten()
+            })
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_string());
+        let mut dirs: Vec<String> = file.path.clone();
+        dirs.push(current);
+        global_env.push(("PATH".to_string(), dirs.join(":")));
+    }
+
+    for g in file.groups.keys() {
+        if g.is_empty() {
+            return Err(err_at(
+                &top("groups"),
+                None,
+                "a group name is empty".into(),
+                None,
+            ));
+        }
+    }
 
     let d = &file.defaults;
-    let mut jobs = Vec::with_capacity(file.jobs.len());
-    let mut explicit = Vec::with_capacity(file.jobs.len());
-    for (index, js) in file.jobs.into_iter().enumerate() {
+    let mut jobs: Vec<PlannedJob> = Vec::with_capacity(file.jobs.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(file.jobs.len());
+    let mut raw_needs: Vec<Vec<String>> = Vec::with_capacity(file.jobs.len());
+    for (spec_index, js) in file.jobs.into_iter().enumerate() {
         let m = match js {
             JobSpec::Short(line) => spec::JobMap {
                 command: Some(CommandSpec::Line(line)),
@@ -165,21 +446,25 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             JobSpec::Full(m) => *m,
         };
         let label = m.name.clone();
-        let mut here = jobs_path(index);
+        let here = jobs_path(spec_index);
+        let at = |key: &'static str| -> Vec<Seg> {
+            let mut v = here.clone();
+            v.push(Seg::Key(key));
+            v
+        };
 
         if let Some(name) = &m.name
             && let Some(problem) = name_problem(name)
         {
-            here.push(Seg::Key("name"));
             return Err(err_at(
-                &here,
+                &at("name"),
                 None,
                 format!("invalid job name {name:?}: {problem}"),
                 Some("use letters, digits, and `-_.:@+=,[]` in job names".to_string()),
             ));
         }
 
-        let argv = match (&m.command, &m.shell) {
+        let body = match (&m.command, &m.shell) {
             (Some(_), Some(_)) => {
                 return Err(err_at(
                     &here,
@@ -205,7 +490,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                         None,
                     ));
                 }
-                Ok(words) => words,
+                Ok(words) => Body::Argv(words),
                 Err(_) => {
                     return Err(err_at(
                         &here,
@@ -220,30 +505,32 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             },
             (Some(CommandSpec::Argv(words)), None) => {
                 if words.is_empty() || words[0].is_empty() {
-                    here.push(Seg::Key("command"));
                     return Err(err_at(
-                        &here,
+                        &at("command"),
                         label,
                         "the command is empty".to_string(),
                         None,
                     ));
                 }
-                words.clone()
+                Body::Argv(words.clone())
             }
             (None, Some(script)) => {
                 if script.trim().is_empty() {
-                    here.push(Seg::Key("shell"));
                     return Err(err_at(
-                        &here,
+                        &at("shell"),
                         label,
                         "the shell script is empty".to_string(),
                         None,
                     ));
                 }
-                vec!["sh".to_string(), "-c".to_string(), script.clone()]
+                Body::Shell(script.clone())
             }
         };
-        if argv.iter().any(|w| w.contains('\0')) {
+        let has_nul = match &body {
+            Body::Argv(w) => w.iter().any(|w| w.contains('\0')),
+            Body::Shell(s) => s.contains('\0'),
+        };
+        if has_nul {
             return Err(err_at(
                 &here,
                 label,
@@ -252,81 +539,336 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             ));
         }
 
-        let stdout = match m.stdout.as_ref().or(d.stdout.as_ref()) {
-            Some(OutputSpec::Stdout) => {
-                here.push(Seg::Key("stdout"));
-                return Err(err_at(
-                    &here,
-                    label,
-                    "`stdout: stdout` makes no sense; `stdout` as a target is for `stderr:` (2>&1)"
-                        .to_string(),
-                    None,
-                ));
-            }
-            other => target(other),
-        };
-        let stderr = target(m.stderr.as_ref().or(d.stderr.as_ref()));
+        let stdout_spec = m.stdout.as_ref().or(d.stdout.as_ref());
+        if stdout_spec == Some(&OutputSpec::Stdout) {
+            return Err(err_at(
+                &at("stdout"),
+                label,
+                "`stdout: stdout` makes no sense; `stdout` as a target is for `stderr:` (2>&1)"
+                    .to_string(),
+                None,
+            ));
+        }
+        let stderr_spec = m.stderr.as_ref().or(d.stderr.as_ref());
 
-        let mut env: Vec<(String, String)> = d
-            .env
-            .iter()
-            .filter(|(k, _)| !m.env.contains_key(*k))
-            .chain(m.env.iter())
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect();
-        env.sort();
-        if let Some((k, _)) = env
+        // Environment: global, then defaults, then the job's own.
+        let mut env_map: std::collections::BTreeMap<String, String> =
+            global_env.iter().cloned().collect();
+        for (k, v) in d.env.iter().chain(m.env.iter()) {
+            env_map.insert(k.clone(), v.0.clone());
+        }
+        if let Some(k) = env_map
             .iter()
             .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+            .map(|(k, _)| k.clone())
         {
-            here.push(Seg::Key("env"));
             return Err(err_at(
-                &here,
+                &at("env"),
                 label,
                 format!("invalid environment variable name {k:?}"),
                 None,
             ));
         }
 
-        let stdin = match m.stdin.as_ref().or(d.stdin.as_ref()) {
-            None | Some(StdinSpec::Null) => Input::Null,
-            Some(StdinSpec::Text(t)) => Input::Text(t.clone()),
-            Some(StdinSpec::File(p)) => Input::File(p.clone()),
+        let group = m.group.clone().or_else(|| d.group.clone());
+        if let Some(g) = &group
+            && !file.groups.contains_key(g)
+        {
+            let names: Vec<&String> = file.groups.keys().collect();
+            let hint = crate::error::suggest(g, &names)
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some(format!("declare it at the top: `groups: {{{g}: 1}}`")));
+            return Err(err_at(
+                &at("group"),
+                label,
+                format!("group `{g}` has no limit in `groups:`"),
+                hint,
+            ));
+        }
+        let retry = Retry {
+            retries: m.retries.or(d.retries).unwrap_or(0),
+            delay: m
+                .retry_delay
+                .or(d.retry_delay)
+                .map_or(Duration::from_secs(1), |t| t.0),
+            backoff: m.backoff.or(d.backoff).unwrap_or(1.0),
+            max_delay: m
+                .max_retry_delay
+                .or(d.max_retry_delay)
+                .map_or(Duration::from_secs(300), |t| t.0),
+            on: m
+                .retry_on
+                .clone()
+                .or_else(|| d.retry_on.clone())
+                .unwrap_or_default(),
+        };
+        if !(retry.backoff.is_finite() && retry.backoff >= 1.0 && retry.backoff <= 100.0) {
+            return Err(err_at(
+                &at("backoff"),
+                label,
+                format!(
+                    "backoff {} must be a factor between 1 and 100",
+                    retry.backoff
+                ),
+                None,
+            ));
+        }
+        if retry.retries > 1000 {
+            return Err(err_at(
+                &at("retries"),
+                label,
+                format!("{} retries is too many (at most 1000)", retry.retries),
+                None,
+            ));
+        }
+        let success_codes = m
+            .success_codes
+            .clone()
+            .or_else(|| d.success_codes.clone())
+            .unwrap_or_default();
+
+        // Fan-out: the items, in chunks.
+        let chunks: Option<Vec<Vec<Item>>> = match &m.for_each {
+            None => {
+                if m.chunk.is_some() {
+                    return Err(err_at(
+                        &at("chunk"),
+                        label,
+                        "`chunk:` needs `for_each:`".to_string(),
+                        None,
+                    ));
+                }
+                None
+            }
+            Some(fe) => {
+                let items: Vec<Item> = match fe {
+                    ForEachSpec::Items(v) => v.clone(),
+                    ForEachSpec::Range { start, end, step } => {
+                        let mut v = Vec::new();
+                        let mut x = *start;
+                        while (*step > 0 && x <= *end) || (*step < 0 && x >= *end) {
+                            v.push(Item::Scalar(x.to_string()));
+                            match x.checked_add(*step) {
+                                Some(n) => x = n,
+                                None => break,
+                            }
+                        }
+                        v
+                    }
+                    ForEachSpec::File(f) => {
+                        let p = base_dir.join(f);
+                        let content = std::fs::read_to_string(&p).map_err(|e| {
+                            err_at(
+                                &at("for_each"),
+                                label.clone(),
+                                format!(
+                                    "cannot read the items file {}: {}",
+                                    p.display(),
+                                    crate::exec::process::os_text(&e)
+                                ),
+                                None,
+                            )
+                        })?;
+                        content
+                            .lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(|l| Item::Scalar(l.to_string()))
+                            .collect()
+                    }
+                };
+                if items.is_empty() {
+                    return Err(err_at(
+                        &at("for_each"),
+                        label,
+                        "`for_each:` has no items".to_string(),
+                        None,
+                    ));
+                }
+                let n = m.chunk.unwrap_or(1);
+                if n == 0 {
+                    return Err(err_at(
+                        &at("chunk"),
+                        label,
+                        "`chunk:` must be at least 1".into(),
+                        None,
+                    ));
+                }
+                if m.chunk.is_some() && items.iter().any(|i| matches!(i, Item::Map(_))) {
+                    return Err(err_at(
+                        &at("chunk"),
+                        label,
+                        "`chunk:` works on scalar items; these items are mappings".into(),
+                        None,
+                    ));
+                }
+                Some(items.chunks(n).map(<[Item]>::to_vec).collect())
+            }
         };
 
-        let name = match m.name {
-            Some(n) => n,
+        let base = match &m.name {
+            Some(n) => n.clone(),
             None => slug(&match (&m.command, &m.shell) {
                 (Some(CommandSpec::Line(l)), _) => l.clone(),
                 (_, Some(s)) => s.clone(),
-                _ => argv.join(" "),
+                (Some(CommandSpec::Argv(w)), _) => w.join(" "),
+                (None, None) => String::new(),
             }),
         };
-        explicit.push(label.is_some());
-        jobs.push(PlannedJob {
-            index,
-            name,
-            argv,
-            cwd: m.cwd.or_else(|| d.cwd.clone()),
-            env,
-            stdin,
-            stdout,
-            stderr,
-            timeout: m.timeout.or(d.timeout).map(|t| t.0),
-            kill_after: m
-                .kill_after
-                .or(d.kill_after)
-                .map_or(DEFAULT_KILL_AFTER, |t| t.0),
+
+        let first = jobs.len();
+        let chunked = m.chunk.is_some();
+        let groups_of_items: Vec<Option<Vec<Item>>> = match chunks {
+            None => vec![None],
+            Some(c) => c.into_iter().map(Some).collect(),
+        };
+        let fanned = m.for_each.is_some();
+        // Item labels make names (`job[item]`) when they are short, safe and unique.
+        let labels: Option<Vec<String>> = (fanned && !chunked).then(|| {
+            groups_of_items
+                .iter()
+                .map(|g| match g.as_ref().and_then(|g| g.first()) {
+                    Some(Item::Scalar(s)) => s.clone(),
+                    _ => String::new(),
+                })
+                .collect()
         });
+        let use_labels = labels.as_ref().is_some_and(|ls| {
+            let unique: std::collections::HashSet<&String> = ls.iter().collect();
+            unique.len() == ls.len()
+                && ls.iter().all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 40
+                        && name_problem(l).is_none()
+                        && !l.contains(['[', ']', ' '])
+                })
+        });
+        for (k, group_items) in groups_of_items.iter().enumerate() {
+            let items: &[Item] = group_items.as_deref().unwrap_or(&[]);
+            let sub = Subst {
+                item: if chunked { None } else { items.first() },
+                items,
+                index: k,
+            };
+            let expand_err = |msg: String| {
+                let key = if matches!(body, Body::Shell(_)) {
+                    "shell"
+                } else {
+                    "command"
+                };
+                err_at(&at(key), label.clone(), msg, None)
+            };
+            let argv = if fanned {
+                match &body {
+                    Body::Argv(words) => {
+                        let mut out = Vec::with_capacity(words.len());
+                        for w in words {
+                            out.extend(expand_word(w, &sub).map_err(expand_err)?);
+                        }
+                        if out.is_empty() || out[0].is_empty() {
+                            return Err(expand_err(
+                                "the command is empty after substitution".into(),
+                            ));
+                        }
+                        out
+                    }
+                    Body::Shell(script) => vec![
+                        "sh".to_string(),
+                        "-c".to_string(),
+                        expand_text(script, &sub, true).map_err(expand_err)?,
+                    ],
+                }
+            } else {
+                match &body {
+                    Body::Argv(words) => words.clone(),
+                    Body::Shell(script) => vec!["sh".to_string(), "-c".to_string(), script.clone()],
+                }
+            };
+            let plain = |t: &str| -> Result<String, SpecError> {
+                if fanned {
+                    expand_text(t, &sub, false).map_err(|m| err_at(&here, label.clone(), m, None))
+                } else {
+                    Ok(t.to_string())
+                }
+            };
+            let plain_path = |p: &Path| -> Result<PathBuf, SpecError> {
+                Ok(PathBuf::from(plain(&p.to_string_lossy())?))
+            };
+            let target_of = |spec: Option<&OutputSpec>| -> Result<Target, SpecError> {
+                Ok(match spec {
+                    Some(OutputSpec::File { path, append }) => Target::File {
+                        path: plain_path(path)?,
+                        append: *append,
+                    },
+                    other => target(other),
+                })
+            };
+            let mut env = Vec::with_capacity(env_map.len());
+            for (k, v) in &env_map {
+                env.push((k.clone(), plain(v)?));
+            }
+            let name = if !fanned {
+                base.clone()
+            } else if use_labels {
+                format!(
+                    "{base}[{}]",
+                    labels.as_ref().expect("labels exist when used")[k]
+                )
+            } else {
+                format!("{base}[{k}]")
+            };
+            jobs.push(PlannedJob {
+                index: jobs.len(),
+                name,
+                argv,
+                cwd: match m.cwd.as_ref().or(d.cwd.as_ref()) {
+                    Some(c) => Some(plain_path(c)?),
+                    None => None,
+                },
+                env,
+                env_clear: !file.inherit_env,
+                stdin: match m.stdin.as_ref().or(d.stdin.as_ref()) {
+                    None | Some(StdinSpec::Null) => Input::Null,
+                    Some(StdinSpec::Text(t)) => Input::Text(plain(t)?),
+                    Some(StdinSpec::File(p)) => Input::File(plain_path(p)?),
+                },
+                stdout: target_of(stdout_spec)?,
+                stderr: target_of(stderr_spec)?,
+                timeout: m.timeout.or(d.timeout).map(|t| t.0),
+                kill_after: m
+                    .kill_after
+                    .or(d.kill_after)
+                    .map_or(DEFAULT_KILL_AFTER, |t| t.0),
+                needs: Vec::new(),
+                group: group.clone(),
+                retry: retry.clone(),
+                success_codes: success_codes.clone(),
+                entry: spec_index,
+            });
+        }
+        if jobs.len() > spec::MAX_ITEMS {
+            return Err(err_at(
+                &here,
+                label,
+                format!("the job file expands to more than {} jobs", spec::MAX_ITEMS),
+                None,
+            ));
+        }
+        entries.push(Entry {
+            base,
+            explicit: m.name.is_some(),
+            fanned,
+            jobs: first..jobs.len(),
+        });
+        raw_needs.push(m.needs.clone());
     }
 
     // Explicit names must be unique; generated ones are made unique around them.
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
-    for (i, j) in jobs.iter().enumerate() {
-        if !explicit[i] {
+    for (i, e) in entries.iter().enumerate() {
+        if !e.explicit {
             continue;
         }
-        if let Some(&prev) = first_seen.get(j.name.as_str()) {
+        if let Some(&prev) = first_seen.get(e.base.as_str()) {
             let mut here = jobs_path(i);
             here.push(Seg::Key("name"));
             let prev_line = spec::locate(text, &jobs_path(prev))
@@ -335,20 +877,302 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             return Err(err_at(
                 &here,
                 None,
-                format!("duplicate job name `{}`{prev_line}", j.name),
+                format!("duplicate job name `{}`{prev_line}", e.base),
                 Some("job names must be unique; rename one of them".to_string()),
             ));
         }
-        first_seen.insert(&j.name, i);
+        first_seen.insert(&e.base, i);
     }
-    make_unique(&mut jobs, &explicit);
+    make_unique_entries(&mut entries, &mut jobs);
 
+    // needs: names → job indices (a fanned-out job stands for all its items).
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        by_name.insert(e.base.as_str(), i);
+    }
+    let mut job_by_name: HashMap<&str, usize> = HashMap::new();
+    for j in &jobs {
+        job_by_name.insert(j.name.as_str(), j.index);
+    }
+    let mut entry_edges: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    let mut job_needs: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    for (i, needs) in raw_needs.iter().enumerate() {
+        for (k, need) in needs.iter().enumerate() {
+            let mut loc = jobs_path(i);
+            loc.push(Seg::Key("needs"));
+            loc.push(Seg::Index(k));
+            let resolved: Option<(usize, Vec<usize>)> = if let Some(&e) = by_name.get(need.as_str())
+            {
+                Some((e, entries[e].jobs.clone().collect()))
+            } else if let Some(&j) = job_by_name.get(need.as_str()) {
+                Some((jobs[j].entry, vec![j]))
+            } else {
+                // `job[3]`: the fourth item of a fanned-out job, by position.
+                need.strip_suffix(']')
+                    .and_then(|n| n.rsplit_once('['))
+                    .and_then(|(b, idx)| Some((*by_name.get(b)?, idx.parse::<usize>().ok()?)))
+                    .filter(|(e, idx)| entries[*e].fanned && *idx < entries[*e].jobs.len())
+                    .map(|(e, idx)| (e, vec![entries[e].jobs.start + idx]))
+            };
+            let Some((target_entry, idxs)) = resolved else {
+                let names: Vec<&str> = by_name.keys().copied().collect();
+                let hint =
+                    crate::error::suggest(need, &names).map(|s| format!("did you mean `{s}`?"));
+                return Err(err_at(
+                    &loc,
+                    Some(entries[i].base.clone()),
+                    format!("`needs` names an unknown job `{need}`"),
+                    hint,
+                ));
+            };
+            entry_edges[i].push(target_entry);
+            job_needs[i].extend(idxs);
+        }
+    }
+    if let Some(cycle) = find_cycle(&entry_edges) {
+        let names: Vec<&str> = cycle.iter().map(|&e| entries[e].base.as_str()).collect();
+        let mut loc = jobs_path(cycle[0]);
+        loc.push(Seg::Key("needs"));
+        return Err(err_at(
+            &loc,
+            None,
+            format!(
+                "the jobs depend on each other in a cycle: {}",
+                names.join(" → ")
+            ),
+            Some("remove one of these `needs` so the jobs can run in some order".into()),
+        ));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        let mut needs = job_needs[i].clone();
+        needs.sort_unstable();
+        needs.dedup();
+        for j in e.jobs.clone() {
+            jobs[j].needs = needs.clone();
+        }
+    }
+
+    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
     Ok(Plan {
         source: Some(path.to_path_buf()),
         source_hash: sha256_hex(text.as_bytes()),
         concurrency: file.concurrency,
         jobs,
+        groups: file.groups.clone(),
+        on_failure: file.on_failure,
+        secret_env: file.secret_env.clone(),
+        secrets,
+        retention: file.retention.map(|r| crate::store::Retention {
+            max_runs: r.runs,
+            max_age: r.age.map(|a| a.0),
+            max_bytes: r.bytes.map(|b| b.0),
+        }),
     })
+}
+
+/// The values of the secret variables, as each job will see them, longest first (so that a
+/// secret containing another is redacted whole).
+fn secret_values(keys: &[String], jobs: &[PlannedJob], inherit: bool) -> Vec<String> {
+    let mut vals: Vec<String> = Vec::new();
+    for k in keys {
+        for j in jobs {
+            if let Some((_, v)) = j.env.iter().find(|(key, _)| key == k) {
+                vals.push(v.clone());
+            }
+        }
+        if inherit && let Ok(v) = std::env::var(k) {
+            vals.push(v);
+        }
+    }
+    vals.retain(|v| !v.is_empty());
+    vals.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    vals.dedup();
+    vals
+}
+
+/// `KEY=VALUE`, `export KEY=VALUE`, quotes around the value, comments and blank lines.
+fn parse_env_line(line: &str) -> Result<Option<(String, String)>, String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(None);
+    }
+    let t = t.strip_prefix("export ").unwrap_or(t).trim_start();
+    let Some((k, v)) = t.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, found `{t}`"));
+    };
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("invalid variable name `{k}`"));
+    }
+    let v = v.trim();
+    let v = if v.len() >= 2
+        && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+    {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    };
+    Ok(Some((k.to_string(), v.to_string())))
+}
+
+/// A cycle in the entry graph, as the entries along it, first repeated at the end.
+fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+    // 0 unvisited, 1 on the stack, 2 done
+    let mut state = vec![0u8; edges.len()];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for start in 0..edges.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        stack.push((start, 0));
+        state[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if *next < edges[node].len() {
+                let to = edges[node][*next];
+                *next += 1;
+                match state[to] {
+                    0 => {
+                        state[to] = 1;
+                        stack.push((to, 0));
+                    }
+                    1 => {
+                        let pos = stack.iter().position(|(n, _)| *n == to).expect("on stack");
+                        let mut cycle: Vec<usize> = stack[pos..].iter().map(|(n, _)| *n).collect();
+                        cycle.push(to);
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+fn item_field<'a>(item: Option<&'a Item>, field: Option<&str>) -> Result<&'a str, String> {
+    match (item, field) {
+        (None, _) => Err(
+            "`{item}` is only available in `for_each` jobs without `chunk`; use `{items}`".into(),
+        ),
+        (Some(Item::Scalar(s)), None) => Ok(s),
+        (Some(Item::Scalar(_)), Some(f)) => {
+            Err(format!("`{{item.{f}}}`: the items are not mappings"))
+        }
+        (Some(Item::Map(_)), None) => Err("the items are mappings: use `{item.FIELD}`".into()),
+        (Some(Item::Map(m)), Some(f)) => m.get(f).map(String::as_str).ok_or_else(|| {
+            let keys: Vec<&String> = m.keys().collect();
+            match crate::error::suggest(f, &keys) {
+                Some(s) => format!("an item has no field `{f}`; did you mean `{s}`?"),
+                None => format!("an item has no field `{f}`"),
+            }
+        }),
+    }
+}
+
+fn item_scalars(items: &[Item]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Scalar(s) => s.as_str(),
+            Item::Map(_) => "",
+        })
+        .collect()
+}
+
+/// Replaces `{item}`, `{item.FIELD}`, `{index}` and `{items}` in text; with `quote`, each
+/// value is shell-quoted (for `shell:` jobs). `{slot}` is left for run time; other braces are
+/// left alone (awk and friends use them).
+fn expand_text(text: &str, sub: &Subst<'_>, quote: bool) -> Result<String, String> {
+    let q = |s: &str| -> String {
+        if quote {
+            shell_words::quote(s).into_owned()
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return Ok(out);
+        };
+        let token = &after[..close];
+        let value = match token {
+            "item" => Some(q(item_field(sub.item, None)?)),
+            "index" => Some(sub.index.to_string()),
+            "items" => Some(
+                item_scalars(sub.items)
+                    .into_iter()
+                    .map(q)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            t => match t.strip_prefix("item.") {
+                Some(f) => Some(q(item_field(sub.item, Some(f))?)),
+                None => None,
+            },
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => {
+                out.push('{');
+                out.push_str(token);
+                out.push('}');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// One argv word expanded: `{items}` alone becomes one word per item; elsewhere values are
+/// substituted inside the word, which stays one word whatever the value holds.
+fn expand_word(word: &str, sub: &Subst<'_>) -> Result<Vec<String>, String> {
+    if word == "{items}" {
+        return Ok(item_scalars(sub.items)
+            .into_iter()
+            .map(str::to_string)
+            .collect());
+    }
+    Ok(vec![expand_text(word, sub, false)?])
+}
+
+/// Gives generated base names that collide a `-2`, `-3`, … suffix in job-file order, and renames
+/// their jobs accordingly.
+fn make_unique_entries(entries: &mut [Entry], jobs: &mut [PlannedJob]) {
+    let mut taken: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| e.explicit)
+        .map(|e| e.base.clone())
+        .collect();
+    for e in entries.iter_mut() {
+        if e.explicit || taken.insert(e.base.clone()) {
+            continue;
+        }
+        let mut n = 2;
+        let new = loop {
+            let candidate = format!("{}-{n}", e.base);
+            if taken.insert(candidate.clone()) {
+                break candidate;
+            }
+            n += 1;
+        };
+        for j in &mut jobs[e.jobs.clone()] {
+            j.name = if e.fanned {
+                format!("{new}{}", &j.name[e.base.len()..])
+            } else {
+                new.clone()
+            };
+        }
+        e.base = new;
+    }
 }
 
 fn target(spec: Option<&OutputSpec>) -> Target {
@@ -406,34 +1230,6 @@ pub fn slug(command: &str) -> String {
         "job".to_string()
     } else {
         out
-    }
-}
-
-/// Gives generated names that collide (with each other or an explicit name) a `-2`, `-3`, … suffix
-/// in job-file order, so they stay stable while the file does.
-fn make_unique(jobs: &mut [PlannedJob], explicit: &[bool]) {
-    let mut taken: std::collections::HashSet<String> = jobs
-        .iter()
-        .zip(explicit)
-        .filter(|(_, e)| **e)
-        .map(|(j, _)| j.name.clone())
-        .collect();
-    for (j, e) in jobs.iter_mut().zip(explicit) {
-        if *e {
-            continue;
-        }
-        if taken.insert(j.name.clone()) {
-            continue;
-        }
-        let mut n = 2;
-        loop {
-            let candidate = format!("{}-{n}", j.name);
-            if taken.insert(candidate.clone()) {
-                j.name = candidate;
-                break;
-            }
-            n += 1;
-        }
     }
 }
 

@@ -110,6 +110,25 @@ pub struct CompletedProcess {
     pub host: Option<String>,
     /// Things worth knowing about how the job ended (e.g. a leftover process kept a pipe open).
     pub notes: Vec<String>,
+    /// Attempts before the final one (with `retries:`), oldest first.
+    #[serde(default)]
+    pub earlier_attempts: Vec<Attempt>,
+    /// Names (not values) of the variables in the job's environment.
+    #[serde(default)]
+    pub env_keys: Vec<String>,
+}
+
+/// How one failed attempt of a retried job ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub status: Status,
+    pub returncode: Option<i32>,
+    pub signal: Option<i32>,
+    #[serde(with = "unix_millis")]
+    pub started: SystemTime,
+    #[serde(with = "unix_millis")]
+    pub finished: SystemTime,
 }
 
 impl CompletedProcess {
@@ -141,6 +160,8 @@ impl CompletedProcess {
             attempts: 0,
             host: None,
             notes: Vec::new(),
+            earlier_attempts: Vec::new(),
+            env_keys: Vec::new(),
         }
     }
 

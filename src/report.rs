@@ -198,6 +198,34 @@ impl Reporter {
                     self.raw(*stream, &buf);
                 }
             }
+            Event::JobRetrying {
+                index,
+                attempt,
+                of,
+                delay,
+                outcome,
+            } => {
+                if self.cfg.json || self.cfg.quiet {
+                    return;
+                }
+                let mut line = String::new();
+                if self.cfg.timestamps {
+                    line.push_str(&format_time_secs(SystemTime::now()));
+                    line.push(' ');
+                }
+                let label = if self.cfg.color {
+                    "\x1b[33mRETRY    \x1b[0m".to_string()
+                } else {
+                    "RETRY    ".to_string()
+                };
+                line.push_str(&format!(
+                    "{label} {:<w$}  {outcome}; attempt {attempt} of {of} in {}",
+                    self.plan.jobs[*index].name,
+                    format_duration(*delay),
+                    w = self.name_width
+                ));
+                self.say(&line);
+            }
             Event::JobFinished(rec) => self.finished(rec),
         }
     }

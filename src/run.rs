@@ -96,6 +96,11 @@ pub fn run_plan(
 ) -> Result<RunOutcome, RunError> {
     let plan = Arc::new(plan);
     let started = SystemTime::now();
+    let retention = plan.retention;
+    let job_file = plan
+        .source
+        .as_ref()
+        .map(|p| absolute(p).display().to_string());
     let run_id = store::new_run_id(started);
 
     // Where captured output goes: the store's run folder, or a temporary one.
@@ -155,6 +160,7 @@ pub fn run_plan(
         forward_output,
         launcher: opts.launcher.clone(),
         extra_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.clone())],
+        secrets: Arc::new(plan.secrets.clone()),
     };
     let handle_signals = opts.handle_signals;
     let cancel_watch = cancel_rx.clone();
@@ -197,6 +203,11 @@ pub fn run_plan(
         };
         if let Err(e) = s.finish_run(&run_id, status, SystemTime::now()) {
             warnings.push(format!("could not record the end of the run: {e}"));
+        }
+        // Retention: this job file's history, by its own limits or the default.
+        let keep = retention.unwrap_or(store::DEFAULT_RETENTION);
+        if let Err(e) = s.gc(&keep, job_file.as_deref()) {
+            warnings.push(format!("could not prune old runs: {e}"));
         }
     }
     reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);

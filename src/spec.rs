@@ -22,6 +22,19 @@ pub struct JobFile {
     pub concurrency: Option<usize>,
     pub defaults: Defaults,
     pub jobs: Vec<JobSpec>,
+    pub groups: BTreeMap<String, usize>,
+    pub on_failure: HaltSpec,
+    /// Environment for every job (like `defaults.env`, for cron's minimal environment).
+    pub env: BTreeMap<String, Word>,
+    /// Directories put in front of PATH for every job.
+    pub path: Vec<String>,
+    /// Files of KEY=VALUE lines loaded into every job's environment.
+    pub env_file: Vec<String>,
+    /// Start jobs from orchestrate's environment (true) or from an empty one.
+    pub inherit_env: bool,
+    /// Variables whose values are never stored or printed.
+    pub secret_env: Vec<String>,
+    pub retention: Option<RetentionSpec>,
 }
 
 /// The keys of the long form of a job file (a mapping at the top).
@@ -33,6 +46,136 @@ struct JobFileMap {
     #[serde(default)]
     defaults: Defaults,
     jobs: Vec<JobSpec>,
+    #[serde(default)]
+    groups: BTreeMap<String, Limit>,
+    on_failure: Option<HaltSpec>,
+    #[serde(default)]
+    env: BTreeMap<String, Word>,
+    path: Option<PathList>,
+    env_file: Option<PathList>,
+    inherit_env: Option<bool>,
+    #[serde(default)]
+    secret_env: Vec<String>,
+    retention: Option<RetentionSpec>,
+}
+
+/// A positive count (group limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub usize);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v < 1 {
+            Err(de::Error::custom(format!(
+                "a limit must be at least 1, not {v}"
+            )))
+        } else if v as usize > MAX_CONCURRENCY {
+            Err(de::Error::custom(format!(
+                "a limit of {v} is too large (at most {MAX_CONCURRENCY})"
+            )))
+        } else {
+            Ok(Limit(v as usize))
+        }
+    }
+}
+
+/// What a failed job does to the rest of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltSpec {
+    /// Run everything that does not depend on the failure.
+    #[default]
+    Continue,
+    /// Start nothing new; let running jobs finish.
+    Stop,
+    /// Stop running jobs too.
+    Kill,
+}
+
+/// One path or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PathList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for PathList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PathList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PathList, E> {
+                Ok(PathList(vec![s.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PathList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    v.push(p);
+                }
+                Ok(PathList(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How much history to keep for this job file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    pub runs: Option<usize>,
+    pub age: Option<DurationSpec>,
+    pub bytes: Option<Size>,
+}
+
+/// A byte size: a number, or text like `500M`, `2G`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as `500M` or `2G`, or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("size `{v}` is negative")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+                parse_size(s).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `500M`, `2G`, `1024`: bytes, with binary multiples.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`; write it like `500M` or `2G`"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("invalid size unit in `{s}` (use K, M, G or T)")),
+    };
+    Ok((n * mult as f64) as u64)
 }
 
 impl<'de> Deserialize<'de> for JobFile {
@@ -48,6 +191,7 @@ impl<'de> Deserialize<'de> for JobFile {
                 Ok(JobFile {
                     jobs,
                     list_form: true,
+                    inherit_env: true,
                     ..JobFile::default()
                 })
             }
@@ -58,6 +202,14 @@ impl<'de> Deserialize<'de> for JobFile {
                     concurrency: m.concurrency,
                     defaults: m.defaults,
                     jobs: m.jobs,
+                    groups: m.groups.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                    on_failure: m.on_failure.unwrap_or_default(),
+                    env: m.env,
+                    path: m.path.map(|p| p.0).unwrap_or_default(),
+                    env_file: m.env_file.map(|p| p.0).unwrap_or_default(),
+                    inherit_env: m.inherit_env.unwrap_or(true),
+                    secret_env: m.secret_env,
+                    retention: m.retention,
                 })
             }
         }
@@ -79,6 +231,13 @@ pub struct Defaults {
     pub stdout: Option<OutputSpec>,
     #[serde(default, deserialize_with = "de_output")]
     pub stderr: Option<OutputSpec>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<DurationSpec>,
+    pub backoff: Option<f64>,
+    pub max_retry_delay: Option<DurationSpec>,
+    pub retry_on: Option<Vec<i32>>,
+    pub success_codes: Option<Vec<i32>>,
+    pub group: Option<String>,
 }
 
 /// One entry of `jobs:`: a bare command line, or a mapping.
@@ -92,6 +251,10 @@ pub enum JobSpec {
 #[serde(deny_unknown_fields)]
 pub struct JobMap {
     pub name: Option<String>,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    pub for_each: Option<ForEachSpec>,
+    pub chunk: Option<usize>,
     pub command: Option<CommandSpec>,
     pub shell: Option<String>,
     pub cwd: Option<PathBuf>,
@@ -104,6 +267,13 @@ pub struct JobMap {
     pub stdout: Option<OutputSpec>,
     #[serde(default, deserialize_with = "de_output")]
     pub stderr: Option<OutputSpec>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<DurationSpec>,
+    pub backoff: Option<f64>,
+    pub max_retry_delay: Option<DurationSpec>,
+    pub retry_on: Option<Vec<i32>>,
+    pub success_codes: Option<Vec<i32>>,
+    pub group: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for JobSpec {
@@ -162,6 +332,115 @@ impl<'de> Deserialize<'de> for CommandSpec {
         d.deserialize_any(V)
     }
 }
+
+/// What a job fans out over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForEachSpec {
+    Items(Vec<Item>),
+    File(PathBuf),
+    Range { start: i64, end: i64, step: i64 },
+}
+
+/// One item of `for_each`: a scalar, or a mapping whose fields are `{item.field}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Scalar(String),
+    Map(BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForEachMap {
+    file: Option<PathBuf>,
+    range: Option<Vec<i64>>,
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Item;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar item or a mapping of scalar fields")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Item, E> {
+                Ok(Item::Scalar(s.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Item, E> {
+                Ok(Item::Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item, E> {
+                Ok(Item::Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item, E> {
+                Ok(Item::Scalar(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Item, E> {
+                Ok(Item::Scalar(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
+                let m = BTreeMap::<String, Word>::deserialize(
+                    de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Item::Map(m.into_iter().map(|(k, v)| (k, v.0)).collect()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ForEachSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ForEachSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of items, `{file: items.txt}` or `{range: [1, 100]}`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ForEachSpec, A::Error> {
+                let mut items = Vec::new();
+                while let Some(it) = seq.next_element::<Item>()? {
+                    items.push(it);
+                }
+                Ok(ForEachSpec::Items(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ForEachSpec, A::Error> {
+                let m = ForEachMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match (m.file, m.range) {
+                    (Some(f), None) => Ok(ForEachSpec::File(f)),
+                    (None, Some(r)) => {
+                        let (start, end, step) = match r.as_slice() {
+                            [a, b] => (*a, *b, 1),
+                            [a, b, c] => (*a, *b, *c),
+                            _ => {
+                                return Err(de::Error::custom(
+                                    "range takes [first, last] or [first, last, step]",
+                                ));
+                            }
+                        };
+                        if step == 0 {
+                            return Err(de::Error::custom("a range step cannot be 0"));
+                        }
+                        let count = (end as i128 - start as i128) / step as i128 + 1;
+                        if count > MAX_ITEMS as i128 {
+                            return Err(de::Error::custom(format!(
+                                "the range has {count} items; at most {MAX_ITEMS} are allowed"
+                            )));
+                        }
+                        Ok(ForEachSpec::Range { start, end, step })
+                    }
+                    _ => Err(de::Error::custom(
+                        "for_each takes a list, `{file: path}` or `{range: [first, last]}`",
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Most jobs one job file may expand to.
+pub const MAX_ITEMS: usize = 10_000_000;
 
 /// A scalar taken as text: `sleep 1` in an argv list or `PORT: 8080` in `env` are words too.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,6 +757,16 @@ fn line_col_of_offset(bytes: &[u8], offset: usize) -> (usize, usize) {
 /// The keys a job mapping accepts, for "did you mean" suggestions.
 pub const JOB_KEYS: &[&str] = &[
     "name",
+    "needs",
+    "for_each",
+    "chunk",
+    "retries",
+    "retry_delay",
+    "backoff",
+    "max_retry_delay",
+    "retry_on",
+    "success_codes",
+    "group",
     "command",
     "shell",
     "cwd",

@@ -163,6 +163,13 @@ pub struct Retention {
     pub max_bytes: Option<u64>,
 }
 
+/// What is kept of a job file's history when it says nothing: its last 500 runs.
+pub const DEFAULT_RETENTION: Retention = Retention {
+    max_runs: Some(500),
+    max_age: None,
+    max_bytes: None,
+};
+
 #[derive(Debug, Clone, Default)]
 pub struct GcReport {
     pub runs_removed: usize,
@@ -619,9 +626,12 @@ impl RunStore {
 
     /// Removes runs beyond the retention limits, files and rows together. Runs still in
     /// progress are never removed.
-    pub fn gc(&mut self, keep: &Retention) -> Result<GcReport> {
+    pub fn gc(&mut self, keep: &Retention, job_file: Option<&str>) -> Result<GcReport> {
         self.settle_dead_runs()?;
-        let runs = self.list_runs(&RunFilter::default())?; // newest first
+        let mut runs = self.list_runs(&RunFilter::default())?; // newest first
+        if let Some(jf) = job_file {
+            runs.retain(|r| r.job_file.as_deref() == Some(jf));
+        }
         let now = SystemTime::now();
         let mut doomed = Vec::new();
         let mut total_bytes = 0u64;
@@ -629,11 +639,16 @@ impl RunStore {
             if r.status == "running" {
                 continue;
             }
-            let bytes = dir_size(&self.run_dir(&r.id));
             let too_many = keep.max_runs.is_some_and(|m| i >= m);
             let too_old = keep
                 .max_age
                 .is_some_and(|a| now.duration_since(r.started).unwrap_or_default() > a);
+            // Sizes are only worth walking the folders for when bytes are limited.
+            let bytes = if keep.max_bytes.is_some() || too_many || too_old {
+                dir_size(&self.run_dir(&r.id))
+            } else {
+                0
+            };
             let too_big = keep
                 .max_bytes
                 .is_some_and(|m| total_bytes + bytes > m && i > 0);

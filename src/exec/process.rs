@@ -28,7 +28,8 @@ const READ_BUF: usize = 64 * 1024;
 /// Builds the OS command for a job. The seam where other back ends (ssh, Slurm) plug in: they
 /// wrap the job's argv in their own client command; the rest of the process layer is shared.
 pub trait Launcher: Send + Sync {
-    fn command(&self, job: &PlannedJob) -> std::process::Command;
+    /// `argv` is the job's argv with run-time placeholders (`{slot}`) filled in.
+    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command;
     /// The host the job runs on, for the record.
     fn host(&self) -> Option<String> {
         None
@@ -40,9 +41,9 @@ pub trait Launcher: Send + Sync {
 pub struct Local;
 
 impl Launcher for Local {
-    fn command(&self, job: &PlannedJob) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&job.argv[0]);
-        cmd.args(&job.argv[1..]);
+    fn command(&self, _job: &PlannedJob, argv: &[String]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd
     }
 }
@@ -84,6 +85,8 @@ pub struct JobCtx {
     pub launcher: std::sync::Arc<dyn Launcher>,
     /// Extra environment for every job (ORCHESTRATE_RUN and friends).
     pub extra_env: Vec<(String, String)>,
+    /// Values redacted from output and records.
+    pub secrets: std::sync::Arc<Vec<String>>,
 }
 
 /// One output stream being drained into its capture file.
@@ -94,10 +97,58 @@ struct Drain {
     bytes: u64,
     error: Option<String>,
     partial: Vec<u8>,
+    redactor: Option<Redactor>,
+}
+
+/// Replaces secret values in a byte stream, also across chunk boundaries.
+struct Redactor {
+    secrets: std::sync::Arc<Vec<String>>,
+    carry: Vec<u8>,
+}
+
+pub const REDACTED: &[u8] = b"[REDACTED]";
+
+impl Redactor {
+    fn feed(&mut self, chunk: &[u8], last: bool) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut p = 0;
+        'scan: while p < buf.len() {
+            let rest = &buf[p..];
+            for s in self.secrets.iter() {
+                let s = s.as_bytes();
+                if rest.starts_with(s) {
+                    out.extend_from_slice(REDACTED);
+                    p += s.len();
+                    continue 'scan;
+                }
+                if !last && rest.len() < s.len() && s.starts_with(rest) {
+                    // Maybe the start of a secret that the next chunk completes.
+                    self.carry = rest.to_vec();
+                    break 'scan;
+                }
+            }
+            out.push(buf[p]);
+            p += 1;
+        }
+        out
+    }
+}
+
+/// Replaces secret values in text (records, error messages).
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), "[REDACTED]");
+        }
+    }
+    t
 }
 
 impl Drain {
-    fn new(stream: Stream, path: PathBuf) -> Self {
+    fn new(stream: Stream, path: PathBuf, secrets: &std::sync::Arc<Vec<String>>) -> Self {
         Drain {
             stream,
             path,
@@ -105,12 +156,38 @@ impl Drain {
             bytes: 0,
             error: None,
             partial: Vec::new(),
+            redactor: (!secrets.is_empty()).then(|| Redactor {
+                secrets: secrets.clone(),
+                carry: Vec::new(),
+            }),
         }
     }
 
-    fn write(&mut self, chunk: &[u8]) {
+    /// Writes a chunk as it should be kept (secrets redacted); returns those bytes.
+    fn write<'a>(&mut self, chunk: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         self.bytes += chunk.len() as u64;
-        if self.error.is_some() {
+        let kept: std::borrow::Cow<'a, [u8]> = match &mut self.redactor {
+            Some(r) => std::borrow::Cow::Owned(r.feed(chunk, false)),
+            None => std::borrow::Cow::Borrowed(chunk),
+        };
+        self.store(&kept);
+        kept
+    }
+
+    /// Writes what a redactor still holds at the end of the stream.
+    fn finish(&mut self) -> Vec<u8> {
+        match &mut self.redactor {
+            Some(r) if !r.carry.is_empty() => {
+                let rest = r.feed(&[], true);
+                self.store(&rest);
+                rest
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn store(&mut self, chunk: &[u8]) {
+        if self.error.is_some() || chunk.is_empty() {
             return; // keep draining so the job never blocks on a full pipe
         }
         if self.file.is_none() {
@@ -265,10 +342,23 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             }
         }
     }
-    let mut cmd = ctx.launcher.command(job);
+    let argv: std::borrow::Cow<'_, [String]> = if job.argv.iter().any(|w| w.contains("{slot}")) {
+        let slot = ctx.slot.to_string();
+        job.argv
+            .iter()
+            .map(|w| w.replace("{slot}", &slot))
+            .collect::<Vec<_>>()
+            .into()
+    } else {
+        (&job.argv[..]).into()
+    };
+    let mut cmd = ctx.launcher.command(job, &argv);
     cmd.process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
+    }
+    if job.env_clear {
+        cmd.env_clear();
     }
     for (k, v) in &ctx.extra_env {
         cmd.env(k, v);
@@ -313,6 +403,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             prepared.stdout_drain = Some(Drain::new(
                 Stream::Stdout,
                 ctx.capture.path(&job.name, Stream::Stdout),
+                &ctx.secrets,
             ));
             if job.stderr == Target::Stdout {
                 let (r, w) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
@@ -365,6 +456,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             prepared.stderr_drain = Some(Drain::new(
                 Stream::Stderr,
                 ctx.capture.path(&job.name, Stream::Stderr),
+                &ctx.secrets,
             ));
             prepared.cmd.stderr(Stdio::piped());
         }
@@ -418,9 +510,94 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
-/// Runs one job to its end and returns its record. Never fails: a job that cannot start is a
-/// record with status `spawn_error`.
+/// Runs one job to its end, with its retries, and returns its record. Never fails: a job that
+/// cannot start is a record with status `spawn_error`.
 pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
+    let mut earlier: Vec<crate::record::Attempt> = Vec::new();
+    let mut attempt = 1u32;
+    let total = job.retry.retries + 1;
+    loop {
+        let mut rec = run_attempt(job, &mut ctx).await;
+        rec.attempts = attempt;
+        let again = attempt < total
+            && matches!(rec.status, Status::Failed | Status::TimedOut)
+            && (job.retry.on.is_empty()
+                || rec.returncode.is_some_and(|c| job.retry.on.contains(&c)))
+            && *ctx.cancel.borrow() == Cancel::None;
+        if !again {
+            rec.earlier_attempts = earlier;
+            finish_record(&mut rec, job, &ctx);
+            return rec;
+        }
+        earlier.push(crate::record::Attempt {
+            attempt,
+            status: rec.status,
+            returncode: rec.returncode,
+            signal: rec.signal,
+            started: rec.started,
+            finished: rec.finished,
+        });
+        attempt += 1;
+        let delay = job.retry.delay_before(attempt);
+        let _ = ctx.events.send(Event::JobRetrying {
+            index: job.index,
+            attempt,
+            of: total,
+            delay,
+            outcome: rec.outcome(),
+        });
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = wait_cancel(&mut ctx.cancel) => true,
+        };
+        if stopped {
+            rec.earlier_attempts = earlier;
+            finish_record(&mut rec, job, &ctx);
+            return rec;
+        }
+    }
+}
+
+async fn wait_cancel(rx: &mut watch::Receiver<Cancel>) {
+    loop {
+        if *rx.borrow_and_update() != Cancel::None {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What every record gets whatever the attempt did: environment keys, secrets redacted.
+fn finish_record(rec: &mut CompletedProcess, job: &PlannedJob, ctx: &JobCtx) {
+    let mut keys: std::collections::BTreeSet<String> = if job.env_clear {
+        Default::default()
+    } else {
+        std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect()
+    };
+    keys.extend(ctx.extra_env.iter().map(|(k, _)| k.clone()));
+    keys.extend(job.env.iter().map(|(k, _)| k.clone()));
+    keys.insert("ORCHESTRATE_JOB".into());
+    keys.insert("ORCHESTRATE_SLOT".into());
+    rec.env_keys = keys.into_iter().collect();
+    if !ctx.secrets.is_empty() {
+        for a in &mut rec.args {
+            *a = redact(a, &ctx.secrets);
+        }
+        if let Some(e) = &mut rec.error {
+            *e = redact(e, &ctx.secrets);
+        }
+        for n in &mut rec.notes {
+            *n = redact(n, &ctx.secrets);
+        }
+    }
+}
+
+/// One attempt of a job.
+async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     let started = SystemTime::now();
     let t0 = Instant::now();
     let spawn_failed = |msg: String, rc: i32| {
@@ -537,15 +714,15 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
             r = read_opt(&mut out, &mut buf_o) => match r {
                 Ok(0) | Err(_) => out = None,
                 Ok(n) => if let Some(d) = &mut stdout_drain {
-                    d.write(&buf_o[..n]);
-                    if forward { d.forward(job.index, &buf_o[..n], &ctx.events); }
+                    let kept = d.write(&buf_o[..n]);
+                    if forward { let kept = kept.into_owned(); d.forward(job.index, &kept, &ctx.events); }
                 },
             },
             r = read_opt(&mut err, &mut buf_e) => match r {
                 Ok(0) | Err(_) => err = None,
                 Ok(n) => if let Some(d) = &mut stderr_drain {
-                    d.write(&buf_e[..n]);
-                    if forward { d.forward(job.index, &buf_e[..n], &ctx.events); }
+                    let kept = d.write(&buf_e[..n]);
+                    if forward { let kept = kept.into_owned(); d.forward(job.index, &kept, &ctx.events); }
                 },
             },
             st = child.wait(), if status.is_none() && wait_error.is_none() => {
@@ -600,11 +777,10 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
         // spawned after it).
         let _ = sys::killpg(pgid, sys::SIGKILL);
     }
-    if forward {
-        if let Some(d) = &mut stdout_drain {
-            d.flush_partial(job.index, &ctx.events);
-        }
-        if let Some(d) = &mut stderr_drain {
+    for d in [&mut stdout_drain, &mut stderr_drain].into_iter().flatten() {
+        let rest = d.finish();
+        if forward {
+            d.forward(job.index, &rest, &ctx.events);
             d.flush_partial(job.index, &ctx.events);
         }
     }
@@ -620,7 +796,7 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
         Status::TimedOut
     } else if wait_error.is_some() {
         Status::Failed
-    } else if returncode == Some(0) {
+    } else if returncode.is_some_and(|c| job.is_success(c)) {
         Status::Succeeded
     } else {
         Status::Failed
@@ -666,6 +842,8 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
         attempts: 1,
         host: ctx.launcher.host(),
         notes,
+        earlier_attempts: Vec::new(),
+        env_keys: Vec::new(),
     }
 }
 
