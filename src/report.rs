@@ -465,6 +465,8 @@ pub fn write_json_record(w: &mut dyn Write, rec: &CompletedProcess) -> io::Resul
         "stderr_bytes": rec.stderr.bytes,
         "stdout_path": rec.stdout.path,
         "stderr_path": rec.stderr.path,
+        "earlier_attempts": rec.earlier_attempts,
+        "env_keys": rec.env_keys,
     });
     if let Some(sig) = rec.signal {
         head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
@@ -583,6 +585,22 @@ pub fn record_detail(rec: &CompletedProcess) -> String {
     field("end", format_time(rec.finished));
     field("duration", format_duration(rec.duration));
     field("attempts", rec.attempts.to_string());
+    for a in &rec.earlier_attempts {
+        let outcome = match (a.returncode, a.signal) {
+            (_, Some(sig)) => crate::record::signal_name(sig).to_string(),
+            (Some(c), None) => format!("exit {c}"),
+            (None, None) => "-".to_string(),
+        };
+        field(
+            &format!("attempt {}", a.attempt),
+            format!(
+                "{}, {outcome}, {} .. {}",
+                a.status,
+                format_time(a.started),
+                format_time(a.finished)
+            ),
+        );
+    }
     field("pid", rec.pid.map_or("-".to_string(), |p| p.to_string()));
     field("slot", rec.slot.map_or("-".to_string(), |p| p.to_string()));
     if let Some(h) = &rec.host {

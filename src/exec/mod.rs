@@ -211,11 +211,10 @@ pub async fn execute(
                     None => continue,
                 };
                 free_slots.push(slot);
-                if let Some(g) = plan.jobs[index].group.as_deref() {
-                    if let Some(c) = group_running.get_mut(g) {
+                if let Some(g) = plan.jobs[index].group.as_deref()
+                    && let Some(c) = group_running.get_mut(g) {
                         *c -= 1;
                     }
-                }
                 let failed = rec.status.is_failure();
                 let what = describe(&rec);
                 emit(rec, &mut summary, &mut recorded);

@@ -616,7 +616,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         rec
     };
 
-    let prepared = match prepare(job, &ctx) {
+    let prepared = match prepare(job, ctx) {
         Ok(p) => p,
         Err(msg) => return spawn_failed(msg, 126),
     };

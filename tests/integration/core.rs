@@ -464,7 +464,12 @@ fn one_gib_of_output_keeps_memory_flat() {
         "jobs.yaml",
         "jobs:\n  - name: big\n    shell: 'head -c 1073741824 /dev/zero'\n",
     );
-    let mut child = env.cmd().arg("jobs.yaml").spawn().unwrap();
+    let mut child = env
+        .cmd()
+        .arg("jobs.yaml")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let peak = peak_rss_kib(&mut child);
     assert!(child.wait().unwrap().success());
     assert!(peak > 0 && peak < 64 * 1024, "peak RSS {peak} KiB");
