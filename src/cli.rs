@@ -102,6 +102,29 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
     },
+    /// Print a crontab line that runs a job file on a schedule; --install adds it to your crontab.
+    Cron {
+        job_file: PathBuf,
+        /// When to run: five cron fields (`*/15 * * * *`) or a nickname (`@daily`).
+        #[arg(long, value_name = "CRON", required_unless_present = "remove")]
+        schedule: Option<String>,
+        /// Add the line to the user's crontab (replacing an earlier one for this job file).
+        #[arg(long, conflicts_with = "remove")]
+        install: bool,
+        /// Remove this job file's line from the user's crontab.
+        #[arg(long)]
+        remove: bool,
+        /// Where the run's report goes (default: <state dir>/cron/<job file>.log).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `orchestrate man | man -l -`.
+    Man,
     /// Remove old runs and their output.
     Gc {
         /// Keep at most this many runs.
@@ -147,9 +170,15 @@ pub struct RunArgs {
     /// Colors in the report: auto means when stderr is a terminal and NO_COLOR is unset.
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub color: When,
-    /// Do not keep this run in the store (capture to a temporary folder).
+    /// Do not keep this run in the store (capture to a temporary folder; no lock either).
     #[arg(long)]
     pub no_store: bool,
+    /// If another run of this job file holds the lock, wait for it (for at most D, e.g. `10m`).
+    #[arg(long, value_name = "D", num_args = 0..=1, default_missing_value = "forever", value_parser = parse_wait)]
+    pub wait_lock: Option<WaitLimit>,
+    /// Do not take the overlap lock: allow this job file to run twice at once.
+    #[arg(long, conflicts_with = "wait_lock")]
+    pub no_lock: bool,
     /// Run only these jobs (and what they need, unless --no-deps); comma-separated or repeated.
     #[arg(long, value_name = "NAME", value_delimiter = ',', num_args = 1..)]
     pub only: Vec<String>,
@@ -190,6 +219,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like `30s`, `10m`, `1d`)"))
 }
 
+/// How long `--wait-lock` waits: `None` for as long as it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimit(pub Option<Duration>);
+
+fn parse_wait(s: &str) -> Result<WaitLimit, String> {
+    if s == "forever" {
+        Ok(WaitLimit(None))
+    } else {
+        parse_duration(s).map(|d| WaitLimit(Some(d)))
+    }
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     crate::spec::parse_size(s)
 }
@@ -224,6 +265,36 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             cmd_run(cli.run, state_dir, term)
         }
         Some(Command::Check { job_file, json }) => cmd_check(&job_file, json),
+        Some(Command::Cron {
+            job_file,
+            schedule,
+            install,
+            remove,
+            log,
+        }) => cmd_cron(
+            &job_file,
+            schedule.as_deref(),
+            install,
+            remove,
+            log,
+            state_dir,
+        ),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
+            exit::OK
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+                Err(e) => {
+                    eprintln!("orchestrate: {e}");
+                    exit::SOFTWARE
+                }
+            }
+        }
         Some(other) => match inspect(other, state_dir) {
             Ok(code) => code,
             Err(e) => {
@@ -303,6 +374,14 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
         store: !args.no_store,
         state_dir,
         handle_signals: true,
+        lock: if args.no_lock {
+            crate::lock::LockMode::Off
+        } else if let Some(w) = args.wait_lock {
+            crate::lock::LockMode::Wait(w.0)
+        } else {
+            crate::lock::LockMode::NoWait
+        },
+        ignore_hangup: !term.stderr_is_tty,
         ..Default::default()
     };
     match run::run_plan(
@@ -321,6 +400,97 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             eprintln!("orchestrate: error: {e}; no job was started");
             e.exit_code()
         }
+    }
+}
+
+fn cmd_cron(
+    job_file: &Path,
+    schedule: Option<&str>,
+    install: bool,
+    remove: bool,
+    log: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> i32 {
+    let fail = |msg: String, code: i32| {
+        eprintln!("orchestrate: error: {msg}");
+        code
+    };
+    let abs = match std::fs::canonicalize(job_file) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{}: {e}", job_file.display()), exit::USAGE),
+    };
+    if remove {
+        return match crate::cron::remove(&abs) {
+            Ok(true) => {
+                println!("removed the crontab line of {}", abs.display());
+                exit::OK
+            }
+            Ok(false) => {
+                println!("no crontab line for {}", abs.display());
+                exit::OK
+            }
+            Err(e) => fail(e, exit::SOFTWARE),
+        };
+    }
+    let schedule = schedule.unwrap_or_default();
+    if let Err(e) = crate::cron::validate(schedule) {
+        return fail(format!("invalid schedule: {e}"), exit::USAGE);
+    }
+    if let Err(e) = Plan::load(&abs) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| PathBuf::from("orchestrate"));
+    let explicit_state = state_dir
+        .clone()
+        .or_else(|| std::env::var_os("ORCHESTRATE_STATE_DIR").map(PathBuf::from))
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
+    let root = store::default_state_dir(explicit_state.as_deref());
+    let log = match log {
+        Some(l) => std::path::absolute(&l).unwrap_or(l),
+        None => {
+            let stem = crate::plan::slug(
+                &abs.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            root.join("cron").join(format!("{stem}.log"))
+        }
+    };
+    if let Some(dir) = log.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return fail(
+            format!("cannot create {}: {e}", dir.display()),
+            exit::SOFTWARE,
+        );
+    }
+    let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let line = crate::cron::line(
+        schedule,
+        &abs,
+        &exe,
+        &path_env,
+        explicit_state.as_deref(),
+        &log,
+    );
+    if !install {
+        println!("{line}");
+        return exit::OK;
+    }
+    match crate::cron::install(&line, &abs) {
+        Ok(replaced) => {
+            println!("{line}");
+            eprintln!(
+                "{} the crontab line of {}",
+                if replaced { "replaced" } else { "installed" },
+                abs.display()
+            );
+            exit::OK
+        }
+        Err(e) => fail(e, exit::SOFTWARE),
     }
 }
 
@@ -612,7 +782,11 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             )?;
             Ok(exit::OK)
         }
-        Command::Run(_) | Command::Check { .. } => unreachable!("handled by main_with"),
+        Command::Run(_)
+        | Command::Check { .. }
+        | Command::Cron { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("handled by main_with"),
     }
 }
 

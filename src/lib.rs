@@ -21,8 +21,10 @@
 //! `report`. The binary is a thin layer over [`run::run_plan`].
 
 pub mod cli;
+pub mod cron;
 pub mod error;
 pub mod exec;
+pub mod lock;
 pub mod plan;
 pub mod record;
 pub mod report;

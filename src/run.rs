@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub launcher: Arc<dyn Launcher>,
     /// Handle signals (SIGINT/SIGTERM cancel the run). Off for library calls.
     pub handle_signals: bool,
+    /// The overlap lock on the job file (only for runs of a job file with the store on).
+    pub lock: crate::lock::LockMode,
+    /// Ignore SIGHUP (under cron and pipes); otherwise it stops the run like SIGTERM.
+    pub ignore_hangup: bool,
 }
 
 impl Default for RunOptions {
@@ -46,6 +50,8 @@ impl Default for RunOptions {
             keep_output: false,
             launcher: Arc::new(Local),
             handle_signals: false,
+            lock: crate::lock::LockMode::Off,
+            ignore_hangup: true,
         }
     }
 }
@@ -75,11 +81,16 @@ pub enum RunError {
     Temp(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
-        exit::SOFTWARE
+        match self {
+            RunError::Lock(crate::lock::LockError::Busy { .. }) => exit::LOCKED,
+            _ => exit::SOFTWARE,
+        }
     }
 }
 
@@ -95,20 +106,27 @@ pub fn run_plan(
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
     let plan = Arc::new(plan);
-    let started = SystemTime::now();
+    let mut started = SystemTime::now();
     let retention = plan.retention;
     let job_file = plan
         .source
         .as_ref()
         .map(|p| absolute(p).display().to_string());
-    let run_id = store::new_run_id(started);
+    let mut run_id = store::new_run_id(started);
 
     // Where captured output goes: the store's run folder, or a temporary one.
     let mut tmp = None;
     let mut db = None;
+    let mut _lock = None;
     let capture = if opts.store {
         let root = store::default_state_dir(opts.state_dir.as_deref());
         let mut s = RunStore::open(&root)?;
+        if let Some(src) = &plan.source {
+            _lock = crate::lock::acquire(&root, src, opts.lock)?;
+            // The run starts once it holds the lock (--wait-lock may have waited).
+            started = SystemTime::now();
+            run_id = store::new_run_id(started);
+        }
         s.begin_run(&NewRun {
             id: run_id.clone(),
             job_file: plan
@@ -163,10 +181,11 @@ pub fn run_plan(
         secrets: Arc::new(plan.secrets.clone()),
     };
     let handle_signals = opts.handle_signals;
+    let ignore_hangup = opts.ignore_hangup;
     let cancel_watch = cancel_rx.clone();
     let summary = rt.block_on(async move {
         if handle_signals {
-            spawn_signal_handler(cancel_tx.clone());
+            spawn_signal_handler(cancel_tx.clone(), ignore_hangup);
         }
         let summary = exec::execute(plan, exec_opts, tx, cancel_rx.clone()).await;
         drop(cancel_tx);
@@ -187,8 +206,8 @@ pub fn run_plan(
         Cancel::Hard => Some(crate::sys::SIGINT),
     };
     let exit_code = match interrupted {
-        Some(sig) if sig == crate::sys::SIGTERM => exit::SIGTERM,
-        Some(_) => exit::SIGINT,
+        Some(sig) if sig == crate::sys::SIGINT => exit::SIGINT,
+        Some(sig) => 128 + sig,
         None if summary.failed > 0 => exit::JOB_FAILED,
         None => exit::OK,
     };
@@ -298,17 +317,25 @@ fn consume(
 }
 
 /// The first SIGINT or SIGTERM stops the jobs gracefully; a second SIGINT kills them at once.
-fn spawn_signal_handler(tx: watch::Sender<Cancel>) {
+/// SIGHUP is ignored under cron (no terminal to lose); on a terminal it stops the run like
+/// SIGTERM.
+fn spawn_signal_handler(tx: watch::Sender<Cancel>, ignore_hangup: bool) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         return;
     };
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                _ = hup.recv() => {
+                    if !ignore_hangup && *tx.borrow() == Cancel::None && tx.send(Cancel::Graceful(crate::sys::SIGHUP)).is_err() {
+                        break;
+                    }
+                }
                 _ = int.recv() => {
                     let now = *tx.borrow();
                     let next = if now == Cancel::None { Cancel::Graceful(crate::sys::SIGINT) } else { Cancel::Hard };

@@ -46,3 +46,4 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<bool> {
 pub const SIGTERM: i32 = libc::SIGTERM;
 pub const SIGKILL: i32 = libc::SIGKILL;
 pub const SIGINT: i32 = libc::SIGINT;
+pub const SIGHUP: i32 = libc::SIGHUP;

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod core;
+mod cron_ready;
 mod graph;
 mod helpers;
 mod library;
