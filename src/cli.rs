@@ -125,6 +125,32 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `orchestrate man | man -l -`.
     Man,
+    /// Background jobs that are running, or that ended since you last looked.
+    Status {
+        /// Every background job on record, not only running and unseen ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait for background jobs to end (all running ones, those of a RUN, or the named JOBs).
+    /// Exit 0 if all succeeded, 1 otherwise, 124 on --timeout.
+    Wait {
+        /// Run ids (or prefixes, `last`) and/or job names.
+        targets: Vec<String>,
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Stop a background job (TERM to its process group, KILL after its grace) and record it as
+    /// cancelled.
+    Kill {
+        job: String,
+        /// The run it belongs to (default: its latest running one).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
     /// Remove old runs and their output.
     Gc {
         /// Keep at most this many runs.
@@ -176,6 +202,10 @@ pub struct RunArgs {
     /// If another run of this job file holds the lock, wait for it (for at most D, e.g. `10m`).
     #[arg(long, value_name = "D", num_args = 0..=1, default_missing_value = "forever", value_parser = parse_wait)]
     pub wait_lock: Option<WaitLimit>,
+    /// Wait for background jobs before ending the run, and count them in the exit code
+    /// (like `wait: true` in the job file).
+    #[arg(long)]
+    pub wait: bool,
     /// Do not take the overlap lock: allow this job file to run twice at once.
     #[arg(long, conflicts_with = "wait_lock")]
     pub no_lock: bool,
@@ -284,6 +314,7 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
             exit::OK
         }
+        Some(Command::Supervise) => crate::supervise::supervise(),
         Some(Command::Man) => {
             let cmd = <Cli as clap::CommandFactory>::command();
             match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
@@ -331,6 +362,9 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
     };
     if args.fail_fast {
         plan.on_failure = crate::plan::HaltSpec::Stop;
+    }
+    if args.wait {
+        plan.wait = true;
     }
     if let Some(p) = args.on_failure {
         plan.on_failure = match p {
@@ -786,7 +820,206 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         | Command::Check { .. }
         | Command::Cron { .. }
         | Command::Completions { .. }
+        | Command::Supervise
         | Command::Man => unreachable!("handled by main_with"),
+        Command::Status { all, json } => {
+            let jobs = background_now(&mut db, !all)?;
+            if json {
+                for (run, rec) in &jobs {
+                    let v = serde_json::json!({
+                        "run": run, "job": rec.job, "pid": rec.pid, "status": rec.status,
+                        "returncode": rec.returncode, "signal": rec.signal,
+                        "start": format_time(rec.started),
+                        "end": (rec.status != crate::record::Status::Background).then(|| format_time(rec.finished)),
+                        "error": rec.error,
+                    });
+                    writeln!(out, "{v}")?;
+                }
+            } else if jobs.is_empty() {
+                writeln!(
+                    out,
+                    "no background jobs running or ended since last looked at"
+                )?;
+            } else {
+                let mut table = vec![vec![
+                    "RUN".to_string(),
+                    "JOB".into(),
+                    "PID".into(),
+                    "STARTED".into(),
+                    "STATE".into(),
+                ]];
+                for (run, r) in &jobs {
+                    let state = match r.status {
+                        crate::record::Status::Background => format!(
+                            "running for {}",
+                            format_duration(
+                                SystemTime::now()
+                                    .duration_since(r.started)
+                                    .unwrap_or_default()
+                            )
+                        ),
+                        crate::record::Status::Lost => "lost (its supervisor is gone)".to_string(),
+                        st => format!("{st}, {}", r.outcome()),
+                    };
+                    table.push(vec![
+                        run.clone(),
+                        r.job.clone(),
+                        r.pid.map_or("-".into(), |p| p.to_string()),
+                        humantime::format_rfc3339_seconds(r.started).to_string(),
+                        state,
+                    ]);
+                }
+                write_table(&mut out, &table)?;
+            }
+            let ended: Vec<(String, String)> = jobs
+                .iter()
+                .filter(|(_, r)| r.status != crate::record::Status::Background)
+                .map(|(run, r)| (run.clone(), r.job.clone()))
+                .collect();
+            db.mark_seen(&ended)?;
+            Ok(exit::OK)
+        }
+        Command::Wait { targets, timeout } => wait_background(&mut db, &targets, timeout, &mut out),
+        Command::Kill { job, run } => kill_background(&mut db, &job, run.as_deref(), &mut out),
+    }
+}
+
+/// Background jobs from the store, with vanished supervisors settled as lost.
+fn background_now(
+    db: &mut RunStore,
+    unseen_or_running: bool,
+) -> Result<Vec<(String, crate::record::CompletedProcess)>, InspectError> {
+    let mut out = Vec::new();
+    for (run, mut rec, _) in db.background_jobs(unseen_or_running)? {
+        if rec.status == crate::record::Status::Background
+            && !rec.supervisor.as_ref().is_some_and(crate::supervise::alive)
+        {
+            rec.status = crate::record::Status::Lost;
+            rec.error = Some(
+                "its supervisor is gone (killed, or the machine restarted) without recording how the job ended"
+                    .into(),
+            );
+            rec.finished = SystemTime::now();
+            db.put_background(&run, &rec)?;
+        }
+        out.push((run, rec));
+    }
+    Ok(out)
+}
+
+fn wait_background(
+    db: &mut RunStore,
+    targets: &[String],
+    timeout: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    // What to wait for: (run, job) pairs.
+    let all = background_now(db, false)?;
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    if targets.is_empty() {
+        for (run, r) in &all {
+            if r.status == crate::record::Status::Background {
+                chosen.push((run.clone(), r.job.clone()));
+            }
+        }
+    }
+    for t in targets {
+        let by_job: Vec<&(String, crate::record::CompletedProcess)> =
+            all.iter().filter(|(_, r)| &r.job == t).collect();
+        if let Some((run, r)) = by_job.first() {
+            chosen.push((run.clone(), r.job.clone()));
+            continue;
+        }
+        match db.resolve_run(t) {
+            Ok(id) => {
+                let of_run: Vec<_> = all.iter().filter(|(run, _)| *run == id).collect();
+                if of_run.is_empty() {
+                    return Err(InspectError::Usage(format!(
+                        "run {id} has no background jobs"
+                    )));
+                }
+                chosen.extend(of_run.iter().map(|(run, r)| (run.clone(), r.job.clone())));
+            }
+            Err(_) => {
+                let names: Vec<String> = all.iter().map(|(_, r)| r.job.clone()).collect();
+                let mut msg = format!("`{t}` is neither a background job nor a run");
+                if let Some(s) = crate::error::suggest(t, &names) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                return Err(InspectError::Usage(msg));
+            }
+        }
+    }
+    let t0 = std::time::Instant::now();
+    loop {
+        let now = background_now(db, false)?;
+        let states: Vec<&(String, crate::record::CompletedProcess)> = now
+            .iter()
+            .filter(|(run, r)| chosen.iter().any(|(cr, cj)| cr == run && *cj == r.job))
+            .collect();
+        let pending = states
+            .iter()
+            .filter(|(_, r)| r.status == crate::record::Status::Background)
+            .count();
+        if pending == 0 {
+            let mut failed = false;
+            for (run, r) in &states {
+                writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
+                failed |= r.status.is_failure();
+            }
+            db.mark_seen(&chosen)?;
+            return Ok(if failed { exit::JOB_FAILED } else { exit::OK });
+        }
+        if timeout.is_some_and(|t| t0.elapsed() >= t) {
+            writeln!(
+                out,
+                "{pending} background job(s) still running after the timeout"
+            )?;
+            return Ok(124);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill_background(
+    db: &mut RunStore,
+    job: &str,
+    run: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let run_id = match run {
+        Some(r) => Some(db.resolve_run(r)?),
+        None => None,
+    };
+    let all = background_now(db, false)?;
+    let Some((run, rec)) = all.into_iter().find(|(r, rec)| {
+        rec.job == job
+            && rec.status == crate::record::Status::Background
+            && run_id.as_ref().is_none_or(|id| id == r)
+    }) else {
+        return Err(InspectError::Usage(format!(
+            "no background job `{job}` is running"
+        )));
+    };
+    let sup = rec
+        .supervisor
+        .clone()
+        .expect("running background records name their supervisor");
+    // The supervisor stops the job (TERM to its group, KILL after its grace) and records it.
+    let _ = crate::sys::kill(sup.pid, crate::sys::SIGTERM);
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = db.record(&run, job)?;
+        if r.status != crate::record::Status::Background {
+            writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
+            return Ok(exit::OK);
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            return Err(InspectError::Usage(format!(
+                "`{job}` did not stop within 2 minutes"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

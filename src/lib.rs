@@ -31,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod store;
+pub mod supervise;
 mod sys;
 
 use std::path::Path;

@@ -34,10 +34,12 @@ pub struct Plan {
     pub secrets: Vec<String>,
     /// History to keep for this job file, if the file says.
     pub retention: Option<crate::store::Retention>,
+    /// Wait for background jobs before the run ends.
+    pub wait: bool,
 }
 
 /// When and how often a failed job is tried again.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Retry {
     /// Extra attempts after the first.
     pub retries: u32,
@@ -70,7 +72,7 @@ impl Retry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedJob {
     /// Position in the job file, which orders ordered output and `show`.
     pub index: usize,
@@ -95,10 +97,12 @@ pub struct PlannedJob {
     pub success_codes: Vec<i32>,
     /// The `jobs:` entry this job came from (several for a fanned-out entry).
     pub entry: usize,
+    /// Detached: runs under a supervisor that outlives the run (`background: true`).
+    pub background: bool,
 }
 
 /// Standard input of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Input {
     Null,
     Text(String),
@@ -106,7 +110,7 @@ pub enum Input {
 }
 
 /// Where a stream of a job goes; turned into `Stdio` in one place (`exec::process`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// Drained into a capture file owned by orchestrate (the store's, or a temporary one).
     Capture,
@@ -168,6 +172,7 @@ impl Plan {
             secret_env: Vec::new(),
             secrets: Vec::new(),
             retention: None,
+            wait: false,
         }
     }
 
@@ -290,6 +295,7 @@ impl PlannedJob {
             retry: Retry::default(),
             success_codes: Vec::new(),
             entry: index,
+            background: false,
         }
     }
 
@@ -843,6 +849,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                 retry: retry.clone(),
                 success_codes: success_codes.clone(),
                 entry: spec_index,
+                background: m.background,
             });
         }
         if jobs.len() > spec::MAX_ITEMS {
@@ -925,6 +932,14 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                     hint,
                 ));
             };
+            if idxs.iter().any(|&j| jobs[j].background) && !file.wait {
+                return Err(err_at(
+                    &loc,
+                    Some(entries[i].base.clone()),
+                    format!("`{need}` runs in the background, and the run does not wait for it"),
+                    Some("add `wait: true` at the top of the job file, or drop this need".into()),
+                ));
+            }
             entry_edges[i].push(target_entry);
             job_needs[i].extend(idxs);
         }
@@ -962,6 +977,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         on_failure: file.on_failure,
         secret_env: file.secret_env.clone(),
         secrets,
+        wait: file.wait,
         retention: file.retention.map(|r| crate::store::Retention {
             max_runs: r.runs,
             max_age: r.age.map(|a| a.0),

@@ -116,6 +116,22 @@ pub struct CompletedProcess {
     /// Names (not values) of the variables in the job's environment.
     #[serde(default)]
     pub env_keys: Vec<String>,
+    /// A background job (`background: true`): its record belongs to its supervisor.
+    #[serde(default)]
+    pub background: bool,
+    /// The process that watches a background job, to tell a running job from a lost one.
+    #[serde(default)]
+    pub supervisor: Option<Supervisor>,
+}
+
+/// Identifies a supervisor process beyond its pid, which the system may reuse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervisor {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (field 22 of /proc/PID/stat).
+    pub start_ticks: u64,
+    /// /proc/sys/kernel/random/boot_id: a reboot means the supervisor is gone.
+    pub boot_id: String,
 }
 
 /// How one failed attempt of a retried job ended.
@@ -162,6 +178,8 @@ impl CompletedProcess {
             notes: Vec::new(),
             earlier_attempts: Vec::new(),
             env_keys: Vec::new(),
+            background: false,
+            supervisor: None,
         }
     }
 

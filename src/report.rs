@@ -346,6 +346,9 @@ impl Reporter {
             s.push(' ');
         }
         let outcome = match (rec.returncode, rec.signal) {
+            _ if rec.status == Status::Background => {
+                format!("pid {}", rec.pid.map_or("-".to_string(), |p| p.to_string()))
+            }
             (_, Some(sig)) => crate::record::signal_name(sig).to_string(),
             (Some(code), None) => format!("exit {code}"),
             (None, None) => "-".to_string(),

@@ -83,12 +83,15 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Lock(crate::lock::LockError::Busy { .. }) => exit::LOCKED,
+            RunError::Invalid(_) => exit::USAGE,
             _ => exit::SOFTWARE,
         }
     }
@@ -117,7 +120,13 @@ pub fn run_plan(
     // Where captured output goes: the store's run folder, or a temporary one.
     let mut tmp = None;
     let mut db = None;
+    if !opts.store && plan.jobs.iter().any(|j| j.background) {
+        return Err(RunError::Invalid(
+            "background jobs need the store to record how they end; drop --no-store".into(),
+        ));
+    }
     let mut _lock = None;
+    let mut state_root = None;
     let capture = if opts.store {
         let root = store::default_state_dir(opts.state_dir.as_deref());
         let mut s = RunStore::open(&root)?;
@@ -139,6 +148,7 @@ pub fn run_plan(
         })?;
         let dir = s.run_dir(&run_id);
         db = Some(s);
+        state_root = Some(root);
         dir
     } else {
         let t = tempfile::Builder::new()
@@ -179,6 +189,12 @@ pub fn run_plan(
         launcher: opts.launcher.clone(),
         extra_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.clone())],
         secrets: Arc::new(plan.secrets.clone()),
+        background: state_root.map(|state_dir| crate::exec::background::BackgroundCtx {
+            exe: supervisor_exe(),
+            state_dir,
+            run_id: run_id.clone(),
+            wait: plan.wait,
+        }),
     };
     let handle_signals = opts.handle_signals;
     let ignore_hangup = opts.ignore_hangup;
@@ -349,6 +365,23 @@ fn spawn_signal_handler(tx: watch::Sender<Cancel>, ignore_hangup: bool) {
             }
         }
     });
+}
+
+/// The binary that supervises background jobs: `ORCHESTRATE_EXE`, else this program when it is
+/// orchestrate, else `orchestrate` from PATH (for programs using the library).
+fn supervisor_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORCHESTRATE_EXE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    match std::env::current_exe() {
+        Ok(p)
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("orchestrate")) =>
+        {
+            p
+        }
+        _ => PathBuf::from("orchestrate"),
+    }
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {

@@ -35,6 +35,8 @@ pub struct JobFile {
     /// Variables whose values are never stored or printed.
     pub secret_env: Vec<String>,
     pub retention: Option<RetentionSpec>,
+    /// Wait for background jobs before the run ends (and count them in its exit code).
+    pub wait: bool,
 }
 
 /// The keys of the long form of a job file (a mapping at the top).
@@ -57,6 +59,7 @@ struct JobFileMap {
     #[serde(default)]
     secret_env: Vec<String>,
     retention: Option<RetentionSpec>,
+    wait: Option<bool>,
 }
 
 /// A positive count (group limits).
@@ -210,6 +213,7 @@ impl<'de> Deserialize<'de> for JobFile {
                     inherit_env: m.inherit_env.unwrap_or(true),
                     secret_env: m.secret_env,
                     retention: m.retention,
+                    wait: m.wait.unwrap_or(false),
                 })
             }
         }
@@ -255,6 +259,9 @@ pub struct JobMap {
     pub needs: Vec<String>,
     pub for_each: Option<ForEachSpec>,
     pub chunk: Option<usize>,
+    /// Start detached, like `cmd &`; a supervisor collects its exit status.
+    #[serde(default)]
+    pub background: bool,
     pub command: Option<CommandSpec>,
     pub shell: Option<String>,
     pub cwd: Option<PathBuf>,
@@ -757,6 +764,7 @@ fn line_col_of_offset(bytes: &[u8], offset: usize) -> (usize, usize) {
 /// The keys a job mapping accepts, for "did you mean" suggestions.
 pub const JOB_KEYS: &[&str] = &[
     "name",
+    "background",
     "needs",
     "for_each",
     "chunk",

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::record::{CompletedProcess, Status, from_millis, to_millis};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -48,6 +48,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, job)
     );
     CREATE INDEX records_job ON records(job, started_ms);",
+    // 1 -> 2: background jobs, and whether `status` has shown their end.
+    "ALTER TABLE records ADD COLUMN background INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_background ON records(background, status);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -355,7 +359,7 @@ impl RunStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(&sql)?;
-            for r in recs {
+            for r in recs.iter().filter(|r| !r.background) {
                 let json = serde_json::to_string(r).expect("records serialize to JSON");
                 stmt.execute(params![
                     run_id,
@@ -371,8 +375,14 @@ impl RunStore {
                 ])
                 .map_err(&sql)?;
             }
-            let ok = recs.iter().filter(|r| !r.status.is_failure()).count() as i64;
-            let bad = recs.len() as i64 - ok;
+            let mine = recs.iter().filter(|r| !r.background);
+            let (ok, bad) = mine.fold((0i64, 0i64), |(ok, bad), r| {
+                if r.status.is_failure() {
+                    (ok, bad + 1)
+                } else {
+                    (ok + 1, bad)
+                }
+            });
             tx.execute(
                 "UPDATE runs SET succeeded = succeeded + ?2, failed = failed + ?3 WHERE id = ?1",
                 params![run_id, ok, bad],
@@ -389,7 +399,91 @@ impl RunStore {
                 params![run_id, status, to_millis(ended)],
             )
             .map_err(self.sql_err())?;
+        self.recount(run_id)
+    }
+
+    /// Recomputes a run's counts from its records (background jobs end after their run).
+    pub fn recount(&mut self, run_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET
+                   succeeded = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND status IN ('succeeded', 'background')),
+                   failed = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND status NOT IN ('succeeded', 'background'))
+                 WHERE id = ?1",
+                params![run_id],
+            )
+            .map_err(self.sql_err())?;
         Ok(())
+    }
+
+    /// Writes one background job's record (its supervisor's), replacing an earlier one.
+    pub fn put_background(&mut self, run_id: &str, r: &CompletedProcess) -> Result<()> {
+        let json = serde_json::to_string(r).expect("records serialize to JSON");
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO records
+                 (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, 0)",
+                params![
+                    run_id,
+                    r.index as i64,
+                    r.job,
+                    r.status.as_str(),
+                    r.returncode,
+                    to_millis(r.started),
+                    r.duration.as_millis() as i64,
+                    r.stdout.bytes as i64,
+                    r.stderr.bytes as i64,
+                    json
+                ],
+            )
+            .map_err(self.sql_err())?;
+        self.recount(run_id)
+    }
+
+    /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_or_running`, only
+    /// those still running and those whose end `status` has not shown yet.
+    pub fn background_jobs(
+        &mut self,
+        unseen_or_running: bool,
+    ) -> Result<Vec<(String, CompletedProcess, bool)>> {
+        let sql = if unseen_or_running {
+            "SELECT run_id, record, seen FROM records WHERE background = 1 AND (status = 'background' OR seen = 0) ORDER BY started_ms DESC"
+        } else {
+            "SELECT run_id, record, seen FROM records WHERE background = 1 ORDER BY started_ms DESC LIMIT 1000"
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(self.sql_err())?;
+        let rows: Vec<(String, String, bool)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, j, seen)| serde_json::from_str(&j).ok().map(|r| (id, r, seen)))
+            .collect())
+    }
+
+    /// Notes that `status` showed the end of these background jobs.
+    pub fn mark_seen(&mut self, jobs: &[(String, String)]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        })?;
+        for (run, job) in jobs {
+            tx.execute(
+                "UPDATE records SET seen = 1 WHERE run_id = ?1 AND job = ?2 AND status != 'background'",
+                params![run, job],
+            )
+            .map_err(|source| StoreError::Sql {
+                path: self.db_path.clone(),
+                source,
+            })?;
+        }
+        tx.commit().map_err(|source| StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        })
     }
 
     /// Runs still marked running whose orchestrate process is gone are marked interrupted.

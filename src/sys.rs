@@ -29,6 +29,13 @@ pub fn killpg(pgid: u32, sig: i32) -> io::Result<bool> {
 
 /// Sends `sig` to one process.
 pub fn kill(pid: u32, sig: i32) -> io::Result<bool> {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        // 0 would mean our own process group, and 1 init: never what a record means.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pid <= 1",
+        ));
+    }
     // SAFETY: as above.
     let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
     if rc == 0 {
@@ -47,3 +54,46 @@ pub const SIGTERM: i32 = libc::SIGTERM;
 pub const SIGKILL: i32 = libc::SIGKILL;
 pub const SIGINT: i32 = libc::SIGINT;
 pub const SIGHUP: i32 = libc::SIGHUP;
+
+/// Makes the child start a new session (no controlling terminal, its own process group), so
+/// that it survives its parent, a closed terminal and the parent's process group being killed.
+pub fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Start time of a process in clock ticks since boot, to tell it from a later one with the
+/// same pid.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a process is a zombie or gone.
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+            matches!(state.as_deref(), Some("Z") | Some("X"))
+        }
+        Err(_) => true,
+    }
+}
+
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,6 +1,7 @@
 //! The scheduler: runs a `Plan` with bounded concurrency and reports through events. It knows
 //! nothing of terminals or SQL; reporters and the store consume its events.
 
+pub mod background;
 pub mod process;
 
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub struct ExecOptions {
     pub extra_env: Vec<(String, String)>,
     /// Values redacted from captured output and records.
     pub secrets: Arc<Vec<String>>,
+    /// How to start background jobs (`None`: they cannot run, e.g. without a store).
+    pub background: Option<background::BackgroundCtx>,
 }
 
 /// Counts by status, in the order the records were made.
@@ -179,8 +182,13 @@ pub async fn execute(
                 secrets: opts.secrets.clone(),
             };
             let plan = plan.clone();
+            let bg = opts.background.clone();
             let handle = running.spawn(async move {
-                let rec = process::run_job(&plan.jobs[index], ctx).await;
+                let job = &plan.jobs[index];
+                let rec = match (&bg, job.background) {
+                    (Some(bg), true) => background::run_background(job, ctx, bg).await,
+                    _ => process::run_job(job, ctx).await,
+                };
                 (slot, rec)
             });
             in_flight.insert(handle.id(), (slot, index));

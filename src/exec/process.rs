@@ -844,6 +844,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         notes,
         earlier_attempts: Vec::new(),
         env_keys: Vec::new(),
+        background: false,
+        supervisor: None,
     }
 }
 

@@ -161,7 +161,7 @@ fn concurrent_runs_share_the_store() {
         .iter()
         .map(|f| {
             env.cmd()
-                .args([f, "-j", "4"])
+                .args([f, "-j", "4", "--no-lock"])
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()

@@ -1,0 +1,184 @@
+//! Background jobs (`background: true`, like `cmd &`): orchestrate starts a copy of itself as a
+//! supervisor in a new session; the supervisor starts the job, records its pid, waits for it
+//! and writes its final record into the store, even after the run has ended.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::process::JobCtx;
+use super::{Cancel, Event};
+use crate::plan::PlannedJob;
+use crate::record::{CompletedProcess, Status};
+use crate::sys;
+
+/// What the scheduler needs to start supervisors.
+#[derive(Debug, Clone)]
+pub struct BackgroundCtx {
+    /// The orchestrate binary to re-execute.
+    pub exe: PathBuf,
+    pub state_dir: PathBuf,
+    pub run_id: String,
+    /// The run waits for its background jobs (`wait: true`).
+    pub wait: bool,
+}
+
+/// Everything the supervisor needs, sent on its stdin (never written to disk: it may hold
+/// secret values).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SuperviseSpec {
+    pub state_dir: PathBuf,
+    pub run_id: String,
+    pub capture_root: PathBuf,
+    pub job: PlannedJob,
+    pub slot: usize,
+    pub extra_env: Vec<(String, String)>,
+    pub secrets: Vec<String>,
+}
+
+/// The supervisor's first line: the job started (`started PID`) or ended at once
+/// (`record JSON`); in wait mode a `record JSON` line follows at the end.
+pub const STARTED: &str = "started ";
+pub const RECORD: &str = "record ";
+
+fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> CompletedProcess {
+    let mut rec =
+        CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, msg);
+    rec.slot = Some(ctx.slot);
+    rec.background = true;
+    rec
+}
+
+pub async fn run_background(
+    job: &PlannedJob,
+    mut ctx: JobCtx,
+    bg: &BackgroundCtx,
+) -> CompletedProcess {
+    let spec = SuperviseSpec {
+        state_dir: bg.state_dir.clone(),
+        run_id: bg.run_id.clone(),
+        capture_root: ctx.capture.0.clone(),
+        job: job.clone(),
+        slot: ctx.slot,
+        extra_env: ctx.extra_env.clone(),
+        secrets: ctx.secrets.as_ref().clone(),
+    };
+    let mut cmd = std::process::Command::new(&bg.exe);
+    cmd.arg("__supervise")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    sys::new_session(&mut cmd);
+    let mut child = match tokio::process::Command::from(cmd).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(
+                job,
+                &ctx,
+                Status::SpawnError,
+                format!("cannot start the supervisor {}: {e}", bg.exe.display()),
+            );
+        }
+    };
+    let supervisor_pid = child.id().unwrap_or(0);
+    let json = serde_json::to_vec(&spec).expect("the spec serializes");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&json).await;
+        let _ = stdin.shutdown().await;
+    }
+    let Some(stdout) = child.stdout.take() else {
+        return failed(
+            job,
+            &ctx,
+            Status::Lost,
+            "the supervisor has no output pipe".into(),
+        );
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::select! {
+        l = lines.next_line() => l.ok().flatten(),
+        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => None,
+    };
+    let Some(first) = first else {
+        return failed(
+            job,
+            &ctx,
+            Status::Lost,
+            format!("the supervisor (pid {supervisor_pid}) ended without starting the job"),
+        );
+    };
+    if let Some(json) = first.strip_prefix(RECORD) {
+        return parse_record(json, job, &ctx);
+    }
+    let pid: Option<u32> = first
+        .strip_prefix(STARTED)
+        .and_then(|p| p.trim().parse().ok());
+    let started = SystemTime::now();
+    if !bg.wait {
+        let mut rec = CompletedProcess::not_started(
+            &job.name,
+            job.index,
+            job.argv.clone(),
+            Status::Background,
+            String::new(),
+        );
+        rec.error = None;
+        rec.pid = pid;
+        rec.slot = Some(ctx.slot);
+        rec.attempts = 1;
+        rec.background = true;
+        rec.cwd = job.cwd.clone();
+        rec.notes.push(format!(
+            "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
+        ));
+        return rec;
+    }
+    let _ = ctx.events.send(Event::JobStarted {
+        index: job.index,
+        pid,
+        slot: ctx.slot,
+        started,
+    });
+    let mut asked_to_stop = false;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(l)) => if let Some(json) = l.strip_prefix(RECORD) {
+                    let _ = child.wait().await;
+                    return parse_record(json, job, &ctx);
+                },
+                _ => {
+                    let _ = child.wait().await;
+                    return failed(job, &ctx, Status::Lost, format!(
+                        "the supervisor (pid {supervisor_pid}) ended without a record"
+                    ));
+                }
+            },
+            r = ctx.cancel.changed(), if !asked_to_stop => {
+                if r.is_err() || *ctx.cancel.borrow() != Cancel::None {
+                    // The supervisor stops the job the same way the run would, and records it.
+                    let _ = sys::kill(supervisor_pid, sys::SIGTERM);
+                    asked_to_stop = true;
+                }
+            }
+        }
+    }
+}
+
+fn parse_record(json: &str, job: &PlannedJob, ctx: &JobCtx) -> CompletedProcess {
+    match serde_json::from_str::<CompletedProcess>(json) {
+        Ok(mut rec) => {
+            rec.background = true;
+            rec
+        }
+        Err(e) => failed(
+            job,
+            ctx,
+            Status::Lost,
+            format!("unreadable record from the supervisor: {e}"),
+        ),
+    }
+}

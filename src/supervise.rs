@@ -1,0 +1,150 @@
+//! The supervisor of one background job: `orchestrate __supervise` (started by a run, in its
+//! own session, with its spec on stdin). It starts the job, records it as running with its
+//! pid, waits for it, and records how it ended, whatever became of the run meanwhile.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::watch;
+
+use crate::exec::background::{RECORD, STARTED, SuperviseSpec};
+use crate::exec::process::{self, CaptureRoot, JobCtx};
+use crate::exec::{Cancel, Event, Local};
+use crate::record::{CompletedProcess, Status, Supervisor};
+use crate::store::RunStore;
+use crate::sys;
+
+/// This process, as a supervisor others can check on.
+pub fn me() -> Supervisor {
+    let pid = std::process::id();
+    Supervisor {
+        pid,
+        start_ticks: sys::process_start_ticks(pid).unwrap_or(0),
+        boot_id: sys::boot_id(),
+    }
+}
+
+/// Whether the supervisor of a record is still the same live process.
+pub fn alive(s: &Supervisor) -> bool {
+    s.boot_id == sys::boot_id()
+        && !sys::process_gone(s.pid)
+        && sys::process_start_ticks(s.pid) == Some(s.start_ticks)
+}
+
+fn say(line: &str) {
+    // The run may have stopped listening (it does not wait): that is fine.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn supervise() -> i32 {
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return 2;
+    }
+    let Ok(spec) = serde_json::from_slice::<SuperviseSpec>(&input) else {
+        return 2;
+    };
+    drop(input);
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 70;
+    };
+    let me = me();
+    let (tx, rx) = mpsc::channel::<Event>();
+    let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
+    let secrets = Arc::new(spec.secrets.clone());
+
+    // Record the job as running as soon as it has a pid.
+    let state_dir = spec.state_dir.clone();
+    let run_id = spec.run_id.clone();
+    let job = spec.job.clone();
+    let me2 = me.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut store = RunStore::open(&state_dir).ok();
+        for ev in rx {
+            if let Event::JobStarted {
+                pid, slot, started, ..
+            } = ev
+            {
+                let mut rec = CompletedProcess::not_started(
+                    &job.name,
+                    job.index,
+                    job.argv.clone(),
+                    Status::Background,
+                    String::new(),
+                );
+                rec.error = None;
+                rec.pid = pid;
+                rec.slot = Some(slot);
+                rec.started = started;
+                rec.finished = started;
+                rec.cwd = job.cwd.clone();
+                rec.attempts = 1;
+                rec.background = true;
+                rec.supervisor = Some(me2.clone());
+                for a in &mut rec.args {
+                    *a = process::redact(a, &[]);
+                }
+                if let Some(s) = &mut store {
+                    let _ = s.put_background(&run_id, &rec);
+                }
+                say(&format!("{STARTED}{}", pid.unwrap_or(0)));
+            }
+        }
+    });
+
+    let ctx = JobCtx {
+        slot: spec.slot,
+        capture: CaptureRoot(spec.capture_root.clone()),
+        events: tx,
+        forward_output: false,
+        cancel: cancel_rx,
+        launcher: Arc::new(Local),
+        extra_env: spec.extra_env.clone(),
+        secrets,
+    };
+    let job = spec.job.clone();
+    let mut rec = rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // No terminal to lose: SIGHUP changes nothing. TERM/INT (`orchestrate kill`, the
+        // run being interrupted while it waits) stop the job gracefully.
+        let hup = signal(SignalKind::hangup());
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        if let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (hup, term, int) {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => {}
+                        _ = term.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGTERM)); }
+                        _ = int.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGINT)); }
+                    }
+                }
+            });
+        }
+        process::run_job(&job, ctx).await
+    });
+    let _ = watcher.join();
+    rec.background = true;
+    rec.supervisor = Some(me);
+    if let Ok(mut store) = RunStore::open(&spec.state_dir) {
+        // A busy database is waited for (busy timeout); keep trying a little beyond that.
+        for _ in 0..5 {
+            if store.put_background(&spec.run_id, &rec).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    say(&format!(
+        "{RECORD}{}",
+        serde_json::to_string(&rec).expect("records serialize")
+    ));
+    rt.shutdown_background();
+    0
+}

@@ -1,0 +1,222 @@
+//! Background jobs: detached under a supervisor, followed with status / wait / kill.
+
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::{Env, alive, read_pids, signal, wait_for};
+
+fn bg_yaml(shell: &str) -> String {
+    format!(
+        "jobs:\n  - name: export\n    shell: '{shell}'\n    background: true\n    stdout: {{ file: out.log, append: true }}\n"
+    )
+}
+
+#[test]
+fn the_run_returns_at_once_and_wait_collects_the_exit_code() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        &bg_yaml("echo started; sleep 1.5; echo finished; touch done; exit 3"),
+        &[],
+    );
+    // The run is over while the job still runs.
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !env.path("done").exists(),
+        "the run waited for the background job"
+    );
+    assert!(r.stderr.contains("BG        export  pid "), "{r:?}");
+    let status = env.run(&["status", "--json"]).json();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0]["status"], "background");
+    let pid = status[0]["pid"].as_u64().unwrap() as u32;
+    assert!(alive(pid));
+    let w = env.run(&["wait"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert!(w.stdout.contains("export failed exit 3"), "{w:?}");
+    assert!(env.path("done").exists());
+    // The final record is in the store, with what the job wrote to its file.
+    let show = env.run(&["show", "--job", "export", "--json"]).json();
+    assert_eq!(show[0]["returncode"], 3);
+    assert_eq!(show[0]["stdout_bytes"], 17);
+    // `status` showed the end once; now there is nothing new.
+    let again = env.run(&["status"]);
+    assert!(again.stdout.contains("no background jobs"), "{again:?}");
+    let all = env.run(&["status", "--all", "--json"]).json();
+    assert_eq!(all.len(), 1);
+}
+
+#[test]
+fn redirection_appends_across_runs() {
+    let env = Env::new();
+    for _ in 0..2 {
+        let r = env.run_jobs(&bg_yaml("echo line"), &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let w = env.run(&["wait"]);
+        assert_eq!(w.code, 0, "{w:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.path("out.log")).unwrap(),
+        "line\nline\n"
+    );
+}
+
+#[test]
+fn kill_stops_the_job_and_records_it_cancelled() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: forever\n    shell: 'sleep 300 & echo $! > pids; echo $$ >> pids; wait'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(wait_for(Duration::from_secs(10), || read_pids(
+        &env.path("pids")
+    )
+    .len()
+        == 2));
+    let k = env.run(&["kill", "forever"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    assert!(k.stdout.contains("forever cancelled"), "{k:?}");
+    for pid in read_pids(&env.path("pids")) {
+        assert!(
+            wait_for(Duration::from_secs(10), || !alive(pid)),
+            "pid {pid} survived"
+        );
+    }
+    let show = env.run(&["show", "--job", "forever", "--json"]).json();
+    assert_eq!(show[0]["status"], "cancelled");
+    let none = env.run(&["kill", "forever"]);
+    assert_eq!(none.code, 2);
+}
+
+#[test]
+fn the_job_survives_a_hangup_of_the_runs_session() {
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: bg\n    shell: 'sleep 1; echo survived'\n    background: true\n  - name: fg\n    shell: 'echo $$ > fg.pid; sleep 1'\n",
+    );
+    let mut run = env.cmd();
+    run.arg("jobs.yaml").stderr(Stdio::null()).process_group(0);
+    let child = run.spawn().unwrap();
+    let pgid = child.id();
+    assert!(wait_for(Duration::from_secs(10), || !read_pids(
+        &env.path("fg.pid")
+    )
+    .is_empty()));
+    // Hang up the run's whole process group, as a closed terminal would.
+    assert!(pgid > 1);
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "HUP", "--", &format!("-{pgid}")])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let _ = out;
+    let w = env.run(&["wait", "bg", "--timeout", "30s"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    let logs = env.run(&["logs", "bg"]);
+    assert_eq!(logs.stdout, "survived\n");
+}
+
+#[test]
+fn a_supervisor_killed_with_9_is_reported_lost() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: orphan\n    shell: 'echo $$ > pid; exec sleep 300'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let status = env.run(&["status", "--json"]).json();
+    let job_pid = status[0]["pid"].as_u64().unwrap() as u32;
+    // The supervisor is the job's parent.
+    let stat = std::fs::read_to_string(format!("/proc/{job_pid}/stat")).unwrap();
+    let ppid: u32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    signal(ppid, "KILL");
+    assert!(wait_for(Duration::from_secs(5), || !alive(ppid)));
+    let status = env.run(&["status"]);
+    assert!(
+        status.stdout.contains("lost (its supervisor is gone)"),
+        "{status:?}"
+    );
+    let w = env.run(&["wait", "orphan"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert!(w.stdout.contains("orphan lost"), "{w:?}");
+    signal(job_pid, "KILL");
+}
+
+#[test]
+fn wait_true_waits_and_counts_background_jobs() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "wait: true
+jobs:
+  - name: server
+    shell: 'sleep 0.3; echo ready > flag'
+    background: true
+  - name: client
+    shell: 'cat flag'
+    needs: [server]
+  - name: bad-bg
+    shell: 'exit 5'
+    background: true
+",
+        &["--json"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = r.json();
+    let get = |j: &str| recs.iter().find(|r| r["job"] == j).unwrap().clone();
+    assert_eq!(get("server")["status"], "succeeded", "{r:?}");
+    assert_eq!(get("client")["stdout"], "ready\n");
+    assert_eq!(get("bad-bg")["returncode"], 5);
+    // Without wait, needing a background job is a plan error.
+    let r = env.run_jobs(
+        "jobs:\n  - name: server\n    command: 'true'\n    background: true\n  - name: client\n    command: 'true'\n    needs: [server]\n",
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`server` runs in the background, and the run does not wait for it"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("wait: true"), "{r:?}");
+    // --wait on the command line waits too.
+    let r = env.run_jobs(&bg_yaml("sleep 0.2; exit 4"), &["--wait"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("FAILED    export  exit 4"), "{r:?}");
+}
+
+#[test]
+fn background_jobs_need_the_store() {
+    let env = Env::new();
+    let r = env.run_jobs(&bg_yaml("true"), &["--no-store"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("background jobs need the store"), "{r:?}");
+}
+
+#[test]
+fn an_old_schema_is_migrated_in_place() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.state()).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history-v1.db");
+    std::fs::copy(&fixture, env.state().join("history.db")).unwrap();
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "failed");
+    let recs = env.run(&["show", "--json"]).json();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["job"], "hello");
+    assert_eq!(recs[1]["returncode"], 4);
+    // The migrated store takes new runs, background ones included.
+    let r = env.run_jobs(&bg_yaml("echo new"), &["--wait"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(env.run(&["runs", "--json"]).json().len(), 2);
+}
