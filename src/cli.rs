@@ -679,19 +679,24 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         }
         Command::Show { run, job, json } => {
             let id = db.resolve_run(&run)?;
+            let inherited = db.run_env_keys(&id)?;
             if let Some(job) = job {
                 let rec = db.record(&id, &job)?;
                 if json {
-                    report::write_json_record(&mut out, &rec)?;
+                    report::write_json_record(&mut out, &rec, &inherited)?;
                 } else {
-                    write!(out, "run         {id}\n{}", report::record_detail(&rec))?;
+                    write!(
+                        out,
+                        "run         {id}\n{}",
+                        report::record_detail(&rec, &inherited)
+                    )?;
                 }
                 return Ok(exit::OK);
             }
             let recs = db.records(&id)?;
             if json {
                 for r in &recs {
-                    report::write_json_record(&mut out, r)?;
+                    report::write_json_record(&mut out, r, &inherited)?;
                 }
                 return Ok(exit::OK);
             }

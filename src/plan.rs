@@ -1168,17 +1168,20 @@ fn make_unique_entries(entries: &mut [Entry], jobs: &mut [PlannedJob]) {
         .filter(|e| e.explicit)
         .map(|e| e.base.clone())
         .collect();
+    // The next suffix to try per base name, so that 10,000 identical commands cost 10,000
+    // steps, not 50 million.
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     for e in entries.iter_mut() {
         if e.explicit || taken.insert(e.base.clone()) {
             continue;
         }
-        let mut n = 2;
+        let n = next_suffix.entry(e.base.clone()).or_insert(2);
         let new = loop {
             let candidate = format!("{}-{n}", e.base);
+            *n += 1;
             if taken.insert(candidate.clone()) {
                 break candidate;
             }
-            n += 1;
         };
         for j in &mut jobs[e.jobs.clone()] {
             j.name = if e.fanned {

@@ -113,9 +113,12 @@ pub struct CompletedProcess {
     /// Attempts before the final one (with `retries:`), oldest first.
     #[serde(default)]
     pub earlier_attempts: Vec<Attempt>,
-    /// Names (not values) of the variables in the job's environment.
+    /// Names (not values) of the variables orchestrate set for the job; with `env_inherited`,
+    /// the job also had orchestrate's own environment, whose names the run records once.
     #[serde(default)]
     pub env_keys: Vec<String>,
+    #[serde(default)]
+    pub env_inherited: bool,
     /// A background job (`background: true`): its record belongs to its supervisor.
     #[serde(default)]
     pub background: bool,
@@ -148,6 +151,16 @@ pub struct Attempt {
 }
 
 impl CompletedProcess {
+    /// All variable names of the job's environment, given the inherited ones of its run.
+    pub fn all_env_keys(&self, inherited: &[String]) -> Vec<String> {
+        let mut keys: std::collections::BTreeSet<&str> =
+            self.env_keys.iter().map(String::as_str).collect();
+        if self.env_inherited {
+            keys.extend(inherited.iter().map(String::as_str));
+        }
+        keys.into_iter().map(str::to_string).collect()
+    }
+
     /// A record for a job that never started a process.
     pub fn not_started(
         job: &str,
@@ -178,6 +191,7 @@ impl CompletedProcess {
             notes: Vec::new(),
             earlier_attempts: Vec::new(),
             env_keys: Vec::new(),
+            env_inherited: false,
             background: false,
             supervisor: None,
         }

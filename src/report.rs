@@ -250,7 +250,11 @@ impl Reporter {
                 self.pending.insert(rec.index, rec.clone());
                 self.flush_ordered();
             } else {
-                let _ = write_json_record(&mut self.out, rec);
+                let _ = write_json_record(
+                    &mut self.out,
+                    rec,
+                    crate::exec::process::inherited_env_keys(),
+                );
             }
             let _ = self.out.flush();
             return;
@@ -281,7 +285,11 @@ impl Reporter {
     fn flush_ordered(&mut self) {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
-                let _ = write_json_record(&mut self.out, &rec);
+                let _ = write_json_record(
+                    &mut self.out,
+                    &rec,
+                    crate::exec::process::inherited_env_keys(),
+                );
             } else {
                 self.dump(&rec);
             }
@@ -446,7 +454,11 @@ pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
 /// One record as a JSON line: the record's fields, with stdout and stderr inline as text
 /// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
 /// capture files, so a large output never sits in memory whole.
-pub fn write_json_record(w: &mut dyn Write, rec: &CompletedProcess) -> io::Result<()> {
+pub fn write_json_record(
+    w: &mut dyn Write,
+    rec: &CompletedProcess,
+    inherited_env: &[String],
+) -> io::Result<()> {
     let mut head = serde_json::json!({
         "job": rec.job,
         "index": rec.index,
@@ -469,7 +481,7 @@ pub fn write_json_record(w: &mut dyn Write, rec: &CompletedProcess) -> io::Resul
         "stdout_path": rec.stdout.path,
         "stderr_path": rec.stderr.path,
         "earlier_attempts": rec.earlier_attempts,
-        "env_keys": rec.env_keys,
+        "env_keys": rec.all_env_keys(inherited_env),
     });
     if let Some(sig) = rec.signal {
         head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
@@ -556,7 +568,7 @@ fn write_escaped(w: &mut dyn Write, s: &str) -> io::Result<()> {
 }
 
 /// A whole record for `show --job`: every field on its own line.
-pub fn record_detail(rec: &CompletedProcess) -> String {
+pub fn record_detail(rec: &CompletedProcess, inherited_env: &[String]) -> String {
     let mut s = String::new();
     let mut field = |k: &str, v: String| s.push_str(&format!("{k:<11} {v}\n"));
     field("job", rec.job.clone());
@@ -617,6 +629,20 @@ pub fn record_detail(rec: &CompletedProcess) -> String {
         };
         field(name, format!("{} bytes, {where_}", out.bytes));
     }
+    let keys = rec.all_env_keys(inherited_env);
+    field(
+        "env",
+        format!(
+            "{} variables{}: {}",
+            keys.len(),
+            if rec.env_inherited {
+                " (inherited + set)"
+            } else {
+                " (clean environment)"
+            },
+            keys.join(" ")
+        ),
+    );
     for n in &rec.notes {
         field("note", n.clone());
     }

@@ -51,7 +51,8 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: background jobs, and whether `status` has shown their end.
     "ALTER TABLE records ADD COLUMN background INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE records ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX records_background ON records(background, status);",
+    CREATE INDEX records_background ON records(background, status);
+    ALTER TABLE runs ADD COLUMN env_keys TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -319,8 +320,8 @@ impl RunStore {
             .ok();
         self.conn
             .execute(
-                "INSERT INTO runs (id, job_file, job_file_hash, host, user, pid, started_ms, status, total)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
+                "INSERT INTO runs (id, job_file, job_file_hash, host, user, pid, started_ms, status, total, env_keys)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
                 params![
                     run.id,
                     run.job_file,
@@ -329,7 +330,9 @@ impl RunStore {
                     user,
                     std::process::id(),
                     to_millis(run.started),
-                    run.total as i64
+                    run.total as i64,
+                    serde_json::to_string(crate::exec::process::inherited_env_keys())
+                        .expect("names serialize")
                 ],
             )
             .map_err(self.sql_err())?;
@@ -643,6 +646,23 @@ impl RunStore {
                 if ids.len() > 5 { ", ..." } else { "" }
             ))),
         }
+    }
+
+    /// The names of the environment a run's jobs inherited (recorded once per run).
+    pub fn run_env_keys(&mut self, run_id: &str) -> Result<Vec<String>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT env_keys FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_err())?
+            .flatten();
+        Ok(json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
     }
 
     /// A run's records in job-file order.

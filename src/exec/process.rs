@@ -41,11 +41,52 @@ pub trait Launcher: Send + Sync {
 pub struct Local;
 
 impl Launcher for Local {
-    fn command(&self, _job: &PlannedJob, argv: &[String]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&argv[0]);
+    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command {
+        let program = resolve_program(&argv[0], job);
+        let mut cmd = std::process::Command::new(program.as_deref().unwrap_or(Path::new(&argv[0])));
         cmd.args(&argv[1..]);
         cmd
     }
+}
+
+type ProgramCache = std::sync::Mutex<std::collections::HashMap<(String, String), Option<PathBuf>>>;
+
+/// Looks a program up in the job's PATH once per distinct (program, PATH), instead of letting
+/// every spawn try each PATH entry in turn. `None`: not found (the spawn then reports it), or
+/// not a bare name.
+fn resolve_program(program: &str, job: &PlannedJob) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    static CACHE: std::sync::OnceLock<ProgramCache> = std::sync::OnceLock::new();
+    if program.contains('/') || program.is_empty() {
+        return None;
+    }
+    let path = match job.env.iter().rev().find(|(k, _)| k == "PATH") {
+        Some((_, v)) => v.clone(),
+        None if job.env_clear => String::new(),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (program.to_string(), path);
+    if let Some(hit) = cache.lock().expect("cache lock").get(&key) {
+        return hit.clone();
+    }
+    let found = key.1.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
+        let candidate = Path::new(dir).join(program);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    });
+    cache.lock().expect("cache lock").insert(key, found.clone());
+    found
+}
+
+/// Names of orchestrate's own environment variables, read once.
+pub fn inherited_env_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect()
+    })
 }
 
 /// Where capture files go: `<root>/<job dir>/stdout|stderr`, created only when a job writes.
@@ -496,9 +537,12 @@ pub fn os_text(e: &std::io::Error) -> String {
     }
 }
 
-async fn read_opt(r: &mut Option<Reader>, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads into the spare capacity of `buf` (cleared first): no zeroing of a fresh buffer for
+/// every job, most of which write little or nothing.
+async fn read_opt(r: &mut Option<Reader>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.clear();
     match r {
-        Some(r) => r.read(buf).await,
+        Some(r) => r.read_buf(buf).await,
         None => std::future::pending().await,
     }
 }
@@ -571,18 +615,15 @@ async fn wait_cancel(rx: &mut watch::Receiver<Cancel>) {
 
 /// What every record gets whatever the attempt did: environment keys, secrets redacted.
 fn finish_record(rec: &mut CompletedProcess, job: &PlannedJob, ctx: &JobCtx) {
-    let mut keys: std::collections::BTreeSet<String> = if job.env_clear {
-        Default::default()
-    } else {
-        std::env::vars_os()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect()
-    };
+    let mut keys: Vec<String> = Vec::with_capacity(ctx.extra_env.len() + job.env.len() + 2);
     keys.extend(ctx.extra_env.iter().map(|(k, _)| k.clone()));
     keys.extend(job.env.iter().map(|(k, _)| k.clone()));
-    keys.insert("ORCHESTRATE_JOB".into());
-    keys.insert("ORCHESTRATE_SLOT".into());
-    rec.env_keys = keys.into_iter().collect();
+    keys.push("ORCHESTRATE_JOB".into());
+    keys.push("ORCHESTRATE_SLOT".into());
+    keys.sort_unstable();
+    keys.dedup();
+    rec.env_keys = keys;
+    rec.env_inherited = !job.env_clear;
     if !ctx.secrets.is_empty() {
         for a in &mut rec.args {
             *a = redact(a, &ctx.secrets);
@@ -682,8 +723,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     }
     let mut err: Option<Reader> = child.stderr.take().map(|s| Box::pin(s) as Reader);
 
-    let mut buf_o = vec![0u8; if out.is_some() { READ_BUF } else { 0 }];
-    let mut buf_e = vec![0u8; if err.is_some() { READ_BUF } else { 0 }];
+    let mut buf_o: Vec<u8> = Vec::with_capacity(if out.is_some() { READ_BUF } else { 0 });
+    let mut buf_e: Vec<u8> = Vec::with_capacity(if err.is_some() { READ_BUF } else { 0 });
     let mut status: Option<std::process::ExitStatus> = None;
     let mut wait_error: Option<String> = None;
     let timeout_at = job.timeout.map(|t| t0 + t);
@@ -844,6 +885,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         notes,
         earlier_attempts: Vec::new(),
         env_keys: Vec::new(),
+        env_inherited: false,
         background: false,
         supervisor: None,
     }
