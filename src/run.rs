@@ -277,8 +277,11 @@ struct Consumed {
     warnings: Vec<String>,
 }
 
-/// Records committed per transaction at most; under load a batch is whatever arrived meanwhile.
+/// Records committed per transaction at most.
 const MAX_BATCH: usize = 2048;
+
+/// How long a finished record may wait for others to share its transaction.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The one consumer of events: reports them and commits finished records in batches (every
 /// event that arrived while the previous batch was written goes into the next transaction).
@@ -303,24 +306,42 @@ fn consume(
         }
         batch.clear();
     };
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(ev) = next {
-            reporter.event(&ev);
-            if let Event::JobFinished(rec) = ev {
-                if keep_records {
-                    records.push((*rec).clone());
-                }
-                if db.is_some() {
-                    batch.push(*rec);
-                }
-                if batch.len() >= MAX_BATCH {
-                    flush(&mut db, &mut batch);
+    // A finished record waits at most BATCH_WINDOW before it is committed, so a busy run
+    // commits tens of records per transaction instead of one.
+    let mut oldest: Option<std::time::Instant> = None;
+    loop {
+        let ev = match oldest {
+            None => match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => break,
+            },
+            Some(t) => {
+                let left = BATCH_WINDOW.saturating_sub(t.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(ev) => ev,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        flush(&mut db, &mut batch);
+                        oldest = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            next = rx.try_recv().ok();
+        };
+        reporter.event(&ev);
+        if let Event::JobFinished(rec) = ev {
+            if keep_records {
+                records.push((*rec).clone());
+            }
+            if db.is_some() {
+                batch.push(*rec);
+                oldest.get_or_insert_with(std::time::Instant::now);
+            }
         }
-        flush(&mut db, &mut batch);
+        if batch.len() >= MAX_BATCH || oldest.is_some_and(|t| t.elapsed() >= BATCH_WINDOW) {
+            flush(&mut db, &mut batch);
+            oldest = None;
+        }
     }
     flush(&mut db, &mut batch);
     records.sort_by_key(|r| r.index);

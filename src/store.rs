@@ -386,10 +386,10 @@ impl RunStore {
                     (ok + 1, bad)
                 }
             });
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE runs SET succeeded = succeeded + ?2, failed = failed + ?3 WHERE id = ?1",
-                params![run_id, ok, bad],
             )
+            .and_then(|mut st| st.execute(params![run_id, ok, bad]))
             .map_err(&sql)?;
         }
         tx.commit().map_err(&sql)

@@ -220,3 +220,30 @@ fn an_old_schema_is_migrated_in_place() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(env.run(&["runs", "--json"]).json().len(), 2);
 }
+
+#[test]
+fn the_job_outlives_a_killed_run() {
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: bg\n    shell: 'sleep 1; echo still here'\n    background: true\n  - name: fg\n    shell: 'echo $$ > fg.pid; exec sleep 30'\n",
+    );
+    let mut run = env
+        .cmd()
+        .arg("jobs.yaml")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !read_pids(
+        &env.path("fg.pid")
+    )
+    .is_empty()));
+    signal(run.id(), "KILL");
+    run.wait().unwrap();
+    for pid in read_pids(&env.path("fg.pid")) {
+        signal(pid, "KILL");
+    }
+    let w = env.run(&["wait", "bg", "--timeout", "30s"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    assert_eq!(env.run(&["logs", "bg"]).stdout, "still here\n");
+}

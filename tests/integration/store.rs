@@ -342,3 +342,30 @@ fn inspecting_an_empty_store_says_so() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no history yet"), "{r:?}");
 }
+
+#[test]
+fn each_run_prunes_its_job_files_history() {
+    let env = Env::new();
+    let yaml = "retention: {runs: 2}\njobs:\n  - echo kept\n";
+    for _ in 0..4 {
+        assert_eq!(env.run_jobs(yaml, &[]).code, 0);
+    }
+    // Another job file's runs are not touched by this one's retention.
+    env.write("other.yaml", "jobs:\n  - echo other\n");
+    assert_eq!(env.run(&["other.yaml"]).code, 0);
+    let runs = env.run(&["runs", "--json"]).json();
+    let mine: Vec<_> = runs
+        .iter()
+        .filter(|r| r["job_file"].as_str().unwrap().ends_with("/jobs.yaml"))
+        .collect();
+    assert_eq!(mine.len(), 2, "{runs:?}");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let dirs = std::fs::read_dir(env.state().join("runs")).unwrap().count();
+    assert_eq!(dirs, 3);
+    // The flag overrides the file.
+    assert_eq!(env.run(&["jobs.yaml", "--keep-runs", "1"]).code, 0);
+    let runs = env
+        .run(&["runs", "--json", "--job-file", "jobs.yaml"])
+        .json();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}
