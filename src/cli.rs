@@ -206,6 +206,10 @@ pub struct RunArgs {
     /// (like `wait: true` in the job file).
     #[arg(long)]
     pub wait: bool,
+    /// Run only what did not succeed in an earlier run of this job file (`last`, an id or a
+    /// prefix): jobs are matched by name and definition, so an edited job runs again.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
     /// Do not take the overlap lock: allow this job file to run twice at once.
     #[arg(long, conflicts_with = "wait_lock")]
     pub no_lock: bool,
@@ -360,6 +364,45 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             return exit::USAGE;
         }
     };
+    let mut carried = Vec::new();
+    if let Some(from) = &args.resume {
+        match resume_set(&state_dir, from, &path) {
+            Ok((id, done)) => {
+                let keys: std::collections::HashSet<(String, String)> = done
+                    .iter()
+                    .map(|r| (r.job.clone(), r.def_hash.clone()))
+                    .collect();
+                let before: std::collections::HashSet<String> =
+                    plan.jobs.iter().map(|j| j.name.clone()).collect();
+                let skipped = plan.resume_from(&keys);
+                let still: std::collections::HashSet<String> =
+                    plan.jobs.iter().map(|j| j.name.clone()).collect();
+                carried = done
+                    .into_iter()
+                    .filter(|r| before.contains(&r.job) && !still.contains(&r.job))
+                    .map(|mut r| {
+                        r.notes
+                            .push(format!("succeeded in run {id}; carried over by --resume"));
+                        r
+                    })
+                    .collect();
+                if !args.quiet && !args.json {
+                    eprintln!(
+                        "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {} to run",
+                        if skipped == 1 { "" } else { "s" },
+                        plan.jobs.len()
+                    );
+                }
+                if plan.jobs.is_empty() {
+                    return exit::OK;
+                }
+            }
+            Err(e) => {
+                eprintln!("orchestrate: error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
     if args.fail_fast {
         plan.on_failure = crate::plan::HaltSpec::Stop;
     }
@@ -416,6 +459,7 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             crate::lock::LockMode::NoWait
         },
         ignore_hangup: !term.stderr_is_tty,
+        carried,
         ..Default::default()
     };
     match run::run_plan(
@@ -435,6 +479,43 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The run to resume and what succeeded in it; it must be a run of the same job file.
+fn resume_set(
+    state_dir: &Option<PathBuf>,
+    from: &str,
+    job_file: &Path,
+) -> Result<(String, Vec<crate::record::CompletedProcess>), String> {
+    let root = store::default_state_dir(state_dir.as_deref());
+    let mut db = RunStore::open_existing(&root).map_err(|e| e.to_string())?;
+    let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
+    let abs = abs.display().to_string();
+    let id = if from == "last" {
+        // The last run of this job file, not of any.
+        db.list_runs(&RunFilter {
+            job_file: Some(abs.clone()),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .map(|r| r.id)
+        .ok_or_else(|| format!("no earlier run of {} to resume", job_file.display()))?
+    } else {
+        db.resolve_run(from).map_err(|e| e.to_string())?
+    };
+    let run = db.run(&id).map_err(|e| e.to_string())?;
+    if run.job_file.as_deref() != Some(abs.as_str()) {
+        return Err(format!(
+            "run {id} is a run of {}, not of {}",
+            run.job_file.as_deref().unwrap_or("(no job file)"),
+            job_file.display()
+        ));
+    }
+    let done = db.succeeded_jobs(&id).map_err(|e| e.to_string())?;
+    Ok((id, done))
 }
 
 fn cmd_cron(

@@ -99,6 +99,10 @@ pub struct PlannedJob {
     pub entry: usize,
     /// Detached: runs under a supervisor that outlives the run (`background: true`).
     pub background: bool,
+    /// Hash of everything that defines what the job does (not where it stands in the file):
+    /// `--resume` reruns a job whose definition changed even if it succeeded before.
+    #[serde(default)]
+    pub def_hash: String,
 }
 
 /// Standard input of a job.
@@ -270,6 +274,39 @@ impl Plan {
         Ok(self)
     }
 
+    /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
+    /// run; what needed them runs without waiting. Returns how many were left out.
+    pub fn resume_from(
+        &mut self,
+        succeeded: &std::collections::HashSet<(String, String)>,
+    ) -> usize {
+        let n = self.jobs.len();
+        let keep: Vec<bool> = self
+            .jobs
+            .iter()
+            .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
+            .collect();
+        let mut new_index = vec![usize::MAX; n];
+        let mut jobs = Vec::new();
+        for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
+            if keep[i] {
+                new_index[i] = jobs.len();
+                j.index = jobs.len();
+                jobs.push(j);
+            }
+        }
+        for j in &mut jobs {
+            j.needs = j
+                .needs
+                .iter()
+                .filter(|&&d| new_index[d] != usize::MAX)
+                .map(|&d| new_index[d])
+                .collect();
+        }
+        self.jobs = jobs;
+        n - self.jobs.len()
+    }
+
     pub fn job(&self, name: &str) -> Option<&PlannedJob> {
         self.jobs.iter().find(|j| j.name == name)
     }
@@ -296,6 +333,7 @@ impl PlannedJob {
             success_codes: Vec::new(),
             entry: index,
             background: false,
+            def_hash: String::new(),
         }
     }
 
@@ -850,6 +888,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                 success_codes: success_codes.clone(),
                 entry: spec_index,
                 background: m.background,
+                def_hash: String::new(),
             });
         }
         if jobs.len() > spec::MAX_ITEMS {
@@ -967,6 +1006,9 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         }
     }
 
+    for j in &mut jobs {
+        j.def_hash = definition_hash(j);
+    }
     let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
     Ok(Plan {
         source: Some(path.to_path_buf()),
@@ -984,6 +1026,27 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             max_bytes: r.bytes.map(|b| b.0),
         }),
     })
+}
+
+/// What the job runs and how, hashed: argv, directory, environment, input, output targets,
+/// limits and retry policy. Position, index and needs are left out.
+pub fn definition_hash(j: &PlannedJob) -> String {
+    let key = serde_json::json!([
+        j.name,
+        j.argv,
+        j.cwd,
+        j.env,
+        j.env_clear,
+        j.stdin,
+        j.stdout,
+        j.stderr,
+        j.timeout,
+        j.kill_after,
+        j.retry,
+        j.success_codes,
+        j.background,
+    ]);
+    sha256_hex(key.to_string().as_bytes())[..16].to_string()
 }
 
 /// The values of the secret variables, as each job will see them, longest first (so that a

@@ -122,6 +122,9 @@ pub struct CompletedProcess {
     /// A background job (`background: true`): its record belongs to its supervisor.
     #[serde(default)]
     pub background: bool,
+    /// The job's definition hash (see `plan::definition_hash`), for `--resume`.
+    #[serde(default)]
+    pub def_hash: String,
     /// The process that watches a background job, to tell a running job from a lost one.
     #[serde(default)]
     pub supervisor: Option<Supervisor>,
@@ -192,6 +195,7 @@ impl CompletedProcess {
             earlier_attempts: Vec::new(),
             env_keys: Vec::new(),
             env_inherited: false,
+            def_hash: String::new(),
             background: false,
             supervisor: None,
         }

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub lock: crate::lock::LockMode,
     /// Ignore SIGHUP (under cron and pipes); otherwise it stops the run like SIGTERM.
     pub ignore_hangup: bool,
+    /// Records of jobs that succeeded in the run being resumed: kept in this run as they are,
+    /// so that the new run is complete and can itself be resumed.
+    pub carried: Vec<CompletedProcess>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +55,7 @@ impl Default for RunOptions {
             handle_signals: false,
             lock: crate::lock::LockMode::Off,
             ignore_hangup: true,
+            carried: Vec::new(),
         }
     }
 }
@@ -146,6 +150,9 @@ pub fn run_plan(
             started,
             total: plan.jobs.len(),
         })?;
+        if !opts.carried.is_empty() {
+            s.record_batch(&run_id, &opts.carried)?;
+        }
         let dir = s.run_dir(&run_id);
         db = Some(s);
         state_root = Some(root);
@@ -306,26 +313,25 @@ fn consume(
         }
         batch.clear();
     };
-    // A finished record waits at most BATCH_WINDOW before it is committed, so a busy run
-    // commits tens of records per transaction instead of one.
-    let mut oldest: Option<std::time::Instant> = None;
+    // Commits are at least BATCH_WINDOW apart: when jobs finish rarely each record is
+    // committed at once; when they finish fast, those of a window share one transaction.
+    let mut last_commit = std::time::Instant::now() - BATCH_WINDOW;
     loop {
-        let ev = match oldest {
-            None => match rx.recv() {
+        let ev = if batch.is_empty() {
+            match rx.recv() {
                 Ok(ev) => ev,
                 Err(_) => break,
-            },
-            Some(t) => {
-                let left = BATCH_WINDOW.saturating_sub(t.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(ev) => ev,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        flush(&mut db, &mut batch);
-                        oldest = None;
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            let left = BATCH_WINDOW.saturating_sub(last_commit.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(ev) => ev,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    flush(&mut db, &mut batch);
+                    last_commit = std::time::Instant::now();
+                    continue;
                 }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         };
         reporter.event(&ev);
@@ -335,12 +341,12 @@ fn consume(
             }
             if db.is_some() {
                 batch.push(*rec);
-                oldest.get_or_insert_with(std::time::Instant::now);
             }
         }
-        if batch.len() >= MAX_BATCH || oldest.is_some_and(|t| t.elapsed() >= BATCH_WINDOW) {
+        if !batch.is_empty() && (batch.len() >= MAX_BATCH || last_commit.elapsed() >= BATCH_WINDOW)
+        {
             flush(&mut db, &mut batch);
-            oldest = None;
+            last_commit = std::time::Instant::now();
         }
     }
     flush(&mut db, &mut batch);

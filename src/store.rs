@@ -682,6 +682,15 @@ impl RunStore {
             .collect())
     }
 
+    /// The records of the jobs that succeeded in a run, for `--resume`.
+    pub fn succeeded_jobs(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
+        Ok(self
+            .records(run_id)?
+            .into_iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .collect())
+    }
+
     /// One job's record in a run; an unknown name lists the closest ones.
     pub fn record(&mut self, run_id: &str, job: &str) -> Result<CompletedProcess> {
         let found: Option<String> = self

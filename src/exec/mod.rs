@@ -144,7 +144,10 @@ pub async fn execute(
     let mut group_running: HashMap<&str, usize> = HashMap::new();
     let mut halted: Option<String> = None;
 
-    let emit = |rec: CompletedProcess, summary: &mut ExecSummary, recorded: &mut Vec<bool>| {
+    let emit = |mut rec: CompletedProcess, summary: &mut ExecSummary, recorded: &mut Vec<bool>| {
+        if rec.def_hash.is_empty() {
+            rec.def_hash = plan.jobs[rec.index].def_hash.clone();
+        }
         recorded[rec.index] = true;
         summary.add(&rec);
         let _ = events.send(Event::JobFinished(Box::new(rec)));

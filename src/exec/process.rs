@@ -624,6 +624,7 @@ fn finish_record(rec: &mut CompletedProcess, job: &PlannedJob, ctx: &JobCtx) {
     keys.dedup();
     rec.env_keys = keys;
     rec.env_inherited = !job.env_clear;
+    rec.def_hash = job.def_hash.clone();
     if !ctx.secrets.is_empty() {
         for a in &mut rec.args {
             *a = redact(a, &ctx.secrets);
@@ -886,6 +887,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         earlier_attempts: Vec::new(),
         env_keys: Vec::new(),
         env_inherited: false,
+        def_hash: String::new(),
         background: false,
         supervisor: None,
     }
