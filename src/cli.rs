@@ -357,6 +357,9 @@ fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Some(w) = unsafe_job_file(&path) {
+        eprintln!("orchestrate: warning: {w}");
+    }
     let mut plan = match plan.select(&args.only, &args.skip, !args.no_deps) {
         Ok(p) => p,
         Err(e) => {
@@ -606,6 +609,30 @@ fn cmd_cron(
             exit::OK
         }
         Err(e) => fail(e, exit::SOFTWARE),
+    }
+}
+
+/// Like cron and sudo with their files: a job file that others can change, run as root, runs
+/// their commands as root.
+fn unsafe_job_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !crate::sys::is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.mode() & 0o002 != 0 {
+        Some(format!(
+            "{} is writable by every user, and you run it as root: anyone can make it run commands as root (chmod o-w it)",
+            path.display()
+        ))
+    } else if meta.uid() != 0 {
+        Some(format!(
+            "{} belongs to uid {}, and you run it as root: that user can make it run commands as root",
+            path.display(),
+            meta.uid()
+        ))
+    } else {
+        None
     }
 }
 

@@ -103,6 +103,9 @@ pub struct PlannedJob {
     /// `--resume` reruns a job whose definition changed even if it succeeded before.
     #[serde(default)]
     pub def_hash: String,
+    /// Most bytes kept of each captured stream (head and tail; the middle is left out).
+    #[serde(default)]
+    pub max_output: Option<u64>,
 }
 
 /// Standard input of a job.
@@ -334,6 +337,7 @@ impl PlannedJob {
             entry: index,
             background: false,
             def_hash: String::new(),
+            max_output: None,
         }
     }
 
@@ -889,6 +893,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                 entry: spec_index,
                 background: m.background,
                 def_hash: String::new(),
+                max_output: m.max_output.or(d.max_output).map(|s| s.0.max(2)),
             });
         }
         if jobs.len() > spec::MAX_ITEMS {

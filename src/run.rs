@@ -183,6 +183,11 @@ pub fn run_plan(
         .spawn(move || consume(rx, reporter, db, consumer_run_id, keep_records))
         .expect("spawning the event thread");
 
+    if opts.handle_signals {
+        // Processes a job detaches from its group (setsid, double fork) become our children
+        // when their parent dies, so that the sweep below can find them.
+        crate::sys::become_subreaper();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -215,6 +220,11 @@ pub fn run_plan(
         summary
     });
     let cancel_state = *cancel_watch.borrow();
+    let stopped_jobs =
+        summary.by_status.contains_key("timed_out") || summary.by_status.contains_key("cancelled");
+    if opts.handle_signals && (cancel_state != Cancel::None || stopped_jobs) {
+        sweep_orphans();
+    }
     rt.shutdown_background();
 
     let Consumed {
@@ -392,6 +402,52 @@ fn spawn_signal_handler(tx: watch::Sender<Cancel>, ignore_hangup: bool) {
             }
         }
     });
+}
+
+/// Stops what stopped jobs left behind outside their process groups: our reparented
+/// children, except the supervisors of background jobs.
+fn sweep_orphans() {
+    let me = std::process::id();
+    let my_group = crate::sys::process_group_of(me);
+    // Killing an orphan reparents its children to us in turn: a few rounds catch them.
+    for _ in 0..5 {
+        let orphans: Vec<u32> = crate::sys::children_of(me)
+            .into_iter()
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                !cmdline.split(|b| *b == 0).any(|arg| arg == b"__supervise")
+            })
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for &pid in &orphans {
+            // Its whole group: a detached process usually leads one (setsid).
+            if let Some(g) = crate::sys::process_group_of(pid)
+                && Some(g) != my_group
+            {
+                let _ = crate::sys::killpg(g, crate::sys::SIGTERM);
+            }
+            let _ = crate::sys::kill(pid, crate::sys::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        while std::time::Instant::now() < deadline
+            && orphans.iter().any(|&p| !crate::sys::process_gone(p))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for &pid in &orphans {
+            if !crate::sys::process_gone(pid) {
+                if let Some(g) = crate::sys::process_group_of(pid)
+                    && Some(g) != my_group
+                {
+                    let _ = crate::sys::killpg(g, crate::sys::SIGKILL);
+                }
+                let _ = crate::sys::kill(pid, crate::sys::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The binary that supervises background jobs: `ORCHESTRATE_EXE`, else this program when it is

@@ -242,6 +242,7 @@ pub struct Defaults {
     pub retry_on: Option<Vec<i32>>,
     pub success_codes: Option<Vec<i32>>,
     pub group: Option<String>,
+    pub max_output: Option<Size>,
 }
 
 /// One entry of `jobs:`: a bare command line, or a mapping.
@@ -281,6 +282,7 @@ pub struct JobMap {
     pub retry_on: Option<Vec<i32>>,
     pub success_codes: Option<Vec<i32>>,
     pub group: Option<String>,
+    pub max_output: Option<Size>,
 }
 
 impl<'de> Deserialize<'de> for JobSpec {
@@ -775,6 +777,7 @@ pub const JOB_KEYS: &[&str] = &[
     "retry_on",
     "success_codes",
     "group",
+    "max_output",
     "command",
     "shell",
     "cwd",

@@ -97,3 +97,49 @@ pub fn boot_id() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and takes no arguments.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that
+/// processes a job detached from its group still end up as our children, where a sweep finds
+/// them.
+pub fn become_subreaper() -> bool {
+    // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
+}
+
+/// Our child processes (from /proc), for sweeping orphans that were reparented to us.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next();
+        let ppid = f.next().and_then(|x| x.parse::<u32>().ok());
+        if ppid == Some(pid) && state != Some("Z") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The process group of a process (field 5 of /proc/PID/stat).
+pub fn process_group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}

@@ -139,6 +139,32 @@ struct Drain {
     error: Option<String>,
     partial: Vec<u8>,
     redactor: Option<Redactor>,
+    cap: Option<Cap>,
+    /// Set when max_output dropped bytes.
+    truncated: Option<String>,
+}
+
+/// `max_output`: the head goes to the file as it comes; the tail waits in memory (at most
+/// 4 MiB) until the job ends.
+struct Cap {
+    head_limit: u64,
+    head_written: u64,
+    tail_limit: usize,
+    tail: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Cap {
+    fn new(max: u64) -> Cap {
+        let tail_limit = (max / 2).min(4 << 20) as usize;
+        Cap {
+            head_limit: max - tail_limit as u64,
+            head_written: 0,
+            tail_limit,
+            tail: std::collections::VecDeque::new(),
+            dropped: 0,
+        }
+    }
 }
 
 /// Replaces secret values in a byte stream, also across chunk boundaries.
@@ -189,7 +215,12 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 }
 
 impl Drain {
-    fn new(stream: Stream, path: PathBuf, secrets: &std::sync::Arc<Vec<String>>) -> Self {
+    fn new(
+        stream: Stream,
+        path: PathBuf,
+        secrets: &std::sync::Arc<Vec<String>>,
+        max_output: Option<u64>,
+    ) -> Self {
         Drain {
             stream,
             path,
@@ -197,6 +228,8 @@ impl Drain {
             bytes: 0,
             error: None,
             partial: Vec::new(),
+            cap: max_output.map(Cap::new),
+            truncated: None,
             redactor: (!secrets.is_empty()).then(|| Redactor {
                 secrets: secrets.clone(),
                 carry: Vec::new(),
@@ -217,19 +250,61 @@ impl Drain {
 
     /// Writes what a redactor still holds at the end of the stream.
     fn finish(&mut self) -> Vec<u8> {
-        match &mut self.redactor {
+        let rest = match &mut self.redactor {
             Some(r) if !r.carry.is_empty() => {
                 let rest = r.feed(&[], true);
                 self.store(&rest);
                 rest
             }
             _ => Vec::new(),
+        };
+        // With max_output: the kept tail goes after the head, behind a marker if bytes were dropped.
+        if let Some(cap) = self.cap.take() {
+            let tail: Vec<u8> = cap.tail.into_iter().collect();
+            if cap.dropped > 0 {
+                let marker = format!(
+                    "\n[orchestrate: {} bytes left out here by max_output]\n",
+                    cap.dropped
+                );
+                self.write_file(marker.as_bytes());
+                self.truncated = Some(format!(
+                    "{} truncated by max_output: kept the first {} and the last {} of {} bytes",
+                    self.stream.as_str(),
+                    cap.head_written,
+                    tail.len(),
+                    self.bytes
+                ));
+            }
+            self.write_file(&tail);
         }
+        rest
     }
 
     fn store(&mut self, chunk: &[u8]) {
         if self.error.is_some() || chunk.is_empty() {
             return; // keep draining so the job never blocks on a full pipe
+        }
+        let Some(cap) = &mut self.cap else {
+            self.write_file(chunk);
+            return;
+        };
+        let room = cap.head_limit.saturating_sub(cap.head_written) as usize;
+        let (head, rest) = chunk.split_at(room.min(chunk.len()));
+        cap.head_written += head.len() as u64;
+        cap.tail.extend(rest);
+        let over = cap.tail.len().saturating_sub(cap.tail_limit);
+        if over > 0 {
+            cap.tail.drain(..over);
+            cap.dropped += over as u64;
+        }
+        if !head.is_empty() {
+            self.write_file(head);
+        }
+    }
+
+    fn write_file(&mut self, chunk: &[u8]) {
+        if self.error.is_some() || chunk.is_empty() {
+            return;
         }
         if self.file.is_none() {
             match open_capture(&self.path) {
@@ -445,6 +520,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 Stream::Stdout,
                 ctx.capture.path(&job.name, Stream::Stdout),
                 &ctx.secrets,
+                job.max_output,
             ));
             if job.stderr == Target::Stdout {
                 let (r, w) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
@@ -498,6 +574,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 Stream::Stderr,
                 ctx.capture.path(&job.name, Stream::Stderr),
                 &ctx.secrets,
+                job.max_output,
             ));
             prepared.cmd.stderr(Stdio::piped());
         }
@@ -853,6 +930,9 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     for d in [&stdout_drain, &stderr_drain].into_iter().flatten() {
         if let Some(e) = &d.error {
             notes.push(e.clone());
+        }
+        if let Some(t) = &d.truncated {
+            notes.push(t.clone());
         }
     }
     let stdout = match (&stdout_drain, &stdout_file) {

@@ -6,6 +6,7 @@ mod core;
 mod crash;
 mod cron_ready;
 mod graph;
+mod hardening;
 mod helpers;
 mod library;
 mod store;

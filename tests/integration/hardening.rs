@@ -1,0 +1,131 @@
+//! Hardening: escaped processes, output caps, unsafe job files, hostile names.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::{Env, alive, read_pids, signal, wait_for};
+
+/// A job whose grandchild leaves the job's process group (setsid), so that killing the group
+/// does not reach it.
+const ESCAPER: &str =
+    "    shell: 'setsid sh -c \"echo \\$\\$ >> escaped; exec sleep 100\" & sleep 100'\n";
+
+#[test]
+fn processes_that_escaped_the_group_do_not_survive_a_timeout() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        &format!("jobs:\n  - name: escaper\n{ESCAPER}    timeout: 300ms\n"),
+        &[],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let pids = read_pids(&env.path("escaped"));
+    assert_eq!(pids.len(), 1);
+    for pid in pids {
+        assert!(
+            wait_for(Duration::from_secs(5), || !alive(pid)),
+            "escaped pid {pid} survived"
+        );
+    }
+}
+
+#[test]
+fn processes_that_escaped_the_group_do_not_survive_sigterm() {
+    let env = Env::new();
+    env.write("jobs.yaml", &format!("jobs:\n  - name: escaper\n{ESCAPER}"));
+    let child = env
+        .cmd()
+        .arg("jobs.yaml")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !read_pids(
+        &env.path("escaped")
+    )
+    .is_empty()));
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    for pid in read_pids(&env.path("escaped")) {
+        assert!(
+            wait_for(Duration::from_secs(5), || !alive(pid)),
+            "escaped pid {pid} survived"
+        );
+    }
+}
+
+#[test]
+fn max_output_keeps_head_and_tail() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: chatty\n    shell: 'seq 1 100000'\n    max_output: 1K\n",
+        &["--json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = &r.json()[0];
+    assert_eq!(rec["stdout_bytes"], 588895);
+    assert!(
+        rec["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("kept the first 512 and the last 512 of 588895 bytes"),
+        "{rec}"
+    );
+    let logs = env.run(&["logs", "chatty"]).stdout;
+    assert!(logs.starts_with("1\n2\n3\n"), "{logs}");
+    assert!(logs.ends_with("99999\n100000\n"), "{logs}");
+    assert!(logs.contains("[orchestrate: 587871 bytes left out here by max_output]"));
+    assert!(logs.len() < 1200);
+}
+
+#[test]
+fn a_world_writable_job_file_gets_a_warning_when_run_as_root() {
+    let env = Env::new();
+    let path = env.write("jobs.yaml", "jobs:\n  - 'true'\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let r = env.run(&["jobs.yaml"]);
+    assert_eq!(r.code, 0);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    if root {
+        assert!(
+            r.stderr
+                .contains("is writable by every user, and you run it as root"),
+            "{r:?}"
+        );
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = env.run(&["jobs.yaml"]);
+    assert!(!r.stderr.contains("warning"), "{r:?}");
+}
+
+#[test]
+fn item_names_never_escape_the_store() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: x\n    command: echo {item}\n    for_each: ['../../etc', '/abs', 'a/../../b', '..']\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // Every capture file is inside the run folder.
+    let runs = env.state().join("runs");
+    let mut found = 0;
+    let mut stack = vec![runs.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            assert!(p.starts_with(&runs));
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                found += 1;
+            }
+        }
+    }
+    assert_eq!(found, 4);
+    assert!(!env.dir.path().join("etc").exists() && !env.path("b").exists());
+}
