@@ -3,6 +3,7 @@
 mod background;
 mod bad_input;
 mod core;
+mod corpus;
 mod crash;
 mod cron_ready;
 mod graph;
