@@ -801,11 +801,8 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
                 }
                 return Ok(exit::OK);
             }
-            let recs = db.records(&id)?;
             if json {
-                for r in &recs {
-                    report::write_json_record(&mut out, r, &inherited)?;
-                }
+                db.each_record(&id, |r| report::write_json_record(&mut out, &r, &inherited))?;
                 return Ok(exit::OK);
             }
             let row = db.run(&id)?;
@@ -818,32 +815,43 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
                 row.duration().map_or("-".into(), format_duration),
                 row.status
             )?;
-            let mut table = vec![vec![
-                "#".to_string(),
-                "JOB".into(),
-                "STATUS".into(),
-                "OUTCOME".into(),
-                "DURATION".into(),
-                "STDOUT".into(),
-                "STDERR".into(),
-            ]];
-            for r in &recs {
-                table.push(vec![
-                    r.index.to_string(),
-                    r.job.clone(),
-                    r.status.to_string(),
-                    r.outcome(),
-                    format_duration(r.duration),
-                    r.stdout.bytes.to_string(),
-                    r.stderr.bytes.to_string(),
-                ]);
-            }
-            write_table(&mut out, &table)?;
-            if (recs.len() as u64) < row.total {
+            let w = db.widest_job_name(&id)?.max(3);
+            let line = |cells: [&str; 7]| {
+                format!(
+                    "{:<6} {:<w$}  {:<11} {:<20} {:<9} {:<10} {}",
+                    cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+                )
+                .trim_end()
+                .to_string()
+            };
+            writeln!(
+                out,
+                "{}",
+                line([
+                    "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR"
+                ])
+            )?;
+            let shown = db.each_record(&id, |r| {
+                writeln!(
+                    out,
+                    "{}",
+                    line([
+                        &r.index.to_string(),
+                        &r.job,
+                        r.status.as_str(),
+                        &r.outcome(),
+                        &format_duration(r.duration),
+                        &r.stdout.bytes.to_string(),
+                        &r.stderr.bytes.to_string(),
+                    ])
+                )
+            })?;
+            let recs_len = shown;
+            if (recs_len as u64) < row.total {
                 writeln!(
                     out,
                     "({} of {} jobs have no record{})",
-                    row.total - recs.len() as u64,
+                    row.total - recs_len as u64,
                     row.total,
                     if row.status == "running" {
                         ": still running"

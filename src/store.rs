@@ -52,7 +52,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN background INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE records ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX records_background ON records(background, status);
-    ALTER TABLE runs ADD COLUMN env_keys TEXT;",
+    ALTER TABLE runs ADD COLUMN env_keys TEXT;
+    CREATE INDEX records_run_order ON records(run_id, idx);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -663,6 +664,43 @@ impl RunStore {
         Ok(json
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default())
+    }
+
+    /// Calls `f` with each of a run's records in job-file order, one at a time (a run of
+    /// 100,000 jobs is never held in memory whole).
+    pub fn each_record(
+        &mut self,
+        run_id: &str,
+        mut f: impl FnMut(CompletedProcess) -> std::io::Result<()>,
+    ) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 ORDER BY idx")
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query(params![run_id]).map_err(self.sql_err())?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(self.sql_err())? {
+            let json: String = row.get(0).map_err(self.sql_err())?;
+            if let Ok(rec) = serde_json::from_str(&json) {
+                n += 1;
+                if f(rec).is_err() {
+                    break; // the reader went away (a closed pipe)
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The widest job name of a run, to lay out tables without loading the run.
+    pub fn widest_job_name(&mut self, run_id: &str) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(LENGTH(job)), 3) FROM records WHERE run_id = ?1",
+                params![run_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.sql_err())
     }
 
     /// A run's records in job-file order.
