@@ -125,6 +125,9 @@ pub struct CompletedProcess {
     /// The process that watches a background job, to tell a running job from a lost one.
     #[serde(default)]
     pub supervisor: Option<Supervisor>,
+    /// The Slurm job a job ran as (`executor: slurm`).
+    #[serde(default)]
+    pub slurm_job_id: Option<String>,
 }
 
 /// Identifies a supervisor process beyond its pid, which the system may reuse.
@@ -194,6 +197,7 @@ impl CompletedProcess {
             env_inherited: false,
             background: false,
             supervisor: None,
+            slurm_job_id: None,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Cancel, Event, EventSink, Stream};
+use super::{Cancel, Event, EventSink, Stream, wrap};
 use crate::plan::{Input, PlannedJob, Target};
 use crate::record::{CompletedProcess, Status, StoredOutput};
 use crate::sys;
@@ -33,6 +33,34 @@ pub trait Launcher: Send + Sync {
     /// The host the job runs on, for the record.
     fn host(&self) -> Option<String> {
         None
+    }
+    /// Remote back ends run the job under `exec::wrap`'s script, whose control lines start
+    /// with this marker; `None`: the command is the job's own process.
+    fn marker(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the job's `cwd` is a directory on the remote side (ssh) rather than the client's
+    /// working directory here (Slurm, whose jobs start in the directory `srun` runs in).
+    fn remote_cwd(&self) -> bool {
+        false
+    }
+    /// Whether TERM goes to the local client too when the job is stopped. ssh: no, the remote
+    /// kill does it, and the client must stay to bring the job's last output back.
+    fn term_locally(&self) -> bool {
+        true
+    }
+    /// A command that sends `signal` to the remote job (`ssh host kill`, `scancel`).
+    fn stop_command(&self, _control: &wrap::Control, _signal: i32) -> Option<std::process::Command> {
+        None
+    }
+    /// Why the job has no exit status from the wrapper: the client's own failure.
+    fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
+        let early = control.early_text();
+        format!(
+            "the remote client failed ({}){}",
+            status.map_or("no status".into(), |s| s.to_string()),
+            if early.is_empty() { String::new() } else { format!(": {early}") }
+        )
     }
 }
 
@@ -117,6 +145,7 @@ pub fn job_dir_name(job: &str) -> String {
 }
 
 /// What one job's execution needs from the scheduler.
+#[derive(Clone)]
 pub struct JobCtx {
     pub slot: usize,
     pub capture: CaptureRoot,
@@ -139,6 +168,19 @@ struct Drain {
     error: Option<String>,
     partial: Vec<u8>,
     redactor: Option<Redactor>,
+    sink: Sink,
+    /// Strips a remote wrapper's control lines (stderr of remote jobs).
+    filter: Option<wrap::ControlFilter>,
+}
+
+/// Where a drain writes.
+enum Sink {
+    /// A capture file, created on the first byte.
+    Capture,
+    /// The job's own target (a file, or orchestrate's stderr): remote jobs' stderr passes
+    /// through here to have its control lines removed.
+    Own(File),
+    Discard,
 }
 
 /// Replaces secret values in a byte stream, also across chunk boundaries.
@@ -201,35 +243,60 @@ impl Drain {
                 secrets: secrets.clone(),
                 carry: Vec::new(),
             }),
+            sink: Sink::Capture,
+            filter: None,
         }
     }
 
-    /// Writes a chunk as it should be kept (secrets redacted); returns those bytes.
+    /// Writes a chunk as it should be kept (control lines removed, secrets redacted); returns
+    /// those bytes.
     fn write<'a>(&mut self, chunk: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        let chunk: Cow<'a, [u8]> = match &mut self.filter {
+            Some(f) => Cow::Owned(f.feed(chunk, false)),
+            None => Cow::Borrowed(chunk),
+        };
         self.bytes += chunk.len() as u64;
-        let kept: std::borrow::Cow<'a, [u8]> = match &mut self.redactor {
-            Some(r) => std::borrow::Cow::Owned(r.feed(chunk, false)),
-            None => std::borrow::Cow::Borrowed(chunk),
+        let kept: Cow<'a, [u8]> = match &mut self.redactor {
+            Some(r) => Cow::Owned(r.feed(&chunk, false)),
+            None => chunk,
         };
         self.store(&kept);
         kept
     }
 
-    /// Writes what a redactor still holds at the end of the stream.
+    /// Writes what the filter and the redactor still hold at the end of the stream.
     fn finish(&mut self) -> Vec<u8> {
-        match &mut self.redactor {
-            Some(r) if !r.carry.is_empty() => {
-                let rest = r.feed(&[], true);
-                self.store(&rest);
-                rest
-            }
-            _ => Vec::new(),
-        }
+        let tail = match &mut self.filter {
+            Some(f) => f.feed(&[], true),
+            None => Vec::new(),
+        };
+        self.bytes += tail.len() as u64;
+        let rest = match &mut self.redactor {
+            Some(r) if !r.carry.is_empty() || !tail.is_empty() => r.feed(&tail, true),
+            _ => tail,
+        };
+        self.store(&rest);
+        rest
     }
 
     fn store(&mut self, chunk: &[u8]) {
         if self.error.is_some() || chunk.is_empty() {
             return; // keep draining so the job never blocks on a full pipe
+        }
+        match &mut self.sink {
+            Sink::Capture => {}
+            Sink::Discard => return,
+            Sink::Own(f) => {
+                if let Err(e) = f.write_all(chunk) {
+                    self.error = Some(format!(
+                        "{} output lost after an error writing {}: {e}",
+                        self.stream.as_str(),
+                        self.path.display()
+                    ));
+                }
+                return;
+            }
         }
         if self.file.is_none() {
             match open_capture(&self.path) {
@@ -290,6 +357,9 @@ impl Drain {
     }
 
     fn stored(&self) -> StoredOutput {
+        if !matches!(self.sink, Sink::Capture) {
+            return StoredOutput::default();
+        }
         StoredOutput {
             path: self.file.is_some().then(|| self.path.clone()),
             bytes: self.bytes,
@@ -364,7 +434,13 @@ struct Prepared {
 }
 
 fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
-    let cwd = job.cwd.as_deref();
+    let marker = ctx.launcher.marker();
+    // A remote job's directory is the wrapper's business; here the client runs where we are.
+    let cwd = if ctx.launcher.remote_cwd() {
+        None
+    } else {
+        job.cwd.as_deref()
+    };
     if let Some(dir) = cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
@@ -398,7 +474,9 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    if job.env_clear {
+    // A remote client needs its own environment (SLURM_CONF, SSH_AUTH_SOCK); the wrapper
+    // clears the job's.
+    if job.env_clear && marker.is_none() {
         cmd.env_clear();
     }
     for (k, v) in &ctx.extra_env {
@@ -446,7 +524,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 ctx.capture.path(&job.name, Stream::Stdout),
                 &ctx.secrets,
             ));
-            if job.stderr == Target::Stdout {
+            if job.stderr == Target::Stdout && marker.is_none() {
                 let (r, w) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
                 let w2 = w
                     .try_clone()
@@ -491,6 +569,45 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             prepared.cmd.stdout(f);
             prepared.stdout_file = Some(FileTarget { path: p, start_len });
         }
+    }
+    if let Some(marker) = marker {
+        // The wrapper's control lines come on stderr, so it is always read here; the job's
+        // stderr target gets the rest (merging and discarding are done remotely).
+        let mut drain = Drain::new(
+            Stream::Stderr,
+            ctx.capture.path(&job.name, Stream::Stderr),
+            &ctx.secrets,
+        );
+        drain.filter = Some(wrap::ControlFilter::new(marker));
+        match &job.stderr {
+            Target::Capture => {}
+            Target::Null | Target::Stdout => drain.sink = Sink::Discard,
+            Target::Inherit => {
+                use std::os::fd::AsFd;
+                let fd = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("cannot duplicate stderr: {e}"))?;
+                drain.sink = Sink::Own(File::from(fd));
+            }
+            Target::File { path, append } => {
+                let p = resolve(cwd, path);
+                let start_len = if *append {
+                    std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
+                } else {
+                    0
+                };
+                let f = open_target(&p, *append).map_err(|e| {
+                    format!("cannot open stderr file {}: {}", p.display(), os_text(&e))
+                })?;
+                drain.path = p.clone();
+                drain.sink = Sink::Own(f);
+                prepared.stderr_file = Some(FileTarget { path: p, start_len });
+            }
+        }
+        prepared.cmd.stderr(Stdio::piped());
+        prepared.stderr_drain = Some(drain);
+        return Ok(prepared);
     }
     match &job.stderr {
         Target::Capture => {
@@ -738,12 +855,14 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     let forward = ctx.forward_output;
 
     // Anything already requested before the job started (a cancel racing with the spawn).
-    let stop = |sig: i32| {
-        let _ = sys::killpg(pgid, sig);
+    let launcher = ctx.launcher.clone();
+    let stop = |sig: i32, drain: &Option<Drain>| {
+        let control = drain.as_ref().and_then(|d| d.filter.as_ref()).map(|f| &f.control);
+        signal_job(&launcher, pgid, sig, control);
     };
     if *ctx.cancel.borrow() != Cancel::None {
         cancelled = true;
-        stop(sys::SIGTERM);
+        stop(sys::SIGTERM, &stderr_drain);
         kill_at = Some(Instant::now() + job.kill_after);
     }
 
@@ -776,12 +895,12 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             },
             _ = sleep_opt(timeout_at), if status.is_none() && !timed_out && !cancelled => {
                 timed_out = true;
-                stop(sys::SIGTERM);
+                stop(sys::SIGTERM, &stderr_drain);
                 kill_at = Some(Instant::now() + job.kill_after);
             },
             _ = sleep_opt(kill_at), if !killed => {
                 killed = true;
-                stop(sys::SIGKILL);
+                stop(sys::SIGKILL, &stderr_drain);
             },
             r = ctx.cancel.changed(), if cancel_open => {
                 if r.is_err() {
@@ -792,14 +911,14 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
                         Cancel::None => {}
                         Cancel::Graceful(_) => if !cancelled {
                             cancelled = true;
-                            stop(sys::SIGTERM);
+                            stop(sys::SIGTERM, &stderr_drain);
                             let at = Instant::now() + job.kill_after;
                             kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
                         },
                         Cancel::Hard => {
                             cancelled = true;
                             killed = true;
-                            stop(sys::SIGKILL);
+                            stop(sys::SIGKILL, &stderr_drain);
                         }
                     }
                 }
@@ -825,16 +944,53 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             d.flush_partial(job.index, &ctx.events);
         }
     }
+    let control = stderr_drain
+        .as_ref()
+        .and_then(|d| d.filter.as_ref())
+        .map(|f| f.control.clone());
+    if (timed_out || cancelled)
+        && let Some(c) = &control
+        && let Some(cmd) = ctx.launcher.stop_command(c, sys::SIGKILL)
+    {
+        // Whatever of the remote job outlived the TERM (or was started after it) goes too,
+        // before the run reports the job as stopped.
+        run_stop_command(cmd).await;
+    }
 
     let finished = SystemTime::now();
-    let (returncode, signal) = match status {
+    let (mut returncode, mut signal) = match status {
         Some(st) => (st.code(), st.signal()),
         None => (None, None),
     };
+    // A remote job's status is the wrapper's word; without it, the client failed.
+    let mut client_failure = None;
+    if let Some(c) = &control
+        && !timed_out
+        && !cancelled
+        && wait_error.is_none()
+    {
+        match c.exit {
+            Some(code) => {
+                returncode = Some(code);
+                signal = None;
+            }
+            None => {
+                client_failure = Some(ctx.launcher.failure(c, status));
+                returncode = None;
+                signal = None;
+            }
+        }
+    }
     let status_kind = if cancelled {
         Status::Cancelled
     } else if timed_out {
         Status::TimedOut
+    } else if client_failure.is_some() {
+        if control.as_ref().is_some_and(|c| c.started) {
+            Status::Failed
+        } else {
+            Status::SpawnError
+        }
     } else if wait_error.is_some() {
         Status::Failed
     } else if returncode.is_some_and(|c| job.is_success(c)) {
@@ -842,7 +998,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     } else {
         Status::Failed
     };
-    let mut error = wait_error;
+    let mut error = wait_error.or(client_failure);
     if timed_out {
         error = Some(format!(
             "timed out after {}",
@@ -860,8 +1016,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         _ => StoredOutput::default(),
     };
     let stderr = match (&stderr_drain, &stderr_file) {
-        (Some(d), _) => d.stored(),
-        (None, Some(f)) => f.stored(),
+        (_, Some(f)) => f.stored(),
+        (Some(d), None) => d.stored(),
         _ => StoredOutput::default(),
     };
     CompletedProcess {
@@ -881,13 +1037,51 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         finished,
         duration: t0.elapsed(),
         attempts: 1,
-        host: ctx.launcher.host(),
+        host: ctx
+            .launcher
+            .host()
+            .or_else(|| control.as_ref().and_then(|c| c.node.clone())),
         notes,
         earlier_attempts: Vec::new(),
         env_keys: Vec::new(),
         env_inherited: false,
         background: false,
         supervisor: None,
+        slurm_job_id: control.and_then(|c| c.slurm_job_id),
+    }
+}
+
+/// Sends `sig` to a job: to the client's process group here and, through the launcher, to the
+/// job on the remote side.
+fn signal_job(
+    launcher: &std::sync::Arc<dyn Launcher>,
+    pgid: u32,
+    sig: i32,
+    control: Option<&wrap::Control>,
+) {
+    let remote = control.and_then(|c| launcher.stop_command(c, sig));
+    if sig != sys::SIGTERM || launcher.term_locally() || remote.is_none() {
+        let _ = sys::killpg(pgid, sig);
+    }
+    if let Some(cmd) = remote {
+        // Not awaited: the job's own loop keeps draining while the remote side stops.
+        tokio::spawn(run_stop_command(cmd));
+    }
+}
+
+/// How long a remote stop (`ssh host kill`, `scancel`) may take before we give up on it.
+const STOP_COMMAND_LIMIT: Duration = Duration::from_secs(20);
+
+async fn run_stop_command(cmd: std::process::Command) {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    // Best effort: the local client is killed anyway, and a stop that fails (host gone, job
+    // already ended) has nothing left to stop.
+    if let Ok(mut child) = cmd.spawn() {
+        let _ = tokio::time::timeout(STOP_COMMAND_LIMIT, child.wait()).await;
     }
 }
 
