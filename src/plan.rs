@@ -1177,7 +1177,10 @@ fn executor_of(
     match kind {
         E::Local => Ok(Executor::Local),
         E::Slurm => {
-            if !matches!(m.stdin.as_ref().or(defaults.stdin.as_ref()), None | Some(StdinSpec::Null)) {
+            if !matches!(
+                m.stdin.as_ref().or(defaults.stdin.as_ref()),
+                None | Some(StdinSpec::Null)
+            ) {
                 return Err(err_at(
                     &exec_at,
                     label.clone(),
@@ -1230,7 +1233,9 @@ fn executor_of(
                         &exec_at,
                         label.clone(),
                         "`executor: ssh` needs `hosts:` to run on".into(),
-                        Some("add `hosts: [node1, user@node2:2222]` at the top or to the job".into()),
+                        Some(
+                            "add `hosts: [node1, user@node2:2222]` at the top or to the job".into(),
+                        ),
                     ));
                 }
             };

@@ -50,7 +50,11 @@ pub trait Launcher: Send + Sync {
         true
     }
     /// A command that sends `signal` to the remote job (`ssh host kill`, `scancel`).
-    fn stop_command(&self, _control: &wrap::Control, _signal: i32) -> Option<std::process::Command> {
+    fn stop_command(
+        &self,
+        _control: &wrap::Control,
+        _signal: i32,
+    ) -> Option<std::process::Command> {
         None
     }
     /// Why the job has no exit status from the wrapper: the client's own failure.
@@ -59,7 +63,11 @@ pub trait Launcher: Send + Sync {
         format!(
             "the remote client failed ({}){}",
             status.map_or("no status".into(), |s| s.to_string()),
-            if early.is_empty() { String::new() } else { format!(": {early}") }
+            if early.is_empty() {
+                String::new()
+            } else {
+                format!(": {early}")
+            }
         )
     }
 }
@@ -857,7 +865,10 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     // Anything already requested before the job started (a cancel racing with the spawn).
     let launcher = ctx.launcher.clone();
     let stop = |sig: i32, drain: &Option<Drain>| {
-        let control = drain.as_ref().and_then(|d| d.filter.as_ref()).map(|f| &f.control);
+        let control = drain
+            .as_ref()
+            .and_then(|d| d.filter.as_ref())
+            .map(|f| &f.control);
         signal_job(&launcher, pgid, sig, control);
     };
     if *ctx.cancel.borrow() != Cancel::None {

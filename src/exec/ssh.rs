@@ -14,9 +14,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::Cancel;
 use super::process::{JobCtx, Launcher, run_job};
 use super::wrap;
-use super::Cancel;
 use crate::plan::{PlannedJob, SshOptions};
 use crate::record::{CompletedProcess, Status};
 
@@ -69,7 +69,9 @@ impl Drop for Lease<'_> {
 /// `user@host:port` → (`user@host`, port); anything else is a name for ssh (and its config).
 fn split_port(host: &str) -> (String, Option<String>) {
     match host.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => (h.to_string(), Some(p.into())),
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+            (h.to_string(), Some(p.into()))
+        }
         _ => (host.to_string(), None),
     }
 }
@@ -94,7 +96,11 @@ impl Pool {
 
     /// Takes a slot on the least busy of `opts.hosts` not in `tried` with a free slot, waiting
     /// for one; hosts known to be down come last. `None`: every host was tried.
-    async fn acquire(&self, opts: &SshOptions, tried: &HashSet<String>) -> Option<(Lease<'_>, String)> {
+    async fn acquire(
+        &self,
+        opts: &SshOptions,
+        tried: &HashSet<String>,
+    ) -> Option<(Lease<'_>, String)> {
         loop {
             let notified = self.freed.notified();
             tokio::pin!(notified);
@@ -206,11 +212,19 @@ impl Pool {
                     Ok(Ok(o)) if o.status.success() => Ok(()),
                     Ok(Ok(o)) => {
                         let err = String::from_utf8_lossy(&o.stderr);
-                        let err: Vec<&str> = err.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                        let err: Vec<&str> = err
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .collect();
                         Err(format!(
                             "cannot reach ssh host `{}`: {}",
                             key.0,
-                            if err.is_empty() { o.status.to_string() } else { err.join("; ") }
+                            if err.is_empty() {
+                                o.status.to_string()
+                            } else {
+                                err.join("; ")
+                            }
                         ))
                     }
                     Ok(Err(e)) => Err(format!("cannot run ssh: {e}")),
@@ -294,7 +308,11 @@ impl Launcher for Ssh {
 
     fn stop_command(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
         let pgid = control.pgid?;
-        let name = if signal == crate::sys::SIGKILL { "KILL" } else { "TERM" };
+        let name = if signal == crate::sys::SIGKILL {
+            "KILL"
+        } else {
+            "TERM"
+        };
         let mut cmd = std::process::Command::new("ssh");
         cmd.args(&self.args);
         cmd.arg(format!("kill -{name} -- -{pgid} 2>/dev/null; true"));
@@ -308,13 +326,21 @@ impl Launcher for Ssh {
             format!(
                 "the connection to ssh host `{}` broke while the job ran ({status}){}",
                 self.host,
-                if early.is_empty() { String::new() } else { format!(": {early}") }
+                if early.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {early}")
+                }
             )
         } else {
             format!(
                 "ssh to `{}` failed before the job started ({status}){}",
                 self.host,
-                if early.is_empty() { String::new() } else { format!(": {early}") }
+                if early.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {early}")
+                }
             )
         }
     }
@@ -322,7 +348,12 @@ impl Launcher for Ssh {
 
 /// Runs a job on one of its hosts; with `on_host_failure: retry_elsewhere`, a job whose host
 /// cannot be reached moves to the next one.
-pub async fn run(job: &PlannedJob, opts: &SshOptions, ctx: JobCtx, pool: &Pool) -> CompletedProcess {
+pub async fn run(
+    job: &PlannedJob,
+    opts: &SshOptions,
+    ctx: JobCtx,
+    pool: &Pool,
+) -> CompletedProcess {
     let mut tried: HashSet<String> = HashSet::new();
     let mut failures: Vec<String> = Vec::new();
     let mut cancel = ctx.cancel.clone();
@@ -344,7 +375,13 @@ pub async fn run(job: &PlannedJob, opts: &SshOptions, ctx: JobCtx, pool: &Pool) 
                     continue;
                 }
                 failures.push(e);
-                return not_run(job, &ctx, Status::SpawnError, failures.join("; "), Some(host));
+                return not_run(
+                    job,
+                    &ctx,
+                    Status::SpawnError,
+                    failures.join("; "),
+                    Some(host),
+                );
             }
             Ok(args) => {
                 let mut job_ctx = ctx.clone();
@@ -361,7 +398,8 @@ pub async fn run(job: &PlannedJob, opts: &SshOptions, ctx: JobCtx, pool: &Pool) 
                     continue;
                 }
                 if !failures.is_empty() {
-                    rec.notes.push(format!("moved here after: {}", failures.join("; ")));
+                    rec.notes
+                        .push(format!("moved here after: {}", failures.join("; ")));
                 }
                 return rec;
             }
@@ -387,7 +425,8 @@ fn not_run(
     error: String,
     host: Option<String>,
 ) -> CompletedProcess {
-    let mut rec = CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, error);
+    let mut rec =
+        CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, error);
     rec.slot = Some(ctx.slot);
     rec.attempts = 1;
     rec.host = host;
@@ -400,7 +439,10 @@ mod tests {
 
     #[test]
     fn ports_are_split_off() {
-        assert_eq!(split_port("root@10.0.0.1:2222"), ("root@10.0.0.1".into(), Some("2222".into())));
+        assert_eq!(
+            split_port("root@10.0.0.1:2222"),
+            ("root@10.0.0.1".into(), Some("2222".into()))
+        );
         assert_eq!(split_port("node1"), ("node1".into(), None));
     }
 }

@@ -141,7 +141,11 @@ impl ControlFilter {
                     }
                 }
                 None => {
-                    let keep = if last { 0 } else { partial_prefix(rest, &self.marker) };
+                    let keep = if last {
+                        0
+                    } else {
+                        partial_prefix(rest, &self.marker)
+                    };
                     out.extend_from_slice(&rest[..rest.len() - keep]);
                     self.carry = rest[rest.len() - keep..].to_vec();
                     p = buf.len();

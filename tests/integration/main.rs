@@ -7,4 +7,5 @@ mod cron_ready;
 mod graph;
 mod helpers;
 mod library;
+mod scale_out;
 mod store;
