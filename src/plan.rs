@@ -106,7 +106,47 @@ pub struct PlannedJob {
     /// Most bytes kept of each captured stream (head and tail; the middle is left out).
     #[serde(default)]
     pub max_output: Option<u64>,
+    /// Where the job runs: here, on a Slurm cluster, or on ssh hosts.
+    #[serde(default)]
+    pub executor: Executor,
 }
+
+/// Where a job runs (`executor:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Executor {
+    #[default]
+    Local,
+    Slurm(SlurmOptions),
+    Ssh(SshOptions),
+}
+
+/// What `srun` is given for one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus: Option<usize>,
+    pub mem: Option<String>,
+    pub extra_args: Vec<String>,
+}
+
+/// The ssh hosts a job may run on, and how to reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SshOptions {
+    /// Names from the ssh config, or `user@host:port`.
+    pub hosts: Vec<String>,
+    /// `ssh -F FILE`.
+    pub config: Option<PathBuf>,
+    /// Extra `-o` options.
+    pub options: Vec<String>,
+    /// Jobs in flight on one host at once.
+    pub slots: usize,
+    /// On an unreachable host, move the job to another host instead of failing it.
+    pub retry_elsewhere: bool,
+}
+
+/// OpenSSH's default `MaxSessions`: more channels than this over one connection are refused.
+pub const DEFAULT_SSH_SLOTS: usize = 10;
 
 /// Standard input of a job.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -338,6 +378,7 @@ impl PlannedJob {
             background: false,
             def_hash: String::new(),
             max_output: None,
+            executor: Executor::Local,
         }
     }
 
@@ -481,6 +522,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         }
     }
 
+    let file_exec = FileExecutor::new(&file, &base_dir, &top, &err_at)?;
     let d = &file.defaults;
     let mut jobs: Vec<PlannedJob> = Vec::with_capacity(file.jobs.len());
     let mut entries: Vec<Entry> = Vec::with_capacity(file.jobs.len());
@@ -674,6 +716,8 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
             .clone()
             .or_else(|| d.success_codes.clone())
             .unwrap_or_default();
+
+        let executor = executor_of(&file_exec, &m, d, &at, &here, &label, &err_at)?;
 
         // Fan-out: the items, in chunks.
         let chunks: Option<Vec<Vec<Item>>> = match &m.for_each {
@@ -894,6 +938,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                 background: m.background,
                 def_hash: String::new(),
                 max_output: m.max_output.or(d.max_output).map(|s| s.0.max(2)),
+                executor: executor.clone(),
             });
         }
         if jobs.len() > spec::MAX_ITEMS {
@@ -1050,8 +1095,229 @@ pub fn definition_hash(j: &PlannedJob) -> String {
         j.retry,
         j.success_codes,
         j.background,
+        j.max_output,
+        j.executor,
     ]);
     sha256_hex(key.to_string().as_bytes())[..16].to_string()
+}
+
+/// The file-wide executor settings, checked once.
+struct FileExecutor {
+    executor: spec::ExecutorSpec,
+    slurm: spec::SlurmSpec,
+    hosts: Option<Vec<String>>,
+    ssh_config: Option<PathBuf>,
+    ssh_options: Vec<String>,
+    ssh_slots: usize,
+    retry_elsewhere: bool,
+}
+
+type ErrAt<'a> = dyn Fn(&[Seg], Option<String>, String, Option<String>) -> SpecError + 'a;
+
+impl FileExecutor {
+    fn new(
+        file: &JobFile,
+        base_dir: &Path,
+        top: &dyn Fn(&'static str) -> Vec<Seg>,
+        err_at: &ErrAt<'_>,
+    ) -> Result<FileExecutor, SpecError> {
+        if let Some(hosts) = &file.hosts {
+            check_hosts(hosts, &top("hosts"), None, err_at)?;
+        }
+        let ssh = file.ssh.clone().unwrap_or_default();
+        let ssh_config = match &ssh.config {
+            Some(c) => {
+                let p = base_dir.join(c);
+                if !p.is_file() {
+                    let mut at = top("ssh");
+                    at.push(Seg::Key("config"));
+                    return Err(err_at(
+                        &at,
+                        None,
+                        format!("the ssh config file {} does not exist", p.display()),
+                        Some("give a path relative to the job file, or drop `config:`".into()),
+                    ));
+                }
+                Some(std::path::absolute(&p).unwrap_or(p))
+            }
+            None => None,
+        };
+        for (i, o) in ssh.options.iter().enumerate() {
+            if !o.contains('=') || o.starts_with('-') {
+                let mut at = top("ssh");
+                at.push(Seg::Key("options"));
+                at.push(Seg::Index(i));
+                return Err(err_at(
+                    &at,
+                    None,
+                    format!("ssh option `{o}` is not of the form `Name=value`"),
+                    Some("write options as for `ssh -o`, e.g. `ConnectTimeout=5`".into()),
+                ));
+            }
+        }
+        Ok(FileExecutor {
+            executor: file.executor.unwrap_or(spec::ExecutorSpec::Local),
+            slurm: file.slurm.clone().unwrap_or_default(),
+            hosts: file.hosts.clone(),
+            ssh_config,
+            ssh_options: ssh.options,
+            ssh_slots: ssh.slots.map_or(DEFAULT_SSH_SLOTS, |l| l.0),
+            retry_elsewhere: file.on_host_failure == spec::HostFailureSpec::RetryElsewhere,
+        })
+    }
+}
+
+/// `user@host:port` or a name from the ssh config: one word that ssh will not take for an option.
+fn check_hosts(
+    hosts: &[String],
+    at: &[Seg],
+    job: Option<String>,
+    err_at: &ErrAt<'_>,
+) -> Result<(), SpecError> {
+    if hosts.is_empty() {
+        return Err(err_at(
+            at,
+            job,
+            "`hosts:` is empty".into(),
+            Some("list at least one host, e.g. `hosts: [node1, user@node2:2222]`".into()),
+        ));
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        let bad_port = h
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().map_or(true, |p| p == 0));
+        if h.is_empty() || h.starts_with('-') || h.contains(char::is_whitespace) || bad_port {
+            let mut here = at.to_vec();
+            here.push(Seg::Index(i));
+            return Err(err_at(
+                &here,
+                job,
+                format!("invalid ssh host `{h}`"),
+                Some("write a host as a name from your ssh config or as `user@host:port`".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The executor of one job: its own `executor:` (else the file's) with the settings merged.
+fn executor_of(
+    fe: &FileExecutor,
+    m: &spec::JobMap,
+    defaults: &spec::Defaults,
+    at: &dyn Fn(&'static str) -> Vec<Seg>,
+    here: &[Seg],
+    label: &Option<String>,
+    err_at: &ErrAt<'_>,
+) -> Result<Executor, SpecError> {
+    use spec::ExecutorSpec as E;
+    let kind = m.executor.unwrap_or(fe.executor);
+    // Where to point when the executor itself is the problem.
+    let exec_at = if m.executor.is_some() {
+        at("executor")
+    } else if fe.executor != E::Local {
+        vec![Seg::Key("executor")]
+    } else {
+        here.to_vec()
+    };
+    if m.slurm.is_some() && kind != E::Slurm {
+        return Err(err_at(
+            &at("slurm"),
+            label.clone(),
+            "`slurm:` settings need the job to run with `executor: slurm`".into(),
+            Some("add `executor: slurm` to the job, or drop `slurm:`".into()),
+        ));
+    }
+    if m.hosts.is_some() && kind != E::Ssh {
+        return Err(err_at(
+            &at("hosts"),
+            label.clone(),
+            "`hosts:` needs the job to run with `executor: ssh`".into(),
+            Some("add `executor: ssh` to the job, or drop `hosts:`".into()),
+        ));
+    }
+    if kind != E::Local && m.background {
+        return Err(err_at(
+            &at("background"),
+            label.clone(),
+            "background jobs run on this machine only; `background: true` does not work with `executor: slurm` or `ssh`".into(),
+            Some("drop `background: true`, or run this job with `executor: local`".into()),
+        ));
+    }
+    match kind {
+        E::Local => Ok(Executor::Local),
+        E::Slurm => {
+            if !matches!(
+                m.stdin.as_ref().or(defaults.stdin.as_ref()),
+                None | Some(StdinSpec::Null)
+            ) {
+                return Err(err_at(
+                    &exec_at,
+                    label.clone(),
+                    "Slurm jobs get no standard input (`srun --input=none`), so `stdin:` cannot be used".into(),
+                    Some("have the job read a file on the cluster instead".into()),
+                ));
+            }
+            let own = m.slurm.clone().unwrap_or_default();
+            let base = &fe.slurm;
+            let word = |w: Option<&spec::Word>| w.map(|w| w.0.clone());
+            let partition = own.partition.or_else(|| base.partition.clone());
+            if let Some(p) = &partition
+                && (p.is_empty() || p.starts_with('-') || p.contains(char::is_whitespace))
+            {
+                let at = if m.slurm.as_ref().is_some_and(|s| s.partition.is_some()) {
+                    at("slurm")
+                } else {
+                    vec![Seg::Key("slurm")]
+                };
+                return Err(err_at(
+                    &at,
+                    label.clone(),
+                    format!("invalid Slurm partition `{p}`"),
+                    None,
+                ));
+            }
+            Ok(Executor::Slurm(SlurmOptions {
+                partition,
+                time: word(own.time.as_ref()).or_else(|| word(base.time.as_ref())),
+                cpus: own.cpus.or(base.cpus).map(|c| c.0),
+                mem: word(own.mem.as_ref()).or_else(|| word(base.mem.as_ref())),
+                extra_args: own
+                    .extra_args
+                    .or_else(|| base.extra_args.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| w.0)
+                    .collect(),
+            }))
+        }
+        E::Ssh => {
+            let hosts = match (&m.hosts, &fe.hosts) {
+                (Some(h), _) => {
+                    check_hosts(h, &at("hosts"), label.clone(), err_at)?;
+                    h.clone()
+                }
+                (None, Some(h)) => h.clone(),
+                (None, None) => {
+                    return Err(err_at(
+                        &exec_at,
+                        label.clone(),
+                        "`executor: ssh` needs `hosts:` to run on".into(),
+                        Some(
+                            "add `hosts: [node1, user@node2:2222]` at the top or to the job".into(),
+                        ),
+                    ));
+                }
+            };
+            Ok(Executor::Ssh(SshOptions {
+                hosts,
+                config: fe.ssh_config.clone(),
+                options: fe.ssh_options.clone(),
+                slots: fe.ssh_slots,
+                retry_elsewhere: fe.retry_elsewhere,
+            }))
+        }
+    }
 }
 
 /// The values of the secret variables, as each job will see them, longest first (so that a

@@ -128,6 +128,9 @@ pub struct CompletedProcess {
     /// The process that watches a background job, to tell a running job from a lost one.
     #[serde(default)]
     pub supervisor: Option<Supervisor>,
+    /// The Slurm job a job ran as (`executor: slurm`).
+    #[serde(default)]
+    pub slurm_job_id: Option<String>,
 }
 
 /// Identifies a supervisor process beyond its pid, which the system may reuse.
@@ -198,6 +201,7 @@ impl CompletedProcess {
             def_hash: String::new(),
             background: false,
             supervisor: None,
+            slurm_job_id: None,
         }
     }
 

@@ -486,6 +486,9 @@ pub fn write_json_record(
     if let Some(sig) = rec.signal {
         head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
     }
+    if let Some(id) = &rec.slurm_job_id {
+        head["slurm_job_id"] = serde_json::Value::from(id.clone());
+    }
     let mut text = serde_json::to_string(&head).map_err(io::Error::other)?;
     text.pop(); // the closing brace: the inline outputs follow
     w.write_all(text.as_bytes())?;
@@ -620,6 +623,9 @@ pub fn record_detail(rec: &CompletedProcess, inherited_env: &[String]) -> String
     field("slot", rec.slot.map_or("-".to_string(), |p| p.to_string()));
     if let Some(h) = &rec.host {
         field("host", h.clone());
+    }
+    if let Some(id) = &rec.slurm_job_id {
+        field("slurm job", id.clone());
     }
     for (name, out) in [("stdout", &rec.stdout), ("stderr", &rec.stderr)] {
         let where_ = match &out.path {

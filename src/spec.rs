@@ -37,6 +37,57 @@ pub struct JobFile {
     pub retention: Option<RetentionSpec>,
     /// Wait for background jobs before the run ends (and count them in its exit code).
     pub wait: bool,
+    /// Where jobs run unless they say otherwise (`local` by default).
+    pub executor: Option<ExecutorSpec>,
+    pub slurm: Option<SlurmSpec>,
+    pub ssh: Option<SshSpec>,
+    pub hosts: Option<Vec<String>>,
+    pub on_host_failure: HostFailureSpec,
+}
+
+/// Where a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorSpec {
+    Local,
+    Slurm,
+    Ssh,
+}
+
+/// `slurm:` settings, given to `srun`; a job's own keys override the top-level ones.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    /// Slurm's own time format (`10`, `1:30:00`, `1-0`): passed to `--time` as written.
+    pub time: Option<Word>,
+    pub cpus: Option<Limit>,
+    pub mem: Option<Word>,
+    pub extra_args: Option<Vec<Word>>,
+}
+
+/// `ssh:` settings for every ssh job of the file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    /// An ssh_config file (`ssh -F`), relative to the job file.
+    pub config: Option<PathBuf>,
+    /// Extra `-o` options, like `ConnectTimeout=5`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Jobs in flight on one host at once.
+    pub slots: Option<Limit>,
+}
+
+/// What happens to a job whose ssh host cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostFailureSpec {
+    /// The job fails with the connection error.
+    #[default]
+    Fail,
+    /// The job moves to another of its hosts, while any is left.
+    RetryElsewhere,
 }
 
 /// The keys of the long form of a job file (a mapping at the top).
@@ -60,6 +111,11 @@ struct JobFileMap {
     secret_env: Vec<String>,
     retention: Option<RetentionSpec>,
     wait: Option<bool>,
+    executor: Option<ExecutorSpec>,
+    slurm: Option<SlurmSpec>,
+    ssh: Option<SshSpec>,
+    hosts: Option<Vec<String>>,
+    on_host_failure: Option<HostFailureSpec>,
 }
 
 /// A positive count (group limits).
@@ -214,6 +270,11 @@ impl<'de> Deserialize<'de> for JobFile {
                     secret_env: m.secret_env,
                     retention: m.retention,
                     wait: m.wait.unwrap_or(false),
+                    executor: m.executor,
+                    slurm: m.slurm,
+                    ssh: m.ssh,
+                    hosts: m.hosts,
+                    on_host_failure: m.on_host_failure.unwrap_or_default(),
                 })
             }
         }
@@ -283,6 +344,11 @@ pub struct JobMap {
     pub success_codes: Option<Vec<i32>>,
     pub group: Option<String>,
     pub max_output: Option<Size>,
+    pub executor: Option<ExecutorSpec>,
+    /// Overrides the top-level `slurm:` key by key.
+    pub slurm: Option<SlurmSpec>,
+    /// Overrides the top-level `hosts:`.
+    pub hosts: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for JobSpec {

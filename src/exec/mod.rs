@@ -3,6 +3,9 @@
 
 pub mod background;
 pub mod process;
+pub mod slurm;
+pub mod ssh;
+pub mod wrap;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,7 +15,7 @@ use tokio::task::JoinSet;
 
 pub use process::{CaptureRoot, Launcher, Local, job_dir_name};
 
-use crate::plan::{HaltSpec, Plan};
+use crate::plan::{Executor, HaltSpec, Plan};
 use crate::record::{CompletedProcess, Status};
 
 /// Which output stream.
@@ -143,6 +146,8 @@ pub async fn execute(
     }
     let mut group_running: HashMap<&str, usize> = HashMap::new();
     let mut halted: Option<String> = None;
+    // Shared by every ssh job: slots per host and one connection each.
+    let ssh_pool = Arc::new(ssh::Pool::new());
 
     let emit = |mut rec: CompletedProcess, summary: &mut ExecSummary, recorded: &mut Vec<bool>| {
         if rec.def_hash.is_empty() {
@@ -186,11 +191,18 @@ pub async fn execute(
             };
             let plan = plan.clone();
             let bg = opts.background.clone();
+            let pool = ssh_pool.clone();
             let handle = running.spawn(async move {
                 let job = &plan.jobs[index];
-                let rec = match (&bg, job.background) {
-                    (Some(bg), true) => background::run_background(job, ctx, bg).await,
-                    _ => process::run_job(job, ctx).await,
+                let rec = match (&bg, job.background, &job.executor) {
+                    (Some(bg), true, _) => background::run_background(job, ctx, bg).await,
+                    (_, _, Executor::Local) => process::run_job(job, ctx).await,
+                    (_, _, Executor::Slurm(o)) => {
+                        let mut ctx = ctx;
+                        ctx.launcher = Arc::new(slurm::Slurm::new(o.clone()));
+                        process::run_job(job, ctx).await
+                    }
+                    (_, _, Executor::Ssh(o)) => ssh::run(job, o, ctx, &pool).await,
                 };
                 (slot, rec)
             });
@@ -284,6 +296,7 @@ pub async fn execute(
             CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, why);
         emit(rec, &mut summary, &mut recorded);
     }
+    ssh_pool.close().await;
     summary
 }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Cancel, Event, EventSink, Stream};
+use super::{Cancel, Event, EventSink, Stream, wrap};
 use crate::plan::{Input, PlannedJob, Target};
 use crate::record::{CompletedProcess, Status, StoredOutput};
 use crate::sys;
@@ -33,6 +33,42 @@ pub trait Launcher: Send + Sync {
     /// The host the job runs on, for the record.
     fn host(&self) -> Option<String> {
         None
+    }
+    /// Remote back ends run the job under `exec::wrap`'s script, whose control lines start
+    /// with this marker; `None`: the command is the job's own process.
+    fn marker(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the job's `cwd` is a directory on the remote side (ssh) rather than the client's
+    /// working directory here (Slurm, whose jobs start in the directory `srun` runs in).
+    fn remote_cwd(&self) -> bool {
+        false
+    }
+    /// Whether TERM goes to the local client too when the job is stopped. ssh: no, the remote
+    /// kill does it, and the client must stay to bring the job's last output back.
+    fn term_locally(&self) -> bool {
+        true
+    }
+    /// A command that sends `signal` to the remote job (`ssh host kill`, `scancel`).
+    fn stop_command(
+        &self,
+        _control: &wrap::Control,
+        _signal: i32,
+    ) -> Option<std::process::Command> {
+        None
+    }
+    /// Why the job has no exit status from the wrapper: the client's own failure.
+    fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
+        let early = control.early_text();
+        format!(
+            "the remote client failed ({}){}",
+            status.map_or("no status".into(), |s| s.to_string()),
+            if early.is_empty() {
+                String::new()
+            } else {
+                format!(": {early}")
+            }
+        )
     }
 }
 
@@ -117,6 +153,7 @@ pub fn job_dir_name(job: &str) -> String {
 }
 
 /// What one job's execution needs from the scheduler.
+#[derive(Clone)]
 pub struct JobCtx {
     pub slot: usize,
     pub capture: CaptureRoot,
@@ -142,6 +179,9 @@ struct Drain {
     cap: Option<Cap>,
     /// Set when max_output dropped bytes.
     truncated: Option<String>,
+    sink: Sink,
+    /// Strips a remote wrapper's control lines (stderr of remote jobs).
+    filter: Option<wrap::ControlFilter>,
 }
 
 /// `max_output`: the head goes to the file as it comes; the tail waits in memory (at most
@@ -165,6 +205,16 @@ impl Cap {
             dropped: 0,
         }
     }
+}
+
+/// Where a drain writes.
+enum Sink {
+    /// A capture file, created on the first byte.
+    Capture,
+    /// The job's own target (a file, or orchestrate's stderr): remote jobs' stderr passes
+    /// through here to have its control lines removed.
+    Own(File),
+    Discard,
 }
 
 /// Replaces secret values in a byte stream, also across chunk boundaries.
@@ -234,33 +284,43 @@ impl Drain {
                 secrets: secrets.clone(),
                 carry: Vec::new(),
             }),
+            sink: Sink::Capture,
+            filter: None,
         }
     }
 
-    /// Writes a chunk as it should be kept (secrets redacted); returns those bytes.
+    /// Writes a chunk as it should be kept (control lines removed, secrets redacted); returns
+    /// those bytes.
     fn write<'a>(&mut self, chunk: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        let chunk: Cow<'a, [u8]> = match &mut self.filter {
+            Some(f) => Cow::Owned(f.feed(chunk, false)),
+            None => Cow::Borrowed(chunk),
+        };
         self.bytes += chunk.len() as u64;
-        let kept: std::borrow::Cow<'a, [u8]> = match &mut self.redactor {
-            Some(r) => std::borrow::Cow::Owned(r.feed(chunk, false)),
-            None => std::borrow::Cow::Borrowed(chunk),
+        let kept: Cow<'a, [u8]> = match &mut self.redactor {
+            Some(r) => Cow::Owned(r.feed(&chunk, false)),
+            None => chunk,
         };
         self.store(&kept);
         kept
     }
 
-    /// Writes what a redactor still holds at the end of the stream.
+    /// Writes what the filter and the redactor still hold at the end of the stream.
     fn finish(&mut self) -> Vec<u8> {
-        let rest = match &mut self.redactor {
-            Some(r) if !r.carry.is_empty() => {
-                let rest = r.feed(&[], true);
-                self.store(&rest);
-                rest
-            }
-            _ => Vec::new(),
+        let tail = match &mut self.filter {
+            Some(f) => f.feed(&[], true),
+            None => Vec::new(),
         };
+        self.bytes += tail.len() as u64;
+        let rest = match &mut self.redactor {
+            Some(r) if !r.carry.is_empty() || !tail.is_empty() => r.feed(&tail, true),
+            _ => tail,
+        };
+        self.store(&rest);
         // With max_output: the kept tail goes after the head, behind a marker if bytes were dropped.
         if let Some(cap) = self.cap.take() {
-            let tail: Vec<u8> = cap.tail.into_iter().collect();
+            let kept: Vec<u8> = cap.tail.into_iter().collect();
             if cap.dropped > 0 {
                 let marker = format!(
                     "\n[orchestrate: {} bytes left out here by max_output]\n",
@@ -271,11 +331,11 @@ impl Drain {
                     "{} truncated by max_output: kept the first {} and the last {} of {} bytes",
                     self.stream.as_str(),
                     cap.head_written,
-                    tail.len(),
+                    kept.len(),
                     self.bytes
                 ));
             }
-            self.write_file(&tail);
+            self.write_file(&kept);
         }
         rest
     }
@@ -284,27 +344,41 @@ impl Drain {
         if self.error.is_some() || chunk.is_empty() {
             return; // keep draining so the job never blocks on a full pipe
         }
-        let Some(cap) = &mut self.cap else {
-            self.write_file(chunk);
-            return;
+        let head_len = match (&mut self.cap, &self.sink) {
+            (Some(cap), Sink::Capture) => {
+                let room = cap.head_limit.saturating_sub(cap.head_written) as usize;
+                let head_len = room.min(chunk.len());
+                cap.head_written += head_len as u64;
+                cap.tail.extend(&chunk[head_len..]);
+                let over = cap.tail.len().saturating_sub(cap.tail_limit);
+                if over > 0 {
+                    cap.tail.drain(..over);
+                    cap.dropped += over as u64;
+                }
+                head_len
+            }
+            _ => chunk.len(),
         };
-        let room = cap.head_limit.saturating_sub(cap.head_written) as usize;
-        let (head, rest) = chunk.split_at(room.min(chunk.len()));
-        cap.head_written += head.len() as u64;
-        cap.tail.extend(rest);
-        let over = cap.tail.len().saturating_sub(cap.tail_limit);
-        if over > 0 {
-            cap.tail.drain(..over);
-            cap.dropped += over as u64;
-        }
-        if !head.is_empty() {
-            self.write_file(head);
-        }
+        self.write_file(&chunk[..head_len]);
     }
 
     fn write_file(&mut self, chunk: &[u8]) {
         if self.error.is_some() || chunk.is_empty() {
             return;
+        }
+        match &mut self.sink {
+            Sink::Capture => {}
+            Sink::Discard => return,
+            Sink::Own(f) => {
+                if let Err(e) = f.write_all(chunk) {
+                    self.error = Some(format!(
+                        "{} output lost after an error writing {}: {e}",
+                        self.stream.as_str(),
+                        self.path.display()
+                    ));
+                }
+                return;
+            }
         }
         if self.file.is_none() {
             match open_capture(&self.path) {
@@ -365,6 +439,9 @@ impl Drain {
     }
 
     fn stored(&self) -> StoredOutput {
+        if !matches!(self.sink, Sink::Capture) {
+            return StoredOutput::default();
+        }
         StoredOutput {
             path: self.file.is_some().then(|| self.path.clone()),
             bytes: self.bytes,
@@ -439,7 +516,13 @@ struct Prepared {
 }
 
 fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
-    let cwd = job.cwd.as_deref();
+    let marker = ctx.launcher.marker();
+    // A remote job's directory is the wrapper's business; here the client runs where we are.
+    let cwd = if ctx.launcher.remote_cwd() {
+        None
+    } else {
+        job.cwd.as_deref()
+    };
     if let Some(dir) = cwd {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
@@ -473,7 +556,9 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    if job.env_clear {
+    // A remote client needs its own environment (SLURM_CONF, SSH_AUTH_SOCK); the wrapper
+    // clears the job's.
+    if job.env_clear && marker.is_none() {
         cmd.env_clear();
     }
     for (k, v) in &ctx.extra_env {
@@ -522,7 +607,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 &ctx.secrets,
                 job.max_output,
             ));
-            if job.stderr == Target::Stdout {
+            if job.stderr == Target::Stdout && marker.is_none() {
                 let (r, w) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
                 let w2 = w
                     .try_clone()
@@ -567,6 +652,46 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             prepared.cmd.stdout(f);
             prepared.stdout_file = Some(FileTarget { path: p, start_len });
         }
+    }
+    if let Some(marker) = marker {
+        // The wrapper's control lines come on stderr, so it is always read here; the job's
+        // stderr target gets the rest (merging and discarding are done remotely).
+        let mut drain = Drain::new(
+            Stream::Stderr,
+            ctx.capture.path(&job.name, Stream::Stderr),
+            &ctx.secrets,
+            job.max_output,
+        );
+        drain.filter = Some(wrap::ControlFilter::new(marker));
+        match &job.stderr {
+            Target::Capture => {}
+            Target::Null | Target::Stdout => drain.sink = Sink::Discard,
+            Target::Inherit => {
+                use std::os::fd::AsFd;
+                let fd = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("cannot duplicate stderr: {e}"))?;
+                drain.sink = Sink::Own(File::from(fd));
+            }
+            Target::File { path, append } => {
+                let p = resolve(cwd, path);
+                let start_len = if *append {
+                    std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)
+                } else {
+                    0
+                };
+                let f = open_target(&p, *append).map_err(|e| {
+                    format!("cannot open stderr file {}: {}", p.display(), os_text(&e))
+                })?;
+                drain.path = p.clone();
+                drain.sink = Sink::Own(f);
+                prepared.stderr_file = Some(FileTarget { path: p, start_len });
+            }
+        }
+        prepared.cmd.stderr(Stdio::piped());
+        prepared.stderr_drain = Some(drain);
+        return Ok(prepared);
     }
     match &job.stderr {
         Target::Capture => {
@@ -816,12 +941,17 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     let forward = ctx.forward_output;
 
     // Anything already requested before the job started (a cancel racing with the spawn).
-    let stop = |sig: i32| {
-        let _ = sys::killpg(pgid, sig);
+    let launcher = ctx.launcher.clone();
+    let stop = |sig: i32, drain: &Option<Drain>| {
+        let control = drain
+            .as_ref()
+            .and_then(|d| d.filter.as_ref())
+            .map(|f| &f.control);
+        signal_job(&launcher, pgid, sig, control);
     };
     if *ctx.cancel.borrow() != Cancel::None {
         cancelled = true;
-        stop(sys::SIGTERM);
+        stop(sys::SIGTERM, &stderr_drain);
         kill_at = Some(Instant::now() + job.kill_after);
     }
 
@@ -854,12 +984,12 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             },
             _ = sleep_opt(timeout_at), if status.is_none() && !timed_out && !cancelled => {
                 timed_out = true;
-                stop(sys::SIGTERM);
+                stop(sys::SIGTERM, &stderr_drain);
                 kill_at = Some(Instant::now() + job.kill_after);
             },
             _ = sleep_opt(kill_at), if !killed => {
                 killed = true;
-                stop(sys::SIGKILL);
+                stop(sys::SIGKILL, &stderr_drain);
             },
             r = ctx.cancel.changed(), if cancel_open => {
                 if r.is_err() {
@@ -870,14 +1000,14 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
                         Cancel::None => {}
                         Cancel::Graceful(_) => if !cancelled {
                             cancelled = true;
-                            stop(sys::SIGTERM);
+                            stop(sys::SIGTERM, &stderr_drain);
                             let at = Instant::now() + job.kill_after;
                             kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
                         },
                         Cancel::Hard => {
                             cancelled = true;
                             killed = true;
-                            stop(sys::SIGKILL);
+                            stop(sys::SIGKILL, &stderr_drain);
                         }
                     }
                 }
@@ -903,16 +1033,53 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             d.flush_partial(job.index, &ctx.events);
         }
     }
+    let control = stderr_drain
+        .as_ref()
+        .and_then(|d| d.filter.as_ref())
+        .map(|f| f.control.clone());
+    if (timed_out || cancelled)
+        && let Some(c) = &control
+        && let Some(cmd) = ctx.launcher.stop_command(c, sys::SIGKILL)
+    {
+        // Whatever of the remote job outlived the TERM (or was started after it) goes too,
+        // before the run reports the job as stopped.
+        run_stop_command(cmd).await;
+    }
 
     let finished = SystemTime::now();
-    let (returncode, signal) = match status {
+    let (mut returncode, mut signal) = match status {
         Some(st) => (st.code(), st.signal()),
         None => (None, None),
     };
+    // A remote job's status is the wrapper's word; without it, the client failed.
+    let mut client_failure = None;
+    if let Some(c) = &control
+        && !timed_out
+        && !cancelled
+        && wait_error.is_none()
+    {
+        match c.exit {
+            Some(code) => {
+                returncode = Some(code);
+                signal = None;
+            }
+            None => {
+                client_failure = Some(ctx.launcher.failure(c, status));
+                returncode = None;
+                signal = None;
+            }
+        }
+    }
     let status_kind = if cancelled {
         Status::Cancelled
     } else if timed_out {
         Status::TimedOut
+    } else if client_failure.is_some() {
+        if control.as_ref().is_some_and(|c| c.started) {
+            Status::Failed
+        } else {
+            Status::SpawnError
+        }
     } else if wait_error.is_some() {
         Status::Failed
     } else if returncode.is_some_and(|c| job.is_success(c)) {
@@ -920,7 +1087,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     } else {
         Status::Failed
     };
-    let mut error = wait_error;
+    let mut error = wait_error.or(client_failure);
     if timed_out {
         error = Some(format!(
             "timed out after {}",
@@ -941,8 +1108,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         _ => StoredOutput::default(),
     };
     let stderr = match (&stderr_drain, &stderr_file) {
-        (Some(d), _) => d.stored(),
-        (None, Some(f)) => f.stored(),
+        (_, Some(f)) => f.stored(),
+        (Some(d), None) => d.stored(),
         _ => StoredOutput::default(),
     };
     CompletedProcess {
@@ -962,7 +1129,10 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         finished,
         duration: t0.elapsed(),
         attempts: 1,
-        host: ctx.launcher.host(),
+        host: ctx
+            .launcher
+            .host()
+            .or_else(|| control.as_ref().and_then(|c| c.node.clone())),
         notes,
         earlier_attempts: Vec::new(),
         env_keys: Vec::new(),
@@ -970,6 +1140,41 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         def_hash: String::new(),
         background: false,
         supervisor: None,
+        slurm_job_id: control.and_then(|c| c.slurm_job_id),
+    }
+}
+
+/// Sends `sig` to a job: to the client's process group here and, through the launcher, to the
+/// job on the remote side.
+fn signal_job(
+    launcher: &std::sync::Arc<dyn Launcher>,
+    pgid: u32,
+    sig: i32,
+    control: Option<&wrap::Control>,
+) {
+    let remote = control.and_then(|c| launcher.stop_command(c, sig));
+    if sig != sys::SIGTERM || launcher.term_locally() || remote.is_none() {
+        let _ = sys::killpg(pgid, sig);
+    }
+    if let Some(cmd) = remote {
+        // Not awaited: the job's own loop keeps draining while the remote side stops.
+        tokio::spawn(run_stop_command(cmd));
+    }
+}
+
+/// How long a remote stop (`ssh host kill`, `scancel`) may take before we give up on it.
+const STOP_COMMAND_LIMIT: Duration = Duration::from_secs(20);
+
+async fn run_stop_command(cmd: std::process::Command) {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    // Best effort: the local client is killed anyway, and a stop that fails (host gone, job
+    // already ended) has nothing left to stop.
+    if let Ok(mut child) = cmd.spawn() {
+        let _ = tokio::time::timeout(STOP_COMMAND_LIMIT, child.wait()).await;
     }
 }
 

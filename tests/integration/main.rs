@@ -10,4 +10,5 @@ mod graph;
 mod hardening;
 mod helpers;
 mod library;
+mod scale_out;
 mod store;

@@ -1,0 +1,121 @@
+//! Jobs on a Slurm cluster: each job is one `srun` step, its output streamed back through
+//! srun's stdout and stderr, run under `exec::wrap`'s script so that the job's exit status, its
+//! Slurm job id and node come back exactly.
+//!
+//! Stopping: TERM to srun's process group makes srun cancel the step (it signals the task and
+//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded.
+
+use super::process::Launcher;
+use super::wrap;
+use crate::plan::{PlannedJob, SlurmOptions};
+
+/// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
+/// the job's status apart anyway; this only keeps srun's failures recognisable in its status.
+pub const SRUN_EXIT_ERROR: i32 = 254;
+
+pub struct Slurm {
+    opts: SlurmOptions,
+    marker: String,
+}
+
+impl Slurm {
+    pub fn new(opts: SlurmOptions) -> Self {
+        Slurm {
+            opts,
+            marker: wrap::new_marker(),
+        }
+    }
+
+    /// srun's arguments before the command.
+    pub fn srun_args(&self, job: &PlannedJob) -> Vec<String> {
+        // -Q -Q: srun's own chatter (including its "task 0: Exited with exit code 3" lines)
+        // would otherwise mix into the job's stderr.
+        let mut a: Vec<String> = ["-Q", "-Q", "--input=none", "--ntasks=1"]
+            .map(String::from)
+            .to_vec();
+        a.push(format!("--job-name={}", job.name));
+        let o = &self.opts;
+        if let Some(p) = &o.partition {
+            a.push(format!("--partition={p}"));
+        }
+        if let Some(t) = &o.time {
+            a.push(format!("--time={t}"));
+        }
+        if let Some(c) = o.cpus {
+            a.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(m) = &o.mem {
+            a.push(format!("--mem={m}"));
+        }
+        a.extend(o.extra_args.iter().cloned());
+        a
+    }
+}
+
+impl Launcher for Slurm {
+    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command {
+        let mut cmd = std::process::Command::new("srun");
+        cmd.args(self.srun_args(job));
+        cmd.args(["sh", "-c", &wrap::script(&self.marker, job, argv, false)]);
+        cmd.env("SLURM_EXIT_ERROR", SRUN_EXIT_ERROR.to_string());
+        cmd
+    }
+
+    fn marker(&self) -> Option<&str> {
+        Some(&self.marker)
+    }
+
+    fn stop_command(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
+        // TERM goes to srun, which cancels the step itself; scancel is the sweep.
+        if signal != crate::sys::SIGKILL {
+            return None;
+        }
+        let id = control.slurm_job_id.as_ref()?;
+        let mut cmd = std::process::Command::new("scancel");
+        cmd.arg(id);
+        Some(cmd)
+    }
+
+    fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
+        let code = status.and_then(|s| s.code());
+        let what = match code {
+            Some(SRUN_EXIT_ERROR) => format!("exit {SRUN_EXIT_ERROR}, srun's own error"),
+            Some(c) => format!("exit {c}"),
+            None => status.map_or("no status".into(), |s| s.to_string()),
+        };
+        let when = if control.started {
+            "while the job ran (the job's exit status never came back)"
+        } else {
+            "before the job started"
+        };
+        let early = control.early_text();
+        let detail = if early.is_empty() {
+            " (check the partition and resources, e.g. with `srun -p PARTITION true`)".to_string()
+        } else {
+            format!(": {early}")
+        };
+        format!("srun failed ({what}) {when}{detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srun_gets_the_settings() {
+        let s = Slurm::new(SlurmOptions {
+            partition: Some("debug".into()),
+            time: Some("5".into()),
+            cpus: Some(2),
+            mem: Some("1G".into()),
+            extra_args: vec!["--exclusive".into()],
+        });
+        let job = PlannedJob::new(0, "a".into(), vec!["true".into()]);
+        assert_eq!(
+            s.srun_args(&job).join(" "),
+            "-Q -Q --input=none --ntasks=1 --job-name=a --partition=debug --time=5 \
+             --cpus-per-task=2 --mem=1G --exclusive"
+        );
+    }
+}

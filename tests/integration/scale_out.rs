@@ -1,0 +1,266 @@
+//! `executor: slurm` and `executor: ssh` against a real single-node Slurm cluster and a real sshd
+//! on 127.0.0.1, started once per test binary by ../shared/cluster's scripts.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::helpers::{Env, Run, alive, read_pids, wait_for};
+
+type Exports = Vec<(String, String)>;
+
+/// Runs `<shared>/cluster/<script> DIR` and returns its `export` lines, or why it could not.
+fn start(script: &str, dir: &str, env: &[(&str, &str)]) -> Result<Exports, String> {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cluster");
+    let path = shared.join(script);
+    if !path.exists() {
+        return Err(format!("{} is missing", path.display()));
+    }
+    let out = Command::new(&path)
+        .arg(dir)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+        .collect())
+}
+
+/// The daemon's exports, or `None` (test skipped) when it cannot run here. Under CI it must.
+fn daemon(
+    cell: &'static OnceLock<Result<Exports, String>>,
+    what: &str,
+) -> Option<&'static Exports> {
+    let got = cell.get_or_init(|| match what {
+        "slurm" => start("slurm-up.sh", "/tmp/orch-it-slurm", &[("SLURM_CPUS", "8")]),
+        _ => start("sshd-up.sh", "/tmp/orch-it-sshd", &[("SSHD_PORT", "2233")]),
+    });
+    match got {
+        Ok(e) => Some(e),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("the {what} test daemon is required under CI but could not start: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: no {what} test daemon ({why})");
+            None
+        }
+    }
+}
+
+fn slurm() -> Option<&'static Exports> {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    daemon(&CELL, "slurm")
+}
+
+fn sshd() -> Option<&'static Exports> {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    daemon(&CELL, "sshd")
+}
+
+fn get<'a>(e: &'a Exports, key: &str) -> &'a str {
+    e.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("{key} not exported: {e:?}"))
+}
+
+fn run_with(env: &Env, exports: &Exports, yaml: &str, args: &[&str]) -> Run {
+    env.write("jobs.yaml", yaml);
+    let mut cmd = env.cmd();
+    cmd.envs(exports.iter().map(|(k, v)| (k, v)))
+        .arg("jobs.yaml")
+        .args(args);
+    let o = cmd.output().expect("run orchestrate");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        raw_stdout: o.stdout,
+    }
+}
+
+fn ssh_head(e: &Exports) -> String {
+    format!("ssh: {{config: {}}}\n", get(e, "ORCH_SSH_CONFIG"))
+}
+
+#[test]
+fn ssh_exit_codes_and_streams_are_exact() {
+    let Some(e) = sshd() else { return };
+    let env = Env::new();
+    let yaml = format!(
+        "{}executor: ssh\nhosts: [orch-ssh]\njobs:\n  - name: ok\n    shell: 'echo out; echo err >&2'\n  - name: three\n    shell: 'exit 3'\n  - name: remote255\n    shell: 'echo before; exit 255'\n",
+        ssh_head(e)
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = r.json();
+    let ok = Run::record(&recs, "ok");
+    assert_eq!(ok["status"], "succeeded", "{ok}");
+    assert_eq!(ok["stdout"], "out\n");
+    assert_eq!(ok["stderr"], "err\n");
+    assert_eq!(ok["host"], "orch-ssh");
+    assert_eq!(Run::record(&recs, "three")["returncode"], 3);
+    let r255 = Run::record(&recs, "remote255");
+    assert_eq!(r255["status"], "failed", "{r255}");
+    assert_eq!(r255["returncode"], 255, "a remote 255 is the job's: {r255}");
+    assert_eq!(r255["error"], serde_json::Value::Null, "{r255}");
+    assert_eq!(r255["stdout"], "before\n");
+}
+
+#[test]
+fn ssh_timeout_kills_the_remote_process_group() {
+    let Some(e) = sshd() else { return };
+    let env = Env::new();
+    let pids = env.path("pids");
+    let yaml = format!(
+        "{}jobs:\n  - name: slow\n    executor: ssh\n    hosts: [orch-ssh]\n    timeout: 1s\n    kill_after: 1s\n    shell: 'echo $$ >> {p}; sleep 60 & echo $! >> {p}; wait'\n",
+        ssh_head(e),
+        p = pids.display()
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
+    let pids = read_pids(&pids);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(
+        wait_for(Duration::from_secs(3), || pids.iter().all(|&p| !alive(p))),
+        "remote processes survived the timeout: {pids:?}"
+    );
+}
+
+#[test]
+fn ssh_unreachable_host_fails_clearly_and_retry_elsewhere_moves_jobs() {
+    let Some(e) = sshd() else { return };
+    let env = Env::new();
+    let yaml = format!(
+        "{}executor: ssh\nhosts: ['root@127.0.0.1:1']\njobs:\n  - name: nowhere\n    command: 'true'\n",
+        ssh_head(e)
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let rec = Run::record(&r.json(), "nowhere").clone();
+    assert_eq!(rec["status"], "spawn_error", "{rec}");
+    let err = rec["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("cannot reach ssh host `root@127.0.0.1:1`"),
+        "{err}"
+    );
+
+    let yaml = format!(
+        "{}executor: ssh\nhosts: ['root@127.0.0.1:1', orch-ssh]\non_host_failure: retry_elsewhere\njobs:\n  - name: moved\n    command: 'echo fine'\n    for_each: [1, 2, 3]\n",
+        ssh_head(e)
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for rec in r.json().iter().filter(|r| r["job"].is_string()) {
+        assert_eq!(rec["host"], "orch-ssh", "{rec}");
+        assert_eq!(rec["stdout"], "fine\n", "{rec}");
+    }
+}
+
+#[test]
+fn slurm_exit_codes_streams_job_id_and_node() {
+    let Some(e) = slurm() else { return };
+    let env = Env::new();
+    let yaml = "executor: slurm\njobs:\n  - name: ok\n    shell: 'echo out; echo err >&2'\n  - name: three\n    shell: 'exit 3'\n  - name: nopart\n    command: 'true'\n    slurm: {partition: no-such-partition}\n";
+    let r = run_with(&env, e, yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = r.json();
+    let ok = Run::record(&recs, "ok");
+    assert_eq!(ok["status"], "succeeded", "{ok}");
+    assert_eq!(ok["stdout"], "out\n");
+    assert_eq!(ok["stderr"], "err\n");
+    assert!(
+        ok["slurm_job_id"]
+            .as_str()
+            .is_some_and(|id| id.parse::<u64>().is_ok()),
+        "{ok}"
+    );
+    assert!(ok["host"].is_string(), "{ok}");
+    assert_eq!(Run::record(&recs, "three")["returncode"], 3);
+    let bad = Run::record(&recs, "nopart");
+    assert_eq!(bad["returncode"], serde_json::Value::Null, "{bad}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("srun failed"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn slurm_timeout_cancels_the_step() {
+    let Some(e) = slurm() else { return };
+    let env = Env::new();
+    let pids = env.path("pids");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: slow\n    timeout: 2s\n    kill_after: 1s\n    shell: 'echo $$ >> {p}; sleep 60 & echo $! >> {p}; wait'\n",
+        p = pids.display()
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
+    let pids = read_pids(&pids);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || pids.iter().all(|&p| !alive(p))),
+        "the step's processes survived the timeout: {pids:?}"
+    );
+}
+
+#[test]
+fn slurm_jobs_in_flight_respect_the_concurrency_bound() {
+    let Some(e) = slurm() else { return };
+    let env = Env::new();
+    let log = env.path("stamps");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo start >> {l}; sleep 1; echo end >> {l}'\n",
+        l = log.display()
+    );
+    let r = run_with(&env, e, &yaml, &["-j", "2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let stamps = std::fs::read_to_string(&log).expect("stamps");
+    let (mut now, mut max) = (0i32, 0i32);
+    for s in stamps.lines() {
+        now += if s == "start" { 1 } else { -1 };
+        max = max.max(now);
+    }
+    assert_eq!(stamps.lines().count(), 8, "{stamps}");
+    assert_eq!(max, 2, "{stamps}");
+}
+
+#[test]
+fn bad_executor_settings_are_job_file_errors() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: a\n    command: 'true'\n    executor: slurmm\n",
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("jobs.yaml:4:"), "{r:?}");
+    let r = env.run_jobs(
+        "executor: ssh\njobs:\n  - name: a\n    command: 'true'\n",
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("jobs.yaml:1:"), "{r:?}");
+    assert!(r.stderr.contains("needs `hosts:`"), "{r:?}");
+    let r = env.run_jobs(
+        "jobs:\n  - name: a\n    command: 'true'\n    hosts: [x]\n",
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("jobs.yaml:4:"), "{r:?}");
+    assert!(r.stderr.contains("executor: ssh"), "{r:?}");
+}
