@@ -332,6 +332,8 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
         }
         Some(other) => match inspect(other, state_dir) {
             Ok(code) => code,
+            // `orchestrate show | head`: the reader had enough.
+            Err(InspectError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
             Err(e) => {
                 eprintln!("orchestrate: {e}");
                 match e {
@@ -831,18 +833,18 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
                     "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR"
                 ])
             )?;
-            let shown = db.each_record(&id, |r| {
+            let shown = db.each_row(&id, |r| {
                 writeln!(
                     out,
                     "{}",
                     line([
                         &r.index.to_string(),
                         &r.job,
-                        r.status.as_str(),
-                        &r.outcome(),
+                        &r.status,
+                        &r.outcome,
                         &format_duration(r.duration),
-                        &r.stdout.bytes.to_string(),
-                        &r.stderr.bytes.to_string(),
+                        &r.stdout_bytes.to_string(),
+                        &r.stderr_bytes.to_string(),
                     ])
                 )
             })?;

@@ -1081,24 +1081,29 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
 /// What the job runs and how, hashed: argv, directory, environment, input, output targets,
 /// limits and retry policy. Position, index and needs are left out.
 pub fn definition_hash(j: &PlannedJob) -> String {
-    let key = serde_json::json!([
-        j.name,
-        j.argv,
-        j.cwd,
-        j.env,
+    use sha2::{Digest, Sha256};
+    // Serialized straight from references: no intermediate JSON value per job.
+    let key = (
+        &j.name,
+        &j.argv,
+        &j.cwd,
+        &j.env,
         j.env_clear,
-        j.stdin,
-        j.stdout,
-        j.stderr,
+        &j.stdin,
+        &j.stdout,
+        &j.stderr,
         j.timeout,
         j.kill_after,
-        j.retry,
-        j.success_codes,
+        &j.retry,
+        &j.success_codes,
         j.background,
         j.max_output,
-        j.executor,
-    ]);
-    sha256_hex(key.to_string().as_bytes())[..16].to_string()
+        &j.executor,
+    );
+    let bytes = serde_json::to_vec(&key).expect("a job definition serializes");
+    let mut hex = hex(&Sha256::digest(&bytes));
+    hex.truncate(16);
+    hex
 }
 
 /// The file-wide executor settings, checked once.
@@ -1588,10 +1593,15 @@ pub fn slug(command: &str) -> String {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest.iter() {
-        s.push_str(&format!("{b:02x}"));
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
 }

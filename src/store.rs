@@ -142,6 +142,18 @@ impl RunRow {
     }
 }
 
+/// One line of the `show` table.
+#[derive(Debug, Clone)]
+pub struct ShowRow {
+    pub index: usize,
+    pub job: String,
+    pub status: String,
+    pub outcome: String,
+    pub duration: Duration,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
 /// Facts about a run known when it starts.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -686,6 +698,50 @@ impl RunStore {
                 if f(rec).is_err() {
                     break; // the reader went away (a closed pipe)
                 }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Like `each_record`, with only the columns of the `show` table (no JSON to decode).
+    pub fn each_row(
+        &mut self,
+        run_id: &str,
+        mut f: impl FnMut(ShowRow) -> std::io::Result<()>,
+    ) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, job, status, returncode, json_extract(record, '$.signal'), duration_ms,
+                        stdout_bytes, stderr_bytes
+                 FROM records WHERE run_id = ?1 ORDER BY idx",
+            )
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query(params![run_id]).map_err(self.sql_err())?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(self.sql_err())? {
+            let get = |e| StoreError::Sql {
+                path: self.db_path.clone(),
+                source: e,
+            };
+            let code: Option<i32> = r.get(3).map_err(get)?;
+            let signal: Option<i32> = r.get(4).map_err(get)?;
+            let row = ShowRow {
+                index: r.get::<_, i64>(0).map_err(get)? as usize,
+                job: r.get(1).map_err(get)?,
+                status: r.get(2).map_err(get)?,
+                outcome: match (code, signal) {
+                    (_, Some(sig)) => format!("signal {sig} ({})", crate::record::signal_name(sig)),
+                    (Some(c), None) => format!("exit {c}"),
+                    (None, None) => "-".to_string(),
+                },
+                duration: Duration::from_millis(r.get::<_, i64>(5).map_err(get)?.max(0) as u64),
+                stdout_bytes: r.get::<_, i64>(6).map_err(get)? as u64,
+                stderr_bytes: r.get::<_, i64>(7).map_err(get)? as u64,
+            };
+            n += 1;
+            if f(row).is_err() {
+                break;
             }
         }
         Ok(n)
