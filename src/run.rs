@@ -184,12 +184,12 @@ pub fn run_plan(
         .expect("spawning the event thread");
 
     if opts.handle_signals {
+        crate::sys::ignore_file_size_signal();
         // Processes a job detaches from its group (setsid, double fork) become our children
         // when their parent dies, so that the sweep below can find them.
         crate::sys::become_subreaper();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = runtime_builder()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
@@ -447,6 +447,18 @@ fn sweep_orphans() {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// ORCHESTRATE_RUNTIME=multi picks tokio's multi-threaded runtime (for comparison); the default
+/// is one thread, which measured faster: jobs are processes, the runtime only waits for them.
+fn runtime_builder() -> tokio::runtime::Builder {
+    if std::env::var_os("ORCHESTRATE_RUNTIME").is_some_and(|v| v == "multi") {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
     }
 }
 

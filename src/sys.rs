@@ -143,3 +143,13 @@ pub fn process_group_of(pid: u32) -> Option<u32> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(2)?.parse().ok()
 }
+
+/// Under a file-size limit (`ulimit -f`), writing past it sends SIGXFSZ, which would kill
+/// orchestrate; ignored, the write fails with EFBIG instead and the capture is marked truncated,
+/// as for a full disk.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN involves no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}

@@ -129,3 +129,86 @@ fn item_names_never_escape_the_store() {
     assert_eq!(found, 4);
     assert!(!env.dir.path().join("etc").exists() && !env.path("b").exists());
 }
+
+#[test]
+fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
+    // A file-size limit makes capture writes fail as a full disk would (EFBIG instead of ENOSPC).
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: flood\n    shell: 'head -c 20000000 /dev/zero'\n  - name: after\n    command: echo still running\n    needs: [flood]\n",
+    );
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -f 8192; exec {} jobs.yaml --json -j 1",
+                env!("CARGO_BIN_EXE_orchestrate")
+            ),
+        ])
+        .current_dir(env.dir.path())
+        .env("ORCHESTRATE_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flood = recs.iter().find(|r| r["job"] == "flood").unwrap();
+    assert_eq!(flood["stdout_bytes"], 20000000);
+    assert!(
+        flood["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("stdout capture truncated"),
+        "{flood}"
+    );
+    let after = recs.iter().find(|r| r["job"] == "after").unwrap();
+    assert_eq!(after["stdout"], "still running\n");
+}
+
+#[test]
+fn a_job_that_forks_a_thousand_processes_is_stopped_whole() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: forker\n    shell: 'for i in $(seq 1000); do sleep 60 & done; echo $$ > pid; wait'\n    timeout: 3s\n  - name: neighbour\n    command: echo fine\n",
+        &["--json", "-j", "2"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = r.json();
+    let forker = recs.iter().find(|x| x["job"] == "forker").unwrap();
+    assert_eq!(forker["status"], "timed_out");
+    assert_eq!(
+        recs.iter().find(|x| x["job"] == "neighbour").unwrap()["stdout"],
+        "fine\n"
+    );
+    // No process of its group is left.
+    let pgid = read_pids(&env.path("pid"))[0];
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    return true;
+                };
+                crate::helpers::alive(pid)
+                    .then(|| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+                    .flatten()
+                    .is_none_or(|stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .and_then(|r| r.split_whitespace().nth(2))
+                            .and_then(|g| g.parse::<u32>().ok())
+                            != Some(pgid)
+                    })
+            })
+        }),
+        "processes of the forker's group survived"
+    );
+}
