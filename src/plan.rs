@@ -293,8 +293,17 @@ impl Plan {
                 }
             }
         }
-        let mut new_index = vec![usize::MAX; n];
-        let mut jobs = Vec::new();
+        self.retain_jobs(&keep);
+        if self.jobs.is_empty() {
+            return Err("the selection leaves no job to run".to_string());
+        }
+        Ok(self)
+    }
+
+    /// Keeps the jobs marked in `keep`, renumbered in order; needs on dropped jobs are dropped.
+    fn retain_jobs(&mut self, keep: &[bool]) {
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut jobs = Vec::with_capacity(keep.iter().filter(|k| **k).count());
         for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
             if keep[i] {
                 new_index[i] = jobs.len();
@@ -310,11 +319,7 @@ impl Plan {
                 .map(|&d| new_index[d])
                 .collect();
         }
-        if jobs.is_empty() {
-            return Err("the selection leaves no job to run".to_string());
-        }
         self.jobs = jobs;
-        Ok(self)
     }
 
     /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
@@ -329,24 +334,7 @@ impl Plan {
             .iter()
             .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
             .collect();
-        let mut new_index = vec![usize::MAX; n];
-        let mut jobs = Vec::new();
-        for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
-            if keep[i] {
-                new_index[i] = jobs.len();
-                j.index = jobs.len();
-                jobs.push(j);
-            }
-        }
-        for j in &mut jobs {
-            j.needs = j
-                .needs
-                .iter()
-                .filter(|&&d| new_index[d] != usize::MAX)
-                .map(|&d| new_index[d])
-                .collect();
-        }
-        self.jobs = jobs;
+        self.retain_jobs(&keep);
         n - self.jobs.len()
     }
 
