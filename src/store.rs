@@ -434,12 +434,22 @@ impl RunStore {
 
     /// Writes one background job's record (its supervisor's), replacing an earlier one.
     pub fn put_background(&mut self, run_id: &str, r: &CompletedProcess) -> Result<()> {
+        self.put_background_seen(run_id, r, false)
+    }
+
+    /// As `put_background`; `seen` when its end was already reported (a run that waited).
+    pub fn put_background_seen(
+        &mut self,
+        run_id: &str,
+        r: &CompletedProcess,
+        seen: bool,
+    ) -> Result<()> {
         let json = serde_json::to_string(r).expect("records serialize to JSON");
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO records
                  (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, 0)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11)",
                 params![
                     run_id,
                     r.index as i64,
@@ -450,7 +460,8 @@ impl RunStore {
                     r.duration.as_millis() as i64,
                     r.stdout.bytes as i64,
                     r.stderr.bytes as i64,
-                    json
+                    json,
+                    i64::from(seen)
                 ],
             )
             .map_err(self.sql_err())?;

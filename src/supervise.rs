@@ -135,7 +135,10 @@ pub fn supervise() -> i32 {
     if let Ok(mut store) = RunStore::open(&spec.state_dir) {
         // A busy database is waited for (busy timeout); keep trying a little beyond that.
         for _ in 0..5 {
-            if store.put_background(&spec.run_id, &rec).is_ok() {
+            if store
+                .put_background_seen(&spec.run_id, &rec, spec.reported)
+                .is_ok()
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_secs(1));

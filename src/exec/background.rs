@@ -37,6 +37,9 @@ pub struct SuperviseSpec {
     pub slot: usize,
     pub extra_env: Vec<(String, String)>,
     pub secrets: Vec<String>,
+    /// The run waits for this job and reports its end itself: `status` need not show it again.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// The supervisor's first line: the job started (`started PID`) or ended at once
@@ -65,6 +68,7 @@ pub async fn run_background(
         slot: ctx.slot,
         extra_env: ctx.extra_env.clone(),
         secrets: ctx.secrets.as_ref().clone(),
+        reported: bg.wait,
     };
     let mut cmd = std::process::Command::new(&bg.exe);
     cmd.arg("__supervise")

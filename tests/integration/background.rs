@@ -187,6 +187,9 @@ jobs:
         "{r:?}"
     );
     assert!(r.stderr.contains("wait: true"), "{r:?}");
+    // The run reported their ends: `status` has nothing new to say.
+    let status = env.run(&["status"]);
+    assert!(status.stdout.contains("no background jobs"), "{status:?}");
     // --wait on the command line waits too.
     let r = env.run_jobs(&bg_yaml("sleep 0.2; exit 4"), &["--wait"]);
     assert_eq!(r.code, 1, "{r:?}");
