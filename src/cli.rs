@@ -1014,7 +1014,12 @@ fn background_now(
 ) -> Result<Vec<(String, crate::record::CompletedProcess)>, InspectError> {
     let mut out = Vec::new();
     for (run, mut rec, _) in db.background_jobs(unseen_or_running)? {
-        if rec.status == crate::record::Status::Background
+        if rec.status == crate::record::Status::Background && rec.slurm_job_id.is_some() {
+            // Slurm knows how it is doing.
+            if crate::exec::sbatch::poll(&mut rec) {
+                db.put_background(&run, &rec)?;
+            }
+        } else if rec.status == crate::record::Status::Background
             && !rec.supervisor.as_ref().is_some_and(crate::supervise::alive)
         {
             rec.status = crate::record::Status::Lost;
@@ -1124,15 +1129,21 @@ fn kill_background(
             "no background job `{job}` is running"
         )));
     };
-    let sup = rec
-        .supervisor
-        .clone()
-        .expect("running background records name their supervisor");
-    // The supervisor stops the job (TERM to its group, KILL after its grace) and records it.
-    let _ = crate::sys::kill(sup.pid, crate::sys::SIGTERM);
+    if let Some(id) = &rec.slurm_job_id {
+        crate::exec::sbatch::scancel(id);
+    } else if let Some(sup) = &rec.supervisor {
+        // The supervisor stops the job (TERM to its group, KILL after its grace) and records it.
+        let _ = crate::sys::kill(sup.pid, crate::sys::SIGTERM);
+    }
     let t0 = std::time::Instant::now();
     loop {
-        let r = db.record(&run, job)?;
+        let mut r = db.record(&run, job)?;
+        if r.slurm_job_id.is_some()
+            && r.status == crate::record::Status::Background
+            && crate::exec::sbatch::poll(&mut r)
+        {
+            db.put_background(&run, &r)?;
+        }
         if r.status != crate::record::Status::Background {
             writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
             return Ok(exit::OK);

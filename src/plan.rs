@@ -1229,12 +1229,12 @@ fn executor_of(
             Some("add `executor: ssh` to the job, or drop `hosts:`".into()),
         ));
     }
-    if kind != E::Local && m.background {
+    if kind == E::Ssh && m.background {
         return Err(err_at(
             &at("background"),
             label.clone(),
-            "background jobs run on this machine only; `background: true` does not work with `executor: slurm` or `ssh`".into(),
-            Some("drop `background: true`, or run this job with `executor: local`".into()),
+            "`background: true` does not work with `executor: ssh`".into(),
+            Some("drop `background: true`, or run this job with `executor: local` or `slurm` (sbatch)".into()),
         ));
     }
     match kind {

@@ -354,9 +354,10 @@ impl Reporter {
             s.push(' ');
         }
         let outcome = match (rec.returncode, rec.signal) {
-            _ if rec.status == Status::Background => {
-                format!("pid {}", rec.pid.map_or("-".to_string(), |p| p.to_string()))
-            }
+            _ if rec.status == Status::Background => match &rec.slurm_job_id {
+                Some(id) => format!("slurm {id}"),
+                None => format!("pid {}", rec.pid.map_or("-".to_string(), |p| p.to_string())),
+            },
             (_, Some(sig)) => crate::record::signal_name(sig).to_string(),
             (Some(code), None) => format!("exit {code}"),
             (None, None) => "-".to_string(),

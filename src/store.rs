@@ -371,11 +371,14 @@ impl RunStore {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO records
-                     (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(&sql)?;
-            for r in recs.iter().filter(|r| !r.background) {
+            // A local background job's record belongs to its supervisor; a Slurm one's (sbatch)
+            // is written here and followed through Slurm.
+            let ours = |r: &&CompletedProcess| !r.background || r.slurm_job_id.is_some();
+            for r in recs.iter().filter(ours) {
                 let json = serde_json::to_string(r).expect("records serialize to JSON");
                 stmt.execute(params![
                     run_id,
@@ -387,11 +390,14 @@ impl RunStore {
                     r.duration.as_millis() as i64,
                     r.stdout.bytes as i64,
                     r.stderr.bytes as i64,
-                    json
+                    json,
+                    i64::from(r.background),
+                    // The run reported how it ended (it waited): nothing new for `status`.
+                    i64::from(r.background && r.status != Status::Background)
                 ])
                 .map_err(&sql)?;
             }
-            let mine = recs.iter().filter(|r| !r.background);
+            let mine = recs.iter().filter(ours);
             let (ok, bad) = mine.fold((0i64, 0i64), |(ok, bad), r| {
                 if r.status.is_failure() {
                     (ok, bad + 1)

@@ -3,6 +3,7 @@
 
 pub mod background;
 pub mod process;
+pub mod sbatch;
 pub mod slurm;
 pub mod ssh;
 pub mod wrap;
@@ -195,6 +196,9 @@ pub async fn execute(
             let handle = running.spawn(async move {
                 let job = &plan.jobs[index];
                 let rec = match (&bg, job.background, &job.executor) {
+                    (Some(bg), true, Executor::Slurm(o)) => {
+                        sbatch::run_background(job, ctx, o, bg).await
+                    }
                     (Some(bg), true, _) => background::run_background(job, ctx, bg).await,
                     (_, _, Executor::Local) => process::run_job(job, ctx).await,
                     (_, _, Executor::Slurm(o)) => {

@@ -264,3 +264,74 @@ fn bad_executor_settings_are_job_file_errors() {
     assert!(r.stderr.contains("jobs.yaml:4:"), "{r:?}");
     assert!(r.stderr.contains("executor: ssh"), "{r:?}");
 }
+
+/// orchestrate with the cluster's environment (SLURM_CONF).
+fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
+    let o = env
+        .cmd()
+        .envs(exports.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .output()
+        .expect("run orchestrate");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        raw_stdout: o.stdout,
+    }
+}
+
+#[test]
+fn slurm_background_job_through_sbatch_is_collected_by_wait() {
+    let Some(e) = slurm() else { return };
+    let env = Env::new();
+    let yaml = "executor: slurm\njobs:\n  - name: batch\n    shell: 'echo from slurm; echo on stderr >&2; sleep 1; exit 3'\n    background: true\n";
+    let r = run_with(&env, e, yaml, &[]);
+    // The run ends at once; Slurm has the job.
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("BG        batch  slurm "), "{r:?}");
+    let status = inspect_with(&env, e, &["status", "--json"]).json();
+    assert_eq!(status.len(), 1, "{status:?}");
+    let w = inspect_with(&env, e, &["wait", "--timeout", "120s"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert!(w.stdout.contains("batch failed exit 3"), "{w:?}");
+    let show = inspect_with(&env, e, &["show", "--job", "batch", "--json"]).json();
+    assert!(
+        show[0]["slurm_job_id"]
+            .as_str()
+            .is_some_and(|id| id.parse::<u64>().is_ok()),
+        "{show:?}"
+    );
+    assert_eq!(show[0]["stdout"], "from slurm\n");
+    assert_eq!(show[0]["stderr"], "on stderr\n");
+
+    // kill cancels it in Slurm and records it so.
+    let yaml =
+        "executor: slurm\njobs:\n  - name: long\n    command: sleep 300\n    background: true\n";
+    let r = run_with(&env, e, yaml, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let k = inspect_with(&env, e, &["kill", "long"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    assert!(k.stdout.contains("long cancelled"), "{k:?}");
+    let id = inspect_with(&env, e, &["show", "--job", "long", "--json"]).json()[0]["slurm_job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = std::process::Command::new("squeue")
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .args(["-h", "-j", &id, "-t", "PENDING,RUNNING"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&q.stdout).trim().is_empty(),
+        "job {id} still queued or running"
+    );
+
+    // wait: true follows the job to its end within the run.
+    let yaml = "executor: slurm\nwait: true\njobs:\n  - name: bgw\n    shell: 'echo waited'\n    background: true\n  - name: after\n    executor: local\n    command: echo after\n    needs: [bgw]\n";
+    let r = run_with(&env, e, yaml, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(Run::record(&recs, "bgw")["stdout"], "waited\n");
+    assert_eq!(Run::record(&recs, "after")["stdout"], "after\n");
+}

@@ -1,0 +1,320 @@
+//! Background jobs on Slurm: submitted with `sbatch` (output to files), then followed through
+//! Slurm itself (`scontrol show job`, else `sacct`) rather than a local supervisor, so a job
+//! outlives orchestrate, its machine's reboot and its run.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use super::Event;
+use super::background::BackgroundCtx;
+use super::process::JobCtx;
+use crate::exec::Stream;
+use crate::plan::{PlannedJob, SlurmOptions, Target};
+use crate::record::{CompletedProcess, Status, StoredOutput};
+
+/// sbatch's arguments for a job: options, output files, and the command as `--wrap`.
+fn sbatch_command(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<Command, String> {
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable")
+        .arg(format!("--job-name={}", job.name));
+    if let Some(p) = &o.partition {
+        cmd.arg(format!("--partition={p}"));
+    }
+    if let Some(t) = &o.time {
+        cmd.arg(format!("--time={t}"));
+    }
+    if let Some(c) = o.cpus {
+        cmd.arg(format!("--cpus-per-task={c}"));
+    }
+    if let Some(m) = &o.mem {
+        cmd.arg(format!("--mem={m}"));
+    }
+    cmd.args(&o.extra_args);
+    if let Some(dir) = &job.cwd {
+        cmd.arg(format!("--chdir={}", dir.display()));
+    }
+    let file_of = |t: &Target, stream: Stream| -> Result<(String, bool), String> {
+        Ok(match t {
+            Target::Capture | Target::Inherit => {
+                let p = ctx.capture.path(&job.name, stream);
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d)
+                        .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                }
+                (p.display().to_string(), false)
+            }
+            Target::Null | Target::Stdout => ("/dev/null".to_string(), false),
+            Target::File { path, append } => {
+                let p = match &job.cwd {
+                    Some(c) if path.is_relative() => c.join(path),
+                    _ => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                };
+                (p.display().to_string(), *append)
+            }
+        })
+    };
+    let (out, append_out) = file_of(&job.stdout, Stream::Stdout)?;
+    cmd.arg(format!("--output={out}"));
+    let mut append = append_out;
+    if job.stderr != Target::Stdout {
+        let (err, append_err) = file_of(&job.stderr, Stream::Stderr)?;
+        cmd.arg(format!("--error={err}"));
+        append |= append_err;
+    }
+    if append {
+        cmd.arg("--open-mode=append");
+    }
+    cmd.arg(format!(
+        "--wrap={}",
+        shell_words::join(job.argv.iter().map(String::as_str))
+    ));
+    // sbatch hands the submitting environment to the job (--export=ALL).
+    if job.env_clear {
+        cmd.env_clear();
+    }
+    cmd.envs(ctx.extra_env.iter().map(|(k, v)| (k, v)))
+        .env("ORCHESTRATE_JOB", &job.name)
+        .env("ORCHESTRATE_SLOT", ctx.slot.to_string())
+        .envs(job.env.iter().map(|(k, v)| (k, v)));
+    Ok(cmd)
+}
+
+fn output_of(job: &PlannedJob, ctx: &JobCtx, stream: Stream) -> StoredOutput {
+    let target = match stream {
+        Stream::Stdout => &job.stdout,
+        Stream::Stderr => &job.stderr,
+    };
+    match target {
+        Target::Capture | Target::Inherit => StoredOutput {
+            path: Some(ctx.capture.path(&job.name, stream)),
+            bytes: 0,
+            captured: true,
+        },
+        Target::File { path, .. } => StoredOutput {
+            path: Some(path.clone()),
+            bytes: 0,
+            captured: false,
+        },
+        Target::Null | Target::Stdout => StoredOutput::default(),
+    }
+}
+
+/// Submits a background job with sbatch; with `wait`, follows it to its end.
+pub async fn run_background(
+    job: &PlannedJob,
+    ctx: JobCtx,
+    o: &SlurmOptions,
+    bg: &BackgroundCtx,
+) -> CompletedProcess {
+    let mut rec = CompletedProcess::not_started(
+        &job.name,
+        job.index,
+        job.argv.clone(),
+        Status::Background,
+        String::new(),
+    );
+    rec.error = None;
+    rec.background = true;
+    rec.slot = Some(ctx.slot);
+    rec.cwd = job.cwd.clone();
+    rec.attempts = 1;
+    rec.def_hash = job.def_hash.clone();
+    let mut keys: Vec<String> = ctx
+        .extra_env
+        .iter()
+        .chain(job.env.iter())
+        .map(|(k, _)| k.clone())
+        .chain([
+            "ORCHESTRATE_JOB".to_string(),
+            "ORCHESTRATE_SLOT".to_string(),
+        ])
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    rec.env_keys = keys;
+    rec.env_inherited = !job.env_clear;
+    let submitted = match sbatch_command(job, &ctx, o) {
+        Ok(mut cmd) => {
+            let out = tokio::process::Command::from({
+                cmd.stdin(Stdio::null());
+                cmd
+            })
+            .output()
+            .await;
+            match out {
+                Ok(o) if o.status.success() => {
+                    let text = String::from_utf8_lossy(&o.stdout);
+                    let id = text.trim().split(';').next().unwrap_or("").to_string();
+                    if id.is_empty() {
+                        Err("sbatch printed no job id".to_string())
+                    } else {
+                        Ok(id)
+                    }
+                }
+                Ok(o) => Err(format!(
+                    "sbatch failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => Err(format!("cannot run sbatch: {e}")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let id = match submitted {
+        Ok(id) => id,
+        Err(e) => {
+            rec.status = Status::SpawnError;
+            rec.error = Some(e);
+            return rec;
+        }
+    };
+    rec.slurm_job_id = Some(id.clone());
+    rec.stdout = output_of(job, &ctx, Stream::Stdout);
+    rec.stderr = output_of(job, &ctx, Stream::Stderr);
+    rec.notes.push(format!(
+        "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
+    ));
+    if !bg.wait {
+        return rec;
+    }
+    let _ = ctx.events.send(Event::JobStarted {
+        index: job.index,
+        pid: None,
+        slot: ctx.slot,
+        started: rec.started,
+    });
+    let mut cancel = ctx.cancel.clone();
+    loop {
+        let mut probe = rec.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let done = poll(&mut probe);
+            (done, probe)
+        })
+        .await;
+        if let Ok((true, probe)) = done {
+            return probe;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            r = cancel.changed() => {
+                if r.is_ok() && *cancel.borrow() != super::Cancel::None {
+                    scancel(&id);
+                }
+            }
+        }
+    }
+}
+
+/// `scancel ID`.
+pub fn scancel(id: &str) {
+    let _ = Command::new("scancel")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Asks Slurm how a background job is doing; fills in the record and returns true once it
+/// has ended (or Slurm no longer knows it: then it is `lost`).
+pub fn poll(rec: &mut CompletedProcess) -> bool {
+    let Some(id) = rec.slurm_job_id.clone() else {
+        return false;
+    };
+    let state = scontrol_state(&id).or_else(|| sacct_state(&id));
+    let Some((state, code, signal)) = state else {
+        rec.status = Status::Lost;
+        rec.error = Some(format!(
+            "Slurm no longer knows job {id} (scontrol and sacct have no record of it)"
+        ));
+        finish(rec);
+        return true;
+    };
+    let status = match state.as_str() {
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
+        | "RESIZING" | "STAGE_OUT" | "SIGNALING" => return false,
+        "COMPLETED" if code == 0 => Status::Succeeded,
+        "CANCELLED" => Status::Cancelled,
+        "TIMEOUT" => Status::TimedOut,
+        _ => Status::Failed,
+    };
+    rec.status = status;
+    rec.returncode = (signal == 0).then_some(code);
+    rec.signal = (signal != 0).then_some(signal);
+    if !matches!(
+        state.as_str(),
+        "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT"
+    ) {
+        rec.error = Some(format!("Slurm ended the job as {state}"));
+    }
+    finish(rec);
+    true
+}
+
+fn finish(rec: &mut CompletedProcess) {
+    rec.finished = SystemTime::now();
+    rec.duration = rec.finished.duration_since(rec.started).unwrap_or_default();
+    for out in [&mut rec.stdout, &mut rec.stderr] {
+        if let Some(p) = &out.path {
+            out.bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+}
+
+/// (state, exit code, signal) from `scontrol show job -o ID`.
+fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_string)
+    };
+    let state = field("JobState=")?;
+    let (code, signal) = exit_code(&field("ExitCode=")?)?;
+    Some((state, code, signal))
+}
+
+/// The same from accounting, for jobs that scontrol has forgotten.
+fn sacct_state(id: &str) -> Option<(String, i32, i32)> {
+    let out = Command::new("sacct")
+        .args(["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    let (state, code) = line.split_once('|')?;
+    // "CANCELLED by 0" -> "CANCELLED"
+    let state = state.split_whitespace().next()?.to_string();
+    let (code, signal) = exit_code(code)?;
+    Some((state, code, signal))
+}
+
+/// Slurm's `CODE:SIGNAL`.
+fn exit_code(s: &str) -> Option<(i32, i32)> {
+    let (c, sig) = s.trim().split_once(':')?;
+    Some((c.parse().ok()?, sig.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code("3:0"), Some((3, 0)));
+        assert_eq!(exit_code("0:15"), Some((0, 15)));
+        assert_eq!(exit_code("x"), None);
+    }
+}
