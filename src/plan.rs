@@ -337,10 +337,6 @@ impl Plan {
         self.retain_jobs(&keep);
         n - self.jobs.len()
     }
-
-    pub fn job(&self, name: &str) -> Option<&PlannedJob> {
-        self.jobs.iter().find(|j| j.name == name)
-    }
 }
 
 impl PlannedJob {

@@ -368,34 +368,13 @@ impl RunStore {
         };
         let tx = self.conn.transaction().map_err(&sql)?;
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO records
-                     (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(&sql)?;
             // A local background job's record belongs to its supervisor; a Slurm one's (sbatch)
             // is written here and followed through Slurm.
             let ours = |r: &&CompletedProcess| !r.background || r.slurm_job_id.is_some();
             for r in recs.iter().filter(ours) {
-                let json = serde_json::to_string(r).expect("records serialize to JSON");
-                stmt.execute(params![
-                    run_id,
-                    r.index as i64,
-                    r.job,
-                    r.status.as_str(),
-                    r.returncode,
-                    to_millis(r.started),
-                    r.duration.as_millis() as i64,
-                    r.stdout.bytes as i64,
-                    r.stderr.bytes as i64,
-                    json,
-                    i64::from(r.background),
-                    // The run reported how it ended (it waited): nothing new for `status`.
-                    i64::from(r.background && r.status != Status::Background)
-                ])
-                .map_err(&sql)?;
+                // The run reported how it ended (it waited): nothing new for `status`.
+                let seen = r.background && r.status != Status::Background;
+                insert_record(&tx, run_id, r, seen).map_err(&sql)?;
             }
             let mine = recs.iter().filter(ours);
             let (ok, bad) = mine.fold((0i64, 0i64), |(ok, bad), r| {
@@ -450,27 +429,9 @@ impl RunStore {
         r: &CompletedProcess,
         seen: bool,
     ) -> Result<()> {
-        let json = serde_json::to_string(r).expect("records serialize to JSON");
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO records
-                 (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11)",
-                params![
-                    run_id,
-                    r.index as i64,
-                    r.job,
-                    r.status.as_str(),
-                    r.returncode,
-                    to_millis(r.started),
-                    r.duration.as_millis() as i64,
-                    r.stdout.bytes as i64,
-                    r.stderr.bytes as i64,
-                    json,
-                    i64::from(seen)
-                ],
-            )
-            .map_err(self.sql_err())?;
+        let mut r = r.clone();
+        r.background = true;
+        insert_record(&self.conn, run_id, &r, seen).map_err(self.sql_err())?;
         self.recount(run_id)
     }
 
@@ -819,7 +780,7 @@ impl RunStore {
                 message: format!("record of `{job}` in run {run_id}: {e}"),
             });
         }
-        let names: Vec<String> = self.records(run_id)?.into_iter().map(|r| r.job).collect();
+        let names = self.job_names(run_id)?;
         Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
     }
 
@@ -907,27 +868,49 @@ impl RunStore {
         Ok(report)
     }
 
-    /// Every recorded job name of a run, for suggestions.
+    /// Every recorded job name of a run, for suggestions (names only: no record is decoded).
     pub fn job_names(&mut self, run_id: &str) -> Result<Vec<String>> {
-        Ok(self.records(run_id)?.into_iter().map(|r| r.job).collect())
-    }
-
-    /// Status counts of a run's records (for summaries of stored runs).
-    pub fn status_counts(&mut self, run_id: &str) -> Result<Vec<(Status, u64)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT status, COUNT(*) FROM records WHERE run_id = ?1 GROUP BY status")
+            .prepare_cached("SELECT job FROM records WHERE run_id = ?1 ORDER BY idx")
             .map_err(self.sql_err())?;
-        let rows: Vec<(String, i64)> = stmt
-            .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        let names = stmt
+            .query_map(params![run_id], |r| r.get(0))
             .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
+            .collect::<rusqlite::Result<Vec<String>>>()
             .map_err(self.sql_err())?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| Status::parse(&s).map(|s| (s, n as u64)))
-            .collect())
+        Ok(names)
     }
+}
+
+/// Writes (or replaces) one record row: the columns queries use, and the whole record as JSON.
+fn insert_record(
+    conn: &Connection,
+    run_id: &str,
+    r: &CompletedProcess,
+    seen: bool,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(r).expect("records serialize to JSON");
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO records
+         (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        run_id,
+        r.index as i64,
+        r.job,
+        r.status.as_str(),
+        r.returncode,
+        to_millis(r.started),
+        r.duration.as_millis() as i64,
+        r.stdout.bytes as i64,
+        r.stderr.bytes as i64,
+        json,
+        i64::from(r.background),
+        i64::from(seen)
+    ])?;
+    Ok(())
 }
 
 pub fn not_found_job(job: &str, run_id: &str, names: &[String]) -> String {

@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, alive, read_pids, signal, wait_for};
+use crate::helpers::{Env, alive, await_pids, read_pids, signal, wait_for};
 
 fn bg_yaml(shell: &str) -> String {
     format!(
@@ -69,11 +69,7 @@ fn kill_stops_the_job_and_records_it_cancelled() {
         &[],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(wait_for(Duration::from_secs(10), || read_pids(
-        &env.path("pids")
-    )
-    .len()
-        == 2));
+    await_pids(&env.path("pids"), 2);
     let k = env.run(&["kill", "forever"]);
     assert_eq!(k.code, 0, "{k:?}");
     assert!(k.stdout.contains("forever cancelled"), "{k:?}");
@@ -100,10 +96,7 @@ fn the_job_survives_a_hangup_of_the_runs_session() {
     run.arg("jobs.yaml").stderr(Stdio::null()).process_group(0);
     let child = run.spawn().unwrap();
     let pgid = child.id();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("fg.pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("fg.pid"), 1);
     // Hang up the run's whole process group, as a closed terminal would.
     assert!(pgid > 1);
     let _ = std::process::Command::new("kill")
@@ -237,10 +230,7 @@ fn the_job_outlives_a_killed_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("fg.pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("fg.pid"), 1);
     signal(run.id(), "KILL");
     run.wait().unwrap();
     for pid in read_pids(&env.path("fg.pid")) {

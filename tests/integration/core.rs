@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, Run, alive, read_pids, signal, wait_for};
+use crate::helpers::{Env, Run, alive, await_pids, read_pids, signal, wait_for};
 
 /// Max number of jobs alive at once, from the `start`/`end` stamps the jobs wrote themselves.
 fn max_overlap(log: &str) -> usize {
@@ -269,11 +269,7 @@ jobs:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || read_pids(
-        &env.path("pids")
-    )
-    .len()
-        == 2));
+    await_pids(&env.path("pids"), 2);
     signal(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -318,10 +314,7 @@ fn sigterm_exits_143() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("pid"), 1);
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143));

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Env, Run, read_pids, signal, wait_for};
+use crate::helpers::{Env, Run, await_pids, read_pids, signal, wait_for};
 
 /// Runs orchestrate under a pseudo-terminal (`script`), returning what the terminal showed.
 fn under_pty(env: &Env, args: &str, extra_env: &[(&str, &str)]) -> String {
@@ -100,10 +100,7 @@ fn a_second_run_of_the_same_file_is_locked_out() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("pid"), 1);
     let second = env.run(&["jobs.yaml"]);
     assert_eq!(second.code, 75, "{second:?}");
     assert!(
@@ -375,10 +372,7 @@ fn sighup_is_ignored_without_a_terminal() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("pid"), 1);
     signal(child.id(), "HUP");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -403,10 +397,7 @@ fn a_second_sigint_kills_at_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("pid")
-    )
-    .is_empty()));
+    await_pids(&env.path("pid"), 1);
     let t0 = Instant::now();
     signal(child.id(), "INT");
     std::thread::sleep(Duration::from_millis(300));

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, alive, read_pids, signal, wait_for};
+use crate::helpers::{Env, alive, await_pids, read_pids, signal, wait_for};
 
 /// A job whose grandchild leaves the job's process group (setsid), so that killing the group
 /// does not reach it.
@@ -39,10 +39,7 @@ fn processes_that_escaped_the_group_do_not_survive_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !read_pids(
-        &env.path("escaped")
-    )
-    .is_empty()));
+    await_pids(&env.path("escaped"), 1);
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143));

@@ -142,3 +142,14 @@ pub fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// Waits (up to 10 s) until `path` holds at least `n` pids, which jobs write to say they
+/// started, and returns them.
+pub fn await_pids(path: &Path, n: usize) -> Vec<u32> {
+    assert!(
+        wait_for(Duration::from_secs(10), || read_pids(path).len() >= n),
+        "{} never held {n} pids",
+        path.display()
+    );
+    read_pids(path)
+}
