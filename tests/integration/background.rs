@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, alive, await_pids, read_pids, signal, wait_for};
+use crate::helpers::{Env, alive, assert_gone, await_pids, read_pids, signal, wait_for};
 
 fn bg_yaml(shell: &str) -> String {
     format!(
@@ -73,12 +73,7 @@ fn kill_stops_the_job_and_records_it_cancelled() {
     let k = env.run(&["kill", "forever"]);
     assert_eq!(k.code, 0, "{k:?}");
     assert!(k.stdout.contains("forever cancelled"), "{k:?}");
-    for pid in read_pids(&env.path("pids")) {
-        assert!(
-            wait_for(Duration::from_secs(10), || !alive(pid)),
-            "pid {pid} survived"
-        );
-    }
+    assert_gone(&read_pids(&env.path("pids")), "a process survived");
     let show = env.run(&["show", "--job", "forever", "--json"]).json();
     assert_eq!(show[0]["status"], "cancelled");
     let none = env.run(&["kill", "forever"]);

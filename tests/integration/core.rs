@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, Run, alive, await_pids, read_pids, signal, wait_for};
+use crate::helpers::{Env, Run, assert_gone, await_pids, read_pids, signal};
 
 /// Max number of jobs alive at once, from the `start`/`end` stamps the jobs wrote themselves.
 fn max_overlap(log: &str) -> usize {
@@ -216,12 +216,7 @@ fn timeout_kills_the_whole_process_tree() {
     assert_eq!(recs[0]["signal"], 15, "{r:?}");
     let pids = read_pids(&env.path("pids"));
     assert_eq!(pids.len(), 2, "{pids:?}");
-    for pid in pids {
-        assert!(
-            wait_for(Duration::from_secs(3), || !alive(pid)),
-            "pid {pid} survived"
-        );
-    }
+    assert_gone(&pids, "a process survived");
 }
 
 #[test]
@@ -239,12 +234,7 @@ fn timeout_escalates_to_sigkill_after_the_grace() {
     let recs = r.json();
     assert_eq!(recs[0]["status"], "timed_out", "{r:?}");
     assert_eq!(recs[0]["signal"], 9, "{r:?}");
-    for pid in read_pids(&env.path("pid")) {
-        assert!(
-            wait_for(Duration::from_secs(3), || !alive(pid)),
-            "pid {pid} survived"
-        );
-    }
+    assert_gone(&read_pids(&env.path("pid")), "a process survived");
 }
 
 #[test]
@@ -290,12 +280,7 @@ jobs:
         assert_eq!(rec["status"], "cancelled", "{rec}");
     }
     assert!(!env.path("never-ran").exists());
-    for pid in read_pids(&env.path("pids")) {
-        assert!(
-            wait_for(Duration::from_secs(3), || !alive(pid)),
-            "pid {pid} survived"
-        );
-    }
+    assert_gone(&read_pids(&env.path("pids")), "a process survived");
     // The store knows the run was interrupted.
     let show = env.run(&["runs"]);
     assert!(show.stdout.contains("interrupted"), "{show:?}");

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Env, alive, await_pids, read_pids, signal, wait_for};
+use crate::helpers::{Env, assert_gone, await_pids, read_pids, signal, wait_for};
 
 /// A job whose grandchild leaves the job's process group (setsid), so that killing the group
 /// does not reach it.
@@ -21,12 +21,7 @@ fn processes_that_escaped_the_group_do_not_survive_a_timeout() {
     assert_eq!(r.code, 1, "{r:?}");
     let pids = read_pids(&env.path("escaped"));
     assert_eq!(pids.len(), 1);
-    for pid in pids {
-        assert!(
-            wait_for(Duration::from_secs(5), || !alive(pid)),
-            "escaped pid {pid} survived"
-        );
-    }
+    assert_gone(&pids, "escaped");
 }
 
 #[test]
@@ -43,12 +38,7 @@ fn processes_that_escaped_the_group_do_not_survive_sigterm() {
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143));
-    for pid in read_pids(&env.path("escaped")) {
-        assert!(
-            wait_for(Duration::from_secs(5), || !alive(pid)),
-            "escaped pid {pid} survived"
-        );
-    }
+    assert_gone(&read_pids(&env.path("escaped")), "escaped");
 }
 
 #[test]

@@ -153,3 +153,13 @@ pub fn await_pids(path: &Path, n: usize) -> Vec<u32> {
     );
     read_pids(path)
 }
+
+/// Asserts that every one of `pids` is gone (or a zombie) within 10 s.
+pub fn assert_gone(pids: &[u32], what: &str) {
+    for &pid in pids {
+        assert!(
+            wait_for(Duration::from_secs(10), || !alive(pid)),
+            "{what}: pid {pid} survived (all: {pids:?})"
+        );
+    }
+}

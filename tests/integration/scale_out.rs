@@ -3,9 +3,8 @@
 
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use crate::helpers::{Env, Run, alive, read_pids, wait_for};
+use crate::helpers::{Env, Run, assert_gone, read_pids};
 
 type Exports = Vec<(String, String)>;
 
@@ -132,10 +131,7 @@ fn ssh_timeout_kills_the_remote_process_group() {
     assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 2, "{pids:?}");
-    assert!(
-        wait_for(Duration::from_secs(3), || pids.iter().all(|&p| !alive(p))),
-        "remote processes survived the timeout: {pids:?}"
-    );
+    assert_gone(&pids, "remote processes survived the timeout");
 }
 
 #[test]
@@ -213,10 +209,7 @@ fn slurm_timeout_cancels_the_step() {
     assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 2, "{pids:?}");
-    assert!(
-        wait_for(Duration::from_secs(5), || pids.iter().all(|&p| !alive(p))),
-        "the step's processes survived the timeout: {pids:?}"
-    );
+    assert_gone(&pids, "the step's processes survived the timeout");
 }
 
 #[test]
