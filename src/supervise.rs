@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::exec::background::{RECORD, STARTED, SuperviseSpec};
 use crate::exec::process::{self, CaptureRoot, JobCtx};
 use crate::exec::{Cancel, Event, Local};
-use crate::record::{CompletedProcess, Status, Supervisor};
+use crate::record::Supervisor;
 use crate::store::RunStore;
 use crate::sys;
 
@@ -64,6 +64,7 @@ pub fn supervise() -> i32 {
     let run_id = spec.run_id.clone();
     let job = spec.job.clone();
     let me2 = me.clone();
+    let watcher_secrets = spec.secrets.clone();
     let watcher = std::thread::spawn(move || {
         let mut store = RunStore::open(&state_dir).ok();
         for ev in rx {
@@ -71,24 +72,12 @@ pub fn supervise() -> i32 {
                 pid, slot, started, ..
             } = ev
             {
-                let mut rec = CompletedProcess::not_started(
-                    &job.name,
-                    job.index,
-                    job.argv.clone(),
-                    Status::Background,
-                    String::new(),
-                );
-                rec.error = None;
-                rec.pid = pid;
-                rec.slot = Some(slot);
+                let mut rec = crate::exec::background::running_record(&job, slot, pid);
                 rec.started = started;
                 rec.finished = started;
-                rec.cwd = job.cwd.clone();
-                rec.attempts = 1;
-                rec.background = true;
                 rec.supervisor = Some(me2.clone());
                 for a in &mut rec.args {
-                    *a = process::redact(a, &[]);
+                    *a = process::redact(a, &watcher_secrets);
                 }
                 if let Some(s) = &mut store {
                     let _ = s.put_background(&run_id, &rec);

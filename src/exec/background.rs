@@ -47,6 +47,25 @@ pub struct SuperviseSpec {
 pub const STARTED: &str = "started ";
 pub const RECORD: &str = "record ";
 
+/// The record of a background job that has started and not ended yet.
+pub fn running_record(job: &PlannedJob, slot: usize, pid: Option<u32>) -> CompletedProcess {
+    let mut rec = CompletedProcess::not_started(
+        &job.name,
+        job.index,
+        job.argv.clone(),
+        Status::Background,
+        String::new(),
+    );
+    rec.error = None;
+    rec.pid = pid;
+    rec.slot = Some(slot);
+    rec.cwd = job.cwd.clone();
+    rec.attempts = 1;
+    rec.background = true;
+    rec.def_hash = job.def_hash.clone();
+    rec
+}
+
 fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> CompletedProcess {
     let mut rec =
         CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, msg);
@@ -122,19 +141,7 @@ pub async fn run_background(
         .and_then(|p| p.trim().parse().ok());
     let started = SystemTime::now();
     if !bg.wait {
-        let mut rec = CompletedProcess::not_started(
-            &job.name,
-            job.index,
-            job.argv.clone(),
-            Status::Background,
-            String::new(),
-        );
-        rec.error = None;
-        rec.pid = pid;
-        rec.slot = Some(ctx.slot);
-        rec.attempts = 1;
-        rec.background = true;
-        rec.cwd = job.cwd.clone();
+        let mut rec = running_record(job, ctx.slot, pid);
         rec.notes.push(format!(
             "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
         ));

@@ -106,19 +106,7 @@ pub async fn run_background(
     o: &SlurmOptions,
     bg: &BackgroundCtx,
 ) -> CompletedProcess {
-    let mut rec = CompletedProcess::not_started(
-        &job.name,
-        job.index,
-        job.argv.clone(),
-        Status::Background,
-        String::new(),
-    );
-    rec.error = None;
-    rec.background = true;
-    rec.slot = Some(ctx.slot);
-    rec.cwd = job.cwd.clone();
-    rec.attempts = 1;
-    rec.def_hash = job.def_hash.clone();
+    let mut rec = super::background::running_record(job, ctx.slot, None);
     let mut keys: Vec<String> = ctx
         .extra_env
         .iter()

@@ -235,3 +235,28 @@ fn the_job_outlives_a_killed_run() {
     assert_eq!(w.code, 0, "{w:?}");
     assert_eq!(env.run(&["logs", "bg"]).stdout, "still here\n");
 }
+
+#[test]
+fn a_running_background_jobs_record_keeps_secrets_out() {
+    let env = Env::new();
+    let secret = "s3cr3t-background-token";
+    env.write("secret.env", &format!("TOKEN={secret}\n"));
+    let r = env.run_jobs(
+        &format!(
+            "env_file: secret.env\nsecret_env: [TOKEN]\njobs:\n  - name: bg\n    command: [sh, -c, 'sleep 2', '{secret}']\n    background: true\n"
+        ),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // While it runs, the record the supervisor wrote is what the store holds.
+    let show = env.run(&["show", "--json"]);
+    assert!(
+        show.stdout.contains("\"background\"") || show.stdout.contains("bg"),
+        "{show:?}"
+    );
+    assert!(!show.stdout.contains(secret), "{show:?}");
+    assert!(show.stdout.contains("[REDACTED]"), "{show:?}");
+    let w = env.run(&["wait", "bg"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    assert!(!env.run(&["show", "--json"]).stdout.contains(secret));
+}
