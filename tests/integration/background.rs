@@ -219,12 +219,7 @@ fn the_job_outlives_a_killed_run() {
         "jobs.yaml",
         "jobs:\n  - name: bg\n    shell: 'sleep 1; echo still here'\n    background: true\n  - name: fg\n    shell: 'echo $$ > fg.pid; exec sleep 30'\n",
     );
-    let mut run = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("fg.pid"), 1);
     signal(run.id(), "KILL");
     run.wait().unwrap();

@@ -1,6 +1,5 @@
 //! The core runner: concurrency, records, output modes, timeouts, signals, big output.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::{Env, Run, assert_gone, await_pids, read_pids, signal};
@@ -252,13 +251,7 @@ jobs:
     command: touch never-ran
 ",
     );
-    let child = env
-        .cmd()
-        .args(["jobs.yaml", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["jobs.yaml", "--json"]);
     await_pids(&env.path("pids"), 2);
     signal(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
@@ -293,12 +286,7 @@ fn sigterm_exits_143() {
         "jobs.yaml",
         "jobs:\n  - shell: 'echo $$ > pid; exec sleep 60'\n",
     );
-    let child = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("pid"), 1);
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
@@ -442,12 +430,7 @@ fn one_gib_of_output_keeps_memory_flat() {
         "jobs.yaml",
         "jobs:\n  - name: big\n    shell: 'head -c 1073741824 /dev/zero'\n",
     );
-    let mut child = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["jobs.yaml"]);
     let peak = peak_rss_kib(&mut child);
     assert!(child.wait().unwrap().success());
     assert!(peak > 0 && peak < 64 * 1024, "peak RSS {peak} KiB");

@@ -2,7 +2,6 @@
 //! `--resume` runs only what did not succeed.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::{Env, signal};
@@ -28,12 +27,7 @@ fn kill_9_at_random_moments_then_resume() {
     for round in 0..3u64 {
         let env = Env::new();
         env.write("jobs.yaml", FIVE_HUNDRED);
-        let mut child = env
-            .cmd()
-            .arg("jobs.yaml")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&["jobs.yaml"]);
         // Once the run has begun, kill it somewhere in its first half second.
         assert!(crate::helpers::wait_for(Duration::from_secs(20), || env
             .state()

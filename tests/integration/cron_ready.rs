@@ -94,12 +94,7 @@ fn a_second_run_of_the_same_file_is_locked_out() {
         "jobs.yaml",
         "jobs:\n  - shell: 'echo $$ > pid; exec sleep 30'\n",
     );
-    let mut first = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("pid"), 1);
     let second = env.run(&["jobs.yaml"]);
     assert_eq!(second.code, 75, "{second:?}");
@@ -135,12 +130,7 @@ fn wait_lock_waits_for_the_running_one() {
         "jobs.yaml",
         "jobs:\n  - shell: 'echo started >> log; sleep 1; echo done >> log'\n",
     );
-    let mut first = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = env.spawn(&["jobs.yaml"]);
     assert!(wait_for(Duration::from_secs(10), || env
         .path("log")
         .exists()));
@@ -151,12 +141,7 @@ fn wait_lock_waits_for_the_running_one() {
     assert_eq!(log, "started\ndone\nstarted\ndone\n", "the runs overlapped");
     // --no-lock lets two run at once.
     std::fs::remove_file(env.path("log")).unwrap();
-    let mut a = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = env.spawn(&["jobs.yaml"]);
     assert!(wait_for(Duration::from_secs(10), || env
         .path("log")
         .exists()));
@@ -366,12 +351,7 @@ fn sighup_is_ignored_without_a_terminal() {
         "jobs.yaml",
         "jobs:\n  - shell: 'echo $$ > pid; sleep 0.8'\n",
     );
-    let child = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("pid"), 1);
     signal(child.id(), "HUP");
     let out = child.wait_with_output().unwrap();
@@ -390,13 +370,7 @@ fn a_second_sigint_kills_at_once() {
         "jobs.yaml",
         "jobs:\n  - name: stubborn\n    shell: 'trap \"\" TERM; echo $$ > pid; while true; do sleep 0.1; done'\n    kill_after: 60s\n",
     );
-    let child = env
-        .cmd()
-        .args(["jobs.yaml", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["jobs.yaml", "--json"]);
     await_pids(&env.path("pid"), 1);
     let t0 = Instant::now();
     signal(child.id(), "INT");

@@ -1,7 +1,6 @@
 //! Hardening: escaped processes, output caps, unsafe job files, hostile names.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::{Env, assert_gone, await_pids, read_pids, signal, wait_for};
@@ -28,12 +27,7 @@ fn processes_that_escaped_the_group_do_not_survive_a_timeout() {
 fn processes_that_escaped_the_group_do_not_survive_sigterm() {
     let env = Env::new();
     env.write("jobs.yaml", &format!("jobs:\n  - name: escaper\n{ESCAPER}"));
-    let child = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("escaped"), 1);
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();

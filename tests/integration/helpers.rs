@@ -87,6 +87,17 @@ impl Env {
         c
     }
 
+    /// Starts orchestrate without waiting (stdout and stderr piped: read them with
+    /// `wait_with_output`, or leave them; a run's report fits in a pipe).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start orchestrate")
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.cmd().args(args).output().expect("run orchestrate"))
     }

@@ -1,7 +1,6 @@
 //! The run history: runs, show, logs, history, diff, gc, and what survives a crash.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::{Env, signal, wait_for};
@@ -159,13 +158,7 @@ fn concurrent_runs_share_the_store() {
     env.write("b.yaml", &yaml);
     let children: Vec<_> = ["a.yaml", "b.yaml", "a.yaml"]
         .iter()
-        .map(|f| {
-            env.cmd()
-                .args([f, "-j", "4", "--no-lock"])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|f| env.spawn(&[f, "-j", "4", "--no-lock"]))
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -197,12 +190,7 @@ fn kill_9_keeps_finished_records_and_marks_the_run_interrupted() {
     }
     yaml.push_str("  - name: slow\n    shell: 'echo partial; echo $$ > slowpid; exec sleep 60'\n");
     env.write("jobs.yaml", &yaml);
-    let mut child = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["jobs.yaml"]);
     let recorded = wait_for(Duration::from_secs(10), || {
         env.run(&["show", "last", "--json"]).json().len() == 4
     });
@@ -238,12 +226,7 @@ fn logs_follow_streams_a_running_job() {
         "jobs.yaml",
         "jobs:\n  - name: ticker\n    shell: 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done'\n",
     );
-    let mut run = env
-        .cmd()
-        .arg("jobs.yaml")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = env.spawn(&["jobs.yaml"]);
     assert!(wait_for(Duration::from_secs(10), || {
         let ids = env.run(&["runs", "--json"]).json();
         !ids.is_empty()
