@@ -219,6 +219,8 @@ pub fn run_plan(
         drop(cancel_tx);
         summary
     });
+    // Every sender is gone with the jobs: the event thread takes the last events now.
+    consumer.thread().unpark();
     let cancel_state = *cancel_watch.borrow();
     let stopped_jobs =
         summary.by_status.contains_key("timed_out") || summary.by_status.contains_key("cancelled");
@@ -313,6 +315,18 @@ fn consume(
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     let mut store_failed = false;
+    let has_db = db.is_some();
+    let mut handle = |ev: Event, batch: &mut Vec<CompletedProcess>| {
+        reporter.event(&ev);
+        if let Event::JobFinished(rec) = ev {
+            if keep_records {
+                records.push((*rec).clone());
+            }
+            if has_db {
+                batch.push(*rec);
+            }
+        }
+    };
     let mut flush = |db: &mut Option<RunStore>, batch: &mut Vec<CompletedProcess>| {
         if let (Some(s), false) = (db.as_mut(), batch.is_empty())
             && let Err(e) = s.record_batch(&run_id, batch)
@@ -323,40 +337,36 @@ fn consume(
         }
         batch.clear();
     };
-    // Commits are at least BATCH_WINDOW apart: when jobs finish rarely each record is
-    // committed at once; when they finish fast, those of a window share one transaction.
-    let mut last_commit = std::time::Instant::now() - BATCH_WINDOW;
-    loop {
-        let ev = if batch.is_empty() {
-            match rx.recv() {
-                Ok(ev) => ev,
-                Err(_) => break,
-            }
-        } else {
-            let left = BATCH_WINDOW.saturating_sub(last_commit.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(ev) => ev,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    flush(&mut db, &mut batch);
-                    last_commit = std::time::Instant::now();
-                    continue;
+    // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
+    // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
+    // the sender a futex call and an interrupt to the other CPU), and a window's records share
+    // one transaction. A window that brought nothing returns it to blocking.
+    'run: while let Ok(ev) = rx.recv() {
+        handle(ev, &mut batch);
+        loop {
+            let mut closed = false;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(ev) => handle(ev, &mut batch),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-        };
-        reporter.event(&ev);
-        if let Event::JobFinished(rec) = ev {
-            if keep_records {
-                records.push((*rec).clone());
-            }
-            if db.is_some() {
-                batch.push(*rec);
-            }
-        }
-        if !batch.is_empty() && (batch.len() >= MAX_BATCH || last_commit.elapsed() >= BATCH_WINDOW)
-        {
             flush(&mut db, &mut batch);
-            last_commit = std::time::Instant::now();
+            if closed {
+                break 'run;
+            }
+            // The run unparks this thread when its jobs are done: the last window is not
+            // waited out.
+            std::thread::park_timeout(BATCH_WINDOW);
+            match rx.try_recv() {
+                Ok(ev) => handle(ev, &mut batch),
+                Err(mpsc::TryRecvError::Empty) => continue 'run,
+                Err(mpsc::TryRecvError::Disconnected) => break 'run,
+            }
         }
     }
     flush(&mut db, &mut batch);
