@@ -153,3 +153,14 @@ pub fn ignore_file_size_signal() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
+
+/// Sets the capacity of a pipe (F_SETPIPE_SZ); the kernel rounds it up to a power of two pages.
+pub fn set_pipe_size(fd: std::os::fd::RawFd, size: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pipe size too large"))?;
+    // SAFETY: fcntl(2) with F_SETPIPE_SZ takes an integer argument and keeps no pointer.
+    if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -6,11 +6,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -465,7 +464,65 @@ fn open_capture(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-type Reader = Pin<Box<dyn AsyncRead + Send>>;
+/// A job's output pipe, read here.
+struct Pipe {
+    rx: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    fd: std::os::fd::RawFd,
+    /// Whether growing was tried (it is tried once).
+    tried: bool,
+    /// Whether this pipe holds part of the growth budget.
+    charged: bool,
+}
+
+/// What a pipe grows to once a read fills the buffer: a job writing that much blocks less
+/// often, and each wakeup here moves more (measured: 200 jobs writing 1 MiB each took about a
+/// fifth less time than with the default 64 KiB).
+const PIPE_GROWN: usize = 1 << 20;
+
+/// Pipe capacity grown at once in this process, at most: the kernel counts pipe buffers per
+/// user, and past its soft limit (64 MiB by default) the user's new pipes get two pages, which
+/// would slow the jobs' own pipelines.
+const PIPE_GROWTH_BUDGET: usize = 16 << 20;
+
+static PIPE_GROWTH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Pipe {
+    fn new<R>(rx: R) -> Pipe
+    where
+        R: tokio::io::AsyncRead + std::os::fd::AsRawFd + Send + 'static,
+    {
+        Pipe {
+            fd: rx.as_raw_fd(),
+            rx: Box::pin(rx),
+            tried: false,
+            charged: false,
+        }
+    }
+
+    /// Grows the pipe, once, within the budget; a failure (a limit) leaves it as it was.
+    fn grow(&mut self) {
+        use std::sync::atomic::Ordering;
+        if std::mem::replace(&mut self.tried, true) {
+            return;
+        }
+        let before = PIPE_GROWTH.fetch_add(PIPE_GROWN, Ordering::Relaxed);
+        if before + PIPE_GROWN <= PIPE_GROWTH_BUDGET
+            && sys::set_pipe_size(self.fd, PIPE_GROWN).is_ok()
+        {
+            self.charged = true;
+        } else {
+            PIPE_GROWTH.fetch_sub(PIPE_GROWN, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if self.charged {
+            PIPE_GROWTH.fetch_sub(PIPE_GROWN, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
 
 /// Resolves a path of the job file against the job's working directory.
 fn resolve(cwd: Option<&Path>, p: &Path) -> PathBuf {
@@ -740,11 +797,17 @@ pub fn os_text(e: &std::io::Error) -> String {
 }
 
 /// Reads into the spare capacity of `buf` (cleared first): no zeroing of a fresh buffer for
-/// every job, most of which write little or nothing.
-async fn read_opt(r: &mut Option<Reader>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+/// every job, most of which write little or nothing. Cancel-safe.
+async fn read_opt(r: &mut Option<Pipe>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     buf.clear();
     match r {
-        Some(r) => r.read_buf(buf).await,
+        Some(p) => {
+            let n = p.rx.read_buf(buf).await?;
+            if n == buf.capacity() {
+                p.grow();
+            }
+            Ok(n)
+        }
         None => std::future::pending().await,
     }
 }
@@ -911,10 +974,10 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         });
     }
 
-    let mut out: Option<Reader> = None;
+    let mut out: Option<Pipe> = None;
     if let Some(r) = merged_reader {
         match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(r)) {
-            Ok(rx) => out = Some(Box::pin(rx)),
+            Ok(rx) => out = Some(Pipe::new(rx)),
             Err(e) => {
                 if let Some(d) = &mut stdout_drain {
                     d.error = Some(format!("cannot read the output pipe: {e}"));
@@ -922,9 +985,9 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             }
         }
     } else if let Some(s) = child.stdout.take() {
-        out = Some(Box::pin(s));
+        out = Some(Pipe::new(s));
     }
-    let mut err: Option<Reader> = child.stderr.take().map(|s| Box::pin(s) as Reader);
+    let mut err: Option<Pipe> = child.stderr.take().map(Pipe::new);
 
     let mut buf_o: Vec<u8> = Vec::with_capacity(if out.is_some() { READ_BUF } else { 0 });
     let mut buf_e: Vec<u8> = Vec::with_capacity(if err.is_some() { READ_BUF } else { 0 });
