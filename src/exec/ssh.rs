@@ -42,8 +42,9 @@ struct Host {
 pub struct Pool {
     hosts: Mutex<HashMap<(String, SshOptionsKey), Host>>,
     freed: tokio::sync::Notify,
-    /// Holds the control sockets: short (sun_path is ~104 bytes) and private (0700).
-    dir: Option<tempfile::TempDir>,
+    /// Holds the control sockets: short (sun_path is ~104 bytes) and private (0700). Made
+    /// when the first host is used: runs without ssh jobs make no directory.
+    dir: std::sync::OnceLock<Option<tempfile::TempDir>>,
 }
 
 /// Hosts with the same name but other settings (`config`, `options`) are other connections.
@@ -87,10 +88,7 @@ impl Pool {
         Pool {
             hosts: Mutex::new(HashMap::new()),
             freed: tokio::sync::Notify::new(),
-            dir: tempfile::Builder::new()
-                .prefix("orch-ssh-")
-                .tempdir_in("/tmp")
-                .ok(),
+            dir: std::sync::OnceLock::new(),
         }
     }
 
@@ -125,6 +123,12 @@ impl Pool {
                             opts: opts.clone(),
                             socket: self
                                 .dir
+                                .get_or_init(|| {
+                                    tempfile::Builder::new()
+                                        .prefix("orch-ssh-")
+                                        .tempdir_in("/tmp")
+                                        .ok()
+                                })
                                 .as_ref()
                                 .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf())
                                 .join(n.to_string()),
