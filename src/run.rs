@@ -189,7 +189,9 @@ pub fn run_plan(
         // when their parent dies, so that the sweep below can find them.
         crate::sys::become_subreaper();
     }
-    let rt = runtime_builder()
+    // This runtime only handles signals and passes cancellation on: jobs run on the
+    // scheduler's worker threads, each with its own runtime (see `exec::execute`).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
@@ -457,18 +459,6 @@ fn sweep_orphans() {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// ORCHESTRATE_RUNTIME=multi picks tokio's multi-threaded runtime (for comparison); the default
-/// is one thread, which measured faster: jobs are processes, the runtime only waits for them.
-fn runtime_builder() -> tokio::runtime::Builder {
-    if std::env::var_os("ORCHESTRATE_RUNTIME").is_some_and(|v| v == "multi") {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    } else {
-        tokio::runtime::Builder::new_current_thread()
     }
 }
 

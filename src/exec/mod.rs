@@ -111,121 +111,380 @@ impl ExecSummary {
 /// among the ready ones, while fewer than `opts.concurrency` run (and fewer than its group's
 /// limit). Every job ends as exactly one `JobFinished` event, including jobs skipped because a
 /// job they need failed, and jobs never started because the run was stopped.
+///
+/// Jobs run on worker threads, one per CPU at most, each with its own single-threaded runtime:
+/// a worker that finishes a job records it and starts the next ready one itself, so in a steady
+/// stream of jobs no thread wakes another (each wakeup costs an interrupt to the other CPU) and
+/// one worker blocked in a spawn (`vfork` waits for the child's `execve`) does not hold up the
+/// others. The calling task only passes cancellation on.
 pub async fn execute(
     plan: Arc<Plan>,
     opts: ExecOptions,
     events: EventSink,
     mut cancel: watch::Receiver<Cancel>,
 ) -> ExecSummary {
-    use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-    let n_jobs = plan.jobs.len();
     let n = opts.concurrency.max(1);
-    let mut free_slots: Vec<usize> = (0..n).rev().collect();
-    let mut running: JoinSet<(usize, CompletedProcess)> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
-    let mut summary = ExecSummary::default();
-    let mut cancelled = *cancel.borrow() != Cancel::None;
-    let mut cancel_open = true;
-    // Jobs see this channel: it carries the user's cancellation and `on_failure: kill`.
-    let (stop_tx, stop_rx) = watch::channel(*cancel.borrow());
+    let cpus = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let workers = n.min(cpus).min(plan.jobs.len()).max(1);
+    let per_worker = n.div_ceil(workers);
+    let initial = *cancel.borrow();
+    let shared = Arc::new(Shared::new(plan.clone(), opts, events, initial, workers));
 
-    let mut waiting_on: Vec<usize> = plan.jobs.iter().map(|j| j.needs.len()).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n_jobs];
-    for j in &plan.jobs {
-        for &d in &j.needs {
-            dependents[d].push(j.index);
-        }
-    }
-    let mut recorded = vec![false; n_jobs];
-    // Ready jobs by group, each in job-file order; the earliest startable one goes first.
-    let mut ready: BTreeMap<Option<&str>, BTreeSet<usize>> = BTreeMap::new();
-    for j in &plan.jobs {
-        if j.needs.is_empty() {
-            ready.entry(j.group.as_deref()).or_default().insert(j.index);
-        }
-    }
-    let mut group_running: HashMap<&str, usize> = HashMap::new();
-    let mut halted: Option<String> = None;
-    // Shared by every ssh job: slots per host and one connection each.
-    let ssh_pool = Arc::new(ssh::Pool::new());
-
-    let emit = |mut rec: CompletedProcess, summary: &mut ExecSummary, recorded: &mut Vec<bool>| {
-        if rec.def_hash.is_empty() {
-            rec.def_hash = plan.jobs[rec.index].def_hash.clone();
-        }
-        recorded[rec.index] = true;
-        summary.add(&rec);
-        let _ = events.send(Event::JobFinished(Box::new(rec)));
-    };
-
-    loop {
-        while !cancelled && halted.is_none() && !free_slots.is_empty() {
-            let pick = ready
-                .iter()
-                .filter(|(g, set)| {
-                    !set.is_empty()
-                        && g.is_none_or(|g| {
-                            group_running.get(g).copied().unwrap_or(0)
-                                < plan.groups.get(g).copied().unwrap_or(usize::MAX)
-                        })
-                })
-                .filter_map(|(g, set)| set.first().map(|&i| (i, *g)))
-                .min();
-            let Some((index, group)) = pick else { break };
-            if let Some(set) = ready.get_mut(&group) {
-                set.remove(&index);
-            }
-            if let Some(g) = group {
-                *group_running.entry(g).or_default() += 1;
-            }
-            let slot = free_slots.pop().expect("checked non-empty");
-            let ctx = process::JobCtx {
-                slot,
-                capture: opts.capture.clone(),
-                events: events.clone(),
-                forward_output: opts.forward_output,
-                cancel: stop_rx.clone(),
-                launcher: opts.launcher.clone(),
-                extra_env: opts.extra_env.clone(),
-                secrets: opts.secrets.clone(),
-            };
-            let plan = plan.clone();
-            let bg = opts.background.clone();
-            let pool = ssh_pool.clone();
-            let handle = running.spawn(async move {
-                let job = &plan.jobs[index];
-                let rec = match (&bg, job.background, &job.executor) {
-                    (Some(bg), true, Executor::Slurm(o)) => {
-                        sbatch::run_background(job, ctx, o, bg).await
-                    }
-                    (Some(bg), true, _) => background::run_background(job, ctx, bg).await,
-                    (_, _, Executor::Local) => process::run_job(job, ctx).await,
-                    (_, _, Executor::Slurm(o)) => {
-                        let mut ctx = ctx;
-                        ctx.launcher = Arc::new(slurm::Slurm::new(o.clone()));
-                        process::run_job(job, ctx).await
-                    }
-                    (_, _, Executor::Ssh(o)) => ssh::run(job, o, ctx, &pool).await,
-                };
-                (slot, rec)
+    let mut threads = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mine = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("orchestrate-w{w}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(worker(&mine, per_worker)),
+                    Err(e) => mine.fail_worker(&format!("cannot start a runtime: {e}")),
+                }
+                mine.worker_done();
             });
-            in_flight.insert(handle.id(), (slot, index));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shared.fail_worker(&format!("cannot start a worker thread: {e}"));
+                shared.worker_done();
+            }
         }
-        if running.is_empty() {
+    }
+
+    let mut cancel_open = true;
+    loop {
+        let finished = shared.finished.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        if shared.live.load(Ordering::Acquire) == 0 {
             break;
         }
         tokio::select! {
-            joined = running.join_next_with_id() => {
-                let (slot, index, rec) = match joined {
-                    Some(Ok((id, (slot, rec)))) => {
-                        in_flight.remove(&id);
-                        (slot, rec.index, rec)
-                    }
+            _ = &mut finished => {}
+            r = cancel.changed(), if cancel_open => match r {
+                Ok(()) => {
+                    let c = *cancel.borrow();
+                    shared.state().cancelled = c != Cancel::None;
+                    let _ = shared.stop_tx.send(c);
+                    shared.changed.notify_waiters();
+                }
+                Err(_) => cancel_open = false,
+            },
+        }
+    }
+    for t in threads {
+        // Each has announced its end; joining only collects the thread.
+        let _ = t.join();
+    }
+
+    // Jobs that never started: stopped by the user, or by the halt policy.
+    let summary = {
+        let mut st = shared.state();
+        for job in &plan.jobs {
+            if st.recorded[job.index] {
+                continue;
+            }
+            let (status, why) = if st.cancelled {
+                (
+                    Status::Cancelled,
+                    "not started: the run was interrupted".to_string(),
+                )
+            } else if let Some(h) = &st.halted {
+                (Status::Skipped, h.clone())
+            } else if let Some(e) = &st.worker_error {
+                (Status::Failed, format!("not started: {e}"))
+            } else {
+                (Status::Skipped, "not started".to_string())
+            };
+            let rec =
+                CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, why);
+            shared.emit(&mut st, rec);
+        }
+        std::mem::take(&mut st.summary)
+    };
+    shared.ssh_pool.close().await;
+    summary
+}
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The scheduler's state, shared by the workers.
+struct State {
+    free_slots: Vec<usize>,
+    /// Ready jobs by group, each in job-file order; the earliest startable one goes first.
+    ready: BTreeMap<Option<String>, BTreeSet<usize>>,
+    group_running: HashMap<String, usize>,
+    waiting_on: Vec<usize>,
+    recorded: Vec<bool>,
+    /// Jobs started and not yet recorded, on all workers.
+    running: usize,
+    summary: ExecSummary,
+    halted: Option<String>,
+    cancelled: bool,
+    /// Why a worker could not run (no thread or runtime): nothing more starts.
+    worker_error: Option<String>,
+}
+
+struct Shared {
+    plan: Arc<Plan>,
+    dependents: Vec<Vec<usize>>,
+    state: std::sync::Mutex<State>,
+    /// Something a waiting worker may act on: jobs became ready, slots freed, the run ends.
+    changed: tokio::sync::Notify,
+    /// The last worker ended.
+    finished: tokio::sync::Notify,
+    live: AtomicUsize,
+    opts: ExecOptions,
+    events: EventSink,
+    /// Jobs see this channel: it carries the user's cancellation and `on_failure: kill`.
+    stop_tx: watch::Sender<Cancel>,
+    stop_rx: watch::Receiver<Cancel>,
+    /// Shared by every ssh job: slots per host and one connection each.
+    ssh_pool: Arc<ssh::Pool>,
+}
+
+impl Shared {
+    fn new(
+        plan: Arc<Plan>,
+        opts: ExecOptions,
+        events: EventSink,
+        initial: Cancel,
+        workers: usize,
+    ) -> Shared {
+        let n_jobs = plan.jobs.len();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n_jobs];
+        for j in &plan.jobs {
+            for &d in &j.needs {
+                dependents[d].push(j.index);
+            }
+        }
+        let mut ready: BTreeMap<Option<String>, BTreeSet<usize>> = BTreeMap::new();
+        for j in &plan.jobs {
+            if j.needs.is_empty() {
+                ready.entry(j.group.clone()).or_default().insert(j.index);
+            }
+        }
+        let (stop_tx, stop_rx) = watch::channel(initial);
+        let n = opts.concurrency.max(1);
+        Shared {
+            state: std::sync::Mutex::new(State {
+                free_slots: (0..n).rev().collect(),
+                ready,
+                group_running: HashMap::new(),
+                waiting_on: plan.jobs.iter().map(|j| j.needs.len()).collect(),
+                recorded: vec![false; n_jobs],
+                running: 0,
+                summary: ExecSummary::default(),
+                halted: None,
+                cancelled: initial != Cancel::None,
+                worker_error: None,
+            }),
+            plan,
+            dependents,
+            changed: tokio::sync::Notify::new(),
+            finished: tokio::sync::Notify::new(),
+            live: AtomicUsize::new(workers),
+            opts,
+            events,
+            stop_tx,
+            stop_rx,
+            ssh_pool: Arc::new(ssh::Pool::new()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A worker that panicked holding the lock left consistent counters (no code between
+        // their updates can panic); the run goes on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn worker_done(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // notify_one keeps a permit if the runtime thread is not waiting yet.
+            self.finished.notify_one();
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn fail_worker(&self, why: &str) {
+        let mut st = self.state();
+        st.worker_error.get_or_insert_with(|| why.to_string());
+    }
+
+    fn emit(&self, st: &mut State, mut rec: CompletedProcess) {
+        if rec.def_hash.is_empty() {
+            rec.def_hash = self.plan.jobs[rec.index].def_hash.clone();
+        }
+        st.recorded[rec.index] = true;
+        st.summary.add(&rec);
+        let _ = self.events.send(Event::JobFinished(Box::new(rec)));
+    }
+
+    /// The next job to start and its slot, if one may start now.
+    fn pick(&self) -> Option<(usize, usize)> {
+        let mut st = self.state();
+        if st.cancelled || st.halted.is_some() || st.free_slots.is_empty() {
+            return None;
+        }
+        let groups = &self.plan.groups;
+        let pick = st
+            .ready
+            .iter()
+            .filter(|(g, set)| {
+                !set.is_empty()
+                    && g.as_deref().is_none_or(|g| {
+                        st.group_running.get(g).copied().unwrap_or(0)
+                            < groups.get(g).copied().unwrap_or(usize::MAX)
+                    })
+            })
+            .filter_map(|(g, set)| set.first().map(|&i| (i, g.clone())))
+            .min();
+        let (index, group) = pick?;
+        if let Some(set) = st.ready.get_mut(&group) {
+            set.remove(&index);
+        }
+        if let Some(g) = group {
+            *st.group_running.entry(g).or_default() += 1;
+        }
+        st.running += 1;
+        let slot = st.free_slots.pop().expect("checked non-empty");
+        Some((index, slot))
+    }
+
+    /// Whether no job can start any more: none runs (a running one could make others ready),
+    /// and none may start.
+    fn all_done(&self) -> bool {
+        let st = self.state();
+        st.running == 0
+            && (st.cancelled
+                || st.halted.is_some()
+                || st.worker_error.is_some()
+                || st.ready.values().all(BTreeSet::is_empty))
+    }
+
+    /// Records a finished job and makes what it unblocks ready.
+    fn complete(&self, slot: usize, index: usize, rec: CompletedProcess) {
+        let plan = &self.plan;
+        let mut st = self.state();
+        st.free_slots.push(slot);
+        st.running -= 1;
+        if let Some(g) = plan.jobs[index].group.as_deref()
+            && let Some(c) = st.group_running.get_mut(g)
+        {
+            *c -= 1;
+        }
+        let failed = rec.status.is_failure();
+        let what = describe(&rec);
+        self.emit(&mut st, rec);
+        if failed {
+            self.skip_dependents(&mut st, index, &what);
+            if st.halted.is_none() && !st.cancelled && plan.on_failure != HaltSpec::Continue {
+                st.halted = Some(format!(
+                    "not started: `{}` {what} and the run stops on failure",
+                    plan.jobs[index].name
+                ));
+                if plan.on_failure == HaltSpec::Kill {
+                    let _ = self.stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
+                }
+            }
+        } else {
+            for &d in &self.dependents[index] {
+                if st.recorded[d] {
+                    continue;
+                }
+                st.waiting_on[d] -= 1;
+                if st.waiting_on[d] == 0 {
+                    st.ready
+                        .entry(plan.jobs[d].group.clone())
+                        .or_default()
+                        .insert(d);
+                }
+            }
+        }
+        drop(st);
+        // Wakes only workers waiting with room for a job; a worker busy with its own jobs is
+        // not listening, so a steady stream of jobs wakes nobody.
+        self.changed.notify_waiters();
+    }
+
+    /// Records every job that (transitively) needs `failed` as skipped, with the reason.
+    fn skip_dependents(&self, st: &mut State, failed: usize, what: &str) {
+        let plan = &self.plan;
+        let mut queue: std::collections::VecDeque<(usize, String)> = self.dependents[failed]
+            .iter()
+            .map(|&d| {
+                (
+                    d,
+                    format!("needs `{}`, which {what}", plan.jobs[failed].name),
+                )
+            })
+            .collect();
+        while let Some((d, why)) = queue.pop_front() {
+            if st.recorded[d] {
+                continue;
+            }
+            let job = &plan.jobs[d];
+            let rec =
+                CompletedProcess::not_started(&job.name, d, job.argv.clone(), Status::Skipped, why);
+            self.emit(st, rec);
+            for &dd in &self.dependents[d] {
+                queue.push_back((dd, format!("needs `{}`, which was skipped", job.name)));
+            }
+        }
+    }
+
+    fn ctx(&self, slot: usize) -> process::JobCtx {
+        process::JobCtx {
+            slot,
+            capture: self.opts.capture.clone(),
+            events: self.events.clone(),
+            forward_output: self.opts.forward_output,
+            cancel: self.stop_rx.clone(),
+            launcher: self.opts.launcher.clone(),
+            extra_env: self.opts.extra_env.clone(),
+            secrets: self.opts.secrets.clone(),
+        }
+    }
+}
+
+/// One worker: starts jobs while it has room (`cap` at once) and a job is ready, records them
+/// as they end, and returns once no job can start any more.
+async fn worker(shared: &Arc<Shared>, cap: usize) {
+    let mut local: JoinSet<CompletedProcess> = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
+    loop {
+        // Listening before looking, so that a change between the two is not missed.
+        let changed = shared.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        while local.len() < cap {
+            let Some((index, slot)) = shared.pick() else {
+                break;
+            };
+            let ctx = shared.ctx(slot);
+            let job_shared = shared.clone();
+            let handle = local.spawn(async move { run_one(&job_shared, index, ctx).await });
+            in_flight.insert(handle.id(), (slot, index));
+        }
+        if local.is_empty() {
+            if shared.all_done() {
+                return;
+            }
+            changed.await;
+            continue;
+        }
+        tokio::select! {
+            joined = local.join_next_with_id() => {
+                let (id, rec) = match joined {
+                    Some(Ok((id, rec))) => (id, rec),
                     Some(Err(e)) => {
                         // A job task panicked: the job still gets a record saying so.
-                        let Some((slot, index)) = in_flight.remove(&e.id()) else { continue };
-                        let job = &plan.jobs[index];
+                        let Some(&(_, index)) = in_flight.get(&e.id()) else { continue };
+                        let job = &shared.plan.jobs[index];
                         let rec = CompletedProcess::not_started(
                             &job.name,
                             index,
@@ -233,75 +492,32 @@ pub async fn execute(
                             Status::Failed,
                             format!("internal error while running the job: {e}"),
                         );
-                        (slot, index, rec)
+                        (e.id(), rec)
                     }
                     None => continue,
                 };
-                free_slots.push(slot);
-                if let Some(g) = plan.jobs[index].group.as_deref()
-                    && let Some(c) = group_running.get_mut(g) {
-                        *c -= 1;
-                    }
-                let failed = rec.status.is_failure();
-                let what = describe(&rec);
-                emit(rec, &mut summary, &mut recorded);
-                if failed {
-                    skip_dependents(&plan, index, &what, &dependents, &mut recorded, &mut summary, &emit);
-                    if halted.is_none() && !cancelled && plan.on_failure != HaltSpec::Continue {
-                        halted = Some(format!(
-                            "not started: `{}` {what} and the run stops on failure",
-                            plan.jobs[index].name
-                        ));
-                        if plan.on_failure == HaltSpec::Kill {
-                            let _ = stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
-                        }
-                    }
-                } else {
-                    for &d in &dependents[index] {
-                        if recorded[d] {
-                            continue;
-                        }
-                        waiting_on[d] -= 1;
-                        if waiting_on[d] == 0 {
-                            ready.entry(plan.jobs[d].group.as_deref()).or_default().insert(d);
-                        }
-                    }
-                }
+                let Some((slot, index)) = in_flight.remove(&id) else { continue };
+                shared.complete(slot, index, rec);
             }
-            r = cancel.changed(), if cancel_open => {
-                match r {
-                    Ok(()) => {
-                        let c = *cancel.borrow();
-                        cancelled = c != Cancel::None;
-                        let _ = stop_tx.send(c);
-                    }
-                    Err(_) => cancel_open = false,
-                }
-            }
+            _ = &mut changed, if local.len() < cap => {}
         }
     }
+}
 
-    // Jobs that never started: stopped by the user, or by the halt policy.
-    for job in &plan.jobs {
-        if recorded[job.index] {
-            continue;
+/// Runs one job on the back end it names.
+async fn run_one(shared: &Shared, index: usize, ctx: process::JobCtx) -> CompletedProcess {
+    let job = &shared.plan.jobs[index];
+    match (&shared.opts.background, job.background, &job.executor) {
+        (Some(bg), true, Executor::Slurm(o)) => sbatch::run_background(job, ctx, o, bg).await,
+        (Some(bg), true, _) => background::run_background(job, ctx, bg).await,
+        (_, _, Executor::Local) => process::run_job(job, ctx).await,
+        (_, _, Executor::Slurm(o)) => {
+            let mut ctx = ctx;
+            ctx.launcher = Arc::new(slurm::Slurm::new(o.clone()));
+            process::run_job(job, ctx).await
         }
-        let (status, why) = if cancelled {
-            (
-                Status::Cancelled,
-                "not started: the run was interrupted".to_string(),
-            )
-        } else if let Some(h) = &halted {
-            (Status::Skipped, h.clone())
-        } else {
-            (Status::Skipped, "not started".to_string())
-        };
-        let rec =
-            CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, why);
-        emit(rec, &mut summary, &mut recorded);
+        (_, _, Executor::Ssh(o)) => ssh::run(job, o, ctx, &shared.ssh_pool).await,
     }
-    ssh_pool.close().await;
-    summary
 }
 
 /// "failed (exit 3)", "timed out", ...: how a job ended, for skip reasons.
@@ -313,38 +529,5 @@ fn describe(rec: &CompletedProcess) -> String {
         Status::SpawnError => "could not start".to_string(),
         Status::Skipped => "was skipped".to_string(),
         other => other.to_string(),
-    }
-}
-
-/// Records every job that (transitively) needs `failed` as skipped, with the reason.
-fn skip_dependents(
-    plan: &Plan,
-    failed: usize,
-    what: &str,
-    dependents: &[Vec<usize>],
-    recorded: &mut Vec<bool>,
-    summary: &mut ExecSummary,
-    emit: &impl Fn(CompletedProcess, &mut ExecSummary, &mut Vec<bool>),
-) {
-    let mut queue: std::collections::VecDeque<(usize, String)> = dependents[failed]
-        .iter()
-        .map(|&d| {
-            (
-                d,
-                format!("needs `{}`, which {what}", plan.jobs[failed].name),
-            )
-        })
-        .collect();
-    while let Some((d, why)) = queue.pop_front() {
-        if recorded[d] {
-            continue;
-        }
-        let job = &plan.jobs[d];
-        let rec =
-            CompletedProcess::not_started(&job.name, d, job.argv.clone(), Status::Skipped, why);
-        emit(rec, summary, recorded);
-        for &dd in &dependents[d] {
-            queue.push_back((dd, format!("needs `{}`, which was skipped", job.name)));
-        }
     }
 }
