@@ -352,3 +352,29 @@ fn each_run_prunes_its_job_files_history() {
         .json();
     assert_eq!(runs.len(), 1, "{runs:?}");
 }
+
+#[test]
+fn a_new_store_is_made_whole_by_one_of_several_first_runs() {
+    // Eight runs start on a store that does not exist yet: each builds a database under a
+    // temporary name and links it into place; one wins, the others use it, none is lost.
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: hello\n    command: echo hi\n",
+    );
+    let children: Vec<_> = (0..8)
+        .map(|_| env.spawn(&["jobs.yaml", "--no-lock"]))
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    let left: Vec<String> = std::fs::read_dir(env.state())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".history.db.new"))
+        .collect();
+    assert!(left.is_empty(), "temporary databases left: {left:?}");
+}
