@@ -248,10 +248,11 @@ impl RunStore {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
-        if create && !db_path.exists() {
-            Self::create_db(root, &db_path).map_err(sql)?;
-        }
+        let existed = db_path.exists();
         let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
+        if !existed {
+            let _ = std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600));
+        }
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         let corrupt = |e: rusqlite::Error| match &e {
             rusqlite::Error::SqliteFailure(f, msg)
@@ -277,14 +278,6 @@ impl RunStore {
             .map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(corrupt)?;
-        // The write-ahead log stays between runs instead of being checkpointed into the
-        // database and deleted at every close (two fsyncs and a new file per run); it is
-        // checkpointed as it grows (every 1,000 pages), by whichever run writes then.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(corrupt)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(corrupt)?;
         if version > SCHEMA_VERSION {
@@ -302,44 +295,6 @@ impl RunStore {
             store.migrate(version).map_err(corrupt)?;
         }
         Ok(store)
-    }
-
-    /// Builds a new database under a temporary name, without syncing each step, syncs it
-    /// once and links it into place: a crash leaves either no database or a whole one, and
-    /// the first run of a new store does not pay SQLite's eight syncs of creating it in place.
-    /// If another process made one meanwhile, theirs is kept.
-    fn create_db(root: &Path, db_path: &Path) -> rusqlite::Result<()> {
-        let io = |e: std::io::Error| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(format!("cannot create {}: {e}", db_path.display())),
-            )
-        };
-        let tmp = root.join(format!(".history.db.new-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        {
-            let conn = Connection::open(&tmp)?;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-            conn.pragma_update(None, "synchronous", "OFF")?;
-            conn.pragma_update(None, "journal_mode", "OFF")?;
-            let mut store = RunStore {
-                root: root.to_path_buf(),
-                db_path: tmp.clone(),
-                conn,
-            };
-            store.migrate(0)?;
-            store.conn.pragma_update(None, "journal_mode", "WAL")?;
-        }
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        let linked = std::fs::hard_link(&tmp, db_path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io(e)),
-        }
     }
 
     fn migrate(&mut self, from: i64) -> rusqlite::Result<()> {
