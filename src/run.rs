@@ -329,15 +329,36 @@ fn consume(
             }
         }
     };
+    // A batch that could not be committed (the store busy past its timeout, say) is kept and
+    // tried again with the next; after three failures in a row the store is given up for the
+    // rest of the run, with a warning.
+    let mut failures = 0;
     let mut flush = |db: &mut Option<RunStore>, batch: &mut Vec<CompletedProcess>| {
-        if let (Some(s), false) = (db.as_mut(), batch.is_empty())
-            && let Err(e) = s.record_batch(&run_id, batch)
-            && !store_failed
-        {
-            warnings.push(format!("could not record finished jobs in the store: {e}"));
-            store_failed = true;
+        let Some(s) = db.as_mut() else {
+            batch.clear();
+            return;
+        };
+        if store_failed || batch.is_empty() {
+            batch.clear();
+            return;
         }
-        batch.clear();
+        match s.record_batch(&run_id, batch) {
+            Ok(()) => {
+                failures = 0;
+                batch.clear();
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= 3 {
+                    warnings.push(format!(
+                        "could not record {} finished jobs in the store: {e}",
+                        batch.len()
+                    ));
+                    store_failed = true;
+                    batch.clear();
+                }
+            }
+        }
     };
     // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
     // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
@@ -346,11 +367,17 @@ fn consume(
     'run: while let Ok(ev) = rx.recv() {
         handle(ev, &mut batch);
         loop {
-            let mut closed = false;
-            while batch.len() < MAX_BATCH {
+            // Whatever is there, for at most one window: records are committed every window
+            // even while a chatty job's output lines keep coming.
+            let start = std::time::Instant::now();
+            let (mut closed, mut caught_up) = (false, false);
+            while batch.len() < MAX_BATCH && start.elapsed() < BATCH_WINDOW {
                 match rx.try_recv() {
                     Ok(ev) => handle(ev, &mut batch),
-                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        caught_up = true;
+                        break;
+                    }
                     Err(mpsc::TryRecvError::Disconnected) => {
                         closed = true;
                         break;
@@ -360,6 +387,9 @@ fn consume(
             flush(&mut db, &mut batch);
             if closed {
                 break 'run;
+            }
+            if !caught_up {
+                continue;
             }
             // The run unparks this thread when its jobs are done: the last window is not
             // waited out.
@@ -371,7 +401,13 @@ fn consume(
             }
         }
     }
-    flush(&mut db, &mut batch);
+    // The last batch, and one kept after a failure: tried until committed or given up.
+    for _ in 0..3 {
+        if batch.is_empty() {
+            break;
+        }
+        flush(&mut db, &mut batch);
+    }
     records.sort_by_key(|r| r.index);
     Consumed {
         reporter,

@@ -248,11 +248,10 @@ impl RunStore {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
-        let existed = db_path.exists();
-        let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
-        if !existed {
-            let _ = std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600));
+        if create && !db_path.exists() {
+            Self::create_db(root, &db_path).map_err(sql)?;
         }
+        let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         let corrupt = |e: rusqlite::Error| match &e {
             rusqlite::Error::SqliteFailure(f, msg)
@@ -295,6 +294,46 @@ impl RunStore {
             store.migrate(version).map_err(corrupt)?;
         }
         Ok(store)
+    }
+
+    /// Builds a new database under a temporary name (schema made, WAL mode set), syncs it
+    /// and links it into place, so that no process ever opens a half-made one: several runs
+    /// starting on a new store (cron jobs at the same minute), or `show` polling a run that
+    /// is creating it, otherwise race SQLite's switch to WAL mode and one of them gets
+    /// "database is locked" at once, whatever the busy timeout. If another process linked
+    /// its database first, theirs is kept.
+    fn create_db(root: &Path, db_path: &Path) -> rusqlite::Result<()> {
+        let io = |e: std::io::Error| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create {}: {e}", db_path.display())),
+            )
+        };
+        let tmp = root.join(format!(".history.db.new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let conn = Connection::open(&tmp)?;
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.pragma_update(None, "journal_mode", "OFF")?;
+            let mut store = RunStore {
+                root: root.to_path_buf(),
+                db_path: tmp.clone(),
+                conn,
+            };
+            store.migrate(0)?;
+            store.conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        let linked = std::fs::hard_link(&tmp, db_path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io(e)),
+        }
     }
 
     fn migrate(&mut self, from: i64) -> rusqlite::Result<()> {

@@ -132,7 +132,10 @@ pub async fn execute(
 
     let mut threads = Vec::with_capacity(workers);
     for w in 0..workers {
-        let mine = shared.clone();
+        let end = WorkerEnd {
+            shared: shared.clone(),
+            held: Arc::new(AtomicUsize::new(0)),
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("orchestrate-w{w}"))
             .spawn(move || {
@@ -140,17 +143,17 @@ pub async fn execute(
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(worker(&mine, per_worker)),
-                    Err(e) => mine.fail_worker(&format!("cannot start a runtime: {e}")),
+                    Ok(rt) => rt.block_on(worker(&end.shared, per_worker, &end.held)),
+                    Err(e) => end
+                        .shared
+                        .fail_worker(&format!("cannot start a runtime: {e}")),
                 }
-                mine.worker_done();
+                drop(end);
             });
         match spawned {
             Ok(t) => threads.push(t),
-            Err(e) => {
-                shared.fail_worker(&format!("cannot start a worker thread: {e}"));
-                shared.worker_done();
-            }
+            // The closure, and the WorkerEnd in it, was dropped: the worker is counted out.
+            Err(e) => shared.fail_worker(&format!("cannot start a worker thread: {e}")),
         }
     }
 
@@ -211,6 +214,28 @@ pub async fn execute(
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts a worker out of the run when its thread ends, also when it panics: then the jobs it
+/// held are given up (they get records saying so) and nothing more starts, so the run still
+/// ends instead of waiting for that worker.
+struct WorkerEnd {
+    shared: Arc<Shared>,
+    /// Jobs this worker picked and has not recorded yet.
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for WorkerEnd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let held = self.held.load(Ordering::Acquire);
+            let mut st = self.shared.state();
+            st.running = st.running.saturating_sub(held);
+            st.worker_error
+                .get_or_insert_with(|| "a worker thread stopped on an internal error".into());
+        }
+        self.shared.worker_done();
+    }
+}
 
 /// The scheduler's state, shared by the workers.
 struct State {
@@ -327,7 +352,11 @@ impl Shared {
     /// The next job to start and its slot, if one may start now.
     fn pick(&self) -> Option<(usize, usize)> {
         let mut st = self.state();
-        if st.cancelled || st.halted.is_some() || st.free_slots.is_empty() {
+        if st.cancelled
+            || st.halted.is_some()
+            || st.worker_error.is_some()
+            || st.free_slots.is_empty()
+        {
             return None;
         }
         let groups = &self.plan.groups;
@@ -453,7 +482,7 @@ impl Shared {
 
 /// One worker: starts jobs while it has room (`cap` at once) and a job is ready, records them
 /// as they end, and returns once no job can start any more.
-async fn worker(shared: &Arc<Shared>, cap: usize) {
+async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
     let mut local: JoinSet<CompletedProcess> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
     loop {
@@ -465,6 +494,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize) {
             let Some((index, slot)) = shared.pick() else {
                 break;
             };
+            held.fetch_add(1, Ordering::AcqRel);
             let ctx = shared.ctx(slot);
             let job_shared = shared.clone();
             let handle = local.spawn(async move { run_one(&job_shared, index, ctx).await });
@@ -498,6 +528,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize) {
                 };
                 let Some((slot, index)) = in_flight.remove(&id) else { continue };
                 shared.complete(slot, index, rec);
+                held.fetch_sub(1, Ordering::AcqRel);
             }
             _ = &mut changed, if local.len() < cap => {}
         }
