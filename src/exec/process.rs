@@ -481,8 +481,8 @@ const PIPE_GROWN: usize = 1 << 20;
 
 /// Pipe capacity grown at once in this process, at most: the kernel counts pipe buffers per
 /// user, and past its soft limit (64 MiB by default) the user's new pipes get two pages, which
-/// would slow the jobs' own pipelines.
-const PIPE_GROWTH_BUDGET: usize = 16 << 20;
+/// would slow the jobs' own pipelines; eight runs at once stay under it.
+const PIPE_GROWTH_BUDGET: usize = 8 << 20;
 
 static PIPE_GROWTH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
