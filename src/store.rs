@@ -249,7 +249,7 @@ impl RunStore {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
         if create && !db_path.exists() {
-            Self::create_db(root, &db_path).map_err(sql)?;
+            Self::create_db(root, &db_path)?;
         }
         let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
@@ -302,37 +302,44 @@ impl RunStore {
     /// is creating it, otherwise race SQLite's switch to WAL mode and one of them gets
     /// "database is locked" at once, whatever the busy timeout. If another process linked
     /// its database first, theirs is kept.
-    fn create_db(root: &Path, db_path: &Path) -> rusqlite::Result<()> {
-        let io = |e: std::io::Error| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(format!("cannot create {}: {e}", db_path.display())),
-            )
-        };
+    fn create_db(root: &Path, db_path: &Path) -> Result<()> {
         let tmp = root.join(format!(".history.db.new-{}", std::process::id()));
+        let sql = |source| StoreError::Sql {
+            path: tmp.clone(),
+            source,
+        };
+        let dir = |source| StoreError::Dir {
+            path: root.to_path_buf(),
+            source,
+        };
         let _ = std::fs::remove_file(&tmp);
         {
-            let conn = Connection::open(&tmp)?;
+            let conn = Connection::open(&tmp).map_err(sql)?;
             let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-            conn.pragma_update(None, "synchronous", "OFF")?;
-            conn.pragma_update(None, "journal_mode", "OFF")?;
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(sql)?;
+            conn.pragma_update(None, "journal_mode", "OFF")
+                .map_err(sql)?;
             let mut store = RunStore {
                 root: root.to_path_buf(),
                 db_path: tmp.clone(),
                 conn,
             };
-            store.migrate(0)?;
-            store.conn.pragma_update(None, "journal_mode", "WAL")?;
+            store.migrate(0).map_err(sql)?;
+            store
+                .conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(sql)?;
         }
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
-            .map_err(io)?;
+            .map_err(dir)?;
         let linked = std::fs::hard_link(&tmp, db_path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io(e)),
+            Err(e) => Err(dir(e)),
         }
     }
 
@@ -861,8 +868,7 @@ impl RunStore {
     /// Removes runs beyond the retention limits, files and rows together. Runs still in
     /// progress are never removed.
     pub fn gc(&mut self, keep: &Retention, job_file: Option<&str>) -> Result<GcReport> {
-        self.settle_dead_runs()?;
-        // Newest first; the SQL filter narrows, the exact comparison decides.
+        // Newest first, dead runs settled; the SQL filter narrows, the exact comparison decides.
         let mut runs = self.list_runs(&RunFilter {
             job_file: job_file.map(str::to_string),
             ..RunFilter::default()

@@ -134,7 +134,7 @@ pub async fn execute(
     for w in 0..workers {
         let end = WorkerEnd {
             shared: shared.clone(),
-            held: Arc::new(AtomicUsize::new(0)),
+            held: AtomicUsize::new(0),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("orchestrate-w{w}"))
@@ -221,7 +221,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct WorkerEnd {
     shared: Arc<Shared>,
     /// Jobs this worker picked and has not recorded yet.
-    held: Arc<AtomicUsize>,
+    held: AtomicUsize,
 }
 
 impl Drop for WorkerEnd {
