@@ -145,12 +145,206 @@ pub fn process_group_of(pid: u32) -> Option<u32> {
 }
 
 /// Under a file-size limit (`ulimit -f`), writing past it sends SIGXFSZ, which would kill
-/// orchestrate; ignored, the write fails with EFBIG instead and the capture is marked truncated,
-/// as for a full disk.
+/// orchestrate; caught by a handler that does nothing, the write fails with EFBIG instead and
+/// the capture is marked truncated, as for a full disk. Caught rather than ignored: an ignored
+/// signal stays ignored in every program started from here, a caught one is reset by exec.
 pub fn ignore_file_size_signal() {
-    // SAFETY: setting a signal's disposition to SIG_IGN involves no handler code.
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: the handler touches no memory, so it is async-signal-safe; sigaction copies the
+    // struct, which is fully initialised (zeroed, then its handler and an empty mask).
     unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &sa, std::ptr::null_mut());
+    }
+}
+
+/// What `spawn` starts: a program by path, its arguments and whole environment, and the
+/// descriptors that become its standard streams.
+pub struct Spawn<'a> {
+    /// The program's path (no PATH lookup here).
+    pub path: &'a std::ffi::CStr,
+    /// Every argument, the program's name first.
+    pub argv: &'a [&'a std::ffi::CStr],
+    /// Every `KEY=value` of the environment.
+    pub envp: &'a [&'a std::ffi::CStr],
+    /// The directory the program starts in (`None`: this process's).
+    pub cwd: Option<&'a std::ffi::CStr>,
+    /// For stdin, stdout and stderr: the descriptor to give, or `None` to pass ours on.
+    pub stdio: [Option<std::os::fd::RawFd>; 3],
+}
+
+/// Starts a program in a new process group of its own (`posix_spawn`, which uses vfork, with
+/// the signal mask emptied and SIGPIPE reset, as the standard library does), with an
+/// environment built by the caller: `std::process::Command` copies this process's whole
+/// environment at every spawn that sets a variable, and every job sets some. Returns the pid.
+pub fn spawn(s: &Spawn<'_>) -> io::Result<u32> {
+    fn check(rc: libc::c_int) -> io::Result<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
+    struct Actions(libc::posix_spawn_file_actions_t);
+    impl Drop for Actions {
+        fn drop(&mut self) {
+            // SAFETY: initialised by posix_spawn_file_actions_init before this value exists.
+            unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+        }
+    }
+    struct Attr(libc::posix_spawnattr_t);
+    impl Drop for Attr {
+        fn drop(&mut self) {
+            // SAFETY: initialised by posix_spawnattr_init before this value exists.
+            unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        }
+    }
+    let mut argv: Vec<*mut libc::c_char> = Vec::with_capacity(s.argv.len() + 1);
+    argv.extend(s.argv.iter().map(|a| a.as_ptr().cast_mut()));
+    argv.push(std::ptr::null_mut());
+    let mut envp: Vec<*mut libc::c_char> = Vec::with_capacity(s.envp.len() + 1);
+    envp.extend(s.envp.iter().map(|a| a.as_ptr().cast_mut()));
+    envp.push(std::ptr::null_mut());
+    // SAFETY: the file actions and attributes are initialised before use and destroyed once
+    // (by the guards); every pointer handed to posix_spawn (path, argv, envp, cwd) points to a
+    // NUL-terminated string borrowed for this call, and argv and envp end with a null pointer.
+    // posix_spawn copies what it needs before returning; the child only execs or exits.
+    unsafe {
+        let mut fa = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        check(libc::posix_spawn_file_actions_init(fa.as_mut_ptr()))?;
+        let mut fa = Actions(fa.assume_init());
+        for (target, fd) in s.stdio.iter().enumerate() {
+            if let Some(fd) = fd {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut fa.0,
+                    *fd,
+                    target as libc::c_int,
+                ))?;
+            }
+        }
+        if let Some(dir) = s.cwd {
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                &mut fa.0,
+                dir.as_ptr(),
+            ))?;
+        }
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        check(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
+        let mut attr = Attr(attr.assume_init());
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(libc::posix_spawnattr_setsigmask(&mut attr.0, &none))?;
+        let mut reset: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut reset);
+        libc::sigaddset(&mut reset, libc::SIGPIPE);
+        libc::sigaddset(&mut reset, libc::SIGXFSZ);
+        check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &reset))?;
+        check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
+        let flags = libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF;
+        check(libc::posix_spawnattr_setflags(
+            &mut attr.0,
+            flags as libc::c_short,
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        check(libc::posix_spawn(
+            &mut pid,
+            s.path.as_ptr(),
+            &fa.0,
+            &attr.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        ))?;
+        Ok(pid as u32)
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own; each is then owned once.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
+
+/// Makes reads and writes on `fd` non-blocking. The flags are set outright (one call, not a
+/// read and a write of them): meant for a pipe end just made, whose only flag is its mode.
+pub fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) with F_SETFL takes an integer argument and keeps no pointer.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A descriptor that becomes readable when the process `pid` (our child) ends (pidfd_open,
+/// Linux 5.3 and later), registered with the current tokio runtime.
+pub fn pidfd_open(pid: u32) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor, owned here once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by the kernel, owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: an OwnedFd stays open, and is the same descriptor, until it is dropped, which
+    // only the AsyncFd that owns it does.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    Ok(registered?)
+}
+
+/// One read(2) from `fd` into the capacity of `buf` (cleared first); on a non-blocking
+/// descriptor, `WouldBlock` when nothing is there yet.
+pub fn read_into(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    loop {
+        // SAFETY: read(2) writes at most capacity bytes into the vector's own allocation; the
+        // length is set to what the kernel reports it wrote.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.capacity()) };
+        if n >= 0 {
+            // SAFETY: the kernel initialised the first n bytes, n <= capacity.
+            unsafe { buf.set_len(n as usize) };
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The status of our child `pid` if it has ended (and reaps it), `None` if it runs.
+pub fn try_wait(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into the integer we own.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return Ok(None),
+            r if r > 0 => return Ok(Some(std::process::ExitStatus::from_raw(status))),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -90,8 +90,6 @@ type ProgramCache = std::sync::Mutex<std::collections::HashMap<(String, String),
 /// every spawn try each PATH entry in turn. `None`: not found (the spawn then reports it), or
 /// not a bare name.
 fn resolve_program(program: &str, job: &PlannedJob) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    static CACHE: std::sync::OnceLock<ProgramCache> = std::sync::OnceLock::new();
     if program.contains('/') || program.is_empty() {
         return None;
     }
@@ -100,6 +98,17 @@ fn resolve_program(program: &str, job: &PlannedJob) -> Option<PathBuf> {
         None if job.env_clear => String::new(),
         None => std::env::var("PATH").unwrap_or_default(),
     };
+    find_in_path(program, path)
+}
+
+/// The first executable file named `program` in the directories of `path`, looked up once per
+/// distinct pair.
+fn find_in_path(program: &str, path: String) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    static CACHE: std::sync::OnceLock<ProgramCache> = std::sync::OnceLock::new();
+    if program.is_empty() {
+        return None;
+    }
     let cache = CACHE.get_or_init(Default::default);
     let key = (program.to_string(), path);
     if let Some(hit) = cache.lock().expect("cache lock").get(&key) {
@@ -560,9 +569,245 @@ impl FileTarget {
     }
 }
 
+/// What one of a child's standard streams is connected to.
+enum ChildIo {
+    /// This process's own stream.
+    Inherit,
+    /// /dev/null.
+    Null,
+    /// A new pipe, whose other end this process keeps (writes for stdin, reads otherwise).
+    Piped,
+    /// An open file or pipe end, given to the child.
+    Fd(std::os::fd::OwnedFd),
+}
+
+/// A job's process, just started, with the pipe ends this process keeps.
+struct Child {
+    stdin: Option<tokio::net::unix::pipe::Sender>,
+    stdout: Option<tokio::net::unix::pipe::Receiver>,
+    stderr: Option<tokio::net::unix::pipe::Receiver>,
+    exit: ChildExit,
+}
+
+/// Waits for a child to end and reaps it.
+struct ChildExit {
+    pid: u32,
+    /// Readable once the child ended (made at the first wait).
+    pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    /// Without pidfds (Linux before 5.3): how long to sleep before looking again.
+    poll_every: Option<Duration>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl ChildExit {
+    /// The child's exit status, once it ended. Cancel-safe: what it learnt stays here.
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Some(st) = self.status {
+            return Ok(st);
+        }
+        if self.pidfd.is_none() && self.poll_every.is_none() {
+            match sys::pidfd_open(self.pid) {
+                Ok(fd) => self.pidfd = Some(fd),
+                Err(_) => self.poll_every = Some(Duration::from_millis(1)),
+            }
+        }
+        loop {
+            match &self.pidfd {
+                Some(fd) => {
+                    let mut ready = fd.readable().await?;
+                    if let Some(st) = sys::try_wait(self.pid)? {
+                        self.status = Some(st);
+                        return Ok(st);
+                    }
+                    ready.clear_ready();
+                }
+                None => {
+                    if let Some(st) = sys::try_wait(self.pid)? {
+                        self.status = Some(st);
+                        return Ok(st);
+                    }
+                    let every = self.poll_every.unwrap_or(Duration::from_millis(1));
+                    tokio::time::sleep(every).await;
+                    self.poll_every = Some((every * 2).min(Duration::from_millis(50)));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildExit {
+    fn drop(&mut self) {
+        // Reaped if it ended; one still running (only after an error) is reaped when this
+        // process ends.
+        if self.status.is_none() {
+            let _ = sys::try_wait(self.pid);
+        }
+    }
+}
+
+/// The environment this process started with, each variable as its name and `NAME=value`;
+/// read once (orchestrate never changes its own environment).
+fn inherited_env() -> &'static [(std::ffi::OsString, std::ffi::CString)] {
+    use std::os::unix::ffi::OsStrExt;
+    static ENV: std::sync::OnceLock<Vec<(std::ffi::OsString, std::ffi::CString)>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+                kv.extend_from_slice(k.as_bytes());
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                Some((k, std::ffi::CString::new(kv).ok()?))
+            })
+            .collect()
+    })
+}
+
+/// /dev/null, opened once for every job that reads or writes nothing.
+fn dev_null() -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
+    use std::os::fd::AsFd;
+    static NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    if NULL.get().is_none() {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        // Another thread may have set it meanwhile: either file will do.
+        let _ = NULL.set(f);
+    }
+    Ok(NULL.get().expect("set above").as_fd())
+}
+
+/// Starts `cmd` (program, arguments, environment changes and directory; its stdio settings
+/// are not used) with `io` as its stdin, stdout and stderr, in a new process group. The
+/// environment is the inherited one, built once (or none with `env_clear`), with the command's
+/// changes applied: `std::process::Command` would copy the whole environment at every spawn.
+fn spawn_child(
+    cmd: &std::process::Command,
+    env_clear: bool,
+    io: [ChildIo; 3],
+) -> std::io::Result<Child> {
+    use std::ffi::{CStr, CString, OsStr};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let nul = |_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a NUL byte in the command",
+        )
+    };
+    let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(nul);
+
+    let changes: Vec<(&OsStr, Option<&OsStr>)> = cmd.get_envs().collect();
+    let program = cmd.get_program();
+    let path = if program.as_bytes().contains(&b'/') {
+        cstr(program)?
+    } else {
+        let search = match changes.iter().rev().find(|(k, _)| *k == "PATH") {
+            Some((_, v)) => v
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            None if env_clear => String::new(),
+            None => std::env::var("PATH").unwrap_or_default(),
+        };
+        match find_in_path(&program.to_string_lossy(), search) {
+            Some(p) => cstr(p.as_os_str())?,
+            None => return Err(std::io::ErrorKind::NotFound.into()),
+        }
+    };
+    let mut args: Vec<CString> = Vec::with_capacity(cmd.get_args().len() + 1);
+    args.push(cstr(program)?);
+    for a in cmd.get_args() {
+        args.push(cstr(a)?);
+    }
+    let argv: Vec<&CStr> = args.iter().map(CString::as_c_str).collect();
+
+    let mut set: Vec<CString> = Vec::with_capacity(changes.len());
+    for (k, v) in &changes {
+        if let Some(v) = v {
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            set.push(CString::new(kv).map_err(nul)?);
+        }
+    }
+    let inherited: &[(std::ffi::OsString, CString)] = if env_clear { &[] } else { inherited_env() };
+    let mut envp: Vec<&CStr> = Vec::with_capacity(inherited.len() + set.len());
+    envp.extend(
+        inherited
+            .iter()
+            .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+            .map(|(_, kv)| kv.as_c_str()),
+    );
+    envp.extend(set.iter().map(CString::as_c_str));
+    let cwd = cmd
+        .get_current_dir()
+        .map(|d| cstr(d.as_os_str()))
+        .transpose()?;
+
+    // The child's ends of new pipes, and ours.
+    let mut theirs: Vec<OwnedFd> = Vec::new();
+    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut stdio: [Option<std::os::fd::RawFd>; 3] = [None; 3];
+    for (i, io) in io.iter().enumerate() {
+        stdio[i] = match io {
+            ChildIo::Inherit => None,
+            ChildIo::Null => Some(dev_null()?.as_raw_fd()),
+            ChildIo::Fd(fd) => Some(fd.as_raw_fd()),
+            ChildIo::Piped => {
+                let (r, w) = sys::pipe()?;
+                let (mine, child_end) = if i == 0 { (w, r) } else { (r, w) };
+                sys::set_nonblocking(mine.as_raw_fd())?;
+                ours[i] = Some(mine);
+                let fd = child_end.as_raw_fd();
+                theirs.push(child_end);
+                Some(fd)
+            }
+        };
+    }
+    let pid = sys::spawn(&sys::Spawn {
+        path: &path,
+        argv: &argv,
+        envp: &envp,
+        cwd: cwd.as_deref(),
+        stdio,
+    })?;
+    // Our copies of the child's ends close here, or EOF would never come.
+    drop(theirs);
+    drop(io);
+    let exit = ChildExit {
+        pid,
+        pidfd: None,
+        poll_every: None,
+        status: None,
+    };
+    let [i, o, e] = ours;
+    // On an error here the child runs on unwatched: its pipe ends are closed, so it sees
+    // EOF or SIGPIPE; `exit` is dropped and reaps it if it already ended.
+    Ok(Child {
+        stdin: i
+            .map(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked)
+            .transpose()?,
+        stdout: o
+            .map(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked)
+            .transpose()?,
+        stderr: e
+            .map(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked)
+            .transpose()?,
+        exit,
+    })
+}
+
 /// Everything set up before spawn: the command with its stdio, and what to read afterwards.
 struct Prepared {
+    /// Program, arguments, environment and directory (its stdio settings are not used).
     cmd: std::process::Command,
+    /// Whether the command's environment starts empty (`env_clear`).
+    env_clear: bool,
+    /// stdin, stdout, stderr.
+    io: [ChildIo; 3],
     stdout_drain: Option<Drain>,
     stderr_drain: Option<Drain>,
     /// For stderr merged into a captured stdout: the read end of the shared pipe.
@@ -609,15 +854,12 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
         (&job.argv[..]).into()
     };
     let mut cmd = ctx.launcher.command(job, &argv);
-    cmd.process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
     // A remote client needs its own environment (SLURM_CONF, SSH_AUTH_SOCK); the wrapper
     // clears the job's.
-    if job.env_clear && marker.is_none() {
-        cmd.env_clear();
-    }
+    let env_clear = job.env_clear && marker.is_none();
     for (k, v) in &ctx.extra_env {
         cmd.env(k, v);
     }
@@ -628,24 +870,24 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
     }
 
     let mut stdin_text = None;
-    match &job.stdin {
-        Input::Null => {
-            cmd.stdin(Stdio::null());
-        }
+    let stdin = match &job.stdin {
+        Input::Null => ChildIo::Null,
         Input::Text(t) => {
-            cmd.stdin(Stdio::piped());
             stdin_text = Some(t.clone());
+            ChildIo::Piped
         }
         Input::File(p) => {
             let p = resolve(cwd, p);
             let f = File::open(&p)
                 .map_err(|e| format!("cannot open stdin file {}: {}", p.display(), os_text(&e)))?;
-            cmd.stdin(f);
+            ChildIo::Fd(f.into())
         }
-    }
+    };
 
     let mut prepared = Prepared {
         cmd,
+        env_clear,
+        io: [stdin, ChildIo::Inherit, ChildIo::Inherit],
         stdout_drain: None,
         stderr_drain: None,
         merged_reader: None,
@@ -655,7 +897,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
     };
 
     // stdout first: stderr may follow it.
-    let mut stdout_clone: Option<Stdio> = None;
+    let mut stdout_clone: Option<ChildIo> = None;
     match &job.stdout {
         Target::Capture => {
             prepared.stdout_drain = Some(Drain::new(
@@ -669,27 +911,27 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 let w2 = w
                     .try_clone()
                     .map_err(|e| format!("cannot duplicate a pipe: {e}"))?;
-                prepared.cmd.stdout(w);
-                stdout_clone = Some(Stdio::from(w2));
+                prepared.io[1] = ChildIo::Fd(w.into());
+                stdout_clone = Some(ChildIo::Fd(w2.into()));
                 prepared.merged_reader = Some(r);
             } else {
-                prepared.cmd.stdout(Stdio::piped());
+                prepared.io[1] = ChildIo::Piped;
             }
         }
         Target::Inherit => {
-            prepared.cmd.stdout(Stdio::inherit());
+            prepared.io[1] = ChildIo::Inherit;
             if job.stderr == Target::Stdout {
                 use std::os::fd::AsFd;
                 let fd = std::io::stdout()
                     .as_fd()
                     .try_clone_to_owned()
                     .map_err(|e| format!("cannot duplicate stdout: {e}"))?;
-                stdout_clone = Some(Stdio::from(fd));
+                stdout_clone = Some(ChildIo::Fd(fd));
             }
         }
         Target::Null | Target::Stdout => {
-            prepared.cmd.stdout(Stdio::null());
-            stdout_clone = Some(Stdio::null());
+            prepared.io[1] = ChildIo::Null;
+            stdout_clone = Some(ChildIo::Null);
         }
         Target::File { path, append } => {
             let p = resolve(cwd, path);
@@ -701,12 +943,13 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             let f = open_target(&p, *append)
                 .map_err(|e| format!("cannot open stdout file {}: {}", p.display(), os_text(&e)))?;
             if job.stderr == Target::Stdout {
-                stdout_clone = Some(Stdio::from(
+                stdout_clone = Some(ChildIo::Fd(
                     f.try_clone()
-                        .map_err(|e| format!("cannot duplicate a file: {e}"))?,
+                        .map_err(|e| format!("cannot duplicate a file: {e}"))?
+                        .into(),
                 ));
             }
-            prepared.cmd.stdout(f);
+            prepared.io[1] = ChildIo::Fd(f.into());
             prepared.stdout_file = Some(FileTarget { path: p, start_len });
         }
     }
@@ -746,7 +989,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 prepared.stderr_file = Some(FileTarget { path: p, start_len });
             }
         }
-        prepared.cmd.stderr(Stdio::piped());
+        prepared.io[2] = ChildIo::Piped;
         prepared.stderr_drain = Some(drain);
         return Ok(prepared);
     }
@@ -758,18 +1001,16 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 &ctx.secrets,
                 job.max_output,
             ));
-            prepared.cmd.stderr(Stdio::piped());
+            prepared.io[2] = ChildIo::Piped;
         }
         Target::Inherit => {
-            prepared.cmd.stderr(Stdio::inherit());
+            prepared.io[2] = ChildIo::Inherit;
         }
         Target::Null => {
-            prepared.cmd.stderr(Stdio::null());
+            prepared.io[2] = ChildIo::Null;
         }
         Target::Stdout => {
-            prepared
-                .cmd
-                .stderr(stdout_clone.unwrap_or_else(Stdio::null));
+            prepared.io[2] = stdout_clone.unwrap_or(ChildIo::Null);
         }
         Target::File { path, append } => {
             let p = resolve(cwd, path);
@@ -780,7 +1021,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             };
             let f = open_target(&p, *append)
                 .map_err(|e| format!("cannot open stderr file {}: {}", p.display(), os_text(&e)))?;
-            prepared.cmd.stderr(f);
+            prepared.io[2] = ChildIo::Fd(f.into());
             prepared.stderr_file = Some(FileTarget { path: p, start_len });
         }
     }
@@ -796,9 +1037,49 @@ pub fn os_text(e: &std::io::Error) -> String {
     }
 }
 
+/// A read buffer of `READ_BUF` bytes, taken from this thread's spares and given back when
+/// dropped: a job's two buffers would otherwise be allocated and freed for every job, and
+/// allocations that large make the allocator tidy up its free lists each time (measured: a
+/// tenth of a worker's time with 3,000 trivial jobs).
+struct ReadBuf(Vec<u8>);
+
+/// Spare buffers kept per thread, at most (two per job a worker runs at once, and some).
+const SPARE_BUFS: usize = 16;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReadBuf {
+    /// A buffer, or an empty one (no allocation) when `needed` is false.
+    fn take(needed: bool) -> ReadBuf {
+        if !needed {
+            return ReadBuf(Vec::new());
+        }
+        let spare = SPARE.with_borrow_mut(Vec::pop);
+        ReadBuf(spare.unwrap_or_else(|| Vec::with_capacity(READ_BUF)))
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() == READ_BUF {
+            // At thread exit the spares may be gone already; the buffer is then just freed.
+            let _ = SPARE.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_BUFS {
+                    s.push(buf);
+                }
+            });
+        }
+    }
+}
+
 /// Reads into the spare capacity of `buf` (cleared first): no zeroing of a fresh buffer for
 /// every job, most of which write little or nothing. Cancel-safe.
-async fn read_opt(r: &mut Option<Pipe>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_opt(r: &mut Option<Pipe>, buf: &mut ReadBuf) -> std::io::Result<usize> {
+    let buf = &mut buf.0;
     buf.clear();
     match r {
         Some(p) => {
@@ -809,6 +1090,35 @@ async fn read_opt(r: &mut Option<Pipe>, buf: &mut Vec<u8>) -> std::io::Result<us
             Ok(n)
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Reads what a pipe holds without waiting, a few times at most (a process the job left may
+/// still be writing), and drops it at its end: as the select branch reading it would.
+fn read_now(
+    pipe: &mut Option<Pipe>,
+    buf: &mut ReadBuf,
+    drain: &mut Option<Drain>,
+    forward: bool,
+    index: usize,
+    events: &EventSink,
+) {
+    for _ in 0..4 {
+        let Some(p) = pipe else { return };
+        match sys::read_into(p.fd, &mut buf.0) {
+            Ok(0) => *pipe = None,
+            Ok(n) => {
+                if let Some(d) = drain {
+                    let kept = d.write(&buf.0[..n]);
+                    if forward {
+                        let kept = kept.into_owned();
+                        d.forward(index, &kept, events);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => *pipe = None,
+        }
     }
 }
 
@@ -929,6 +1239,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
     };
     let Prepared {
         cmd,
+        env_clear,
+        io,
         mut stdout_drain,
         mut stderr_drain,
         merged_reader,
@@ -936,8 +1248,9 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         stdout_file,
         stderr_file,
     } = prepared;
-    let mut cmd = tokio::process::Command::from(cmd);
-    let mut child = match cmd.spawn() {
+    let spawned = spawn_child(&cmd, env_clear, io);
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let (msg, rc) = match e.kind() {
@@ -955,10 +1268,8 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             return spawn_failed(msg, rc);
         }
     };
-    // The parent's copies of the write ends must close, or EOF never comes.
-    drop(cmd);
-    let pid = child.id();
-    let pgid = pid.unwrap_or(0);
+    let pgid = child.exit.pid;
+    let pid = Some(pgid);
     let _ = ctx.events.send(Event::JobStarted {
         index: job.index,
         pid,
@@ -988,9 +1299,10 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
         out = Some(Pipe::new(s));
     }
     let mut err: Option<Pipe> = child.stderr.take().map(Pipe::new);
+    let mut child = child.exit;
 
-    let mut buf_o: Vec<u8> = Vec::with_capacity(if out.is_some() { READ_BUF } else { 0 });
-    let mut buf_e: Vec<u8> = Vec::with_capacity(if err.is_some() { READ_BUF } else { 0 });
+    let mut buf_o = ReadBuf::take(out.is_some());
+    let mut buf_e = ReadBuf::take(err.is_some());
     let mut status: Option<std::process::ExitStatus> = None;
     let mut wait_error: Option<String> = None;
     let timeout_at = job.timeout.map(|t| t0 + t);
@@ -1026,24 +1338,32 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
             r = read_opt(&mut out, &mut buf_o) => match r {
                 Ok(0) | Err(_) => out = None,
                 Ok(n) => if let Some(d) = &mut stdout_drain {
-                    let kept = d.write(&buf_o[..n]);
+                    let kept = d.write(&buf_o.0[..n]);
                     if forward { let kept = kept.into_owned(); d.forward(job.index, &kept, &ctx.events); }
                 },
             },
             r = read_opt(&mut err, &mut buf_e) => match r {
                 Ok(0) | Err(_) => err = None,
                 Ok(n) => if let Some(d) = &mut stderr_drain {
-                    let kept = d.write(&buf_e[..n]);
+                    let kept = d.write(&buf_e.0[..n]);
                     if forward { let kept = kept.into_owned(); d.forward(job.index, &kept, &ctx.events); }
                 },
             },
             st = child.wait(), if status.is_none() && wait_error.is_none() => {
                 match st {
-                    Ok(st) => status = Some(st),
+                    Ok(st) => {
+                        status = Some(st);
+                        // Its pipes are usually at their end by now: read them there, and
+                        // arm the grace timer only for one still open.
+                        read_now(&mut out, &mut buf_o, &mut stdout_drain, forward, job.index, &ctx.events);
+                        read_now(&mut err, &mut buf_e, &mut stderr_drain, forward, job.index, &ctx.events);
+                    }
                     Err(e) => { wait_error = Some(format!("waiting for the process failed: {e}")); }
                 }
-                pipe_deadline = Some(Instant::now() + PIPE_GRACE);
                 if wait_error.is_some() { break; }
+                if out.is_some() || err.is_some() {
+                    pipe_deadline = Some(Instant::now() + PIPE_GRACE);
+                }
             },
             _ = sleep_opt(timeout_at), if status.is_none() && !timed_out && !cancelled => {
                 timed_out = true;

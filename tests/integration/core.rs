@@ -316,6 +316,38 @@ fn non_utf8_bytes_are_kept_exactly() {
 }
 
 #[test]
+fn a_job_env_replaces_an_inherited_variable_and_its_path_finds_programs() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("bin")).unwrap();
+    env.write("bin/greet", "#!/bin/sh\necho greetings from $0\n");
+    let script = env.path("bin/greet");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = env.path("bin");
+    let r = env.run_jobs(
+        &format!(
+            "jobs:
+  - name: home
+    shell: 'echo $HOME; env | grep -c ^HOME='
+    env: {{ HOME: /elsewhere }}
+  - name: found
+    command: greet
+    env: {{ PATH: '{}:/usr/bin:/bin' }}
+",
+            bin.display()
+        ),
+        &["--json", "-j", "1"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    // Replaced, not added next to the inherited one.
+    assert_eq!(Run::record(&recs, "home")["stdout"], "/elsewhere\n1\n");
+    assert_eq!(
+        Run::record(&recs, "found")["stdout"],
+        format!("greetings from {}\n", script.display())
+    );
+}
+
+#[test]
 fn files_stdin_env_cwd_and_merge() {
     let env = Env::new();
     std::fs::create_dir(env.path("sub")).unwrap();

@@ -156,6 +156,34 @@ fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
 }
 
 #[test]
+fn a_job_writing_past_the_file_size_limit_gets_sigxfsz_as_from_a_shell() {
+    // orchestrate survives the limit itself (its own writes fail with EFBIG), but its jobs
+    // must not inherit that: a job writing past the limit is stopped by SIGXFSZ.
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "jobs:\n  - name: big\n    shell: 'head -c 20000000 /dev/zero > big.out'\n",
+    );
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -f 8192; exec {} jobs.yaml --json",
+                env!("CARGO_BIN_EXE_orchestrate")
+            ),
+        ])
+        .current_dir(env.dir.path())
+        .env("ORCHESTRATE_STATE_DIR", env.state())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    // sh reports its child's signal as 128 + 25.
+    assert_eq!(rec["returncode"], 128 + 25, "{rec}");
+}
+
+#[test]
 fn a_job_that_forks_a_thousand_processes_is_stopped_whole() {
     let env = Env::new();
     let r = env.run_jobs(
