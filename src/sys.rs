@@ -176,11 +176,35 @@ pub struct Spawn<'a> {
     pub stdio: [Option<std::os::fd::RawFd>; 3],
 }
 
+type AddChdir =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *const libc::c_char) -> libc::c_int;
+
+/// posix_spawn_file_actions_addchdir_np, looked up when first needed rather than linked: it
+/// came with glibc 2.29, and a binary linked against it would not start on older systems
+/// (RHEL 8, common on clusters).
+fn addchdir() -> Option<AddChdir> {
+    static FUNC: std::sync::OnceLock<Option<AddChdir>> = std::sync::OnceLock::new();
+    *FUNC.get_or_init(|| {
+        let name = c"posix_spawn_file_actions_addchdir_np";
+        // SAFETY: dlsym with a NUL-terminated name only looks the symbol up.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        // SAFETY: when present, the symbol is that function, with this signature.
+        (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, AddChdir>(sym) })
+    })
+}
+
+/// Whether `spawn` can start a program in another directory (glibc 2.29 and later).
+pub fn can_spawn_in_dir() -> bool {
+    addchdir().is_some()
+}
+
 /// Starts a program in a new process group of its own (`posix_spawn`, which uses vfork, with
-/// the signal mask emptied and SIGPIPE reset, as the standard library does), with an
-/// environment built by the caller: `std::process::Command` copies this process's whole
-/// environment at every spawn that sets a variable, and every job sets some. Returns the pid.
+/// the signal mask emptied and SIGPIPE and SIGXFSZ reset, as the standard library does for
+/// SIGPIPE), with an environment built by the caller: `std::process::Command` copies this
+/// process's whole environment at every spawn that sets a variable, and every job sets some.
+/// Returns the pid.
 pub fn spawn(s: &Spawn<'_>) -> io::Result<u32> {
+    use std::mem::MaybeUninit;
     fn check(rc: libc::c_int) -> io::Result<()> {
         if rc == 0 {
             Ok(())
@@ -188,74 +212,81 @@ pub fn spawn(s: &Spawn<'_>) -> io::Result<u32> {
             Err(io::Error::from_raw_os_error(rc))
         }
     }
-    struct Actions(libc::posix_spawn_file_actions_t);
+    // Destroy the objects where they were initialised (they are opaque: never moved).
+    struct Actions(*mut libc::posix_spawn_file_actions_t);
     impl Drop for Actions {
         fn drop(&mut self) {
-            // SAFETY: initialised by posix_spawn_file_actions_init before this value exists.
-            unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+            // SAFETY: points to an object initialised before this guard was made, which
+            // outlives the guard.
+            unsafe { libc::posix_spawn_file_actions_destroy(self.0) };
         }
     }
-    struct Attr(libc::posix_spawnattr_t);
+    struct Attr(*mut libc::posix_spawnattr_t);
     impl Drop for Attr {
         fn drop(&mut self) {
-            // SAFETY: initialised by posix_spawnattr_init before this value exists.
-            unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+            // SAFETY: as above.
+            unsafe { libc::posix_spawnattr_destroy(self.0) };
         }
     }
+    let chdir = match s.cwd {
+        Some(dir) => Some((
+            dir,
+            addchdir().ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?,
+        )),
+        None => None,
+    };
     let mut argv: Vec<*mut libc::c_char> = Vec::with_capacity(s.argv.len() + 1);
     argv.extend(s.argv.iter().map(|a| a.as_ptr().cast_mut()));
     argv.push(std::ptr::null_mut());
     let mut envp: Vec<*mut libc::c_char> = Vec::with_capacity(s.envp.len() + 1);
     envp.extend(s.envp.iter().map(|a| a.as_ptr().cast_mut()));
     envp.push(std::ptr::null_mut());
-    // SAFETY: the file actions and attributes are initialised before use and destroyed once
-    // (by the guards); every pointer handed to posix_spawn (path, argv, envp, cwd) points to a
-    // NUL-terminated string borrowed for this call, and argv and envp end with a null pointer.
-    // posix_spawn copies what it needs before returning; the child only execs or exits.
+    let mut fa = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: the file actions and attributes are initialised in place before use and
+    // destroyed once, by the guards, which are dropped before the objects; every pointer
+    // handed to posix_spawn (path, argv, envp, cwd) points to a NUL-terminated string borrowed
+    // for this call, and argv and envp end with a null pointer. posix_spawn copies what it
+    // needs before returning; the child only execs or exits.
     unsafe {
-        let mut fa = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
         check(libc::posix_spawn_file_actions_init(fa.as_mut_ptr()))?;
-        let mut fa = Actions(fa.assume_init());
+        let fa = Actions(fa.as_mut_ptr());
         for (target, fd) in s.stdio.iter().enumerate() {
             if let Some(fd) = fd {
                 check(libc::posix_spawn_file_actions_adddup2(
-                    &mut fa.0,
+                    fa.0,
                     *fd,
                     target as libc::c_int,
                 ))?;
             }
         }
-        if let Some(dir) = s.cwd {
-            check(libc::posix_spawn_file_actions_addchdir_np(
-                &mut fa.0,
-                dir.as_ptr(),
-            ))?;
+        if let Some((dir, addchdir)) = chdir {
+            check(addchdir(fa.0, dir.as_ptr()))?;
         }
-        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
         check(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
-        let mut attr = Attr(attr.assume_init());
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        check(libc::posix_spawnattr_setsigmask(&mut attr.0, &none))?;
-        let mut reset: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut reset);
-        libc::sigaddset(&mut reset, libc::SIGPIPE);
-        libc::sigaddset(&mut reset, libc::SIGXFSZ);
-        check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &reset))?;
-        check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
+        let attr = Attr(attr.as_mut_ptr());
+        let mut none = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(none.as_mut_ptr());
+        check(libc::posix_spawnattr_setsigmask(attr.0, none.as_ptr()))?;
+        let mut reset = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(reset.as_mut_ptr());
+        libc::sigaddset(reset.as_mut_ptr(), libc::SIGPIPE);
+        libc::sigaddset(reset.as_mut_ptr(), libc::SIGXFSZ);
+        check(libc::posix_spawnattr_setsigdefault(attr.0, reset.as_ptr()))?;
+        check(libc::posix_spawnattr_setpgroup(attr.0, 0))?;
         let flags = libc::POSIX_SPAWN_SETPGROUP
             | libc::POSIX_SPAWN_SETSIGMASK
             | libc::POSIX_SPAWN_SETSIGDEF;
         check(libc::posix_spawnattr_setflags(
-            &mut attr.0,
+            attr.0,
             flags as libc::c_short,
         ))?;
         let mut pid: libc::pid_t = 0;
         check(libc::posix_spawn(
             &mut pid,
             s.path.as_ptr(),
-            &fa.0,
-            &attr.0,
+            fa.0,
+            attr.0,
             argv.as_ptr(),
             envp.as_ptr(),
         ))?;
@@ -320,6 +351,23 @@ pub fn read_into(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> io::Result<usize>
             // SAFETY: the kernel initialised the first n bytes, n <= capacity.
             unsafe { buf.set_len(n as usize) };
             return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Waits for our child `pid` to end and reaps it.
+pub fn wait_blocking(pid: u32) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into the integer we own.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if rc > 0 {
+            return Ok(std::process::ExitStatus::from_raw(status));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -76,51 +76,73 @@ pub trait Launcher: Send + Sync {
 pub struct Local;
 
 impl Launcher for Local {
-    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command {
-        let program = resolve_program(&argv[0], job);
-        let mut cmd = std::process::Command::new(program.as_deref().unwrap_or(Path::new(&argv[0])));
+    fn command(&self, _job: &PlannedJob, argv: &[String]) -> std::process::Command {
+        // A bare name is looked up at spawn, in the PATH the job gets (`spawn_child`).
+        let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         cmd
     }
 }
 
-type ProgramCache = std::sync::Mutex<std::collections::HashMap<(String, String), Option<PathBuf>>>;
+/// Found programs by PATH value, then by name.
+type ProgramCache = std::sync::Mutex<
+    std::collections::HashMap<
+        std::ffi::OsString,
+        std::collections::HashMap<std::ffi::OsString, PathBuf>,
+    >,
+>;
 
-/// Looks a program up in the job's PATH once per distinct (program, PATH), instead of letting
-/// every spawn try each PATH entry in turn. `None`: not found (the spawn then reports it), or
-/// not a bare name.
-fn resolve_program(program: &str, job: &PlannedJob) -> Option<PathBuf> {
-    if program.contains('/') || program.is_empty() {
-        return None;
-    }
-    let path = match job.env.iter().rev().find(|(k, _)| k == "PATH") {
-        Some((_, v)) => v.clone(),
-        None if job.env_clear => String::new(),
-        None => std::env::var("PATH").unwrap_or_default(),
-    };
-    find_in_path(program, path)
-}
-
-/// The first executable file named `program` in the directories of `path`, looked up once per
-/// distinct pair.
-fn find_in_path(program: &str, path: String) -> Option<PathBuf> {
+/// Where a bare program name is found, as execvp looks: in each directory of `search` in turn
+/// (an empty entry is the current directory, and relative entries are taken from `cwd`, the
+/// child's directory), the first executable file. A found path is remembered per distinct
+/// (PATH, program) when every entry is absolute, so that a stream of trivial jobs does not
+/// look at each entry for every spawn; a miss is looked up again the next time (an earlier job
+/// may install the program).
+fn find_in_path(
+    program: &std::ffi::OsStr,
+    search: &std::ffi::OsStr,
+    cwd: Option<&Path>,
+) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     static CACHE: std::sync::OnceLock<ProgramCache> = std::sync::OnceLock::new();
     if program.is_empty() {
         return None;
     }
+    let entries = search.as_bytes().split(|&b| b == b':');
+    let cacheable = entries.clone().all(|d| d.first() == Some(&b'/'));
     let cache = CACHE.get_or_init(Default::default);
-    let key = (program.to_string(), path);
-    if let Some(hit) = cache.lock().expect("cache lock").get(&key) {
-        return hit.clone();
+    if cacheable
+        && let Some(hit) = cache
+            .lock()
+            .expect("cache lock")
+            .get(search)
+            .and_then(|m| m.get(program))
+    {
+        return Some(hit.clone());
     }
-    let found = key.1.split(':').filter(|d| !d.is_empty()).find_map(|dir| {
-        let candidate = Path::new(dir).join(program);
+    let found = entries.into_iter().find_map(|dir| {
+        let dir = Path::new(std::ffi::OsStr::from_bytes(if dir.is_empty() {
+            b"."
+        } else {
+            dir
+        }));
+        let candidate = match cwd {
+            Some(cwd) if dir.is_relative() => cwd.join(dir).join(program),
+            _ => dir.join(program),
+        };
         let meta = std::fs::metadata(&candidate).ok()?;
         (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
-    });
-    cache.lock().expect("cache lock").insert(key, found.clone());
-    found
+    })?;
+    if cacheable {
+        cache
+            .lock()
+            .expect("cache lock")
+            .entry(search.to_owned())
+            .or_default()
+            .insert(program.to_owned(), found.clone());
+    }
+    Some(found)
 }
 
 /// Names of orchestrate's own environment variables, read once.
@@ -637,10 +659,16 @@ impl ChildExit {
 
 impl Drop for ChildExit {
     fn drop(&mut self) {
-        // Reaped if it ended; one still running (only after an error) is reaped when this
-        // process ends.
-        if self.status.is_none() {
-            let _ = sys::try_wait(self.pid);
+        // Not waited for to its end (only after an error, or a task given up): reaped by a
+        // thread of its own once it ends, so that no zombie stays for the rest of the run.
+        if self.status.is_none()
+            && self.pid > 0
+            && !matches!(sys::try_wait(self.pid), Ok(Some(_)) | Err(_))
+        {
+            let pid = self.pid;
+            let _ = std::thread::Builder::new()
+                .name("orchestrate-reap".into())
+                .spawn(move || sys::wait_blocking(pid));
         }
     }
 }
@@ -689,7 +717,7 @@ fn spawn_child(
     io: [ChildIo; 3],
 ) -> std::io::Result<Child> {
     use std::ffi::{CStr, CString, OsStr};
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     let nul = |_| {
         std::io::Error::new(
@@ -704,14 +732,16 @@ fn spawn_child(
     let path = if program.as_bytes().contains(&b'/') {
         cstr(program)?
     } else {
+        // The PATH the command sets, else ours (also with `env_clear`, as posix_spawnp would
+        // search), else the default one of execvp.
+        static OURS: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
         let search = match changes.iter().rev().find(|(k, _)| *k == "PATH") {
-            Some((_, v)) => v
-                .map(|v| v.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            None if env_clear => String::new(),
-            None => std::env::var("PATH").unwrap_or_default(),
+            Some((_, Some(v))) => Some(*v),
+            Some((_, None)) => None,
+            None => OURS.get_or_init(|| std::env::var_os("PATH")).as_deref(),
         };
-        match find_in_path(&program.to_string_lossy(), search) {
+        let search = search.unwrap_or(OsStr::new("/bin:/usr/bin"));
+        match find_in_path(program, search, cmd.get_current_dir()) {
             Some(p) => cstr(p.as_os_str())?,
             None => return Err(std::io::ErrorKind::NotFound.into()),
         }
@@ -747,57 +777,108 @@ fn spawn_child(
         .map(|d| cstr(d.as_os_str()))
         .transpose()?;
 
-    // The child's ends of new pipes, and ours.
-    let mut theirs: Vec<OwnedFd> = Vec::new();
-    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
-    let mut stdio: [Option<std::os::fd::RawFd>; 3] = [None; 3];
+    // The child's ends of new pipes; ours are registered with the runtime before the spawn,
+    // so that nothing can fail once the child runs.
+    let mut theirs: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut child = Child {
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        exit: ChildExit {
+            pid: 0,
+            pidfd: None,
+            poll_every: None,
+            status: None,
+        },
+    };
+    let null = match io.iter().any(|x| matches!(x, ChildIo::Null)) {
+        true => Some(dev_null()?),
+        false => None,
+    };
     for (i, io) in io.iter().enumerate() {
-        stdio[i] = match io {
-            ChildIo::Inherit => None,
-            ChildIo::Null => Some(dev_null()?.as_raw_fd()),
-            ChildIo::Fd(fd) => Some(fd.as_raw_fd()),
-            ChildIo::Piped => {
+        if let ChildIo::Piped = io {
+            {
                 let (r, w) = sys::pipe()?;
                 let (mine, child_end) = if i == 0 { (w, r) } else { (r, w) };
                 sys::set_nonblocking(mine.as_raw_fd())?;
-                ours[i] = Some(mine);
-                let fd = child_end.as_raw_fd();
-                theirs.push(child_end);
-                Some(fd)
+                if i == 0 {
+                    child.stdin = Some(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(
+                        mine,
+                    )?);
+                } else {
+                    let rx = Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
+                        mine,
+                    )?);
+                    if i == 1 {
+                        child.stdout = rx;
+                    } else {
+                        child.stderr = rx;
+                    }
+                }
+                theirs[i] = Some(child_end);
             }
-        };
+        }
     }
-    let pid = sys::spawn(&sys::Spawn {
-        path: &path,
-        argv: &argv,
-        envp: &envp,
-        cwd: cwd.as_deref(),
-        stdio,
-    })?;
+    let stdio: [Option<BorrowedFd<'_>>; 3] = std::array::from_fn(|i| match &io[i] {
+        ChildIo::Inherit => None,
+        ChildIo::Null => null,
+        ChildIo::Fd(fd) => Some(fd.as_fd()),
+        ChildIo::Piped => theirs[i].as_ref().map(|f| f.as_fd()),
+    });
+    child.exit.pid = if cwd.is_some() && !sys::can_spawn_in_dir() {
+        // A C library older than glibc 2.29 cannot change directory in posix_spawn: the
+        // standard library's fork and exec do it (copying the environment, as it does).
+        spawn_std(cmd, env_clear, &changes, stdio)?
+    } else {
+        sys::spawn(&sys::Spawn {
+            path: &path,
+            argv: &argv,
+            envp: &envp,
+            cwd: cwd.as_deref(),
+            stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
+        })?
+    };
     // Our copies of the child's ends close here, or EOF would never come.
     drop(theirs);
     drop(io);
-    let exit = ChildExit {
-        pid,
-        pidfd: None,
-        poll_every: None,
-        status: None,
+    Ok(child)
+}
+
+/// Starts `cmd` through `std::process::Command` (in a new process group, with the given
+/// descriptors as its stdio) and returns its pid, to be waited for by `ChildExit`.
+fn spawn_std(
+    cmd: &std::process::Command,
+    env_clear: bool,
+    changes: &[(&std::ffi::OsStr, Option<&std::ffi::OsStr>)],
+    stdio: [Option<std::os::fd::BorrowedFd<'_>>; 3],
+) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let mut std_cmd = std::process::Command::new(cmd.get_program());
+    std_cmd.args(cmd.get_args()).process_group(0);
+    if env_clear {
+        std_cmd.env_clear();
+    }
+    for (k, v) in changes {
+        match v {
+            Some(v) => std_cmd.env(k, v),
+            None => std_cmd.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        std_cmd.current_dir(dir);
+    }
+    let given = |fd: Option<std::os::fd::BorrowedFd<'_>>| -> std::io::Result<Stdio> {
+        match fd {
+            None => Ok(Stdio::inherit()),
+            Some(fd) => Ok(Stdio::from(fd.try_clone_to_owned()?)),
+        }
     };
-    let [i, o, e] = ours;
-    // On an error here the child runs on unwatched: its pipe ends are closed, so it sees
-    // EOF or SIGPIPE; `exit` is dropped and reaps it if it already ended.
-    Ok(Child {
-        stdin: i
-            .map(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked)
-            .transpose()?,
-        stdout: o
-            .map(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked)
-            .transpose()?,
-        stderr: e
-            .map(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked)
-            .transpose()?,
-        exit,
-    })
+    std_cmd
+        .stdin(given(stdio[0])?)
+        .stdout(given(stdio[1])?)
+        .stderr(given(stdio[2])?);
+    // Dropping std's Child neither waits nor kills: `ChildExit` reaps it by pid.
+    Ok(std_cmd.spawn()?.id())
 }
 
 /// Everything set up before spawn: the command with its stdio, and what to read afterwards.
@@ -1564,6 +1645,65 @@ async fn run_stop_command(cmd: std::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_as_execvp_finds_them() {
+        use std::ffi::OsStr;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let tool = dir.path().join("bin/tool");
+        let search = OsStr::new("/nonexistent-dir:bin");
+        // A relative entry is taken from the child's directory; a miss is not remembered.
+        assert_eq!(
+            find_in_path(OsStr::new("tool"), search, Some(dir.path())),
+            None
+        );
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_in_path(OsStr::new("tool"), search, Some(dir.path())),
+            Some(dir.path().join("bin/tool"))
+        );
+        // An empty entry is the (child's) current directory.
+        let bin = dir.path().join("bin");
+        assert_eq!(
+            find_in_path(
+                OsStr::new("tool"),
+                OsStr::new("/nonexistent-dir:"),
+                Some(&bin)
+            ),
+            Some(bin.join("tool"))
+        );
+        // A file without an execute bit is passed over.
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            find_in_path(OsStr::new("tool"), search, Some(dir.path())),
+            None
+        );
+    }
+
+    #[test]
+    fn the_standard_library_fallback_starts_in_the_directory_with_the_environment() {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "pwd; echo \"$ONLY:$HOME\""])
+            .current_dir(dir.path())
+            .env("ONLY", "me");
+        let changes: Vec<_> = cmd.get_envs().collect();
+        let (mut r, w) = std::io::pipe().unwrap();
+        let pid = spawn_std(&cmd, true, &changes, [None, Some(w.as_fd()), None]).unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        // In a process group of its own (read while it is a zombie, before it is reaped).
+        assert_eq!(sys::process_group_of(pid), Some(pid));
+        assert!(sys::wait_blocking(pid).unwrap().success());
+        let real = dir.path().canonicalize().unwrap();
+        assert_eq!(out, format!("{}\nme:\n", real.display()));
+    }
 
     #[test]
     fn job_dir_names_are_safe() {
