@@ -111,19 +111,16 @@ fn item_names_never_escape_the_store() {
     assert!(!env.dir.path().join("etc").exists() && !env.path("b").exists());
 }
 
-#[test]
-fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
-    // A file-size limit makes capture writes fail as a full disk would (EFBIG instead of ENOSPC).
+/// Runs `yaml` as jobs.yaml with `--json` and `args` under a file-size limit of 8 MiB
+/// (`ulimit -f`); returns the output and its stdout as text.
+fn run_under_file_size_limit(yaml: &str, args: &str) -> (std::process::Output, String) {
     let env = Env::new();
-    env.write(
-        "jobs.yaml",
-        "jobs:\n  - name: flood\n    shell: 'head -c 20000000 /dev/zero'\n  - name: after\n    command: echo still running\n    needs: [flood]\n",
-    );
+    env.write("jobs.yaml", yaml);
     let out = std::process::Command::new("sh")
         .args([
             "-c",
             &format!(
-                "ulimit -f 8192; exec {} jobs.yaml --json -j 1",
+                "ulimit -f 8192; exec {} jobs.yaml --json {args}",
                 env!("CARGO_BIN_EXE_orchestrate")
             ),
         ])
@@ -132,6 +129,16 @@ fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, text)
+}
+
+#[test]
+fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
+    // A file-size limit makes capture writes fail as a full disk would (EFBIG instead of ENOSPC).
+    let (out, text) = run_under_file_size_limit(
+        "jobs:\n  - name: flood\n    shell: 'head -c 20000000 /dev/zero'\n  - name: after\n    command: echo still running\n    needs: [flood]\n",
+        "-j 1",
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -159,24 +166,10 @@ fn a_full_disk_while_capturing_truncates_and_the_run_goes_on() {
 fn a_job_writing_past_the_file_size_limit_gets_sigxfsz_as_from_a_shell() {
     // orchestrate survives the limit itself (its own writes fail with EFBIG), but its jobs
     // must not inherit that: a job writing past the limit is stopped by SIGXFSZ.
-    let env = Env::new();
-    env.write(
-        "jobs.yaml",
+    let (out, text) = run_under_file_size_limit(
         "jobs:\n  - name: big\n    shell: 'head -c 20000000 /dev/zero > big.out'\n",
+        "",
     );
-    let out = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "ulimit -f 8192; exec {} jobs.yaml --json",
-                env!("CARGO_BIN_EXE_orchestrate")
-            ),
-        ])
-        .current_dir(env.dir.path())
-        .env("ORCHESTRATE_STATE_DIR", env.state())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
     let rec: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     // sh reports its child's signal as 128 + 25.
