@@ -251,15 +251,7 @@ fn finish(rec: &mut CompletedProcess) {
 
 /// (state, exit code, signal) from `scontrol show job -o ID`.
 fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
-    let out = Command::new("scontrol")
-        .args(["show", "job", "-o", id])
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = query("scontrol", &["show", "job", "-o", id])?;
     let field = |name: &str| {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
@@ -272,21 +264,28 @@ fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
 
 /// The same from accounting, for jobs that scontrol has forgotten.
 fn sacct_state(id: &str) -> Option<(String, i32, i32)> {
-    let out = Command::new("sacct")
-        .args(["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode"])
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = query(
+        "sacct",
+        &["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode"],
+    )?;
     let line = text.lines().next()?;
     let (state, code) = line.split_once('|')?;
     // "CANCELLED by 0" -> "CANCELLED"
     let state = state.split_whitespace().next()?.to_string();
     let (code, signal) = exit_code(code)?;
     Some((state, code, signal))
+}
+
+/// The stdout of a Slurm query command, if it ran and succeeded.
+fn query(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Slurm's `CODE:SIGNAL`.
