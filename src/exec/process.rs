@@ -676,20 +676,26 @@ impl Drop for ChildExit {
 /// The environment this process started with, each variable as its name and `NAME=value`;
 /// read once (orchestrate never changes its own environment).
 fn inherited_env() -> &'static [(std::ffi::OsString, std::ffi::CString)] {
-    use std::os::unix::ffi::OsStrExt;
     static ENV: std::sync::OnceLock<Vec<(std::ffi::OsString, std::ffi::CString)>> =
         std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-                kv.extend_from_slice(k.as_bytes());
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                Some((k, std::ffi::CString::new(kv).ok()?))
-            })
+            .filter_map(|(k, v)| Some((k.clone(), env_entry(&k, &v).ok()?)))
             .collect()
     })
+}
+
+/// `NAME=value`, as the environment passed to exec holds it.
+fn env_entry(
+    name: &std::ffi::OsStr,
+    value: &std::ffi::OsStr,
+) -> Result<std::ffi::CString, std::ffi::NulError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut kv = Vec::with_capacity(name.len() + value.len() + 1);
+    kv.extend_from_slice(name.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(value.as_bytes());
+    std::ffi::CString::new(kv)
 }
 
 /// /dev/null, opened once for every job that reads or writes nothing.
@@ -756,11 +762,7 @@ fn spawn_child(
     let mut set: Vec<CString> = Vec::with_capacity(changes.len());
     for (k, v) in &changes {
         if let Some(v) = v {
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            set.push(CString::new(kv).map_err(nul)?);
+            set.push(env_entry(k, v).map_err(nul)?);
         }
     }
     let inherited: &[(std::ffi::OsString, CString)] = if env_clear { &[] } else { inherited_env() };
@@ -796,28 +798,19 @@ fn spawn_child(
         false => None,
     };
     for (i, io) in io.iter().enumerate() {
-        if let ChildIo::Piped = io {
-            {
-                let (r, w) = sys::pipe()?;
-                let (mine, child_end) = if i == 0 { (w, r) } else { (r, w) };
-                sys::set_nonblocking(mine.as_raw_fd())?;
-                if i == 0 {
-                    child.stdin = Some(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(
-                        mine,
-                    )?);
-                } else {
-                    let rx = Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
-                        mine,
-                    )?);
-                    if i == 1 {
-                        child.stdout = rx;
-                    } else {
-                        child.stderr = rx;
-                    }
-                }
-                theirs[i] = Some(child_end);
-            }
+        if !matches!(io, ChildIo::Piped) {
+            continue;
         }
+        let (r, w) = sys::pipe()?;
+        let (mine, child_end) = if i == 0 { (w, r) } else { (r, w) };
+        sys::set_nonblocking(mine.as_raw_fd())?;
+        use tokio::net::unix::pipe::{Receiver, Sender};
+        match i {
+            0 => child.stdin = Some(Sender::from_owned_fd_unchecked(mine)?),
+            1 => child.stdout = Some(Receiver::from_owned_fd_unchecked(mine)?),
+            _ => child.stderr = Some(Receiver::from_owned_fd_unchecked(mine)?),
+        }
+        theirs[i] = Some(child_end);
     }
     let stdio: [Option<BorrowedFd<'_>>; 3] = std::array::from_fn(|i| match &io[i] {
         ChildIo::Inherit => None,
