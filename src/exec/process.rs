@@ -149,7 +149,8 @@ fn find_in_path(
 pub fn inherited_env_keys() -> &'static [String] {
     static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        std::env::vars_os()
+        inherited_env()
+            .iter()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect()
     })
