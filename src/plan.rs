@@ -130,6 +130,28 @@ pub struct SlurmOptions {
     pub extra_args: Vec<String>,
 }
 
+impl SlurmOptions {
+    /// The options as arguments, the same for srun and sbatch: partition, time, CPUs,
+    /// memory, then the extra arguments as given.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = Vec::with_capacity(4 + self.extra_args.len());
+        if let Some(p) = &self.partition {
+            a.push(format!("--partition={p}"));
+        }
+        if let Some(t) = &self.time {
+            a.push(format!("--time={t}"));
+        }
+        if let Some(c) = self.cpus {
+            a.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(m) = &self.mem {
+            a.push(format!("--mem={m}"));
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+}
+
 /// The ssh hosts a job may run on, and how to reach them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SshOptions {

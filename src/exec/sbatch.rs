@@ -16,20 +16,8 @@ use crate::record::{CompletedProcess, Status, StoredOutput};
 fn sbatch_command(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<Command, String> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable")
-        .arg(format!("--job-name={}", job.name));
-    if let Some(p) = &o.partition {
-        cmd.arg(format!("--partition={p}"));
-    }
-    if let Some(t) = &o.time {
-        cmd.arg(format!("--time={t}"));
-    }
-    if let Some(c) = o.cpus {
-        cmd.arg(format!("--cpus-per-task={c}"));
-    }
-    if let Some(m) = &o.mem {
-        cmd.arg(format!("--mem={m}"));
-    }
-    cmd.args(&o.extra_args);
+        .arg(format!("--job-name={}", job.name))
+        .args(o.args());
     if let Some(dir) = &job.cwd {
         cmd.arg(format!("--chdir={}", dir.display()));
     }

@@ -34,20 +34,7 @@ impl Slurm {
             .map(String::from)
             .to_vec();
         a.push(format!("--job-name={}", job.name));
-        let o = &self.opts;
-        if let Some(p) = &o.partition {
-            a.push(format!("--partition={p}"));
-        }
-        if let Some(t) = &o.time {
-            a.push(format!("--time={t}"));
-        }
-        if let Some(c) = o.cpus {
-            a.push(format!("--cpus-per-task={c}"));
-        }
-        if let Some(m) = &o.mem {
-            a.push(format!("--mem={m}"));
-        }
-        a.extend(o.extra_args.iter().cloned());
+        a.extend(self.opts.args());
         a
     }
 }
