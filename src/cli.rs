@@ -571,7 +571,7 @@ fn cmd_cron(
     let log = match log {
         Some(l) => std::path::absolute(&l).unwrap_or(l),
         None => {
-            let stem = crate::plan::slug(
+            let stem = crate::text::slug(
                 &abs.file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default(),

@@ -22,6 +22,7 @@
 
 pub mod cli;
 pub mod cron;
+pub mod environ;
 pub mod error;
 pub mod exec;
 pub mod lock;
@@ -33,6 +34,7 @@ pub mod spec;
 pub mod store;
 pub mod supervise;
 mod sys;
+pub mod text;
 
 use std::path::Path;
 

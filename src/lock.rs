@@ -42,8 +42,8 @@ pub enum LockError {
 /// The lock file of a job file: its name for people, a hash of its absolute path for uniqueness.
 pub fn lock_path(state_dir: &Path, job_file: &Path) -> PathBuf {
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
-    let hash = crate::plan::sha256_hex(abs.as_os_str().as_encoded_bytes());
-    let stem = crate::plan::slug(
+    let hash = crate::text::sha256_hex(abs.as_os_str().as_encoded_bytes());
+    let stem = crate::text::slug(
         &abs.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),

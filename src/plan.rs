@@ -33,10 +33,25 @@ pub struct Plan {
     /// Their values, longest first: redacted from records, output and reports.
     pub secrets: Vec<String>,
     /// History to keep for this job file, if the file says.
-    pub retention: Option<crate::store::Retention>,
+    pub retention: Option<Retention>,
     /// Wait for background jobs before the run ends.
     pub wait: bool,
 }
+
+/// What to keep of a job file's history when pruning.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub max_runs: Option<usize>,
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+}
+
+/// What is kept of a job file's history when it says nothing: its last 500 runs.
+pub const DEFAULT_RETENTION: Retention = Retention {
+    max_runs: Some(500),
+    max_age: None,
+    max_bytes: None,
+};
 
 /// When and how often a failed job is tried again.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -218,7 +233,7 @@ impl Plan {
             .enumerate()
             .map(|(index, argv)| {
                 let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
-                PlannedJob::new(index, slug(&argv.join(" ")), argv)
+                PlannedJob::new(index, crate::text::slug(&argv.join(" ")), argv)
             })
             .collect();
         let mut entries: Vec<Entry> = jobs
@@ -467,7 +482,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                 format!(
                     "cannot read env_file {}: {}",
                     p.display(),
-                    crate::exec::process::os_text(&e)
+                    crate::text::os_text(&e)
                 ),
                 None,
             )
@@ -762,7 +777,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
                                 format!(
                                     "cannot read the items file {}: {}",
                                     p.display(),
-                                    crate::exec::process::os_text(&e)
+                                    crate::text::os_text(&e)
                                 ),
                                 None,
                             )
@@ -805,7 +820,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
 
         let base = match &m.name {
             Some(n) => n.clone(),
-            None => slug(&match (&m.command, &m.shell) {
+            None => crate::text::slug(&match (&m.command, &m.shell) {
                 (Some(CommandSpec::Line(l)), _) => l.clone(),
                 (_, Some(s)) => s.clone(),
                 (Some(CommandSpec::Argv(w)), _) => w.join(" "),
@@ -1068,7 +1083,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
     let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
     Ok(Plan {
         source: Some(path.to_path_buf()),
-        source_hash: sha256_hex(text.as_bytes()),
+        source_hash: crate::text::sha256_hex(text.as_bytes()),
         concurrency: file.concurrency,
         jobs,
         groups: file.groups.clone(),
@@ -1076,7 +1091,7 @@ fn build(path: &Path, text: &str, file: JobFile) -> Result<Plan, SpecError> {
         secret_env: file.secret_env.clone(),
         secrets,
         wait: file.wait,
-        retention: file.retention.map(|r| crate::store::Retention {
+        retention: file.retention.map(|r| Retention {
             max_runs: r.runs,
             max_age: r.age.map(|a| a.0),
             max_bytes: r.bytes.map(|b| b.0),
@@ -1107,7 +1122,7 @@ pub fn definition_hash(j: &PlannedJob) -> String {
         &j.executor,
     );
     let bytes = serde_json::to_vec(&key).expect("a job definition serializes");
-    let mut hex = hex(&Sha256::digest(&bytes));
+    let mut hex = crate::text::hex(&Sha256::digest(&bytes));
     hex.truncate(16);
     hex
 }
@@ -1569,47 +1584,6 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// A stable name from a command line: `df -h /home` → `df-h-home`.
-pub fn slug(command: &str) -> String {
-    let mut out = String::new();
-    let mut dash = false;
-    for c in command.chars() {
-        if c.is_alphanumeric() || c == '_' || c == '.' {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.push(c);
-        } else {
-            dash = true;
-        }
-        if out.len() >= 48 {
-            break;
-        }
-    }
-    let out = out.trim_matches('.').to_string();
-    if out.is_empty() || out == "last" {
-        "job".to_string()
-    } else {
-        out
-    }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

@@ -250,11 +250,7 @@ impl Reporter {
                 self.pending.insert(rec.index, rec.clone());
                 self.flush_ordered();
             } else {
-                let _ = write_json_record(
-                    &mut self.out,
-                    rec,
-                    crate::exec::process::inherited_env_keys(),
-                );
+                let _ = write_json_record(&mut self.out, rec, crate::environ::inherited_env_keys());
             }
             let _ = self.out.flush();
             return;
@@ -285,11 +281,8 @@ impl Reporter {
     fn flush_ordered(&mut self) {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
-                let _ = write_json_record(
-                    &mut self.out,
-                    &rec,
-                    crate::exec::process::inherited_env_keys(),
-                );
+                let _ =
+                    write_json_record(&mut self.out, &rec, crate::environ::inherited_env_keys());
             } else {
                 self.dump(&rec);
             }

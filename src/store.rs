@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use crate::plan::{DEFAULT_RETENTION, Retention};
 use crate::record::{CompletedProcess, Status, from_millis, to_millis};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
@@ -172,21 +173,6 @@ pub struct RunFilter {
     pub since: Option<SystemTime>,
     pub limit: Option<usize>,
 }
-
-/// What to keep when pruning.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Retention {
-    pub max_runs: Option<usize>,
-    pub max_age: Option<Duration>,
-    pub max_bytes: Option<u64>,
-}
-
-/// What is kept of a job file's history when it says nothing: its last 500 runs.
-pub const DEFAULT_RETENTION: Retention = Retention {
-    max_runs: Some(500),
-    max_age: None,
-    max_bytes: None,
-};
 
 #[derive(Debug, Clone, Default)]
 pub struct GcReport {
@@ -390,7 +376,7 @@ impl RunStore {
                     std::process::id(),
                     to_millis(run.started),
                     run.total as i64,
-                    serde_json::to_string(crate::exec::process::inherited_env_keys())
+                    serde_json::to_string(crate::environ::inherited_env_keys())
                         .expect("names serialize")
                 ],
             )

@@ -145,17 +145,6 @@ fn find_in_path(
     Some(found)
 }
 
-/// Names of orchestrate's own environment variables, read once.
-pub fn inherited_env_keys() -> &'static [String] {
-    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    KEYS.get_or_init(|| {
-        inherited_env()
-            .iter()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect()
-    })
-}
-
 /// Where capture files go: `<root>/<job dir>/stdout|stderr`, created only when a job writes.
 #[derive(Debug, Clone)]
 pub struct CaptureRoot(pub PathBuf);
@@ -674,31 +663,6 @@ impl Drop for ChildExit {
     }
 }
 
-/// The environment this process started with, each variable as its name and `NAME=value`;
-/// read once (orchestrate never changes its own environment).
-fn inherited_env() -> &'static [(std::ffi::OsString, std::ffi::CString)] {
-    static ENV: std::sync::OnceLock<Vec<(std::ffi::OsString, std::ffi::CString)>> =
-        std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.clone(), env_entry(&k, &v).ok()?)))
-            .collect()
-    })
-}
-
-/// `NAME=value`, as the environment passed to exec holds it.
-fn env_entry(
-    name: &std::ffi::OsStr,
-    value: &std::ffi::OsStr,
-) -> Result<std::ffi::CString, std::ffi::NulError> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut kv = Vec::with_capacity(name.len() + value.len() + 1);
-    kv.extend_from_slice(name.as_bytes());
-    kv.push(b'=');
-    kv.extend_from_slice(value.as_bytes());
-    std::ffi::CString::new(kv)
-}
-
 /// /dev/null, opened once for every job that reads or writes nothing.
 fn dev_null() -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
     use std::os::fd::AsFd;
@@ -763,10 +727,14 @@ fn spawn_child(
     let mut set: Vec<CString> = Vec::with_capacity(changes.len());
     for (k, v) in &changes {
         if let Some(v) = v {
-            set.push(env_entry(k, v).map_err(nul)?);
+            set.push(crate::environ::env_entry(k, v).map_err(nul)?);
         }
     }
-    let inherited: &[(std::ffi::OsString, CString)] = if env_clear { &[] } else { inherited_env() };
+    let inherited: &[(std::ffi::OsString, CString)] = if env_clear {
+        &[]
+    } else {
+        crate::environ::inherited_env()
+    };
     let mut envp: Vec<&CStr> = Vec::with_capacity(inherited.len() + set.len());
     envp.extend(
         inherited
@@ -913,7 +881,7 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                 return Err(format!(
                     "working directory {} cannot be used: {}",
                     dir.display(),
-                    os_text(&e)
+                    crate::text::os_text(&e)
                 ));
             }
         }
@@ -953,8 +921,13 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
         }
         Input::File(p) => {
             let p = resolve(cwd, p);
-            let f = File::open(&p)
-                .map_err(|e| format!("cannot open stdin file {}: {}", p.display(), os_text(&e)))?;
+            let f = File::open(&p).map_err(|e| {
+                format!(
+                    "cannot open stdin file {}: {}",
+                    p.display(),
+                    crate::text::os_text(&e)
+                )
+            })?;
             ChildIo::Fd(f.into())
         }
     };
@@ -1015,8 +988,13 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             } else {
                 0
             };
-            let f = open_target(&p, *append)
-                .map_err(|e| format!("cannot open stdout file {}: {}", p.display(), os_text(&e)))?;
+            let f = open_target(&p, *append).map_err(|e| {
+                format!(
+                    "cannot open stdout file {}: {}",
+                    p.display(),
+                    crate::text::os_text(&e)
+                )
+            })?;
             if job.stderr == Target::Stdout {
                 stdout_clone = Some(ChildIo::Fd(
                     f.try_clone()
@@ -1057,7 +1035,11 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
                     0
                 };
                 let f = open_target(&p, *append).map_err(|e| {
-                    format!("cannot open stderr file {}: {}", p.display(), os_text(&e))
+                    format!(
+                        "cannot open stderr file {}: {}",
+                        p.display(),
+                        crate::text::os_text(&e)
+                    )
                 })?;
                 drain.path = p.clone();
                 drain.sink = Sink::Own(f);
@@ -1094,22 +1076,18 @@ fn prepare(job: &PlannedJob, ctx: &JobCtx) -> Result<Prepared, String> {
             } else {
                 0
             };
-            let f = open_target(&p, *append)
-                .map_err(|e| format!("cannot open stderr file {}: {}", p.display(), os_text(&e)))?;
+            let f = open_target(&p, *append).map_err(|e| {
+                format!(
+                    "cannot open stderr file {}: {}",
+                    p.display(),
+                    crate::text::os_text(&e)
+                )
+            })?;
             prepared.io[2] = ChildIo::Fd(f.into());
             prepared.stderr_file = Some(FileTarget { path: p, start_len });
         }
     }
     Ok(prepared)
-}
-
-/// The OS error text without Rust's " (os error 2)" suffix.
-pub fn os_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 /// A read buffer of `READ_BUF` bytes, taken from this thread's spares and given back when
@@ -1336,7 +1314,7 @@ async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
                     (format!("permission denied: {}", job.argv[0]), 126)
                 }
                 _ => (
-                    format!("cannot start {}: {}", job.argv[0], os_text(&e)),
+                    format!("cannot start {}: {}", job.argv[0], crate::text::os_text(&e)),
                     126,
                 ),
             };

@@ -26,7 +26,7 @@ pub fn new_marker() -> String {
         .unwrap_or_default()
         .as_nanos();
     let seed = format!("{now}:{}:{n}", std::process::id());
-    format!("__ORCH_{}", &crate::plan::sha256_hex(seed.as_bytes())[..20])
+    format!("__ORCH_{}", &crate::text::sha256_hex(seed.as_bytes())[..20])
 }
 
 /// The `sh` script that runs `argv` and reports around it. With `cd`, it changes to that

@@ -1,0 +1,51 @@
+//! Small text helpers every layer uses: OS error text, hashes, names made from command lines.
+
+/// The OS error text without Rust's " (os error 2)" suffix.
+pub fn os_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// A stable name from a command line: `df -h /home` → `df-h-home`.
+pub fn slug(command: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in command.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '.' {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c);
+        } else {
+            dash = true;
+        }
+        if out.len() >= 48 {
+            break;
+        }
+    }
+    let out = out.trim_matches('.').to_string();
+    if out.is_empty() || out == "last" {
+        "job".to_string()
+    } else {
+        out
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
