@@ -1,0 +1,139 @@
+//! Records as JSON lines, for `--json` runs and `show --json`: the record's fields, then its
+//! stdout and stderr streamed from the capture files into JSON strings.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::record::{CompletedProcess, format_time};
+
+/// One record as a JSON line: the record's fields, with stdout and stderr inline as text
+/// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
+/// capture files, so a large output never sits in memory whole.
+pub fn write_json_record(
+    w: &mut dyn Write,
+    rec: &CompletedProcess,
+    inherited_env: &[String],
+) -> io::Result<()> {
+    let mut head = serde_json::json!({
+        "job": rec.job,
+        "index": rec.index,
+        "args": rec.args,
+        "cwd": rec.cwd,
+        "returncode": rec.returncode,
+        "signal": rec.signal,
+        "status": rec.status,
+        "error": rec.error,
+        "pid": rec.pid,
+        "slot": rec.slot,
+        "start": format_time(rec.started),
+        "end": format_time(rec.finished),
+        "duration": (rec.duration.as_secs_f64() * 1e6).round() / 1e6,
+        "attempts": rec.attempts,
+        "host": rec.host,
+        "notes": rec.notes,
+        "stdout_bytes": rec.stdout.bytes,
+        "stderr_bytes": rec.stderr.bytes,
+        "stdout_path": rec.stdout.path,
+        "stderr_path": rec.stderr.path,
+        "earlier_attempts": rec.earlier_attempts,
+        "env_keys": rec.all_env_keys(inherited_env),
+    });
+    if let Some(sig) = rec.signal {
+        head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
+    }
+    if let Some(id) = &rec.slurm_job_id {
+        head["slurm_job_id"] = serde_json::Value::from(id.clone());
+    }
+    let mut text = serde_json::to_string(&head).map_err(io::Error::other)?;
+    text.pop(); // the closing brace: the inline outputs follow
+    w.write_all(text.as_bytes())?;
+    for (name, out) in [("stdout", &rec.stdout), ("stderr", &rec.stderr)] {
+        write!(w, ",\"{name}\":")?;
+        let lossy = match (&out.path, out.captured) {
+            (Some(p), true) => write_json_string_from_file(w, p)?,
+            _ => {
+                w.write_all(b"\"\"")?;
+                false
+            }
+        };
+        write!(w, ",\"{name}_lossy\":{lossy}")?;
+    }
+    w.write_all(b"}\n")
+}
+
+/// Writes a file's bytes as one JSON string, decoding UTF-8 lossily chunk by chunk.
+/// Returns whether anything had to be replaced.
+fn write_json_string_from_file(w: &mut dyn Write, path: &Path) -> io::Result<bool> {
+    w.write_all(b"\"")?;
+    let mut lossy = false;
+    if let Ok(mut f) = File::open(path) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            carry.extend_from_slice(&buf[..n]);
+            // Keep an incomplete UTF-8 sequence at the end for the next chunk.
+            let keep = match std::str::from_utf8(&carry) {
+                Ok(_) => 0,
+                Err(e) if e.error_len().is_none() => carry.len() - e.valid_up_to(),
+                Err(_) => {
+                    // Invalid somewhere; an incomplete tail may still follow the invalid part.
+                    incomplete_tail(&carry)
+                }
+            };
+            let cut = carry.len() - keep;
+            let piece = String::from_utf8_lossy(&carry[..cut]);
+            if matches!(piece, std::borrow::Cow::Owned(_)) {
+                lossy = true;
+            }
+            write_escaped(w, &piece)?;
+            carry.drain(..cut);
+        }
+        if !carry.is_empty() {
+            lossy = true;
+            write_escaped(w, &String::from_utf8_lossy(&carry))?;
+        }
+    }
+    w.write_all(b"\"")?;
+    Ok(lossy)
+}
+
+/// Length of a trailing incomplete (but so far valid) UTF-8 sequence.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let start = b.len() - back;
+        let lead = b[start];
+        let need = if lead >= 0xF0 {
+            4
+        } else if lead >= 0xE0 {
+            3
+        } else if lead >= 0xC0 {
+            2
+        } else {
+            continue;
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+fn write_escaped(w: &mut dyn Write, s: &str) -> io::Result<()> {
+    let quoted = serde_json::to_string(s).map_err(io::Error::other)?;
+    w.write_all(&quoted.as_bytes()[1..quoted.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_tails() {
+        assert_eq!(incomplete_tail(b"ab\xE2\x82"), 2);
+        assert_eq!(incomplete_tail(b"ab\xE2\x82\xAC"), 0);
+        assert_eq!(incomplete_tail(b"ab"), 0);
+    }
+}

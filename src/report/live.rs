@@ -1,0 +1,324 @@
+//! The reporter of a run: consumes exec events as they come, drawing progress bars on a
+//! terminal or writing plain (timestamped) lines otherwise, and shows job output in the chosen
+//! mode, holding records back in `ordered` mode until their turn.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::render::{self, Retry};
+use super::{OutputMode, ReportConfig, json, tail_lines};
+use crate::exec::{Event, Stream};
+use crate::plan::Plan;
+use crate::record::CompletedProcess;
+
+pub struct Reporter {
+    pub(super) cfg: ReportConfig,
+    plan: Arc<Plan>,
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
+    /// Ordered mode: finished records waiting for their turn.
+    pending: BTreeMap<usize, CompletedProcess>,
+    next_ordered: usize,
+    name_width: usize,
+    bars: Option<Bars>,
+    failed: usize,
+    done: usize,
+    pub(super) started: Instant,
+}
+
+/// The progress bars: one for the whole run, one per running job above it.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: BTreeMap<usize, ProgressBar>,
+}
+
+impl Bars {
+    fn new(jobs: usize) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let overall = multi.add(ProgressBar::new(jobs as u64));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs {msg} ETA {eta}",
+            )
+            .expect("static template is valid")
+            .progress_chars("=> "),
+        );
+        overall.enable_steady_tick(Duration::from_millis(100));
+        Bars {
+            multi,
+            overall,
+            running: BTreeMap::new(),
+        }
+    }
+
+    fn job_started(&mut self, index: usize, name: String) {
+        let pb = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
+                .expect("static template is valid"),
+        );
+        pb.set_prefix(name);
+        pb.enable_steady_tick(Duration::from_millis(200));
+        self.running.insert(index, pb);
+    }
+
+    /// A running job's latest output line, as its bar's message.
+    fn job_line(&self, index: usize, line: &[u8]) {
+        if let Some(pb) = self.running.get(&index) {
+            let text = String::from_utf8_lossy(line);
+            pb.set_message(text.trim_end().chars().take(200).collect::<String>());
+        }
+    }
+
+    fn job_finished(&mut self, index: usize, failed_so_far: usize) {
+        if let Some(pb) = self.running.remove(&index) {
+            pb.finish_and_clear();
+            self.multi.remove(&pb);
+        }
+        self.overall.inc(1);
+        if failed_so_far > 0 {
+            self.overall
+                .set_message(format!("({failed_so_far} failed)"));
+        }
+    }
+
+    fn clear(self) {
+        for (_, pb) in self.running {
+            pb.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl Reporter {
+    pub fn new(
+        cfg: ReportConfig,
+        plan: Arc<Plan>,
+        out: Box<dyn Write + Send>,
+        err: Box<dyn Write + Send>,
+    ) -> Self {
+        let name_width = plan
+            .jobs
+            .iter()
+            .map(|j| j.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(32);
+        let bars = (cfg.progress && !cfg.json && !cfg.quiet).then(|| Bars::new(plan.jobs.len()));
+        Reporter {
+            cfg,
+            plan,
+            out,
+            err,
+            pending: BTreeMap::new(),
+            next_ordered: 0,
+            name_width,
+            bars,
+            failed: 0,
+            done: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// A line for the human on stderr, above the bars when they are drawn.
+    pub(super) fn say(&mut self, line: &str) {
+        if let Some(b) = &self.bars {
+            let _ = b.multi.println(line);
+        } else {
+            let _ = writeln!(self.err, "{line}");
+        }
+    }
+
+    /// Raw bytes to one of our streams, with the bars out of the way.
+    fn raw(&mut self, stream: Stream, bytes: &[u8]) {
+        let w: &mut Box<dyn Write + Send> = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        match &self.bars {
+            Some(b) => b.multi.suspend(|| {
+                let _ = w.write_all(bytes);
+                let _ = w.flush();
+            }),
+            None => {
+                let _ = w.write_all(bytes);
+            }
+        }
+    }
+
+    pub(super) fn flush_out(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    pub(super) fn flush_both(&mut self) {
+        let _ = self.out.flush();
+        let _ = self.err.flush();
+    }
+
+    pub fn event(&mut self, ev: &Event) {
+        match ev {
+            Event::JobStarted { index, .. } => {
+                if let Some(b) = &mut self.bars {
+                    b.job_started(*index, self.plan.jobs[*index].name.clone());
+                }
+            }
+            Event::Output {
+                index,
+                stream,
+                line,
+            } => self.output_line(*index, *stream, line),
+            Event::JobRetrying {
+                index,
+                attempt,
+                of,
+                delay,
+                outcome,
+            } => {
+                if self.cfg.json || self.cfg.quiet {
+                    return;
+                }
+                let retry = Retry {
+                    job: &self.plan.jobs[*index].name,
+                    attempt: *attempt,
+                    of: *of,
+                    delay: *delay,
+                    outcome,
+                };
+                let line = render::retry_line(&self.cfg, self.name_width, &retry);
+                self.say(&line);
+            }
+            Event::JobFinished(rec) => self.finished(rec),
+        }
+    }
+
+    /// One line of a running job's output: its bar's message, and in `stream` mode our output.
+    fn output_line(&mut self, index: usize, stream: Stream, line: &[u8]) {
+        if let Some(b) = &self.bars {
+            b.job_line(index, line);
+        }
+        if self.cfg.output == OutputMode::Stream && !self.cfg.json && !self.cfg.quiet {
+            let name = self.plan.jobs[index].name.clone();
+            let mut buf = Vec::with_capacity(line.len() + name.len() + 3);
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            self.raw(stream, &buf);
+        }
+    }
+
+    fn finished(&mut self, rec: &CompletedProcess) {
+        self.done += 1;
+        if rec.status.is_failure() {
+            self.failed += 1;
+        }
+        if let Some(b) = &mut self.bars {
+            b.job_finished(rec.index, self.failed);
+        }
+        if self.cfg.json {
+            if self.cfg.output == OutputMode::Ordered {
+                self.pending.insert(rec.index, rec.clone());
+                self.flush_ordered();
+            } else {
+                let _ = json::write_json_record(
+                    &mut self.out,
+                    rec,
+                    crate::environ::inherited_env_keys(),
+                );
+            }
+            self.flush_out();
+            return;
+        }
+        if self.cfg.quiet && !rec.status.is_failure() {
+            return;
+        }
+        let line = self.status_line(rec);
+        self.say(&line);
+        match self.cfg.output {
+            _ if self.cfg.quiet => self.tail(rec),
+            OutputMode::Failed => {
+                if rec.status.is_failure() {
+                    self.tail(rec);
+                }
+            }
+            OutputMode::All => self.dump(rec),
+            OutputMode::Ordered => {
+                self.pending.insert(rec.index, rec.clone());
+                self.flush_ordered();
+            }
+            OutputMode::None | OutputMode::Stream => {}
+        }
+        self.flush_both();
+    }
+
+    fn flush_ordered(&mut self) {
+        while let Some(rec) = self.pending.remove(&self.next_ordered) {
+            if self.cfg.json {
+                let _ = json::write_json_record(
+                    &mut self.out,
+                    &rec,
+                    crate::environ::inherited_env_keys(),
+                );
+            } else {
+                self.dump(&rec);
+            }
+            self.next_ordered += 1;
+        }
+    }
+
+    /// At the end of the run: the records still held back, then the bars gone.
+    pub(super) fn wind_down(&mut self) {
+        self.flush_ordered();
+        if let Some(b) = self.bars.take() {
+            b.clear();
+        }
+    }
+
+    /// The job's whole stdout to our stdout and stderr to our stderr.
+    fn dump(&mut self, rec: &CompletedProcess) {
+        for (stream, out) in [(Stream::Stdout, &rec.stdout), (Stream::Stderr, &rec.stderr)] {
+            if !out.captured {
+                continue;
+            }
+            if let Some(p) = &out.path
+                && let Ok(mut f) = File::open(p)
+            {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.raw(stream, &buf[..n]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last lines of a failed job's stderr (or stdout, when stderr is empty), indented.
+    fn tail(&mut self, rec: &CompletedProcess) {
+        let src = [&rec.stderr, &rec.stdout]
+            .into_iter()
+            .find(|o| o.captured && o.path.is_some());
+        let Some(p) = src.and_then(|o| o.path.as_ref()) else {
+            return;
+        };
+        let lines = tail_lines(p, self.cfg.tail_lines);
+        for l in lines {
+            self.say(&format!("    | {l}"));
+        }
+    }
+
+    /// The line shown when `rec`'s job ends (see [`render::status_line`]).
+    pub fn status_line(&self, rec: &CompletedProcess) -> String {
+        render::status_line(&self.cfg, self.name_width, rec)
+    }
+}

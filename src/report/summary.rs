@@ -1,0 +1,102 @@
+//! The closing summary of a run: how many jobs ended how, how long it took, why it stopped
+//! early, and the run's id.
+
+use std::time::Duration;
+
+use super::Reporter;
+use crate::exec::ExecSummary;
+use crate::record::{Status, format_duration};
+
+/// How many jobs ended in each status, in the order of `Status::ALL`, leaving out the statuses
+/// no job ended in. The one place the report counts jobs by status.
+pub fn counts(summary: &ExecSummary) -> Vec<(Status, usize)> {
+    Status::ALL
+        .into_iter()
+        .filter_map(|st| summary.by_status.get(st.as_str()).map(|&n| (st, n)))
+        .collect()
+}
+
+/// "3 jobs in 1.20s: 2 succeeded, 1 timed out (interrupted by SIGTERM); run ID".
+fn summary_line(
+    summary: &ExecSummary,
+    elapsed: Duration,
+    run_id: Option<&str>,
+    interrupted: Option<i32>,
+) -> String {
+    let mut parts: Vec<String> = counts(summary)
+        .into_iter()
+        .map(|(st, n)| format!("{n} {}", st.as_str().replace('_', " ")))
+        .collect();
+    if parts.is_empty() {
+        parts.push("nothing ran".to_string());
+    }
+    let mut line = format!(
+        "{} job{} in {}: {}",
+        summary.total,
+        if summary.total == 1 { "" } else { "s" },
+        format_duration(elapsed),
+        parts.join(", ")
+    );
+    if let Some(sig) = interrupted {
+        line.push_str(&format!(
+            " (interrupted by {})",
+            crate::record::signal_name(sig)
+        ));
+    }
+    if let Some(id) = run_id {
+        line.push_str(&format!("; run {id}"));
+    }
+    line
+}
+
+impl Reporter {
+    /// The closing summary; printed unless quiet with nothing failed.
+    pub fn finish(
+        &mut self,
+        summary: &ExecSummary,
+        run_id: Option<&str>,
+        interrupted: Option<i32>,
+    ) {
+        self.wind_down();
+        if self.cfg.json || (self.cfg.quiet && summary.failed == 0 && interrupted.is_none()) {
+            self.flush_out();
+            return;
+        }
+        let line = summary_line(summary, self.started.elapsed(), run_id, interrupted);
+        self.say(&line);
+        self.flush_both();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_the_order_of_statuses() {
+        let mut s = ExecSummary::default();
+        s.by_status.insert("timed_out", 1);
+        s.by_status.insert("succeeded", 2);
+        assert_eq!(
+            counts(&s),
+            vec![(Status::Succeeded, 2), (Status::TimedOut, 1)]
+        );
+    }
+
+    #[test]
+    fn summary_lines() {
+        let mut s = ExecSummary::default();
+        let d = Duration::from_millis(5);
+        assert_eq!(
+            summary_line(&s, d, None, None),
+            "0 jobs in 5ms: nothing ran"
+        );
+        s.total = 3;
+        s.by_status.insert("succeeded", 2);
+        s.by_status.insert("timed_out", 1);
+        assert_eq!(
+            summary_line(&s, d, Some("r1"), Some(15)),
+            "3 jobs in 5ms: 2 succeeded, 1 timed out (interrupted by SIGTERM); run r1"
+        );
+    }
+}
