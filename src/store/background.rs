@@ -1,0 +1,77 @@
+//! Background jobs' records: written by their supervisors, listed and marked seen by `status`.
+
+use rusqlite::params;
+
+use super::records::insert_record;
+use super::status_sql;
+use super::{Result, RunStore, StoreError};
+use crate::record::CompletedProcess;
+
+impl RunStore {
+    /// Writes one background job's record (its supervisor's), replacing an earlier one.
+    pub fn put_background(&mut self, run_id: &str, r: &CompletedProcess) -> Result<()> {
+        self.put_background_seen(run_id, r, false)
+    }
+
+    /// As `put_background`; `seen` when its end was already reported (a run that waited).
+    pub fn put_background_seen(
+        &mut self,
+        run_id: &str,
+        r: &CompletedProcess,
+        seen: bool,
+    ) -> Result<()> {
+        let mut r = r.clone();
+        r.background = true;
+        insert_record(&self.conn, run_id, &r, seen).map_err(self.sql_err())?;
+        self.recount(run_id)
+    }
+
+    /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_or_running`, only
+    /// those still running and those whose end `status` has not shown yet.
+    pub fn background_jobs(
+        &mut self,
+        unseen_or_running: bool,
+    ) -> Result<Vec<(String, CompletedProcess, bool)>> {
+        let sql = if unseen_or_running {
+            format!(
+                "SELECT run_id, record, seen FROM records WHERE background = 1 AND ({} OR seen = 0) ORDER BY started_ms DESC",
+                status_sql::record_in_background()
+            )
+        } else {
+            "SELECT run_id, record, seen FROM records WHERE background = 1 ORDER BY started_ms DESC LIMIT 1000".to_string()
+        };
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
+        let rows: Vec<(String, String, bool)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, j, seen)| serde_json::from_str(&j).ok().map(|r| (id, r, seen)))
+            .collect())
+    }
+
+    /// Notes that `status` showed the end of these background jobs.
+    pub fn mark_seen(&mut self, jobs: &[(String, String)]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        })?;
+        let sql = format!(
+            "UPDATE records SET seen = 1 WHERE run_id = ?1 AND job = ?2 AND {}",
+            status_sql::record_ended()
+        );
+        for (run, job) in jobs {
+            tx.execute(&sql, params![run, job])
+                .map_err(|source| StoreError::Sql {
+                    path: self.db_path.clone(),
+                    source,
+                })?;
+        }
+        tx.commit().map_err(|source| StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! The run history: SQLite (WAL) for runs and records, plain files for output bytes.
+//!
+//! ```text
+//! <state dir>/history.db
+//! <state dir>/locks/
+//! <state dir>/runs/<run-id>/<job>/stdout|stderr
+//! ```
+//!
+//! The handle, its errors and where the store lives are here; each submodule adds to
+//! `RunStore` the methods of one part of the history.
+
+mod background;
+mod gc;
+mod records;
+mod runs;
+mod schema;
+mod status_sql;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use crate::plan::{DEFAULT_RETENTION, Retention};
+pub use gc::GcReport;
+pub use records::{ShowRow, not_found_job};
+pub use runs::{NewRun, RunFilter, RunRow, hostname, new_run_id};
+pub use schema::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the history database {path} is damaged or not a database ({message}); it was left untouched: move it away to start a new history"
+    )]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "the history database {path} has schema version {found}, newer than this orchestrate ({SCHEMA_VERSION}); upgrade orchestrate"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("the history database {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("no history yet in {0} (nothing has run with this state directory)")]
+    Empty(PathBuf),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where the store lives: `--state-dir`, else `ORCHESTRATE_STATE_DIR`, else
+/// `$XDG_STATE_HOME/orchestrate`, else `~/.local/state/orchestrate`.
+pub fn default_state_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("ORCHESTRATE_STATE_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join("orchestrate");
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/state/orchestrate")
+}
+
+/// The open history: its directory and a connection to its database.
+pub struct RunStore {
+    root: PathBuf,
+    db_path: PathBuf,
+    conn: Connection,
+}
+
+// Private here is visible to the submodules, which are the only other users.
+fn mkdir_private(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+impl RunStore {
+    fn sql_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a run's captured output.
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("runs").join(run_id)
+    }
+}

@@ -1,0 +1,280 @@
+//! Record rows: writing finished jobs' records and reading them back by run or by job.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Result, RunStore, StoreError};
+use crate::record::{CompletedProcess, Status, to_millis};
+
+/// One line of the `show` table.
+#[derive(Debug, Clone)]
+pub struct ShowRow {
+    pub index: usize,
+    pub job: String,
+    pub status: String,
+    pub outcome: String,
+    pub duration: Duration,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+impl RunStore {
+    /// Commits finished records in one transaction (one fsync for the whole batch).
+    pub fn record_batch(&mut self, run_id: &str, recs: &[CompletedProcess]) -> Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let path = self.db_path.clone();
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            // A local background job's record belongs to its supervisor; a Slurm one's (sbatch)
+            // is written here and followed through Slurm.
+            let ours = |r: &&CompletedProcess| !r.background || r.slurm_job_id.is_some();
+            for r in recs.iter().filter(ours) {
+                // The run reported how it ended (it waited): nothing new for `status`.
+                let seen = r.background && r.status != Status::Background;
+                insert_record(&tx, run_id, r, seen).map_err(&sql)?;
+            }
+            let mine = recs.iter().filter(ours);
+            let (ok, bad) = mine.fold((0i64, 0i64), |(ok, bad), r| {
+                if r.status.is_failure() {
+                    (ok, bad + 1)
+                } else {
+                    (ok + 1, bad)
+                }
+            });
+            tx.prepare_cached(
+                "UPDATE runs SET succeeded = succeeded + ?2, failed = failed + ?3 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![run_id, ok, bad]))
+            .map_err(&sql)?;
+        }
+        tx.commit().map_err(&sql)
+    }
+    /// Calls `f` with each of a run's records in job-file order, one at a time (a run of
+    /// 100,000 jobs is never held in memory whole).
+    pub fn each_record(
+        &mut self,
+        run_id: &str,
+        mut f: impl FnMut(CompletedProcess) -> std::io::Result<()>,
+    ) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 ORDER BY idx")
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query(params![run_id]).map_err(self.sql_err())?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(self.sql_err())? {
+            let json: String = row.get(0).map_err(self.sql_err())?;
+            if let Ok(rec) = serde_json::from_str(&json) {
+                n += 1;
+                if f(rec).is_err() {
+                    break; // the reader went away (a closed pipe)
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Like `each_record`, with only the columns of the `show` table (no JSON to decode).
+    pub fn each_row(
+        &mut self,
+        run_id: &str,
+        mut f: impl FnMut(ShowRow) -> std::io::Result<()>,
+    ) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, job, status, returncode, json_extract(record, '$.signal'), duration_ms,
+                        stdout_bytes, stderr_bytes
+                 FROM records WHERE run_id = ?1 ORDER BY idx",
+            )
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query(params![run_id]).map_err(self.sql_err())?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(self.sql_err())? {
+            let get = |e| StoreError::Sql {
+                path: self.db_path.clone(),
+                source: e,
+            };
+            let code: Option<i32> = r.get(3).map_err(get)?;
+            let signal: Option<i32> = r.get(4).map_err(get)?;
+            let row = ShowRow {
+                index: r.get::<_, i64>(0).map_err(get)? as usize,
+                job: r.get(1).map_err(get)?,
+                status: r.get(2).map_err(get)?,
+                outcome: match (code, signal) {
+                    (_, Some(sig)) => format!("signal {sig} ({})", crate::record::signal_name(sig)),
+                    (Some(c), None) => format!("exit {c}"),
+                    (None, None) => "-".to_string(),
+                },
+                duration: Duration::from_millis(r.get::<_, i64>(5).map_err(get)?.max(0) as u64),
+                stdout_bytes: r.get::<_, i64>(6).map_err(get)? as u64,
+                stderr_bytes: r.get::<_, i64>(7).map_err(get)? as u64,
+            };
+            n += 1;
+            if f(row).is_err() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The widest job name of a run, to lay out tables without loading the run.
+    pub fn widest_job_name(&mut self, run_id: &str) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(LENGTH(job)), 3) FROM records WHERE run_id = ?1",
+                params![run_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.sql_err())
+    }
+
+    /// A run's records in job-file order.
+    pub fn records(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 ORDER BY idx")
+            .map_err(self.sql_err())?;
+        let jsons: Vec<String> = stmt
+            .query_map(params![run_id], |r| r.get(0))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        Ok(jsons
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect())
+    }
+
+    /// The records of the jobs that succeeded in a run, for `--resume`.
+    pub fn succeeded_jobs(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
+        Ok(self
+            .records(run_id)?
+            .into_iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .collect())
+    }
+
+    /// One job's record in a run; an unknown name lists the closest ones.
+    pub fn record(&mut self, run_id: &str, job: &str) -> Result<CompletedProcess> {
+        let found: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM records WHERE run_id = ?1 AND job = ?2",
+                params![run_id, job],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_err())?;
+        if let Some(j) = found {
+            return serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                path: self.db_path.clone(),
+                message: format!("record of `{job}` in run {run_id}: {e}"),
+            });
+        }
+        let names = self.job_names(run_id)?;
+        Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
+    }
+
+    /// One job across runs, newest first.
+    pub fn history(&mut self, job: &str, limit: usize) -> Result<Vec<(String, CompletedProcess)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, record FROM records WHERE job = ?1 ORDER BY started_ms DESC LIMIT ?2",
+            )
+            .map_err(self.sql_err())?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![job, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        if rows.is_empty() {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT DISTINCT job FROM records ORDER BY job LIMIT 10000")
+                .map_err(self.sql_err())?;
+            let names: Vec<String> = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(self.sql_err())?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(self.sql_err())?;
+            let mut msg = format!("no job `{job}` in any recorded run");
+            if let Some(s) = crate::error::suggest(job, &names) {
+                msg.push_str(&format!("; did you mean `{s}`?"));
+            }
+            return Err(StoreError::NotFound(msg));
+        }
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, j)| serde_json::from_str(&j).ok().map(|r| (id, r)))
+            .collect())
+    }
+
+    /// Every recorded job name of a run, for suggestions (names only: no record is decoded).
+    pub fn job_names(&mut self, run_id: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT job FROM records WHERE run_id = ?1 ORDER BY idx")
+            .map_err(self.sql_err())?;
+        let names = stmt
+            .query_map(params![run_id], |r| r.get(0))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(self.sql_err())?;
+        Ok(names)
+    }
+}
+
+/// Writes (or replaces) one record row: the columns queries use, and the whole record as JSON.
+pub(super) fn insert_record(
+    conn: &Connection,
+    run_id: &str,
+    r: &CompletedProcess,
+    seen: bool,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(r).expect("records serialize to JSON");
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO records
+         (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        run_id,
+        r.index as i64,
+        r.job,
+        r.status.as_str(),
+        r.returncode,
+        to_millis(r.started),
+        r.duration.as_millis() as i64,
+        r.stdout.bytes as i64,
+        r.stderr.bytes as i64,
+        json,
+        i64::from(r.background),
+        i64::from(seen)
+    ])?;
+    Ok(())
+}
+
+pub fn not_found_job(job: &str, run_id: &str, names: &[String]) -> String {
+    let mut msg = format!("no job `{job}` in run {run_id}");
+    if let Some(s) = crate::error::suggest(job, names) {
+        msg.push_str(&format!("; did you mean `{s}`?"));
+    } else if !names.is_empty() {
+        let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+        msg.push_str(&format!(
+            "; its jobs: {}{}",
+            shown.join(", "),
+            if names.len() > 8 { ", ..." } else { "" }
+        ));
+    }
+    msg
+}

@@ -1,0 +1,370 @@
+//! Run rows: starting, finishing and listing runs, settling dead ones, and run ids.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::status_sql;
+use super::{Result, RunStore, StoreError, mkdir_private};
+use crate::record::{from_millis, to_millis};
+
+/// A run as listed by `orchestrate runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub job_file: Option<String>,
+    pub job_file_hash: Option<String>,
+    pub host: Option<String>,
+    pub user: Option<String>,
+    pub pid: Option<u32>,
+    #[serde(serialize_with = "ser_time")]
+    pub started: SystemTime,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub ended: Option<SystemTime>,
+    pub status: String,
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::record::format_time(*t))
+}
+
+fn ser_opt_time<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&crate::record::format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+impl RunRow {
+    pub fn duration(&self) -> Option<Duration> {
+        self.ended.and_then(|e| e.duration_since(self.started).ok())
+    }
+}
+
+/// Facts about a run known when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub job_file: Option<String>,
+    pub job_file_hash: Option<String>,
+    pub started: SystemTime,
+    pub total: usize,
+}
+
+/// Filters of `orchestrate runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub failed_only: bool,
+    pub job_file: Option<String>,
+    pub since: Option<SystemTime>,
+    pub limit: Option<usize>,
+}
+
+/// The columns of `runs` that `row_to_run` reads, in its order.
+const RUN_COLS: &str = "id, job_file, job_file_hash, host, user, pid, started_ms, ended_ms, status, total, succeeded, failed";
+
+impl RunStore {
+    pub fn begin_run(&mut self, run: &NewRun) -> Result<()> {
+        let host = hostname();
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok();
+        let sql = format!(
+            "INSERT INTO runs (id, job_file, job_file_hash, host, user, pid, started_ms, status, total, env_keys)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {}, ?8, ?9)",
+            status_sql::running_value()
+        );
+        self.conn
+            .execute(
+                &sql,
+                params![
+                    run.id,
+                    run.job_file,
+                    run.job_file_hash,
+                    host,
+                    user,
+                    std::process::id(),
+                    to_millis(run.started),
+                    run.total as i64,
+                    serde_json::to_string(crate::environ::inherited_env_keys())
+                        .expect("names serialize")
+                ],
+            )
+            .map_err(self.sql_err())?;
+        mkdir_private(&self.run_dir(&run.id)).map_err(|source| StoreError::Dir {
+            path: self.run_dir(&run.id),
+            source,
+        })?;
+        Ok(())
+    }
+
+    pub fn finish_run(&mut self, run_id: &str, status: &str, ended: SystemTime) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, ended_ms = ?3 WHERE id = ?1",
+                params![run_id, status, to_millis(ended)],
+            )
+            .map_err(self.sql_err())?;
+        self.recount(run_id)
+    }
+
+    /// Recomputes a run's counts from its records (background jobs end after their run).
+    pub fn recount(&mut self, run_id: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE runs SET
+                   succeeded = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND {}),
+                   failed = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND {})
+                 WHERE id = ?1",
+            status_sql::record_counts_ok(),
+            status_sql::record_counts_failed()
+        );
+        self.conn
+            .execute(&sql, params![run_id])
+            .map_err(self.sql_err())?;
+        Ok(())
+    }
+
+    /// Runs still marked running whose orchestrate process is gone are marked interrupted.
+    fn settle_dead_runs(&mut self) -> Result<()> {
+        let host = hostname();
+        let running = status_sql::run_running();
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT id, pid, host FROM runs WHERE {running}"))
+            .map_err(self.sql_err())?;
+        let rows: Vec<(String, Option<u32>, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        drop(stmt);
+        for (id, pid, run_host) in rows {
+            if run_host.is_some() && run_host != host {
+                continue;
+            }
+            let alive = pid.is_some_and(process_alive);
+            if !alive {
+                let sql = format!(
+                    "UPDATE runs SET {},
+                           ended_ms = COALESCE(ended_ms, (SELECT MAX(started_ms + duration_ms) FROM records WHERE run_id = ?1), started_ms)
+                         WHERE id = ?1 AND {running}",
+                    status_sql::set_run_interrupted()
+                );
+                self.conn
+                    .execute(&sql, params![id])
+                    .map_err(self.sql_err())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            id: r.get(0)?,
+            job_file: r.get(1)?,
+            job_file_hash: r.get(2)?,
+            host: r.get(3)?,
+            user: r.get(4)?,
+            pid: r.get(5)?,
+            started: from_millis(r.get(6)?),
+            ended: r.get::<_, Option<i64>>(7)?.map(from_millis),
+            status: r.get(8)?,
+            total: r.get::<_, i64>(9)? as u64,
+            succeeded: r.get::<_, i64>(10)? as u64,
+            failed: r.get::<_, i64>(11)? as u64,
+        })
+    }
+
+    /// Runs, newest first.
+    pub fn list_runs(&mut self, f: &RunFilter) -> Result<Vec<RunRow>> {
+        self.settle_dead_runs()?;
+        let mut sql = format!("SELECT {} FROM runs WHERE 1=1", RUN_COLS);
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if f.failed_only {
+            sql.push_str(&format!(
+                " AND (failed > 0 OR {})",
+                status_sql::run_ended_unsuccessfully()
+            ));
+        }
+        if let Some(jf) = &f.job_file {
+            sql.push_str(" AND (job_file = ? OR job_file LIKE ?)");
+            args.push(jf.clone().into());
+            args.push(format!("%/{jf}").into());
+        }
+        if let Some(since) = f.since {
+            sql.push_str(" AND started_ms >= ?");
+            args.push(to_millis(since).into());
+        }
+        sql.push_str(" ORDER BY started_ms DESC, id DESC");
+        if let Some(limit) = f.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), Self::row_to_run)
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sql_err())?;
+        Ok(rows)
+    }
+
+    pub fn run(&mut self, id: &str) -> Result<RunRow> {
+        self.settle_dead_runs()?;
+        let sql = format!("SELECT {} FROM runs WHERE id = ?1", RUN_COLS);
+        self.conn
+            .query_row(&sql, params![id], Self::row_to_run)
+            .optional()
+            .map_err(self.sql_err())?
+            .ok_or_else(|| StoreError::NotFound(format!("no run `{id}`")))
+    }
+
+    /// `last`, `last~N` (N runs before the last), a full id or a unique prefix.
+    pub fn resolve_run(&mut self, spec: &str) -> Result<String> {
+        let back = if spec == "last" {
+            Some(0)
+        } else {
+            spec.strip_prefix("last~")
+                .and_then(|n| n.parse::<i64>().ok())
+        };
+        if let Some(n) = back {
+            return self.nth_last_run(spec, n);
+        }
+        let ids = self.ids_with_prefix(spec)?;
+        match ids.len() {
+            1 => Ok(ids.into_iter().next().expect("one id")),
+            0 => Err(StoreError::NotFound(self.no_run_matches(spec)?)),
+            _ => Err(StoreError::NotFound(format!(
+                "`{spec}` matches several runs ({}{}); give more of the id",
+                ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                if ids.len() > 5 { ", ..." } else { "" }
+            ))),
+        }
+    }
+
+    /// The id of the run `n` runs before the last (`spec` names it in the error).
+    fn nth_last_run(&mut self, spec: &str, n: i64) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT id FROM runs ORDER BY started_ms DESC, id DESC LIMIT 1 OFFSET ?1",
+                params![n],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_err())?
+            .ok_or_else(|| {
+                StoreError::NotFound(if n == 0 {
+                    "no runs recorded yet".to_string()
+                } else {
+                    format!("there is no run {spec} (fewer runs recorded)")
+                })
+            })
+    }
+
+    /// Up to six ids starting with `prefix` (enough to tell one from several).
+    fn ids_with_prefix(&mut self, prefix: &str) -> Result<Vec<String>> {
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 6")
+            .map_err(self.sql_err())?;
+        let ids: Vec<String> = stmt
+            .query_map(params![format!("{escaped}%")], |r| r.get(0))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        Ok(ids)
+    }
+
+    /// The message for a spec that matches no run, naming the recent ones.
+    fn no_run_matches(&mut self, spec: &str) -> Result<String> {
+        let recent = self.list_runs(&RunFilter {
+            limit: Some(5),
+            ..Default::default()
+        })?;
+        let mut msg = format!("no run matches `{spec}`");
+        if !recent.is_empty() {
+            msg.push_str("; recent runs: ");
+            msg.push_str(
+                &recent
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        Ok(msg)
+    }
+
+    /// The names of the environment a run's jobs inherited (recorded once per run).
+    pub fn run_env_keys(&mut self, run_id: &str) -> Result<Vec<String>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT env_keys FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_err())?
+            .flatten();
+        Ok(json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
+    }
+}
+
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+fn process_alive(pid: u32) -> bool {
+    crate::sys::kill(pid, 0).unwrap_or(true)
+}
+
+/// A new run id: UTC time to the millisecond (so ids sort by time) and a random suffix.
+pub fn new_run_id(now: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_millis(now).to_string();
+    // 2026-11-26T01:15:10.123Z -> 20261126-011510-123
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let suffix = random_hex4();
+    format!(
+        "{}-{}-{}{}",
+        &digits[..8],
+        &digits[8..14],
+        &digits[14..17],
+        suffix
+    )
+}
+
+fn random_hex4() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:04x}", h.finish() & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id(from_millis(1_700_000_000_000));
+        let b = new_run_id(from_millis(1_700_000_000_001));
+        assert!(a < b, "{a} {b}");
+        assert_eq!(a.len(), "20231114-221320-0001234".len());
+    }
+}

@@ -1,0 +1,201 @@
+//! The database file: its schema and migrations, and opening or creating it safely.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{Result, RunStore, StoreError, mkdir_private};
+
+/// The schema this build writes. Older databases are migrated on open; newer ones are refused.
+pub const SCHEMA_VERSION: i64 = 2;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        job_file TEXT,
+        job_file_hash TEXT,
+        host TEXT,
+        user TEXT,
+        pid INTEGER,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        status TEXT NOT NULL,
+        total INTEGER NOT NULL DEFAULT 0,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_started ON runs(started_ms);
+    CREATE TABLE records (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        job TEXT NOT NULL,
+        status TEXT NOT NULL,
+        returncode INTEGER,
+        started_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        stdout_bytes INTEGER NOT NULL,
+        stderr_bytes INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (run_id, job)
+    );
+    CREATE INDEX records_job ON records(job, started_ms);",
+    // 1 -> 2: background jobs, and whether `status` has shown their end.
+    "ALTER TABLE records ADD COLUMN background INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_background ON records(background, status);
+    ALTER TABLE runs ADD COLUMN env_keys TEXT;
+    CREATE INDEX records_run_order ON records(run_id, idx);",
+];
+
+impl RunStore {
+    /// Opens (creating if needed) the store for writing: checks the directory is writable and
+    /// the database sound before any job starts.
+    pub fn open(root: &Path) -> Result<RunStore> {
+        let dir_err = |source| StoreError::Dir {
+            path: root.to_path_buf(),
+            source,
+        };
+        let fresh = !root.exists();
+        mkdir_private(root).map_err(dir_err)?;
+        if fresh {
+            // DirBuilder's mode is filtered by the umask; the store must not be readable by others.
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .map_err(dir_err)?;
+        }
+        mkdir_private(&root.join("runs")).map_err(dir_err)?;
+        // Prove the directory is writable now rather than at the first job's output.
+        let probe = root.join(format!(".probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(dir_err)?;
+        let _ = std::fs::remove_file(&probe);
+        Self::open_db(root, true)
+    }
+
+    /// Opens an existing store for the inspection commands.
+    pub fn open_existing(root: &Path) -> Result<RunStore> {
+        if !root.join("history.db").exists() {
+            return Err(StoreError::Empty(root.to_path_buf()));
+        }
+        Self::open_db(root, false)
+    }
+
+    fn open_db(root: &Path, create: bool) -> Result<RunStore> {
+        let db_path = root.join("history.db");
+        let sql = |source| StoreError::Sql {
+            path: db_path.clone(),
+            source,
+        };
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        if create && !db_path.exists() {
+            Self::create_db(root, &db_path)?;
+        }
+        let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
+        let corrupt = |e: rusqlite::Error| match &e {
+            rusqlite::Error::SqliteFailure(f, msg)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                ) =>
+            {
+                StoreError::Corrupt {
+                    path: db_path.clone(),
+                    message: msg.clone().unwrap_or_else(|| f.to_string()),
+                }
+            }
+            _ => StoreError::Sql {
+                path: db_path.clone(),
+                source: e,
+            },
+        };
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(corrupt)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(corrupt)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: db_path.clone(),
+                found: version,
+            });
+        }
+        let mut store = RunStore {
+            root: root.to_path_buf(),
+            db_path: db_path.clone(),
+            conn,
+        };
+        if version < SCHEMA_VERSION {
+            store.migrate(version).map_err(corrupt)?;
+        }
+        Ok(store)
+    }
+
+    /// Builds a new database under a temporary name (schema made, WAL mode set), syncs it
+    /// and links it into place, so that no process ever opens a half-made one: several runs
+    /// starting on a new store (cron jobs at the same minute), or `show` polling a run that
+    /// is creating it, otherwise race SQLite's switch to WAL mode and one of them gets
+    /// "database is locked" at once, whatever the busy timeout. If another process linked
+    /// its database first, theirs is kept.
+    fn create_db(root: &Path, db_path: &Path) -> Result<()> {
+        let tmp = root.join(format!(".history.db.new-{}", std::process::id()));
+        let sql = |source| StoreError::Sql {
+            path: tmp.clone(),
+            source,
+        };
+        let dir = |source| StoreError::Dir {
+            path: root.to_path_buf(),
+            source,
+        };
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let conn = Connection::open(&tmp).map_err(sql)?;
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(sql)?;
+            conn.pragma_update(None, "journal_mode", "OFF")
+                .map_err(sql)?;
+            let mut store = RunStore {
+                root: root.to_path_buf(),
+                db_path: tmp.clone(),
+                conn,
+            };
+            store.migrate(0).map_err(sql)?;
+            store
+                .conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(sql)?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(dir)?;
+        let linked = std::fs::hard_link(&tmp, db_path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(dir(e)),
+        }
+    }
+
+    fn migrate(&mut self, from: i64) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(now.max(from) as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()
+    }
+}
