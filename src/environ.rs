@@ -1,5 +1,49 @@
-//! The environment orchestrate itself started with, read once: the base every job's
-//! environment is built on (unless the job file says `inherit_env: false`).
+//! The environment of jobs: the one orchestrate itself started with (read once, the base of
+//! every job's environment unless the job file says `inherit_env: false`), and [`JobEnv`],
+//! the variables one job is given, computed once per attempt and reported as sent.
+
+use crate::plan::PlannedJob;
+
+/// The variables a job gets, in the order they are applied (a later one wins), and whether it
+/// also has orchestrate's own environment. Built once per attempt; the back end applies it
+/// and the record lists exactly these names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobEnv {
+    pub vars: Vec<(String, String)>,
+    /// The job starts from orchestrate's environment (else from an empty one, or, on an ssh
+    /// host, from the remote login's).
+    pub inherited: bool,
+}
+
+impl JobEnv {
+    /// The run's variables (`ORCHESTRATE_RUN`), the job's name and slot, then the job's own.
+    pub fn for_job(job: &PlannedJob, run_vars: &[(String, String)], slot: usize) -> JobEnv {
+        let mut vars = Vec::with_capacity(run_vars.len() + job.env.len() + 2);
+        vars.extend(run_vars.iter().cloned());
+        vars.push(("ORCHESTRATE_JOB".to_string(), job.name.clone()));
+        vars.push(("ORCHESTRATE_SLOT".to_string(), slot.to_string()));
+        vars.extend(job.env.iter().cloned());
+        JobEnv {
+            vars,
+            inherited: !job.env_clear,
+        }
+    }
+
+    /// The names, sorted, each once: what the record keeps (never the values).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.vars.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Sets the variables on a command (its own environment handling decides the base).
+    pub fn apply(&self, cmd: &mut std::process::Command) {
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+    }
+}
 
 /// The environment this process started with, each variable as its name and `NAME=value`;
 /// read once (orchestrate never changes its own environment).

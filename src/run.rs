@@ -201,8 +201,8 @@ pub fn run_plan(
         capture: CaptureRoot(capture),
         forward_output,
         launcher: opts.launcher.clone(),
-        extra_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.clone())],
-        secrets: Arc::new(plan.secrets.clone()),
+        run_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.clone())],
+        secrets: crate::record::Secrets::new(plan.secrets.clone()),
         background: state_root.map(|state_dir| crate::exec::background::BackgroundCtx {
             exe: supervisor_exe(),
             state_dir,
@@ -224,8 +224,8 @@ pub fn run_plan(
     // Every sender is gone with the jobs: the event thread takes the last events now.
     consumer.thread().unpark();
     let cancel_state = *cancel_watch.borrow();
-    let stopped_jobs =
-        summary.by_status.contains_key("timed_out") || summary.by_status.contains_key("cancelled");
+    let stopped_jobs = summary.get(crate::record::Status::TimedOut) > 0
+        || summary.get(crate::record::Status::Cancelled) > 0;
     if opts.handle_signals && (cancel_state != Cancel::None || stopped_jobs) {
         sweep_orphans();
     }
@@ -245,14 +245,14 @@ pub fn run_plan(
     let exit_code = match interrupted {
         Some(sig) if sig == crate::sys::SIGINT => exit::SIGINT,
         Some(sig) => 128 + sig,
-        None if summary.failed > 0 => exit::JOB_FAILED,
+        None if summary.failed() > 0 => exit::JOB_FAILED,
         None => exit::OK,
     };
     let mut warnings = warnings;
     if let Some(mut s) = db {
         let status = if interrupted.is_some() {
             "interrupted"
-        } else if summary.failed > 0 {
+        } else if summary.failed() > 0 {
             "failed"
         } else {
             "succeeded"
@@ -322,10 +322,10 @@ fn consume(
         reporter.event(&ev);
         if let Event::JobFinished(rec) = ev {
             if keep_records {
-                records.push((*rec).clone());
+                records.push(rec.as_ref().clone().into_inner());
             }
             if has_db {
-                batch.push(*rec);
+                batch.push(rec.into_inner());
             }
         }
     };

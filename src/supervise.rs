@@ -12,6 +12,7 @@ use crate::exec::background::{RECORD, STARTED, SuperviseSpec};
 use crate::exec::process::{self, CaptureRoot, JobCtx};
 use crate::exec::{Cancel, Event, Local};
 use crate::record::Supervisor;
+use crate::record::{Sealed, Secrets};
 use crate::store::RunStore;
 use crate::sys;
 
@@ -57,14 +58,14 @@ pub fn supervise() -> i32 {
     let me = me();
     let (tx, rx) = mpsc::channel::<Event>();
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
-    let secrets = Arc::new(spec.secrets.clone());
+    let secrets = Secrets::new(spec.secrets.clone());
 
     // Record the job as running as soon as it has a pid.
     let state_dir = spec.state_dir.clone();
     let run_id = spec.run_id.clone();
     let job = spec.job.clone();
     let me2 = me.clone();
-    let watcher_secrets = spec.secrets.clone();
+    let watcher_secrets = secrets.clone();
     let watcher = std::thread::spawn(move || {
         let mut store = RunStore::open(&state_dir).ok();
         for ev in rx {
@@ -72,13 +73,11 @@ pub fn supervise() -> i32 {
                 pid, slot, started, ..
             } = ev
             {
-                let mut rec = crate::exec::background::running_record(&job, slot, pid);
+                let mut rec = crate::exec::ends::running_background(&job, slot, pid);
                 rec.started = started;
                 rec.finished = started;
                 rec.supervisor = Some(me2.clone());
-                for a in &mut rec.args {
-                    *a = process::redact(a, &watcher_secrets);
-                }
+                let rec = Sealed::new(rec, &watcher_secrets);
                 if let Some(s) = &mut store {
                     let _ = s.put_background(&run_id, &rec);
                 }
@@ -94,9 +93,10 @@ pub fn supervise() -> i32 {
         forward_output: false,
         cancel: cancel_rx,
         launcher: Arc::new(Local),
-        extra_env: spec.extra_env.clone(),
-        secrets,
+        run_env: spec.run_env.clone(),
+        secrets: secrets.clone(),
     };
+    let secrets_for_record = secrets;
     let job = spec.job.clone();
     let mut rec = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -121,6 +121,7 @@ pub fn supervise() -> i32 {
     let _ = watcher.join();
     rec.background = true;
     rec.supervisor = Some(me);
+    let rec = Sealed::new(rec, &secrets_for_record);
     if let Ok(mut store) = RunStore::open(&spec.state_dir) {
         // A busy database is waited for (busy timeout); keep trying a little beyond that.
         for _ in 0..5 {
@@ -135,7 +136,7 @@ pub fn supervise() -> i32 {
     }
     say(&format!(
         "{RECORD}{}",
-        serde_json::to_string(&rec).expect("records serialize")
+        serde_json::to_string(&*rec).expect("records serialize")
     ));
     rt.shutdown_background();
     0

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::process::JobCtx;
-use super::{Cancel, Event};
+use super::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
 use crate::record::{CompletedProcess, Status};
 use crate::sys;
@@ -35,7 +35,7 @@ pub struct SuperviseSpec {
     pub capture_root: PathBuf,
     pub job: PlannedJob,
     pub slot: usize,
-    pub extra_env: Vec<(String, String)>,
+    pub run_env: Vec<(String, String)>,
     pub secrets: Vec<String>,
     /// The run waits for this job and reports its end itself: `status` need not show it again.
     #[serde(default)]
@@ -47,33 +47,13 @@ pub struct SuperviseSpec {
 pub const STARTED: &str = "started ";
 pub const RECORD: &str = "record ";
 
-/// The record of a background job that has started and not ended yet.
-pub fn running_record(job: &PlannedJob, slot: usize, pid: Option<u32>) -> CompletedProcess {
-    let mut rec = CompletedProcess::not_started(
-        &job.name,
-        job.index,
-        job.argv.clone(),
-        Status::Background,
-        String::new(),
-    );
-    rec.error = None;
-    rec.pid = pid;
-    rec.slot = Some(slot);
-    rec.cwd = job.cwd.clone();
-    rec.attempts = 1;
-    rec.background = true;
-    rec.def_hash = job.def_hash.clone();
-    rec
-}
-
 fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> CompletedProcess {
-    let mut rec =
-        CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, msg);
-    rec.slot = Some(ctx.slot);
+    let mut rec = ends::not_run(job, ctx.slot, None, status, msg);
     rec.background = true;
     rec
 }
 
+/// Starts a background job under its supervisor; with `wait`, follows it to its end.
 pub async fn run_background(
     job: &PlannedJob,
     mut ctx: JobCtx,
@@ -85,8 +65,8 @@ pub async fn run_background(
         capture_root: ctx.capture.0.clone(),
         job: job.clone(),
         slot: ctx.slot,
-        extra_env: ctx.extra_env.clone(),
-        secrets: ctx.secrets.as_ref().clone(),
+        run_env: ctx.run_env.clone(),
+        secrets: ctx.secrets.values().to_vec(),
         reported: bg.wait,
     };
     let mut cmd = std::process::Command::new(&bg.exe);
@@ -141,7 +121,7 @@ pub async fn run_background(
         .and_then(|p| p.trim().parse().ok());
     let started = SystemTime::now();
     if !bg.wait {
-        let mut rec = running_record(job, ctx.slot, pid);
+        let mut rec = ends::running_background(job, ctx.slot, pid);
         rec.notes.push(format!(
             "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
         ));

@@ -10,10 +10,7 @@ use crate::record::{Status, format_duration};
 /// How many jobs ended in each status, in the order of `Status::ALL`, leaving out the statuses
 /// no job ended in. The one place the report counts jobs by status.
 pub fn counts(summary: &ExecSummary) -> Vec<(Status, usize)> {
-    Status::ALL
-        .into_iter()
-        .filter_map(|st| summary.by_status.get(st.as_str()).map(|&n| (st, n)))
-        .collect()
+    summary.nonzero().collect()
 }
 
 /// "3 jobs in 1.20s: 2 succeeded, 1 timed out (interrupted by SIGTERM); run ID".
@@ -23,19 +20,17 @@ fn summary_line(
     run_id: Option<&str>,
     interrupted: Option<i32>,
 ) -> String {
-    let mut parts: Vec<String> = counts(summary)
-        .into_iter()
-        .map(|(st, n)| format!("{n} {}", st.as_str().replace('_', " ")))
-        .collect();
-    if parts.is_empty() {
-        parts.push("nothing ran".to_string());
-    }
+    let parts = if summary.total() == 0 {
+        "nothing ran".to_string()
+    } else {
+        summary.describe()
+    };
     let mut line = format!(
         "{} job{} in {}: {}",
-        summary.total,
-        if summary.total == 1 { "" } else { "s" },
+        summary.total(),
+        if summary.total() == 1 { "" } else { "s" },
         format_duration(elapsed),
-        parts.join(", ")
+        parts
     );
     if let Some(sig) = interrupted {
         line.push_str(&format!(
@@ -58,7 +53,7 @@ impl Reporter {
         interrupted: Option<i32>,
     ) {
         self.wind_down();
-        if self.cfg.json || (self.cfg.quiet && summary.failed == 0 && interrupted.is_none()) {
+        if self.cfg.json || (self.cfg.quiet && summary.failed() == 0 && interrupted.is_none()) {
             self.flush_out();
             return;
         }
@@ -75,8 +70,8 @@ mod tests {
     #[test]
     fn counts_follow_the_order_of_statuses() {
         let mut s = ExecSummary::default();
-        s.by_status.insert("timed_out", 1);
-        s.by_status.insert("succeeded", 2);
+        s.add(Status::TimedOut);
+        s.add_n(Status::Succeeded, 2);
         assert_eq!(
             counts(&s),
             vec![(Status::Succeeded, 2), (Status::TimedOut, 1)]
@@ -91,9 +86,8 @@ mod tests {
             summary_line(&s, d, None, None),
             "0 jobs in 5ms: nothing ran"
         );
-        s.total = 3;
-        s.by_status.insert("succeeded", 2);
-        s.by_status.insert("timed_out", 1);
+        s.add_n(Status::Succeeded, 2);
+        s.add(Status::TimedOut);
         assert_eq!(
             summary_line(&s, d, Some("r1"), Some(15)),
             "3 jobs in 5ms: 2 succeeded, 1 timed out (interrupted by SIGTERM); run r1"

@@ -194,7 +194,7 @@ fn a_missing_program_is_a_record_not_a_crash() {
         r.stderr.contains("NOSTART") && r.stderr.contains("command not found"),
         "{r:?}"
     );
-    assert!(r.stderr.contains("1 succeeded, 1 spawn error"), "{r:?}");
+    assert!(r.stderr.contains("1 succeeded, 1 could not start"), "{r:?}");
 }
 
 #[test]

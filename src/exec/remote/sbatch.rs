@@ -5,15 +5,20 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use super::Event;
-use super::background::BackgroundCtx;
-use super::process::JobCtx;
-use crate::exec::Stream;
-use crate::plan::{PlannedJob, SlurmOptions, Target};
-use crate::record::{CompletedProcess, Status, StoredOutput};
+use crate::environ::JobEnv;
+use crate::exec::background::BackgroundCtx;
+use crate::exec::process::{FileDest, JobCtx, file_dest};
+use crate::exec::{Cancel, Event, Stream, ends};
+use crate::plan::{PlannedJob, SlurmOptions};
+use crate::record::{CompletedProcess, Status};
 
 /// sbatch's arguments for a job: options, output files, and the command as `--wrap`.
-fn sbatch_command(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<Command, String> {
+fn sbatch_command(
+    job: &PlannedJob,
+    ctx: &JobCtx,
+    o: &SlurmOptions,
+    env: &JobEnv,
+) -> Result<Command, String> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable")
         .arg(format!("--job-name={}", job.name))
@@ -21,33 +26,28 @@ fn sbatch_command(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<Co
     if let Some(dir) = &job.cwd {
         cmd.arg(format!("--chdir={}", dir.display()));
     }
-    let file_of = |t: &Target, stream: Stream| -> Result<(String, bool), String> {
-        Ok(match t {
-            Target::Capture | Target::Inherit => {
-                let p = ctx.capture.path(&job.name, stream);
+    let mut append = false;
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let flag = match stream {
+            Stream::Stdout => "--output",
+            Stream::Stderr => "--error",
+        };
+        let path = match file_dest(job, &ctx.capture, stream) {
+            FileDest::SameAsStdout => continue,
+            FileDest::Null => "/dev/null".into(),
+            FileDest::Capture(p) => {
                 if let Some(d) = p.parent() {
                     std::fs::create_dir_all(d)
                         .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
                 }
-                (p.display().to_string(), false)
+                p
             }
-            Target::Null | Target::Stdout => ("/dev/null".to_string(), false),
-            Target::File { path, append } => {
-                let p = match &job.cwd {
-                    Some(c) if path.is_relative() => c.join(path),
-                    _ => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-                };
-                (p.display().to_string(), *append)
+            FileDest::File { path, append: a } => {
+                append |= a;
+                path
             }
-        })
-    };
-    let (out, append_out) = file_of(&job.stdout, Stream::Stdout)?;
-    cmd.arg(format!("--output={out}"));
-    let mut append = append_out;
-    if job.stderr != Target::Stdout {
-        let (err, append_err) = file_of(&job.stderr, Stream::Stderr)?;
-        cmd.arg(format!("--error={err}"));
-        append |= append_err;
+        };
+        cmd.arg(format!("{flag}={}", path.display()));
     }
     if append {
         cmd.arg("--open-mode=append");
@@ -60,31 +60,8 @@ fn sbatch_command(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<Co
     if job.env_clear {
         cmd.env_clear();
     }
-    cmd.envs(ctx.extra_env.iter().map(|(k, v)| (k, v)))
-        .env("ORCHESTRATE_JOB", &job.name)
-        .env("ORCHESTRATE_SLOT", ctx.slot.to_string())
-        .envs(job.env.iter().map(|(k, v)| (k, v)));
+    env.apply(&mut cmd);
     Ok(cmd)
-}
-
-fn output_of(job: &PlannedJob, ctx: &JobCtx, stream: Stream) -> StoredOutput {
-    let target = match stream {
-        Stream::Stdout => &job.stdout,
-        Stream::Stderr => &job.stderr,
-    };
-    match target {
-        Target::Capture | Target::Inherit => StoredOutput {
-            path: Some(ctx.capture.path(&job.name, stream)),
-            bytes: 0,
-            captured: true,
-        },
-        Target::File { path, .. } => StoredOutput {
-            path: Some(path.clone()),
-            bytes: 0,
-            captured: false,
-        },
-        Target::Null | Target::Stdout => StoredOutput::default(),
-    }
 }
 
 /// Submits a background job with sbatch; with `wait`, follows it to its end.
@@ -94,22 +71,10 @@ pub async fn run_background(
     o: &SlurmOptions,
     bg: &BackgroundCtx,
 ) -> CompletedProcess {
-    let mut rec = super::background::running_record(job, ctx.slot, None);
-    let mut keys: Vec<String> = ctx
-        .extra_env
-        .iter()
-        .chain(job.env.iter())
-        .map(|(k, _)| k.clone())
-        .chain([
-            "ORCHESTRATE_JOB".to_string(),
-            "ORCHESTRATE_SLOT".to_string(),
-        ])
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    rec.env_keys = keys;
-    rec.env_inherited = !job.env_clear;
-    let submitted = match sbatch_command(job, &ctx, o) {
+    let mut rec = ends::running_background(job, ctx.slot, None);
+    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
+    ends::with_env(&mut rec, &env);
+    let submitted = match sbatch_command(job, &ctx, o, &env) {
         Ok(mut cmd) => {
             let out = tokio::process::Command::from({
                 cmd.stdin(Stdio::null());
@@ -145,8 +110,8 @@ pub async fn run_background(
         }
     };
     rec.slurm_job_id = Some(id.clone());
-    rec.stdout = output_of(job, &ctx, Stream::Stdout);
-    rec.stderr = output_of(job, &ctx, Stream::Stderr);
+    rec.stdout = file_dest(job, &ctx.capture, Stream::Stdout).stored();
+    rec.stderr = file_dest(job, &ctx.capture, Stream::Stderr).stored();
     rec.notes.push(format!(
         "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
     ));
@@ -173,7 +138,7 @@ pub async fn run_background(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             r = cancel.changed() => {
-                if r.is_ok() && *cancel.borrow() != super::Cancel::None {
+                if r.is_ok() && *cancel.borrow() != Cancel::None {
                     scancel(&id);
                 }
             }

@@ -1,71 +1,20 @@
-//! The domain types every layer shares: how a job ended, and the record of it.
+//! The domain types every layer shares: the record of a job (`CompletedProcess`), how it
+//! ended (`status`), the one door through which records leave the executor (`redact`), and
+//! how times are written (`time`).
 
-use std::fmt;
+mod redact;
+mod status;
+mod time;
+
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    SpawnError,
-    Skipped,
-    /// Started detached; its final record is written by its supervisor.
-    Background,
-    /// A background job whose supervisor vanished without writing a record.
-    Lost,
-    /// The job was running when its run was interrupted (orchestrate itself died).
-    Interrupted,
-}
-
-impl Status {
-    pub const ALL: [Status; 9] = [
-        Status::Succeeded,
-        Status::Failed,
-        Status::TimedOut,
-        Status::Cancelled,
-        Status::SpawnError,
-        Status::Skipped,
-        Status::Background,
-        Status::Lost,
-        Status::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Cancelled => "cancelled",
-            Status::SpawnError => "spawn_error",
-            Status::Skipped => "skipped",
-            Status::Background => "background",
-            Status::Lost => "lost",
-            Status::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Whether this outcome makes the run fail (exit code 1).
-    pub fn is_failure(self) -> bool {
-        !matches!(self, Status::Succeeded | Status::Background)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use redact::{REDACTED, Redactor, Sealed, Secrets};
+pub use status::{Counts, RunStatus, Status};
+pub use time::{format_duration, format_time, from_millis, to_millis};
+use time::{secs_f64, unix_millis};
 
 /// Where one of a job's output streams ended up.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,78 +187,9 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-pub fn to_millis(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
-}
-
-pub fn from_millis(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    }
-}
-
-/// RFC 3339 in UTC with milliseconds, as used in JSON and tables.
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Short human duration: `12ms`, `3.40s`, `2m05s`, `1h02m`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
-    }
-}
-
-mod unix_millis {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_time(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-mod secs_f64 {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_names_round_trip() {
-        for st in Status::ALL {
-            assert_eq!(Status::parse(st.as_str()), Some(st));
-        }
-    }
 
     #[test]
     fn durations_are_short() {

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::environ::JobEnv;
 use crate::plan::{PlannedJob, Target};
 
 /// Most bytes kept of what the client wrote before the job started (its own error messages).
@@ -29,20 +30,18 @@ pub fn new_marker() -> String {
     format!("__ORCH_{}", &crate::text::sha256_hex(seed.as_bytes())[..20])
 }
 
-/// The `sh` script that runs `argv` and reports around it. With `cd`, it changes to that
-/// directory first (ssh: the job's `cwd` is on the remote host).
-pub fn script(marker: &str, job: &PlannedJob, argv: &[String], cd: bool) -> String {
+/// The `sh` script that runs `argv` with the variables of `env` and reports around it. With
+/// `cd`, it changes to the job's directory first (ssh: the job's `cwd` is on the remote host).
+pub fn script(marker: &str, job: &PlannedJob, argv: &[String], env: &JobEnv, cd: bool) -> String {
     let q = |s: &str| shell_words::quote(s).into_owned();
     let mut cmd = String::from("env");
     if job.env_clear {
         cmd.push_str(" -i");
     }
-    for (k, v) in &job.env {
+    for (k, v) in &env.vars {
         cmd.push(' ');
         cmd.push_str(&q(&format!("{k}={v}")));
     }
-    cmd.push(' ');
-    cmd.push_str(&q(&format!("ORCHESTRATE_JOB={}", job.name)));
     // `env` would take a first word with `=` for another variable.
     if argv[0].contains('=') {
         cmd.push_str(" --");
@@ -52,7 +51,7 @@ pub fn script(marker: &str, job: &PlannedJob, argv: &[String], cd: bool) -> Stri
         cmd.push_str(&q(a));
     }
     // Merging and discarding happen remotely, so the local stderr pipe carries only what the
-    // job's stderr target wants (see `process::prepare`).
+    // job's stderr target wants (see `process::stdio`).
     match job.stderr {
         Target::Stdout => cmd.push_str(" 2>&1"),
         Target::Null => cmd.push_str(" 2>/dev/null"),

@@ -5,8 +5,9 @@
 //! Stopping: TERM to srun's process group makes srun cancel the step (it signals the task and
 //! exits); whatever is left is swept with `scancel JOBID` before the job is recorded.
 
-use super::process::Launcher;
 use super::wrap;
+use crate::environ::JobEnv;
+use crate::exec::process::{Launch, Launcher, spawn_stop_command};
 use crate::plan::{PlannedJob, SlurmOptions};
 
 /// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
@@ -40,23 +41,39 @@ impl Slurm {
 }
 
 impl Launcher for Slurm {
-    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command {
+    fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let mut cmd = std::process::Command::new("srun");
         cmd.args(self.srun_args(job));
-        cmd.args(["sh", "-c", &wrap::script(&self.marker, job, argv, false)]);
+        cmd.args([
+            "sh",
+            "-c",
+            &wrap::script(&self.marker, job, argv, &env, false),
+        ]);
         cmd.env("SLURM_EXIT_ERROR", SRUN_EXIT_ERROR.to_string());
-        cmd
-    }
-
-    fn marker(&self) -> Option<&str> {
-        Some(&self.marker)
-    }
-
-    fn stop_command(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
-        // TERM goes to srun, which cancels the step itself; scancel is the sweep.
-        if signal != crate::sys::SIGKILL {
-            return None;
+        // srun starts the job in the directory it runs in.
+        if let Some(dir) = &job.cwd {
+            cmd.current_dir(dir);
         }
+        // srun passes its own environment on (--export=ALL); the wrapper adds the job's.
+        Launch {
+            cmd,
+            env_clear: false,
+            env,
+            marker: Some(self.marker.clone()),
+        }
+    }
+
+    fn signal(&self, pgid: u32, signal: i32, control: Option<&wrap::Control>) {
+        // TERM goes to srun, which cancels the step itself; KILL also cancels the Slurm job.
+        let _ = crate::sys::killpg(pgid, signal);
+        if signal == crate::sys::SIGKILL
+            && let Some(cmd) = control.and_then(|c| self.sweep(c))
+        {
+            spawn_stop_command(cmd);
+        }
+    }
+
+    fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
         let id = control.slurm_job_id.as_ref()?;
         let mut cmd = std::process::Command::new("scancel");
         cmd.arg(id);

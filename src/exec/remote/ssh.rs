@@ -14,9 +14,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::Cancel;
-use super::process::{JobCtx, Launcher, run_job};
 use super::wrap;
+use crate::environ::JobEnv;
+use crate::exec::ends;
+use crate::exec::process::{JobCtx, Launch, Launcher, run_job, spawn_stop_command, wait_cancel};
 use crate::plan::{PlannedJob, SshOptions};
 use crate::record::{CompletedProcess, Status};
 
@@ -284,33 +285,9 @@ pub struct Ssh {
     marker: String,
 }
 
-impl Launcher for Ssh {
-    fn command(&self, job: &PlannedJob, argv: &[String]) -> std::process::Command {
-        let mut cmd = std::process::Command::new("ssh");
-        cmd.args(&self.args);
-        // The remote login shell runs this; `exec` keeps the script in the session sshd made.
-        let script = wrap::script(&self.marker, job, argv, true);
-        cmd.arg(format!("exec sh -c {}", shell_words::quote(&script)));
-        cmd
-    }
-
-    fn host(&self) -> Option<String> {
-        Some(self.host.clone())
-    }
-
-    fn marker(&self) -> Option<&str> {
-        Some(&self.marker)
-    }
-
-    fn remote_cwd(&self) -> bool {
-        true
-    }
-
-    fn term_locally(&self) -> bool {
-        false
-    }
-
-    fn stop_command(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
+impl Ssh {
+    /// `kill -SIG -- -PGID` on the host, for the wrapper's process group there.
+    fn remote_kill(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
         let pgid = control.pgid?;
         let name = if signal == crate::sys::SIGKILL {
             "KILL"
@@ -321,6 +298,47 @@ impl Launcher for Ssh {
         cmd.args(&self.args);
         cmd.arg(format!("kill -{name} -- -{pgid} 2>/dev/null; true"));
         Some(cmd)
+    }
+}
+
+impl Launcher for Ssh {
+    fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(&self.args);
+        // The remote login shell runs this; `exec` keeps the script in the session sshd made.
+        let script = wrap::script(&self.marker, job, argv, &env, true);
+        cmd.arg(format!("exec sh -c {}", shell_words::quote(&script)));
+        // The job's directory is on the remote host (the wrapper changes to it), and its
+        // environment starts from the remote login's, not ours.
+        Launch {
+            cmd,
+            env_clear: false,
+            env: JobEnv {
+                inherited: false,
+                ..env
+            },
+            marker: Some(self.marker.clone()),
+        }
+    }
+
+    fn host(&self) -> Option<String> {
+        Some(self.host.clone())
+    }
+
+    fn signal(&self, pgid: u32, signal: i32, control: Option<&wrap::Control>) {
+        let remote = control.and_then(|c| self.remote_kill(c, signal));
+        // TERM is sent on the remote side only: the client must stay to bring the job's last
+        // output back.
+        if signal != crate::sys::SIGTERM || remote.is_none() {
+            let _ = crate::sys::killpg(pgid, signal);
+        }
+        if let Some(cmd) = remote {
+            spawn_stop_command(cmd);
+        }
+    }
+
+    fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
+        self.remote_kill(control, crate::sys::SIGKILL)
     }
 
     fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
@@ -364,12 +382,12 @@ pub async fn run(
     loop {
         let acquired = tokio::select! {
             a = pool.acquire(opts, &tried) => a,
-            _ = wait_cancelled(&mut cancel) => {
-                return not_run(job, &ctx, Status::Cancelled, "not started: the run was interrupted".into(), None);
+            _ = wait_cancel(&mut cancel) => {
+                return ends::not_run(job, ctx.slot, None, Status::Cancelled, "not started: the run was interrupted".into());
             }
         };
         let Some((lease, host)) = acquired else {
-            return not_run(job, &ctx, Status::SpawnError, failures.join("; "), None);
+            return ends::not_run(job, ctx.slot, None, Status::SpawnError, failures.join("; "));
         };
         tried.insert(host.clone());
         match pool.master(&lease.key).await {
@@ -379,12 +397,12 @@ pub async fn run(
                     continue;
                 }
                 failures.push(e);
-                return not_run(
+                return ends::not_run(
                     job,
-                    &ctx,
+                    ctx.slot,
+                    Some(host),
                     Status::SpawnError,
                     failures.join("; "),
-                    Some(host),
                 );
             }
             Ok(args) => {
@@ -409,32 +427,6 @@ pub async fn run(
             }
         }
     }
-}
-
-async fn wait_cancelled(rx: &mut tokio::sync::watch::Receiver<Cancel>) {
-    loop {
-        if *rx.borrow_and_update() != Cancel::None {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-fn not_run(
-    job: &PlannedJob,
-    ctx: &JobCtx,
-    status: Status,
-    error: String,
-    host: Option<String>,
-) -> CompletedProcess {
-    let mut rec =
-        CompletedProcess::not_started(&job.name, job.index, job.argv.clone(), status, error);
-    rec.slot = Some(ctx.slot);
-    rec.attempts = 1;
-    rec.host = host;
-    rec
 }
 
 #[cfg(test)]

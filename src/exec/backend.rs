@@ -1,0 +1,119 @@
+//! The one seam through which a job runs. Each back end takes a planned job and its context
+//! and returns the job's record; the scheduler neither knows nor asks which one it talks to.
+//!
+//! | back end     | when                                   | how                                   |
+//! |--------------|----------------------------------------|---------------------------------------|
+//! | `Direct`     | `executor: local` (or a library launcher) | a child process here (`process`)    |
+//! | `SlurmStep`  | `executor: slurm`                      | `srun` under the wrapper              |
+//! | `Ssh`        | `executor: ssh`                        | ssh over a shared master per host     |
+//! | `Supervised` | `background: true`                     | a detached supervisor (`background`)  |
+//! | `Sbatch`     | `background: true` + `executor: slurm` | `sbatch`, followed through Slurm      |
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::background::{self, BackgroundCtx};
+use super::process::{self, JobCtx};
+use super::remote::{sbatch, slurm, ssh};
+use crate::plan::{Executor, PlannedJob};
+use crate::record::CompletedProcess;
+
+/// A job's run to its end, as a future the worker drives.
+pub type Running<'a> = Pin<Box<dyn Future<Output = CompletedProcess> + Send + 'a>>;
+
+/// Runs jobs somewhere and says how they ended.
+pub trait Backend: Send + Sync {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a>;
+}
+
+/// A child process of this machine, started by the run's launcher.
+struct Direct;
+
+impl Backend for Direct {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
+        Box::pin(process::run_job(job, ctx))
+    }
+}
+
+/// One `srun` step per job.
+struct SlurmStep;
+
+impl Backend for SlurmStep {
+    fn run<'a>(&'a self, job: &'a PlannedJob, mut ctx: JobCtx) -> Running<'a> {
+        let Executor::Slurm(o) = &job.executor else {
+            return Box::pin(process::run_job(job, ctx));
+        };
+        ctx.launcher = Arc::new(slurm::Slurm::new(o.clone()));
+        Box::pin(process::run_job(job, ctx))
+    }
+}
+
+/// Jobs on ssh hosts; the pool holds each host's slots and connection for the whole run.
+struct Ssh(ssh::Pool);
+
+impl Backend for Ssh {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
+        match &job.executor {
+            Executor::Ssh(o) => Box::pin(ssh::run(job, o, ctx, &self.0)),
+            _ => Box::pin(process::run_job(job, ctx)),
+        }
+    }
+}
+
+/// A background job under a supervisor of its own.
+struct Supervised(BackgroundCtx);
+
+impl Backend for Supervised {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
+        Box::pin(background::run_background(job, ctx, &self.0))
+    }
+}
+
+/// A background job submitted to Slurm with sbatch.
+struct Sbatch(BackgroundCtx);
+
+impl Backend for Sbatch {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
+        match &job.executor {
+            Executor::Slurm(o) => Box::pin(sbatch::run_background(job, ctx, o, &self.0)),
+            _ => Box::pin(background::run_background(job, ctx, &self.0)),
+        }
+    }
+}
+
+/// The back ends of one run; `for_job` is the only place that looks at where a job runs.
+pub struct Backends {
+    direct: Direct,
+    slurm: SlurmStep,
+    ssh: Ssh,
+    background: Option<(Supervised, Sbatch)>,
+}
+
+impl Backends {
+    /// `background`: how to start supervisors (`None` without a store: background jobs are
+    /// then refused before the run starts, see `run`).
+    pub fn new(background: Option<BackgroundCtx>) -> Backends {
+        Backends {
+            direct: Direct,
+            slurm: SlurmStep,
+            ssh: Ssh(ssh::Pool::new()),
+            background: background.map(|b| (Supervised(b.clone()), Sbatch(b))),
+        }
+    }
+
+    pub fn for_job(&self, job: &PlannedJob) -> &dyn Backend {
+        match (&self.background, job.background, &job.executor) {
+            (Some((_, sbatch)), true, Executor::Slurm(_)) => sbatch,
+            (Some((supervised, _)), true, _) => supervised,
+            (_, _, Executor::Local) => &self.direct,
+            (_, _, Executor::Slurm(_)) => &self.slurm,
+            (_, _, Executor::Ssh(_)) => &self.ssh,
+        }
+    }
+
+    /// Ends what the back ends keep open for the run (ssh masters).
+    pub async fn close(&self) {
+        self.ssh.0.close().await;
+    }
+}

@@ -1,0 +1,102 @@
+//! Every way a job can end, as its record: ran (the process layer fills in the outcome),
+//! could not start, skipped, cancelled or never started, given up after an internal error,
+//! and started in the background. All records of a job start from [`base`], so that name,
+//! index, arguments, directory and definition hash are the same whichever way it ended; the
+//! scheduler then seals each one (`record::Sealed`: secrets redacted from every text field)
+//! before it leaves the executor.
+
+use std::time::{Duration, SystemTime};
+
+use crate::environ::JobEnv;
+use crate::plan::PlannedJob;
+use crate::record::{CompletedProcess, Status, StoredOutput};
+
+/// The record of `job` before anything is known of how it ended: no process, no attempt.
+pub fn base(job: &PlannedJob) -> CompletedProcess {
+    let now = SystemTime::now();
+    CompletedProcess {
+        job: job.name.clone(),
+        index: job.index,
+        args: job.argv.clone(),
+        cwd: job.cwd.clone(),
+        returncode: None,
+        signal: None,
+        status: Status::Skipped,
+        error: None,
+        stdout: StoredOutput::default(),
+        stderr: StoredOutput::default(),
+        pid: None,
+        slot: None,
+        started: now,
+        finished: now,
+        duration: Duration::ZERO,
+        attempts: 0,
+        host: None,
+        notes: Vec::new(),
+        earlier_attempts: Vec::new(),
+        env_keys: Vec::new(),
+        env_inherited: false,
+        background: job.background,
+        def_hash: job.def_hash.clone(),
+        supervisor: None,
+        slurm_job_id: None,
+    }
+}
+
+/// A job that never started a process: skipped (a need failed, the run halted), cancelled
+/// before it started, or given up on an internal error.
+pub fn not_started(job: &PlannedJob, status: Status, why: String) -> CompletedProcess {
+    let mut rec = base(job);
+    rec.status = status;
+    rec.error = Some(why);
+    rec
+}
+
+/// An attempt that got as far as a slot (and, on a host, a connection) but started nothing.
+pub fn not_run(
+    job: &PlannedJob,
+    slot: usize,
+    host: Option<String>,
+    status: Status,
+    why: String,
+) -> CompletedProcess {
+    let mut rec = not_started(job, status, why);
+    rec.slot = Some(slot);
+    rec.attempts = 1;
+    rec.host = host;
+    rec
+}
+
+/// An attempt whose process could not be started; `rc` is what a shell would say (126, 127).
+pub fn spawn_error(
+    job: &PlannedJob,
+    slot: usize,
+    host: Option<String>,
+    env: Option<&JobEnv>,
+    why: String,
+    rc: i32,
+) -> CompletedProcess {
+    let mut rec = not_run(job, slot, host, Status::SpawnError, why);
+    rec.returncode = Some(rc);
+    if let Some(env) = env {
+        with_env(&mut rec, env);
+    }
+    rec
+}
+
+/// A background job that has started and not ended yet; its final record replaces this one.
+pub fn running_background(job: &PlannedJob, slot: usize, pid: Option<u32>) -> CompletedProcess {
+    let mut rec = base(job);
+    rec.status = Status::Background;
+    rec.background = true;
+    rec.pid = pid;
+    rec.slot = Some(slot);
+    rec.attempts = 1;
+    rec
+}
+
+/// The environment the job was given, as the record reports it: names only.
+pub fn with_env(rec: &mut CompletedProcess, env: &JobEnv) {
+    rec.env_keys = env.keys();
+    rec.env_inherited = env.inherited;
+}

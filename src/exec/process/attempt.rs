@@ -1,0 +1,463 @@
+//! One attempt of a job: start its process, drain its pipes while waiting for it, enforce its
+//! timeout and the run's cancellation on its whole process group, and turn its end into the
+//! attempt's record.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use super::drain::Drain;
+use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
+use super::spawn::{ChildExit, spawn_child};
+use super::stdio::{FileTarget, Streams, open_streams};
+use super::{JobCtx, Launch, PIPE_GRACE};
+use crate::environ::JobEnv;
+use crate::exec::remote::wrap::Control;
+use crate::exec::{Cancel, Event, ends};
+use crate::plan::PlannedJob;
+use crate::record::{CompletedProcess, Status, StoredOutput};
+use crate::sys;
+use crate::text::os_text;
+
+/// Runs one attempt and returns its record (never fails: what cannot start is a record).
+pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let argv = argv_for_slot(job, ctx.slot);
+    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
+    let launch = ctx.launcher.launch(job, &argv, env);
+    let host = ctx.launcher.host();
+    let failed = |why: String, rc: i32| {
+        ends::spawn_error(job, ctx.slot, host.clone(), Some(&launch.env), why, rc)
+    };
+    let cwd = launch.cmd.get_current_dir();
+    if let Err(why) = check_dir(cwd) {
+        return failed(why, 126);
+    }
+    let streams = match open_streams(job, ctx, cwd, launch.marker.as_deref()) {
+        Ok(s) => s,
+        Err(why) => return failed(why, 126),
+    };
+    let mut watch = match Watch::start(job, ctx, &launch, streams) {
+        Ok(w) => w,
+        Err((why, rc)) => return failed(why, rc),
+    };
+    let _ = ctx.events.send(Event::JobStarted {
+        index: job.index,
+        pid: Some(watch.pgid),
+        slot: ctx.slot,
+        started,
+    });
+    watch.run(ctx).await;
+    let control = watch.finish(ctx).await;
+    let mut rec = watch.record(job, ctx, control);
+    rec.started = started;
+    rec.duration = t0.elapsed();
+    ends::with_env(&mut rec, &launch.env);
+    rec
+}
+
+/// The job's argv with `{slot}` filled in.
+fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
+    if !job.argv.iter().any(|w| w.contains("{slot}")) {
+        return job.argv.clone();
+    }
+    let slot = slot.to_string();
+    job.argv
+        .iter()
+        .map(|w| w.replace("{slot}", &slot))
+        .collect()
+}
+
+/// A job's working directory must be a directory it can use.
+fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = cwd else { return Ok(()) };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "working directory {} is not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "working directory {} cannot be used: {}",
+            dir.display(),
+            os_text(&e)
+        )),
+    }
+}
+
+/// What a failed spawn means, as a shell would say it.
+fn spawn_failure(program: &str, e: &std::io::Error) -> (String, i32) {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => (format!("command not found: {program}"), 127),
+        std::io::ErrorKind::PermissionDenied => (format!("permission denied: {program}"), 126),
+        _ => (format!("cannot start {program}: {}", os_text(e)), 126),
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A running attempt: its process, its pipes and drains, and where its stop stands.
+struct Watch {
+    pgid: u32,
+    child: ChildExit,
+    out: Option<Pipe>,
+    err: Option<Pipe>,
+    buf_o: ReadBuf,
+    buf_e: ReadBuf,
+    stdout_drain: Option<Drain>,
+    stderr_drain: Option<Drain>,
+    stdout_file: Option<FileTarget>,
+    stderr_file: Option<FileTarget>,
+    status: Option<std::process::ExitStatus>,
+    wait_error: Option<String>,
+    timeout: Option<std::time::Duration>,
+    timeout_at: Option<Instant>,
+    kill_after: std::time::Duration,
+    timed_out: bool,
+    cancelled: bool,
+    kill_at: Option<Instant>,
+    killed: bool,
+    pipe_deadline: Option<Instant>,
+    cancel_open: bool,
+    notes: Vec<String>,
+    index: usize,
+}
+
+impl Watch {
+    /// Spawns the process and takes over its pipes; stdin text is written by a task of its own.
+    fn start(
+        job: &PlannedJob,
+        ctx: &JobCtx,
+        launch: &Launch,
+        streams: Streams,
+    ) -> Result<Watch, (String, i32)> {
+        let Streams {
+            io,
+            stdin_text,
+            mut stdout_drain,
+            stderr_drain,
+            merged_reader,
+            stdout_file,
+            stderr_file,
+        } = streams;
+        let mut child = spawn_child(&launch.cmd, launch.env_clear, io)
+            .map_err(|e| spawn_failure(&job.argv[0], &e))?;
+        if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
+            tokio::spawn(async move {
+                // A job that does not read its input closes the pipe: that is not an error.
+                let _ = stdin.write_all(text.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        let mut out = child.stdout.take().map(Pipe::new);
+        if let Some(r) = merged_reader {
+            let fd = std::os::fd::OwnedFd::from(r);
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(rx) => out = Some(Pipe::new(rx)),
+                Err(e) => {
+                    if let Some(d) = &mut stdout_drain {
+                        d.error = Some(format!("cannot read the output pipe: {e}"));
+                    }
+                }
+            }
+        }
+        let err = child.stderr.take().map(Pipe::new);
+        let mut watch = Watch {
+            pgid: child.exit.pid,
+            buf_o: ReadBuf::take(out.is_some()),
+            buf_e: ReadBuf::take(err.is_some()),
+            child: child.exit,
+            out,
+            err,
+            stdout_drain,
+            stderr_drain,
+            stdout_file,
+            stderr_file,
+            status: None,
+            wait_error: None,
+            timeout: job.timeout,
+            timeout_at: job.timeout.map(|t| Instant::now() + t),
+            kill_after: job.kill_after,
+            timed_out: false,
+            cancelled: false,
+            kill_at: None,
+            killed: false,
+            pipe_deadline: None,
+            cancel_open: true,
+            notes: Vec::new(),
+            index: job.index,
+        };
+        // A stop requested before the job started (a cancel racing with the spawn).
+        if *ctx.cancel.borrow() != Cancel::None {
+            watch.stop_gracefully(ctx);
+        }
+        Ok(watch)
+    }
+
+    fn control(&self) -> Option<&Control> {
+        self.stderr_drain
+            .as_ref()
+            .and_then(|d| d.filter.as_ref())
+            .map(|f| &f.control)
+    }
+
+    fn signal(&self, ctx: &JobCtx, sig: i32) {
+        ctx.launcher.signal(self.pgid, sig, self.control());
+    }
+
+    /// TERM now, KILL after the job's grace.
+    fn stop_gracefully(&mut self, ctx: &JobCtx) {
+        self.cancelled = true;
+        self.signal(ctx, sys::SIGTERM);
+        let at = Instant::now() + self.kill_after;
+        self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
+    }
+
+    /// Drains the pipes until the process ended and its pipes closed (or the grace for a
+    /// leftover holding them ran out), stopping it on timeout or cancellation.
+    async fn run(&mut self, ctx: &mut JobCtx) {
+        let forward = ctx.forward_output;
+        loop {
+            if self.status.is_some() && self.out.is_none() && self.err.is_none() {
+                return;
+            }
+            tokio::select! {
+                r = read_opt(&mut self.out, &mut self.buf_o) => match r {
+                    Ok(0) | Err(_) => self.out = None,
+                    Ok(n) => keep(&mut self.stdout_drain, &self.buf_o.0[..n], forward, self.index, ctx),
+                },
+                r = read_opt(&mut self.err, &mut self.buf_e) => match r {
+                    Ok(0) | Err(_) => self.err = None,
+                    Ok(n) => keep(&mut self.stderr_drain, &self.buf_e.0[..n], forward, self.index, ctx),
+                },
+                st = self.child.wait(), if self.status.is_none() && self.wait_error.is_none() => {
+                    if !self.exited(st, ctx) {
+                        return;
+                    }
+                },
+                _ = sleep_opt(self.timeout_at), if self.status.is_none() && !self.timed_out && !self.cancelled => {
+                    self.timed_out = true;
+                    self.signal(ctx, sys::SIGTERM);
+                    self.kill_at = Some(Instant::now() + self.kill_after);
+                },
+                _ = sleep_opt(self.kill_at), if !self.killed => {
+                    self.killed = true;
+                    self.signal(ctx, sys::SIGKILL);
+                },
+                r = ctx.cancel.changed(), if self.cancel_open => self.cancel_changed(r.is_ok(), ctx),
+                _ = sleep_opt(self.pipe_deadline), if self.status.is_some() => {
+                    self.notes.push(format!(
+                        "output still held open by a leftover process {} ms after the job exited; stopped reading",
+                        PIPE_GRACE.as_millis()
+                    ));
+                    return;
+                },
+            }
+        }
+    }
+
+    /// The process ended: its pipes are usually at their end by now, so they are read there,
+    /// and the grace timer is armed only for one still open. False: waiting failed.
+    fn exited(&mut self, st: std::io::Result<std::process::ExitStatus>, ctx: &JobCtx) -> bool {
+        match st {
+            Ok(st) => {
+                self.status = Some(st);
+                let (fwd, idx) = (ctx.forward_output, self.index);
+                read_now(
+                    &mut self.out,
+                    &mut self.buf_o,
+                    &mut self.stdout_drain,
+                    fwd,
+                    idx,
+                    &ctx.events,
+                );
+                read_now(
+                    &mut self.err,
+                    &mut self.buf_e,
+                    &mut self.stderr_drain,
+                    fwd,
+                    idx,
+                    &ctx.events,
+                );
+            }
+            Err(e) => {
+                self.wait_error = Some(format!("waiting for the process failed: {e}"));
+                return false;
+            }
+        }
+        if self.out.is_some() || self.err.is_some() {
+            self.pipe_deadline = Some(Instant::now() + PIPE_GRACE);
+        }
+        true
+    }
+
+    fn cancel_changed(&mut self, open: bool, ctx: &mut JobCtx) {
+        if !open {
+            self.cancel_open = false;
+            return;
+        }
+        if self.status.is_some() {
+            return;
+        }
+        let level = *ctx.cancel.borrow_and_update();
+        match level {
+            Cancel::None => {}
+            Cancel::Graceful(_) => {
+                if !self.cancelled {
+                    self.stop_gracefully(ctx);
+                }
+            }
+            Cancel::Hard => {
+                self.cancelled = true;
+                self.killed = true;
+                self.signal(ctx, sys::SIGKILL);
+            }
+        }
+    }
+
+    /// After the loop: what survived a stop is swept, the drains flushed, and a stopped
+    /// remote job made sure to be gone. Returns the wrapper's report, for a wrapped job.
+    async fn finish(&mut self, ctx: &JobCtx) -> Option<Control> {
+        let stopped = self.timed_out || self.cancelled;
+        if stopped {
+            // Whatever of the group survived the TERM (children that ignore it, or were
+            // spawned after it).
+            let _ = sys::killpg(self.pgid, sys::SIGKILL);
+        }
+        for d in [&mut self.stdout_drain, &mut self.stderr_drain]
+            .into_iter()
+            .flatten()
+        {
+            let rest = d.finish();
+            if ctx.forward_output {
+                d.forward(self.index, &rest, &ctx.events);
+                d.flush_partial(self.index, &ctx.events);
+            }
+        }
+        let control = self.control().cloned();
+        if stopped
+            && let Some(c) = &control
+            && let Some(cmd) = ctx.launcher.sweep(c)
+        {
+            super::run_stop_command(cmd).await;
+        }
+        control
+    }
+
+    /// The attempt's record.
+    fn record(
+        &mut self,
+        job: &PlannedJob,
+        ctx: &JobCtx,
+        control: Option<Control>,
+    ) -> CompletedProcess {
+        let (status, returncode, signal, error) = self.outcome(job, ctx, control.as_ref());
+        let mut notes = std::mem::take(&mut self.notes);
+        for d in [&self.stdout_drain, &self.stderr_drain]
+            .into_iter()
+            .flatten()
+        {
+            notes.extend(d.error.iter().cloned());
+            notes.extend(d.truncated.iter().cloned());
+        }
+        let mut rec = ends::base(job);
+        rec.status = status;
+        rec.returncode = returncode;
+        rec.signal = signal;
+        rec.error = error;
+        rec.stdout = stored(&self.stdout_drain, &self.stdout_file, false);
+        rec.stderr = stored(&self.stderr_drain, &self.stderr_file, true);
+        rec.pid = Some(self.pgid);
+        rec.slot = Some(ctx.slot);
+        rec.finished = SystemTime::now();
+        rec.attempts = 1;
+        rec.host = ctx
+            .launcher
+            .host()
+            .or_else(|| control.as_ref().and_then(|c| c.node.clone()));
+        rec.notes = notes;
+        rec.slurm_job_id = control.and_then(|c| c.slurm_job_id);
+        rec
+    }
+
+    /// Status, exit code, signal and error text. A wrapped job's status is the wrapper's word;
+    /// without it, the client failed.
+    fn outcome(
+        &self,
+        job: &PlannedJob,
+        ctx: &JobCtx,
+        control: Option<&Control>,
+    ) -> (Status, Option<i32>, Option<i32>, Option<String>) {
+        let (mut code, mut signal) = match self.status {
+            Some(st) => (st.code(), st.signal()),
+            None => (None, None),
+        };
+        if self.cancelled {
+            return (Status::Cancelled, code, signal, self.wait_error.clone());
+        }
+        if self.timed_out {
+            let limit = humantime::format_duration(self.timeout.unwrap_or_default());
+            return (
+                Status::TimedOut,
+                code,
+                signal,
+                Some(format!("timed out after {limit}")),
+            );
+        }
+        if let Some(e) = &self.wait_error {
+            return (Status::Failed, code, signal, Some(e.clone()));
+        }
+        if let Some(c) = control {
+            match c.exit {
+                Some(exit) => (code, signal) = (Some(exit), None),
+                None => {
+                    let why = ctx.launcher.failure(c, self.status);
+                    let status = if c.started {
+                        Status::Failed
+                    } else {
+                        Status::SpawnError
+                    };
+                    return (status, None, None, Some(why));
+                }
+            }
+        }
+        let ok = code.is_some_and(|c| job.is_success(c));
+        let status = if ok {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        };
+        (status, code, signal, None)
+    }
+}
+
+/// Keeps a chunk read from a pipe, and passes its lines on for live display.
+fn keep(drain: &mut Option<Drain>, chunk: &[u8], forward: bool, index: usize, ctx: &JobCtx) {
+    if let Some(d) = drain {
+        let kept = d.write(chunk);
+        if forward {
+            let kept = kept.into_owned();
+            d.forward(index, &kept, &ctx.events);
+        }
+    }
+}
+
+/// Where a stream ended up: its capture, or the job's own file. For stderr a file target
+/// wins (a wrapped job's stderr is drained into it).
+fn stored(drain: &Option<Drain>, file: &Option<FileTarget>, file_first: bool) -> StoredOutput {
+    match (drain, file) {
+        (_, Some(f)) if file_first => f.stored(),
+        (Some(d), _) => d.stored(),
+        (None, Some(f)) => f.stored(),
+        _ => StoredOutput::default(),
+    }
+}

@@ -1,0 +1,81 @@
+//! The seam between the process layer and the back ends: what process to start for a job,
+//! how to signal it, and what its end means. The local back end starts the job's own argv;
+//! remote ones (Slurm steps, ssh) start a client running the job under `remote::wrap`.
+
+use crate::environ::JobEnv;
+use crate::exec::remote::wrap;
+use crate::plan::PlannedJob;
+use crate::sys;
+
+/// What a back end starts for one attempt of a job.
+pub struct Launch {
+    /// Program, arguments, environment changes and directory; stdio is the process layer's.
+    pub cmd: std::process::Command,
+    /// Start from an empty environment rather than orchestrate's.
+    pub env_clear: bool,
+    /// The environment the job itself gets, as the record reports it.
+    pub env: JobEnv,
+    /// The job runs under the remote wrapper, whose control lines start with this marker on
+    /// stderr: stderr is then always read here, and the job's status is the wrapper's word.
+    pub marker: Option<String>,
+}
+
+/// Builds and stops the OS process of a job.
+pub trait Launcher: Send + Sync {
+    /// `argv` is the job's argv with run-time placeholders (`{slot}`) filled in; `env` the
+    /// variables the job gets on top of (or instead of) the inherited environment.
+    fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch;
+
+    /// The host the job runs on, for the record.
+    fn host(&self) -> Option<String> {
+        None
+    }
+
+    /// Sends `signal` to the job: here, to its process group; a remote back end also (or
+    /// instead) stops the job on the remote side, without waiting for that.
+    fn signal(&self, pgid: u32, signal: i32, _control: Option<&wrap::Control>) {
+        let _ = sys::killpg(pgid, signal);
+    }
+
+    /// A command that makes sure nothing of a stopped remote job is left, run (and waited
+    /// for) before the job is recorded.
+    fn sweep(&self, _control: &wrap::Control) -> Option<std::process::Command> {
+        None
+    }
+
+    /// Why a wrapped job has no exit status from the wrapper: the client's own failure.
+    fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
+        let early = control.early_text();
+        format!(
+            "the remote client failed ({}){}",
+            status.map_or("no status".into(), |s| s.to_string()),
+            if early.is_empty() {
+                String::new()
+            } else {
+                format!(": {early}")
+            }
+        )
+    }
+}
+
+/// Runs jobs as child processes of this machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Local;
+
+impl Launcher for Local {
+    fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
+        // A bare name is looked up at spawn, in the PATH the job gets (`spawn::spawn_child`).
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        if let Some(dir) = &job.cwd {
+            cmd.current_dir(dir);
+        }
+        env.apply(&mut cmd);
+        Launch {
+            cmd,
+            env_clear: !env.inherited,
+            env,
+            marker: None,
+        }
+    }
+}

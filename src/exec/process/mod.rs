@@ -1,0 +1,102 @@
+//! The process layer: one job on this machine's process table (its own, or a remote
+//! client's). Split by action: `launch` (the back ends' seam), `stdio` (where the streams go),
+//! `spawn` (starting the process), `drain` and `pipe` (reading its output), `attempt` (one
+//! run under its timeout and cancellation), `stop` (signals), `path` (finding programs).
+
+mod attempt;
+mod drain;
+mod launch;
+mod path;
+mod pipe;
+mod spawn;
+mod stdio;
+mod stop;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use launch::{Launch, Launcher, Local};
+pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
+pub use stop::{run_stop_command, spawn_stop_command};
+
+use super::{Cancel, Event, EventSink};
+use crate::plan::PlannedJob;
+use crate::record::{Attempt, CompletedProcess, Secrets, Status};
+
+/// How long to keep reading a pipe after the job's own process exited: a process the job left
+/// behind (`sleep 60 &`) may hold it open, and the run must not hang on it.
+pub const PIPE_GRACE: Duration = Duration::from_millis(300);
+
+/// What one job's execution needs from the scheduler.
+#[derive(Clone)]
+pub struct JobCtx {
+    pub slot: usize,
+    pub capture: CaptureRoot,
+    pub events: EventSink,
+    pub forward_output: bool,
+    pub cancel: watch::Receiver<Cancel>,
+    pub launcher: std::sync::Arc<dyn Launcher>,
+    /// Variables of the run for every job (`ORCHESTRATE_RUN`).
+    pub run_env: Vec<(String, String)>,
+    /// Values redacted from captured output (records are sealed by the scheduler).
+    pub secrets: Secrets,
+}
+
+/// Runs one job to its end, with its retries, and returns its record. Never fails: a job that
+/// cannot start is a record with status `spawn_error`.
+pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
+    let mut earlier: Vec<Attempt> = Vec::new();
+    let mut attempt = 1u32;
+    let total = job.retry.retries + 1;
+    loop {
+        let mut rec = attempt::run_attempt(job, &mut ctx).await;
+        rec.attempts = attempt;
+        let again = attempt < total
+            && matches!(rec.status, Status::Failed | Status::TimedOut)
+            && (job.retry.on.is_empty()
+                || rec.returncode.is_some_and(|c| job.retry.on.contains(&c)))
+            && *ctx.cancel.borrow() == Cancel::None;
+        if !again {
+            rec.earlier_attempts = earlier;
+            return rec;
+        }
+        earlier.push(Attempt {
+            attempt,
+            status: rec.status,
+            returncode: rec.returncode,
+            signal: rec.signal,
+            started: rec.started,
+            finished: rec.finished,
+        });
+        attempt += 1;
+        let delay = job.retry.delay_before(attempt);
+        let _ = ctx.events.send(Event::JobRetrying {
+            index: job.index,
+            attempt,
+            of: total,
+            delay,
+            outcome: rec.outcome(),
+        });
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = wait_cancel(&mut ctx.cancel) => true,
+        };
+        if stopped {
+            rec.earlier_attempts = earlier;
+            return rec;
+        }
+    }
+}
+
+/// Returns once the run is being stopped.
+pub async fn wait_cancel(rx: &mut watch::Receiver<Cancel>) {
+    loop {
+        if *rx.borrow_and_update() != Cancel::None {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Starting a job's process: posix_spawn with an environment built once, in a process group
+//! of its own, and waiting for it through a pidfd.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::{File, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::path::find_in_path;
+use crate::sys;
+
+/// What one of a child's standard streams is connected to.
+pub(super) enum ChildIo {
+    /// This process's own stream.
+    Inherit,
+    /// /dev/null.
+    Null,
+    /// A new pipe, whose other end this process keeps (writes for stdin, reads otherwise).
+    Piped,
+    /// An open file or pipe end, given to the child.
+    Fd(std::os::fd::OwnedFd),
+}
+
+/// A job's process, just started, with the pipe ends this process keeps.
+pub(super) struct Child {
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
+    pub exit: ChildExit,
+}
+
+/// Waits for a child to end and reaps it.
+pub(super) struct ChildExit {
+    pub pid: u32,
+    /// Readable once the child ended (made at the first wait).
+    pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    /// Without pidfds (Linux before 5.3): how long to sleep before looking again.
+    poll_every: Option<Duration>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl ChildExit {
+    /// The child's exit status, once it ended. Cancel-safe: what it learnt stays here.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Some(st) = self.status {
+            return Ok(st);
+        }
+        if self.pidfd.is_none() && self.poll_every.is_none() {
+            match sys::pidfd_open(self.pid) {
+                Ok(fd) => self.pidfd = Some(fd),
+                Err(_) => self.poll_every = Some(Duration::from_millis(1)),
+            }
+        }
+        loop {
+            match &self.pidfd {
+                Some(fd) => {
+                    let mut ready = fd.readable().await?;
+                    if let Some(st) = sys::try_wait(self.pid)? {
+                        self.status = Some(st);
+                        return Ok(st);
+                    }
+                    ready.clear_ready();
+                }
+                None => {
+                    if let Some(st) = sys::try_wait(self.pid)? {
+                        self.status = Some(st);
+                        return Ok(st);
+                    }
+                    let every = self.poll_every.unwrap_or(Duration::from_millis(1));
+                    tokio::time::sleep(every).await;
+                    self.poll_every = Some((every * 2).min(Duration::from_millis(50)));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildExit {
+    fn drop(&mut self) {
+        // Not waited for to its end (only after an error, or a task given up): reaped by a
+        // thread of its own once it ends, so that no zombie stays for the rest of the run.
+        if self.status.is_none()
+            && self.pid > 0
+            && !matches!(sys::try_wait(self.pid), Ok(Some(_)) | Err(_))
+        {
+            let pid = self.pid;
+            let _ = std::thread::Builder::new()
+                .name("orchestrate-reap".into())
+                .spawn(move || sys::wait_blocking(pid));
+        }
+    }
+}
+
+/// /dev/null, opened once for every job that reads or writes nothing.
+fn dev_null() -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
+    use std::os::fd::AsFd;
+    static NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    if NULL.get().is_none() {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        // Another thread may have set it meanwhile: either file will do.
+        let _ = NULL.set(f);
+    }
+    Ok(NULL.get().expect("set above").as_fd())
+}
+
+/// Starts `cmd` (program, arguments, environment changes and directory; its stdio settings
+/// are not used) with `io` as its stdin, stdout and stderr, in a new process group. The
+/// environment is the inherited one, built once (or none with `env_clear`), with the command's
+/// changes applied: `std::process::Command` would copy the whole environment at every spawn.
+pub(super) fn spawn_child(
+    cmd: &std::process::Command,
+    env_clear: bool,
+    io: [ChildIo; 3],
+) -> std::io::Result<Child> {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+    let changes: Vec<(&OsStr, Option<&OsStr>)> = cmd.get_envs().collect();
+    let path = program_path(cmd, &changes)?;
+    let mut args: Vec<CString> = Vec::with_capacity(cmd.get_args().len() + 1);
+    args.push(cstr(cmd.get_program())?);
+    for a in cmd.get_args() {
+        args.push(cstr(a)?);
+    }
+    let argv: Vec<&CStr> = args.iter().map(CString::as_c_str).collect();
+    let set = env_changes(&changes)?;
+    let envp = envp(env_clear, &changes, &set);
+    let cwd = cmd
+        .get_current_dir()
+        .map(|d| cstr(d.as_os_str()))
+        .transpose()?;
+
+    let (mut child, theirs) = pipes(&io)?;
+    let null = match io.iter().any(|x| matches!(x, ChildIo::Null)) {
+        true => Some(dev_null()?),
+        false => None,
+    };
+    let stdio: [Option<BorrowedFd<'_>>; 3] = std::array::from_fn(|i| match &io[i] {
+        ChildIo::Inherit => None,
+        ChildIo::Null => null,
+        ChildIo::Fd(fd) => Some(fd.as_fd()),
+        ChildIo::Piped => theirs[i].as_ref().map(|f| f.as_fd()),
+    });
+    child.exit.pid = if cwd.is_some() && !sys::can_spawn_in_dir() {
+        // A C library older than glibc 2.29 cannot change directory in posix_spawn: the
+        // standard library's fork and exec do it (copying the environment, as it does).
+        spawn_std(cmd, env_clear, &changes, stdio)?
+    } else {
+        sys::spawn(&sys::Spawn {
+            path: &path,
+            argv: &argv,
+            envp: &envp,
+            cwd: cwd.as_deref(),
+            stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
+        })?
+    };
+    // Our copies of the child's ends close here, or EOF would never come.
+    drop(theirs);
+    drop(io);
+    Ok(child)
+}
+
+fn nul_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "a NUL byte in the command",
+    )
+}
+
+fn cstr(s: &OsStr) -> std::io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| nul_error())
+}
+
+/// The file to execute: the program as given when it has a `/`, else found on the PATH the
+/// command sets, else ours (also with `env_clear`, as posix_spawnp would search), else the
+/// default one of execvp.
+fn program_path(
+    cmd: &std::process::Command,
+    changes: &[(&OsStr, Option<&OsStr>)],
+) -> std::io::Result<CString> {
+    let program = cmd.get_program();
+    if program.as_bytes().contains(&b'/') {
+        return cstr(program);
+    }
+    static OURS: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let search = match changes.iter().rev().find(|(k, _)| *k == "PATH") {
+        Some((_, Some(v))) => Some(*v),
+        Some((_, None)) => None,
+        None => OURS.get_or_init(|| std::env::var_os("PATH")).as_deref(),
+    };
+    let search = search.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    match find_in_path(program, search, cmd.get_current_dir()) {
+        Some(p) => cstr(p.as_os_str()),
+        None => Err(std::io::ErrorKind::NotFound.into()),
+    }
+}
+
+/// `NAME=value` for each variable the command sets.
+fn env_changes(changes: &[(&OsStr, Option<&OsStr>)]) -> std::io::Result<Vec<CString>> {
+    let mut set = Vec::with_capacity(changes.len());
+    for (k, v) in changes {
+        if let Some(v) = v {
+            set.push(crate::environ::env_entry(k, v).map_err(|_| nul_error())?);
+        }
+    }
+    Ok(set)
+}
+
+/// The child's environment: the inherited one (unless cleared) less what the command changes,
+/// then what it sets.
+fn envp<'a>(
+    env_clear: bool,
+    changes: &[(&OsStr, Option<&OsStr>)],
+    set: &'a [CString],
+) -> Vec<&'a CStr> {
+    let inherited: &'static [(std::ffi::OsString, CString)] = if env_clear {
+        &[]
+    } else {
+        crate::environ::inherited_env()
+    };
+    let mut envp: Vec<&CStr> = Vec::with_capacity(inherited.len() + set.len());
+    envp.extend(
+        inherited
+            .iter()
+            .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+            .map(|(_, kv)| kv.as_c_str()),
+    );
+    envp.extend(set.iter().map(CString::as_c_str));
+    envp
+}
+
+/// New pipes for the `Piped` streams: our ends registered with the runtime before the spawn,
+/// so that nothing can fail once the child runs, and the child's ends to give it.
+fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
+    use std::os::fd::AsRawFd;
+    use tokio::net::unix::pipe::{Receiver, Sender};
+    let mut theirs: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut child = Child {
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        exit: ChildExit {
+            pid: 0,
+            pidfd: None,
+            poll_every: None,
+            status: None,
+        },
+    };
+    for (i, io) in io.iter().enumerate() {
+        if !matches!(io, ChildIo::Piped) {
+            continue;
+        }
+        let (r, w) = sys::pipe()?;
+        let (mine, child_end) = if i == 0 { (w, r) } else { (r, w) };
+        sys::set_nonblocking(mine.as_raw_fd())?;
+        match i {
+            0 => child.stdin = Some(Sender::from_owned_fd_unchecked(mine)?),
+            1 => child.stdout = Some(Receiver::from_owned_fd_unchecked(mine)?),
+            _ => child.stderr = Some(Receiver::from_owned_fd_unchecked(mine)?),
+        }
+        theirs[i] = Some(child_end);
+    }
+    Ok((child, theirs))
+}
+
+/// Starts `cmd` through `std::process::Command` (in a new process group, with the given
+/// descriptors as its stdio) and returns its pid, to be waited for by `ChildExit`.
+pub(super) fn spawn_std(
+    cmd: &std::process::Command,
+    env_clear: bool,
+    changes: &[(&std::ffi::OsStr, Option<&std::ffi::OsStr>)],
+    stdio: [Option<std::os::fd::BorrowedFd<'_>>; 3],
+) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let mut std_cmd = std::process::Command::new(cmd.get_program());
+    std_cmd.args(cmd.get_args()).process_group(0);
+    if env_clear {
+        std_cmd.env_clear();
+    }
+    for (k, v) in changes {
+        match v {
+            Some(v) => std_cmd.env(k, v),
+            None => std_cmd.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        std_cmd.current_dir(dir);
+    }
+    let given = |fd: Option<std::os::fd::BorrowedFd<'_>>| -> std::io::Result<Stdio> {
+        match fd {
+            None => Ok(Stdio::inherit()),
+            Some(fd) => Ok(Stdio::from(fd.try_clone_to_owned()?)),
+        }
+    };
+    std_cmd
+        .stdin(given(stdio[0])?)
+        .stdout(given(stdio[1])?)
+        .stderr(given(stdio[2])?);
+    // Dropping std's Child neither waits nor kills: `ChildExit` reaps it by pid.
+    Ok(std_cmd.spawn()?.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_library_fallback_starts_in_the_directory_with_the_environment() {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "pwd; echo \"$ONLY:$HOME\""])
+            .current_dir(dir.path())
+            .env("ONLY", "me");
+        let changes: Vec<_> = cmd.get_envs().collect();
+        let (mut r, w) = std::io::pipe().unwrap();
+        let pid = spawn_std(&cmd, true, &changes, [None, Some(w.as_fd()), None]).unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        // In a process group of its own (read while it is a zombie, before it is reaped).
+        assert_eq!(sys::process_group_of(pid), Some(pid));
+        assert!(sys::wait_blocking(pid).unwrap().success());
+        let real = dir.path().canonicalize().unwrap();
+        assert_eq!(out, format!("{}\nme:\n", real.display()));
+    }
+}
