@@ -40,6 +40,8 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// `orchestrate __supervise`: reads the spec, runs the job, records it; the exit code says
+/// only whether the supervisor itself could work (2: no spec, 70: no runtime).
 pub fn supervise() -> i32 {
     let mut input = Vec::new();
     if std::io::stdin().read_to_end(&mut input).is_err() {
@@ -59,33 +61,7 @@ pub fn supervise() -> i32 {
     let (tx, rx) = mpsc::channel::<Event>();
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
     let secrets = Secrets::new(spec.secrets.clone());
-
-    // Record the job as running as soon as it has a pid.
-    let state_dir = spec.state_dir.clone();
-    let run_id = spec.run_id.clone();
-    let job = spec.job.clone();
-    let me2 = me.clone();
-    let watcher_secrets = secrets.clone();
-    let watcher = std::thread::spawn(move || {
-        let mut store = RunStore::open(&state_dir).ok();
-        for ev in rx {
-            if let Event::JobStarted {
-                pid, slot, started, ..
-            } = ev
-            {
-                let mut rec = crate::exec::ends::running_background(&job, slot, pid);
-                rec.started = started;
-                rec.finished = started;
-                rec.supervisor = Some(me2.clone());
-                let rec = Sealed::new(rec, &watcher_secrets);
-                if let Some(s) = &mut store {
-                    let _ = s.put_background(&run_id, &rec);
-                }
-                say(&format!("{STARTED}{}", pid.unwrap_or(0)));
-            }
-        }
-    });
-
+    let watcher = record_when_started(&spec, &me, &secrets, rx);
     let ctx = JobCtx {
         slot: spec.slot,
         capture: CaptureRoot(spec.capture_root.clone()),
@@ -96,32 +72,15 @@ pub fn supervise() -> i32 {
         run_env: spec.run_env.clone(),
         secrets: secrets.clone(),
     };
-    let secrets_for_record = secrets;
     let job = spec.job.clone();
     let mut rec = rt.block_on(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        // No terminal to lose: SIGHUP changes nothing. TERM/INT (`orchestrate kill`, the
-        // run being interrupted while it waits) stop the job gracefully.
-        let hup = signal(SignalKind::hangup());
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        if let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (hup, term, int) {
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = hup.recv() => {}
-                        _ = term.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGTERM)); }
-                        _ = int.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGINT)); }
-                    }
-                }
-            });
-        }
+        stop_on_signals(cancel_tx);
         process::run_job(&job, ctx).await
     });
     let _ = watcher.join();
     rec.background = true;
     rec.supervisor = Some(me);
-    let rec = Sealed::new(rec, &secrets_for_record);
+    let rec = Sealed::new(rec, &secrets);
     if let Ok(mut store) = RunStore::open(&spec.state_dir) {
         // A busy database is waited for (busy timeout); keep trying a little beyond that.
         for _ in 0..5 {
@@ -140,4 +99,57 @@ pub fn supervise() -> i32 {
     ));
     rt.shutdown_background();
     0
+}
+
+/// Records the job as running as soon as it has a pid, and tells the run it started.
+fn record_when_started(
+    spec: &SuperviseSpec,
+    me: &Supervisor,
+    secrets: &Secrets,
+    rx: mpsc::Receiver<Event>,
+) -> std::thread::JoinHandle<()> {
+    let state_dir = spec.state_dir.clone();
+    let run_id = spec.run_id.clone();
+    let job = spec.job.clone();
+    let me = me.clone();
+    let secrets = secrets.clone();
+    std::thread::spawn(move || {
+        let mut store = RunStore::open(&state_dir).ok();
+        for ev in rx {
+            if let Event::JobStarted {
+                pid, slot, started, ..
+            } = ev
+            {
+                let mut rec = crate::exec::ends::running_background(&job, slot, pid);
+                rec.started = started;
+                rec.finished = started;
+                rec.supervisor = Some(me.clone());
+                let rec = Sealed::new(rec, &secrets);
+                if let Some(s) = &mut store {
+                    let _ = s.put_background(&run_id, &rec);
+                }
+                say(&format!("{STARTED}{}", pid.unwrap_or(0)));
+            }
+        }
+    })
+}
+
+/// No terminal to lose: SIGHUP changes nothing. TERM/INT (`orchestrate kill`, the run being
+/// interrupted while it waits) stop the job gracefully.
+fn stop_on_signals(cancel_tx: watch::Sender<Cancel>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = signal(SignalKind::hangup());
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    if let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (hup, term, int) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {}
+                    _ = term.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGTERM)); }
+                    _ = int.recv() => { let _ = cancel_tx.send(Cancel::Graceful(sys::SIGINT)); }
+                }
+            }
+        });
+    }
 }

@@ -54,11 +54,57 @@ fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> Comple
 }
 
 /// Starts a background job under its supervisor; with `wait`, follows it to its end.
-pub async fn run_background(
+pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -> CompletedProcess {
+    let (mut child, supervisor_pid) = match start_supervisor(job, &ctx, bg).await {
+        Ok(c) => c,
+        Err(why) => return failed(job, &ctx, Status::SpawnError, why),
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return failed(
+            job,
+            &ctx,
+            Status::Lost,
+            "the supervisor has no output pipe".into(),
+        );
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::select! {
+        l = lines.next_line() => l.ok().flatten(),
+        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => None,
+    };
+    let Some(first) = first else {
+        let why = format!("the supervisor (pid {supervisor_pid}) ended without starting the job");
+        return failed(job, &ctx, Status::Lost, why);
+    };
+    if let Some(json) = first.strip_prefix(RECORD) {
+        return parse_record(json, job, &ctx);
+    }
+    let pid: Option<u32> = first
+        .strip_prefix(STARTED)
+        .and_then(|p| p.trim().parse().ok());
+    if !bg.wait {
+        let mut rec = ends::running_background(job, ctx.slot, pid);
+        rec.notes.push(format!(
+            "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
+        ));
+        return rec;
+    }
+    let _ = ctx.events.send(Event::JobStarted {
+        index: job.index,
+        pid,
+        slot: ctx.slot,
+        started: SystemTime::now(),
+    });
+    follow(job, ctx, child, lines, supervisor_pid).await
+}
+
+/// Starts `orchestrate __supervise` in a session of its own and hands it the job's spec on
+/// stdin (never on disk: it may hold secret values). Returns the child and its pid.
+async fn start_supervisor(
     job: &PlannedJob,
-    mut ctx: JobCtx,
+    ctx: &JobCtx,
     bg: &BackgroundCtx,
-) -> CompletedProcess {
+) -> Result<(tokio::process::Child, u32), String> {
     let spec = SuperviseSpec {
         state_dir: bg.state_dir.clone(),
         run_id: bg.run_id.clone(),
@@ -75,64 +121,27 @@ pub async fn run_background(
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     sys::new_session(&mut cmd);
-    let mut child = match tokio::process::Command::from(cmd).spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return failed(
-                job,
-                &ctx,
-                Status::SpawnError,
-                format!("cannot start the supervisor {}: {e}", bg.exe.display()),
-            );
-        }
-    };
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| format!("cannot start the supervisor {}: {e}", bg.exe.display()))?;
     let supervisor_pid = child.id().unwrap_or(0);
     let json = serde_json::to_vec(&spec).expect("the spec serializes");
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&json).await;
         let _ = stdin.shutdown().await;
     }
-    let Some(stdout) = child.stdout.take() else {
-        return failed(
-            job,
-            &ctx,
-            Status::Lost,
-            "the supervisor has no output pipe".into(),
-        );
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::select! {
-        l = lines.next_line() => l.ok().flatten(),
-        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => None,
-    };
-    let Some(first) = first else {
-        return failed(
-            job,
-            &ctx,
-            Status::Lost,
-            format!("the supervisor (pid {supervisor_pid}) ended without starting the job"),
-        );
-    };
-    if let Some(json) = first.strip_prefix(RECORD) {
-        return parse_record(json, job, &ctx);
-    }
-    let pid: Option<u32> = first
-        .strip_prefix(STARTED)
-        .and_then(|p| p.trim().parse().ok());
-    let started = SystemTime::now();
-    if !bg.wait {
-        let mut rec = ends::running_background(job, ctx.slot, pid);
-        rec.notes.push(format!(
-            "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
-        ));
-        return rec;
-    }
-    let _ = ctx.events.send(Event::JobStarted {
-        index: job.index,
-        pid,
-        slot: ctx.slot,
-        started,
-    });
+    Ok((child, supervisor_pid))
+}
+
+/// Waits for the supervisor's final record (the run waits for its background jobs); a stop
+/// of the run is passed on to the supervisor, which stops the job as the run would.
+async fn follow(
+    job: &PlannedJob,
+    mut ctx: JobCtx,
+    mut child: tokio::process::Child,
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    supervisor_pid: u32,
+) -> CompletedProcess {
     let mut asked_to_stop = false;
     loop {
         tokio::select! {
@@ -150,7 +159,6 @@ pub async fn run_background(
             },
             r = ctx.cancel.changed(), if !asked_to_stop => {
                 if r.is_err() || *ctx.cancel.borrow() != Cancel::None {
-                    // The supervisor stops the job the same way the run would, and records it.
                     let _ = sys::kill(supervisor_pid, sys::SIGTERM);
                     asked_to_stop = true;
                 }

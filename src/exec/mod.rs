@@ -12,6 +12,7 @@ pub mod ends;
 pub mod process;
 pub mod remote;
 mod sched;
+mod workers;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -95,4 +96,4 @@ pub struct ExecOptions {
 /// How many jobs ended in each status.
 pub type ExecSummary = Counts;
 
-pub use sched::execute;
+pub use workers::execute;

@@ -1,182 +1,56 @@
-//! The scheduler: which job starts when. Ready jobs start in job-file order while a slot is
-//! free (and their group has room); a finished job frees its slot and makes what needed it
-//! ready, or skips it; the halt policy and cancellation stop what has not started. Every job
-//! of the plan ends as exactly one sealed record.
+//! The scheduler's state: which job starts when. Ready jobs start in job-file order while a
+//! slot is free (and their group has room); a finished job frees its slot and makes what
+//! needed it ready, or skips it; the halt policy and cancellation stop what has not started.
+//! Every job of the plan ends as exactly one sealed record, emitted here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use super::backend::Backends;
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
 use crate::plan::{HaltSpec, Plan};
 use crate::record::{CompletedProcess, Sealed, Status};
 
-/// Runs every job of `plan`: a job starts once the jobs it needs succeeded, in job-file order
-/// among the ready ones, while fewer than `opts.concurrency` run (and fewer than its group's
-/// limit). Every job ends as exactly one `JobFinished` event, including jobs skipped because a
-/// job they need failed, and jobs never started because the run was stopped.
-///
-/// Jobs run on worker threads, one per CPU at most, each with its own single-threaded runtime:
-/// a worker that finishes a job records it and starts the next ready one itself, so in a steady
-/// stream of jobs no thread wakes another (each wakeup costs an interrupt to the other CPU) and
-/// one worker blocked in a spawn (`vfork` waits for the child's `execve`) does not hold up the
-/// others. The calling task only passes cancellation on.
-pub async fn execute(
-    plan: Arc<Plan>,
-    opts: ExecOptions,
-    events: EventSink,
-    mut cancel: watch::Receiver<Cancel>,
-) -> ExecSummary {
-    let n = opts.concurrency.max(1);
-    let cpus = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let workers = n.min(cpus).min(plan.jobs.len()).max(1);
-    let per_worker = n.div_ceil(workers);
-    let initial = *cancel.borrow();
-    let shared = Arc::new(Shared::new(plan.clone(), opts, events, initial, workers));
-
-    let mut threads = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let end = WorkerEnd {
-            shared: shared.clone(),
-            held: AtomicUsize::new(0),
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("orchestrate-w{w}"))
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(worker(&end.shared, per_worker, &end.held)),
-                    Err(e) => end
-                        .shared
-                        .fail_worker(&format!("cannot start a runtime: {e}")),
-                }
-                drop(end);
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
-            // The closure, and the WorkerEnd in it, was dropped: the worker is counted out.
-            Err(e) => shared.fail_worker(&format!("cannot start a worker thread: {e}")),
-        }
-    }
-
-    let mut cancel_open = true;
-    loop {
-        let finished = shared.finished.notified();
-        tokio::pin!(finished);
-        finished.as_mut().enable();
-        if shared.live.load(Ordering::Acquire) == 0 {
-            break;
-        }
-        tokio::select! {
-            _ = &mut finished => {}
-            r = cancel.changed(), if cancel_open => match r {
-                Ok(()) => {
-                    let c = *cancel.borrow();
-                    shared.state().cancelled = c != Cancel::None;
-                    let _ = shared.stop_tx.send(c);
-                    shared.changed.notify_waiters();
-                }
-                Err(_) => cancel_open = false,
-            },
-        }
-    }
-    for t in threads {
-        // Each has announced its end; joining only collects the thread.
-        let _ = t.join();
-    }
-
-    // Jobs that never started: stopped by the user, or by the halt policy.
-    let summary = {
-        let mut st = shared.state();
-        for job in &plan.jobs {
-            if st.recorded[job.index] {
-                continue;
-            }
-            let (status, why) = if st.cancelled {
-                (
-                    Status::Cancelled,
-                    "not started: the run was interrupted".to_string(),
-                )
-            } else if let Some(h) = &st.halted {
-                (Status::Skipped, h.clone())
-            } else if let Some(e) = &st.worker_error {
-                (Status::Failed, format!("not started: {e}"))
-            } else {
-                (Status::Skipped, "not started".to_string())
-            };
-            shared.emit(&mut st, ends::not_started(job, status, why));
-        }
-        std::mem::take(&mut st.summary)
-    };
-    shared.backends.close().await;
-    summary
-}
-
-/// Counts a worker out of the run when its thread ends, also when it panics: then the jobs it
-/// held are given up (they get records saying so) and nothing more starts, so the run still
-/// ends instead of waiting for that worker.
-struct WorkerEnd {
-    shared: Arc<Shared>,
-    /// Jobs this worker picked and has not recorded yet.
-    held: AtomicUsize,
-}
-
-impl Drop for WorkerEnd {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let held = self.held.load(Ordering::Acquire);
-            let mut st = self.shared.state();
-            st.running = st.running.saturating_sub(held);
-            st.worker_error
-                .get_or_insert_with(|| "a worker thread stopped on an internal error".into());
-        }
-        self.shared.worker_done();
-    }
-}
-
 /// The scheduler's state, shared by the workers.
-struct State {
-    free_slots: Vec<usize>,
+pub(super) struct State {
+    pub(super) free_slots: Vec<usize>,
     /// Ready jobs by group, each in job-file order; the earliest startable one goes first.
-    ready: BTreeMap<Option<String>, BTreeSet<usize>>,
-    group_running: HashMap<String, usize>,
-    waiting_on: Vec<usize>,
-    recorded: Vec<bool>,
+    pub(super) ready: BTreeMap<Option<String>, BTreeSet<usize>>,
+    pub(super) group_running: HashMap<String, usize>,
+    pub(super) waiting_on: Vec<usize>,
+    pub(super) recorded: Vec<bool>,
     /// Jobs started and not yet recorded, on all workers.
-    running: usize,
-    summary: ExecSummary,
-    halted: Option<String>,
-    cancelled: bool,
+    pub(super) running: usize,
+    pub(super) summary: ExecSummary,
+    pub(super) halted: Option<String>,
+    pub(super) cancelled: bool,
     /// Why a worker could not run (no thread or runtime): nothing more starts.
-    worker_error: Option<String>,
+    pub(super) worker_error: Option<String>,
 }
 
-struct Shared {
-    plan: Arc<Plan>,
-    dependents: Vec<Vec<usize>>,
-    state: std::sync::Mutex<State>,
+pub(super) struct Shared {
+    pub(super) plan: Arc<Plan>,
+    pub(super) dependents: Vec<Vec<usize>>,
+    pub(super) state: std::sync::Mutex<State>,
     /// Something a waiting worker may act on: jobs became ready, slots freed, the run ends.
-    changed: tokio::sync::Notify,
+    pub(super) changed: tokio::sync::Notify,
     /// The last worker ended.
-    finished: tokio::sync::Notify,
-    live: AtomicUsize,
-    opts: ExecOptions,
-    events: EventSink,
+    pub(super) finished: tokio::sync::Notify,
+    pub(super) live: AtomicUsize,
+    pub(super) opts: ExecOptions,
+    pub(super) events: EventSink,
     /// Jobs see this channel: it carries the user's cancellation and `on_failure: kill`.
-    stop_tx: watch::Sender<Cancel>,
-    stop_rx: watch::Receiver<Cancel>,
+    pub(super) stop_tx: watch::Sender<Cancel>,
+    pub(super) stop_rx: watch::Receiver<Cancel>,
     /// The back ends jobs run on (one set per run: ssh hosts share their connections).
-    backends: Backends,
+    pub(super) backends: Backends,
 }
 
 impl Shared {
-    fn new(
+    pub(super) fn new(
         plan: Arc<Plan>,
         opts: ExecOptions,
         events: EventSink,
@@ -224,13 +98,13 @@ impl Shared {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A worker that panicked holding the lock left consistent counters (no code between
         // their updates can panic); the run goes on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn worker_done(&self) {
+    pub(super) fn worker_done(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             // notify_one keeps a permit if the runtime thread is not waiting yet.
             self.finished.notify_one();
@@ -238,13 +112,13 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    fn fail_worker(&self, why: &str) {
+    pub(super) fn fail_worker(&self, why: &str) {
         let mut st = self.state();
         st.worker_error.get_or_insert_with(|| why.to_string());
     }
 
     /// The one way a record leaves the executor: sealed, counted, sent.
-    fn emit(&self, st: &mut State, rec: CompletedProcess) {
+    pub(super) fn emit(&self, st: &mut State, rec: CompletedProcess) {
         let rec = Sealed::new(rec, &self.opts.secrets);
         st.recorded[rec.index] = true;
         st.summary.add(rec.status);
@@ -252,7 +126,7 @@ impl Shared {
     }
 
     /// The next job to start and its slot, if one may start now.
-    fn pick(&self) -> Option<(usize, usize)> {
+    pub(super) fn pick(&self) -> Option<(usize, usize)> {
         let mut st = self.state();
         if st.cancelled
             || st.halted.is_some()
@@ -288,7 +162,7 @@ impl Shared {
 
     /// Whether no job can start any more: none runs (a running one could make others ready),
     /// and none may start.
-    fn all_done(&self) -> bool {
+    pub(super) fn all_done(&self) -> bool {
         let st = self.state();
         st.running == 0
             && (st.cancelled
@@ -298,7 +172,7 @@ impl Shared {
     }
 
     /// Records a finished job and makes what it unblocks ready.
-    fn complete(&self, slot: usize, index: usize, rec: CompletedProcess) {
+    pub(super) fn complete(&self, slot: usize, index: usize, rec: CompletedProcess) {
         let plan = &self.plan;
         let mut st = self.state();
         st.free_slots.push(slot);
@@ -366,7 +240,7 @@ impl Shared {
         }
     }
 
-    fn ctx(&self, slot: usize) -> process::JobCtx {
+    pub(super) fn ctx(&self, slot: usize) -> process::JobCtx {
         process::JobCtx {
             slot,
             capture: self.opts.capture.clone(),
@@ -376,61 +250,6 @@ impl Shared {
             launcher: self.opts.launcher.clone(),
             run_env: self.opts.run_env.clone(),
             secrets: self.opts.secrets.clone(),
-        }
-    }
-}
-
-/// One worker: starts jobs while it has room (`cap` at once) and a job is ready, records them
-/// as they end, and returns once no job can start any more.
-async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
-    let mut local: JoinSet<CompletedProcess> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
-    loop {
-        // Listening before looking, so that a change between the two is not missed.
-        let changed = shared.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        while local.len() < cap {
-            let Some((index, slot)) = shared.pick() else {
-                break;
-            };
-            held.fetch_add(1, Ordering::AcqRel);
-            let ctx = shared.ctx(slot);
-            let job_shared = shared.clone();
-            let handle = local.spawn(async move {
-                let job = &job_shared.plan.jobs[index];
-                job_shared.backends.for_job(job).run(job, ctx).await
-            });
-            in_flight.insert(handle.id(), (slot, index));
-        }
-        if local.is_empty() {
-            if shared.all_done() {
-                return;
-            }
-            changed.await;
-            continue;
-        }
-        tokio::select! {
-            joined = local.join_next_with_id() => {
-                let (id, rec) = match joined {
-                    Some(Ok((id, rec))) => (id, rec),
-                    Some(Err(e)) => {
-                        // A job task panicked: the job still gets a record saying so.
-                        let Some(&(_, index)) = in_flight.get(&e.id()) else { continue };
-                        let rec = ends::not_started(
-                            &shared.plan.jobs[index],
-                            Status::Failed,
-                            format!("internal error while running the job: {e}"),
-                        );
-                        (e.id(), rec)
-                    }
-                    None => continue,
-                };
-                let Some((slot, index)) = in_flight.remove(&id) else { continue };
-                shared.complete(slot, index, rec);
-                held.fetch_sub(1, Ordering::AcqRel);
-            }
-            _ = &mut changed, if local.len() < cap => {}
         }
     }
 }

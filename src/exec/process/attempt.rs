@@ -2,7 +2,6 @@
 //! timeout and the run's cancellation on its whole process group, and turn its end into the
 //! attempt's record.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -18,7 +17,7 @@ use crate::environ::JobEnv;
 use crate::exec::remote::wrap::Control;
 use crate::exec::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
-use crate::record::{CompletedProcess, Status, StoredOutput};
+use crate::record::CompletedProcess;
 use crate::sys;
 use crate::text::os_text;
 
@@ -106,30 +105,30 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 /// A running attempt: its process, its pipes and drains, and where its stop stands.
-struct Watch {
-    pgid: u32,
-    child: ChildExit,
-    out: Option<Pipe>,
-    err: Option<Pipe>,
-    buf_o: ReadBuf,
-    buf_e: ReadBuf,
-    stdout_drain: Option<Drain>,
-    stderr_drain: Option<Drain>,
-    stdout_file: Option<FileTarget>,
-    stderr_file: Option<FileTarget>,
-    status: Option<std::process::ExitStatus>,
-    wait_error: Option<String>,
-    timeout: Option<std::time::Duration>,
-    timeout_at: Option<Instant>,
-    kill_after: std::time::Duration,
-    timed_out: bool,
-    cancelled: bool,
-    kill_at: Option<Instant>,
-    killed: bool,
-    pipe_deadline: Option<Instant>,
-    cancel_open: bool,
-    notes: Vec<String>,
-    index: usize,
+pub(super) struct Watch {
+    pub(super) pgid: u32,
+    pub(super) child: ChildExit,
+    pub(super) out: Option<Pipe>,
+    pub(super) err: Option<Pipe>,
+    pub(super) buf_o: ReadBuf,
+    pub(super) buf_e: ReadBuf,
+    pub(super) stdout_drain: Option<Drain>,
+    pub(super) stderr_drain: Option<Drain>,
+    pub(super) stdout_file: Option<FileTarget>,
+    pub(super) stderr_file: Option<FileTarget>,
+    pub(super) status: Option<std::process::ExitStatus>,
+    pub(super) wait_error: Option<String>,
+    pub(super) timeout: Option<std::time::Duration>,
+    pub(super) timeout_at: Option<Instant>,
+    pub(super) kill_after: std::time::Duration,
+    pub(super) timed_out: bool,
+    pub(super) cancelled: bool,
+    pub(super) kill_at: Option<Instant>,
+    pub(super) killed: bool,
+    pub(super) pipe_deadline: Option<Instant>,
+    pub(super) cancel_open: bool,
+    pub(super) notes: Vec<String>,
+    pub(super) index: usize,
 }
 
 impl Watch {
@@ -203,7 +202,7 @@ impl Watch {
         Ok(watch)
     }
 
-    fn control(&self) -> Option<&Control> {
+    pub(super) fn control(&self) -> Option<&Control> {
         self.stderr_drain
             .as_ref()
             .and_then(|d| d.filter.as_ref())
@@ -352,92 +351,6 @@ impl Watch {
         }
         control
     }
-
-    /// The attempt's record.
-    fn record(
-        &mut self,
-        job: &PlannedJob,
-        ctx: &JobCtx,
-        control: Option<Control>,
-    ) -> CompletedProcess {
-        let (status, returncode, signal, error) = self.outcome(job, ctx, control.as_ref());
-        let mut notes = std::mem::take(&mut self.notes);
-        for d in [&self.stdout_drain, &self.stderr_drain]
-            .into_iter()
-            .flatten()
-        {
-            notes.extend(d.error.iter().cloned());
-            notes.extend(d.truncated.iter().cloned());
-        }
-        let mut rec = ends::base(job);
-        rec.status = status;
-        rec.returncode = returncode;
-        rec.signal = signal;
-        rec.error = error;
-        rec.stdout = stored(&self.stdout_drain, &self.stdout_file, false);
-        rec.stderr = stored(&self.stderr_drain, &self.stderr_file, true);
-        rec.pid = Some(self.pgid);
-        rec.slot = Some(ctx.slot);
-        rec.finished = SystemTime::now();
-        rec.attempts = 1;
-        rec.host = ctx
-            .launcher
-            .host()
-            .or_else(|| control.as_ref().and_then(|c| c.node.clone()));
-        rec.notes = notes;
-        rec.slurm_job_id = control.and_then(|c| c.slurm_job_id);
-        rec
-    }
-
-    /// Status, exit code, signal and error text. A wrapped job's status is the wrapper's word;
-    /// without it, the client failed.
-    fn outcome(
-        &self,
-        job: &PlannedJob,
-        ctx: &JobCtx,
-        control: Option<&Control>,
-    ) -> (Status, Option<i32>, Option<i32>, Option<String>) {
-        let (mut code, mut signal) = match self.status {
-            Some(st) => (st.code(), st.signal()),
-            None => (None, None),
-        };
-        if self.cancelled {
-            return (Status::Cancelled, code, signal, self.wait_error.clone());
-        }
-        if self.timed_out {
-            let limit = humantime::format_duration(self.timeout.unwrap_or_default());
-            return (
-                Status::TimedOut,
-                code,
-                signal,
-                Some(format!("timed out after {limit}")),
-            );
-        }
-        if let Some(e) = &self.wait_error {
-            return (Status::Failed, code, signal, Some(e.clone()));
-        }
-        if let Some(c) = control {
-            match c.exit {
-                Some(exit) => (code, signal) = (Some(exit), None),
-                None => {
-                    let why = ctx.launcher.failure(c, self.status);
-                    let status = if c.started {
-                        Status::Failed
-                    } else {
-                        Status::SpawnError
-                    };
-                    return (status, None, None, Some(why));
-                }
-            }
-        }
-        let ok = code.is_some_and(|c| job.is_success(c));
-        let status = if ok {
-            Status::Succeeded
-        } else {
-            Status::Failed
-        };
-        (status, code, signal, None)
-    }
 }
 
 /// Keeps a chunk read from a pipe, and passes its lines on for live display.
@@ -448,16 +361,5 @@ fn keep(drain: &mut Option<Drain>, chunk: &[u8], forward: bool, index: usize, ct
             let kept = kept.into_owned();
             d.forward(index, &kept, &ctx.events);
         }
-    }
-}
-
-/// Where a stream ended up: its capture, or the job's own file. For stderr a file target
-/// wins (a wrapped job's stderr is drained into it).
-fn stored(drain: &Option<Drain>, file: &Option<FileTarget>, file_first: bool) -> StoredOutput {
-    match (drain, file) {
-        (_, Some(f)) if file_first => f.stored(),
-        (Some(d), _) => d.stored(),
-        (None, Some(f)) => f.stored(),
-        _ => StoredOutput::default(),
     }
 }

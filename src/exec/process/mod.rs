@@ -6,6 +6,7 @@
 mod attempt;
 mod drain;
 mod launch;
+mod outcome;
 mod path;
 mod pipe;
 mod spawn;
