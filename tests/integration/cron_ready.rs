@@ -52,20 +52,41 @@ fn without_a_terminal_lines_are_plain_and_timestamped() {
     let r = env.run_jobs(SLOW3, &["-j", "3"]);
     assert_eq!(r.code, 1);
     assert!(!r.stderr.contains('\x1b'), "escape codes in {r:?}");
-    for line in r
+    let lines: Vec<&str> = r
         .stderr
         .lines()
         .filter(|l| !l.starts_with("    |") && !l.contains(" jobs in "))
-    {
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per job: {r:?}");
+    for line in lines {
         let ts = &line[..20];
         assert!(
             ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
             "no timestamp: {line}"
         );
     }
-    // --color always forces colors, --progress always forces bars.
+}
+
+#[test]
+fn color_always_forces_colors_without_a_terminal() {
+    let env = Env::new();
     let r = env.run_jobs(SLOW3, &["-j", "3", "--color", "always"]);
+    assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("\x1b[32mok"), "{r:?}");
+    assert!(r.stderr.contains("\x1b[31mFAILED"), "{r:?}");
+}
+
+#[test]
+fn progress_always_forces_bars_without_a_terminal() {
+    let env = Env::new();
+    let r = env.run_jobs(SLOW3, &["-j", "3", "--progress", "always"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("/3 jobs"), "no progress bar: {r:?}");
+    // The failed job is still reported, bars or not.
+    assert!(
+        r.stderr.contains("three"),
+        "the failed job is not reported: {r:?}"
+    );
 }
 
 #[test]
@@ -108,17 +129,22 @@ fn a_second_run_of_the_same_file_is_locked_out() {
         second.stderr.contains(&format!("pid {}", first.id())),
         "{second:?}"
     );
-    // A different job file is not affected; --no-lock overrides.
+    // A different job file is not affected.
     env.write("other.yaml", "jobs:\n  - 'true'\n");
     assert_eq!(env.run(&["other.yaml"]).code, 0);
-    env.write("quick.yaml", "jobs:\n  - 'true'\n");
+    // --no-lock runs the same file while the lock is held (the lock is the file's path: the
+    // holder read its jobs already, so a quick job can take their place).
+    std::fs::write(env.path("jobs.yaml"), "jobs:\n  - 'true'\n").unwrap();
+    let still_locked = env.run(&["jobs.yaml"]);
+    assert_eq!(still_locked.code, 75, "{still_locked:?}");
+    let unlocked = env.run(&["jobs.yaml", "--no-lock"]);
+    assert_eq!(unlocked.code, 0, "{unlocked:?}");
     // kill -9 of the holder releases the lock at once.
     signal(first.id(), "KILL");
     first.wait().unwrap();
     for pid in read_pids(&env.path("pid")) {
         signal(pid, "KILL");
     }
-    std::fs::write(env.path("jobs.yaml"), "jobs:\n  - 'true'\n").unwrap();
     let after = env.run(&["jobs.yaml"]);
     assert_eq!(after.code, 0, "{after:?}");
 }
@@ -254,14 +280,29 @@ jobs:
         keys.contains(&"GREETING".into()) && keys.contains(&"HOME".into()),
         "{keys:?}"
     );
-    // inherit_env: false starts from nothing but what the file gives (and a PATH).
-    let r = env
+    // By default a job inherits orchestrate's environment, and its record names what it got.
+    let out = env
         .cmd()
         .args(["jobs.yaml", "--json"])
         .env("LEAKY", "inherited")
         .output()
         .unwrap();
-    let _ = r;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let vars = Run::record(&recs, "vars");
+    assert_eq!(vars["stdout"], "hello/two words/x\n", "{vars}");
+    assert!(
+        vars["env_keys"]
+            .as_array()
+            .unwrap()
+            .contains(&"LEAKY".into()),
+        "{vars}"
+    );
+    // inherit_env: false starts from nothing but what the file gives (and a PATH).
     env.write(
         "clean.yaml",
         "inherit_env: false\nenv: {ONLY: me}\njobs:\n  - name: envdump\n    command: env\n",

@@ -174,3 +174,34 @@ pub fn assert_gone(pids: &[u32], what: &str) {
         );
     }
 }
+
+/// Every file under `dir` (any depth) whose bytes contain `needle`: the SQLite database, its
+/// -wal and -shm files, capture files, locks, logs.
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// Says loudly that a test did not test anything. It writes to the process's stderr directly,
+/// past the test harness's capture (which would swallow an `eprintln!` of a passing test), so
+/// the line shows in a plain `cargo test`.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}

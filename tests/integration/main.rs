@@ -10,5 +10,6 @@ mod graph;
 mod hardening;
 mod helpers;
 mod library;
+mod redesign;
 mod scale_out;
 mod store;

@@ -4,14 +4,24 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::helpers::{Env, Run, assert_gone, read_pids};
+use crate::helpers::{Env, Run, assert_gone, read_pids, skipped};
 
-type Exports = Vec<(String, String)>;
+pub(crate) type Exports = Vec<(String, String)>;
+
+/// The `shared/cluster` folder of the nearest ancestor that has one: `../shared` from the main
+/// checkout, `../../shared` from a worktree under `wt/`.
+fn cluster_dir() -> Result<std::path::PathBuf, String> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/cluster"))
+        .find(|d| d.is_dir())
+        .ok_or_else(|| format!("no shared/cluster next to {} or above", here.display()))
+}
 
 /// Runs `<shared>/cluster/<script> DIR` and returns its `export` lines, or why it could not.
 fn start(script: &str, dir: &str, env: &[(&str, &str)]) -> Result<Exports, String> {
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cluster");
-    let path = shared.join(script);
+    let path = cluster_dir()?.join(script);
     if !path.exists() {
         return Err(format!("{} is missing", path.display()));
     }
@@ -35,10 +45,12 @@ fn start(script: &str, dir: &str, env: &[(&str, &str)]) -> Result<Exports, Strin
         .collect())
 }
 
-/// The daemon's exports, or `None` (test skipped) when it cannot run here. Under CI it must.
+/// The daemon's exports, or `None` when it cannot run here: then `test` is skipped, and says so
+/// on stderr. Under CI the daemon must run.
 fn daemon(
     cell: &'static OnceLock<Result<Exports, String>>,
     what: &str,
+    test: &str,
 ) -> Option<&'static Exports> {
     let got = cell.get_or_init(|| match what {
         "slurm" => start("slurm-up.sh", "/tmp/orch-it-slurm", &[("SLURM_CPUS", "8")]),
@@ -50,30 +62,32 @@ fn daemon(
             panic!("the {what} test daemon is required under CI but could not start: {why}")
         }
         Err(why) => {
-            eprintln!("skipping: no {what} test daemon ({why})");
+            skipped(test, &format!("no {what} test daemon ({why})"));
             None
         }
     }
 }
 
-fn slurm() -> Option<&'static Exports> {
+/// The Slurm test cluster for `test` (its name, for the skip line).
+pub(crate) fn slurm(test: &str) -> Option<&'static Exports> {
     static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    daemon(&CELL, "slurm")
+    daemon(&CELL, "slurm", test)
 }
 
-fn sshd() -> Option<&'static Exports> {
+/// The sshd test host for `test` (its name, for the skip line).
+pub(crate) fn sshd(test: &str) -> Option<&'static Exports> {
     static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    daemon(&CELL, "sshd")
+    daemon(&CELL, "sshd", test)
 }
 
-fn get<'a>(e: &'a Exports, key: &str) -> &'a str {
+pub(crate) fn get<'a>(e: &'a Exports, key: &str) -> &'a str {
     e.iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("{key} not exported: {e:?}"))
 }
 
-fn run_with(env: &Env, exports: &Exports, yaml: &str, args: &[&str]) -> Run {
+pub(crate) fn run_with(env: &Env, exports: &Exports, yaml: &str, args: &[&str]) -> Run {
     env.write("jobs.yaml", yaml);
     let mut cmd = env.cmd();
     cmd.envs(exports.iter().map(|(k, v)| (k, v)))
@@ -88,13 +102,15 @@ fn run_with(env: &Env, exports: &Exports, yaml: &str, args: &[&str]) -> Run {
     }
 }
 
-fn ssh_head(e: &Exports) -> String {
+pub(crate) fn ssh_head(e: &Exports) -> String {
     format!("ssh: {{config: {}}}\n", get(e, "ORCH_SSH_CONFIG"))
 }
 
 #[test]
 fn ssh_exit_codes_and_streams_are_exact() {
-    let Some(e) = sshd() else { return };
+    let Some(e) = sshd("scale_out::ssh_exit_codes_and_streams_are_exact") else {
+        return;
+    };
     let env = Env::new();
     let yaml = format!(
         "{}executor: ssh\nhosts: [orch-ssh]\njobs:\n  - name: ok\n    shell: 'echo out; echo err >&2'\n  - name: three\n    shell: 'exit 3'\n  - name: remote255\n    shell: 'echo before; exit 255'\n",
@@ -118,7 +134,9 @@ fn ssh_exit_codes_and_streams_are_exact() {
 
 #[test]
 fn ssh_timeout_kills_the_remote_process_group() {
-    let Some(e) = sshd() else { return };
+    let Some(e) = sshd("scale_out::ssh_timeout_kills_the_remote_process_group") else {
+        return;
+    };
     let env = Env::new();
     let pids = env.path("pids");
     let yaml = format!(
@@ -136,7 +154,11 @@ fn ssh_timeout_kills_the_remote_process_group() {
 
 #[test]
 fn ssh_unreachable_host_fails_clearly_and_retry_elsewhere_moves_jobs() {
-    let Some(e) = sshd() else { return };
+    let Some(e) =
+        sshd("scale_out::ssh_unreachable_host_fails_clearly_and_retry_elsewhere_moves_jobs")
+    else {
+        return;
+    };
     let env = Env::new();
     let yaml = format!(
         "{}executor: ssh\nhosts: ['root@127.0.0.1:1']\njobs:\n  - name: nowhere\n    command: 'true'\n",
@@ -166,7 +188,9 @@ fn ssh_unreachable_host_fails_clearly_and_retry_elsewhere_moves_jobs() {
 
 #[test]
 fn slurm_exit_codes_streams_job_id_and_node() {
-    let Some(e) = slurm() else { return };
+    let Some(e) = slurm("scale_out::slurm_exit_codes_streams_job_id_and_node") else {
+        return;
+    };
     let env = Env::new();
     let yaml = "executor: slurm\njobs:\n  - name: ok\n    shell: 'echo out; echo err >&2'\n  - name: three\n    shell: 'exit 3'\n  - name: nopart\n    command: 'true'\n    slurm: {partition: no-such-partition}\n";
     let r = run_with(&env, e, yaml, &["--json"]);
@@ -197,7 +221,9 @@ fn slurm_exit_codes_streams_job_id_and_node() {
 
 #[test]
 fn slurm_timeout_cancels_the_step() {
-    let Some(e) = slurm() else { return };
+    let Some(e) = slurm("scale_out::slurm_timeout_cancels_the_step") else {
+        return;
+    };
     let env = Env::new();
     let pids = env.path("pids");
     let yaml = format!(
@@ -214,7 +240,9 @@ fn slurm_timeout_cancels_the_step() {
 
 #[test]
 fn slurm_jobs_in_flight_respect_the_concurrency_bound() {
-    let Some(e) = slurm() else { return };
+    let Some(e) = slurm("scale_out::slurm_jobs_in_flight_respect_the_concurrency_bound") else {
+        return;
+    };
     let env = Env::new();
     let log = env.path("stamps");
     let yaml = format!(
@@ -276,7 +304,10 @@ fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
 
 #[test]
 fn slurm_background_job_through_sbatch_is_collected_by_wait() {
-    let Some(e) = slurm() else { return };
+    let Some(e) = slurm("scale_out::slurm_background_job_through_sbatch_is_collected_by_wait")
+    else {
+        return;
+    };
     let env = Env::new();
     let yaml = "executor: slurm\njobs:\n  - name: batch\n    shell: 'echo from slurm; echo on stderr >&2; sleep 1; exit 3'\n    background: true\n";
     let r = run_with(&env, e, yaml, &[]);
