@@ -1,0 +1,91 @@
+//! The top of planning: a parsed job file taken through each step to a `Plan`.
+
+use std::path::{Path, PathBuf};
+
+use super::entry::{FileCx, plan_entry};
+use super::env::{global_env, secret_values};
+use super::executor::FileExecutor;
+use super::locator::Locator;
+use super::names::{self, Entry, make_unique_entries};
+use super::{Plan, PlannedJob, Retention, definition_hash, graph};
+use crate::error::SpecError;
+use crate::spec::JobFile;
+
+/// Checks and merges everything in `file`; `path` and `text` are where errors point.
+pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, SpecError> {
+    let loc = Locator::new(path, text, file.list_form);
+    if file.jobs.is_empty() {
+        return Err(SpecError::plain(
+            path,
+            "has no jobs; list at least one under `jobs:`".to_string(),
+        ));
+    }
+    let base_dir = base_dir_of(path);
+    let global_env = global_env(&file, &base_dir, &loc)?;
+    check_groups(&file, &loc)?;
+    let exec = FileExecutor::new(&file, &base_dir, &loc)?;
+    let specs = std::mem::take(&mut file.jobs);
+    let cx = FileCx {
+        file: &file,
+        loc: &loc,
+        base_dir: &base_dir,
+        global_env,
+        exec,
+    };
+    let mut jobs: Vec<PlannedJob> = Vec::with_capacity(specs.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
+    for (i, js) in specs.into_iter().enumerate() {
+        entries.push(plan_entry(js, i, &cx, &mut jobs)?);
+    }
+    // Explicit names must be unique; generated ones are made unique around them.
+    names::check_duplicates(&entries, &loc)?;
+    make_unique_entries(&mut entries, &mut jobs);
+    graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
+    for j in &mut jobs {
+        j.def_hash = definition_hash(j);
+    }
+    Ok(plan_of(path, text, file, jobs))
+}
+
+/// Where paths in the job file are relative to: its directory.
+fn base_dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn check_groups(file: &JobFile, loc: &Locator<'_>) -> Result<(), SpecError> {
+    for g in file.groups.keys() {
+        if g.is_empty() {
+            return Err(loc.err(
+                &Locator::top("groups"),
+                None,
+                "a group name is empty".into(),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The plan of the finished jobs, with the file-wide settings.
+fn plan_of(path: &Path, text: &str, file: JobFile, jobs: Vec<PlannedJob>) -> Plan {
+    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
+    Plan {
+        source: Some(path.to_path_buf()),
+        source_hash: crate::text::sha256_hex(text.as_bytes()),
+        concurrency: file.concurrency,
+        jobs,
+        groups: file.groups,
+        on_failure: file.on_failure,
+        secret_env: file.secret_env,
+        secrets,
+        wait: file.wait,
+        retention: file.retention.map(|r| Retention {
+            max_runs: r.runs,
+            max_age: r.age.map(|a| a.0),
+            max_bytes: r.bytes.map(|b| b.0),
+        }),
+    }
+}

@@ -1,0 +1,360 @@
+//! One entry of `jobs:` turned into its jobs: the command, outputs, environment, group, retry
+//! and executor settings checked and merged with `defaults:`, then one job per group of items.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::executor::{FileExecutor, executor_of};
+use super::expand::{Subst, chunks_of, expand_argv, expand_text};
+use super::locator::{EntryAt, Locator};
+use super::names::{self, Entry};
+use super::{DEFAULT_KILL_AFTER, Input, PlannedJob, Retry, Target};
+use crate::error::SpecError;
+use crate::spec::{
+    self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec,
+};
+
+/// What every entry is planned against: the file's settings, checked once.
+pub(super) struct FileCx<'a> {
+    /// The job file; its `jobs:` have been taken out to be planned one by one.
+    pub(super) file: &'a JobFile,
+    pub(super) loc: &'a Locator<'a>,
+    /// Where relative paths in the file start (`env_file:`, items files, `ssh.config`).
+    pub(super) base_dir: &'a Path,
+    pub(super) global_env: Vec<(String, String)>,
+    pub(super) exec: FileExecutor,
+}
+
+/// A job entry's command before items are substituted.
+enum Body {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Body {
+    /// The key the command was given under, where substitution errors point.
+    fn key(&self) -> &'static str {
+        match self {
+            Body::Shell(_) => "shell",
+            Body::Argv(_) => "command",
+        }
+    }
+
+    fn has_nul(&self) -> bool {
+        match self {
+            Body::Argv(w) => w.iter().any(|w| w.contains('\0')),
+            Body::Shell(s) => s.contains('\0'),
+        }
+    }
+}
+
+/// Everything an entry's jobs share, checked, before items are substituted.
+struct Template<'m> {
+    body: Body,
+    env: BTreeMap<String, String>,
+    cwd: Option<&'m PathBuf>,
+    stdin: Option<&'m StdinSpec>,
+    stdout: Option<&'m OutputSpec>,
+    stderr: Option<&'m OutputSpec>,
+    /// The settings items do not change, as a job to copy.
+    job: PlannedJob,
+}
+
+/// Turns entry `index` of `jobs:` into its jobs, appended to `jobs`.
+pub(super) fn plan_entry(
+    js: JobSpec,
+    index: usize,
+    cx: &FileCx<'_>,
+    jobs: &mut Vec<PlannedJob>,
+) -> Result<Entry, SpecError> {
+    let m = match js {
+        JobSpec::Short(line) => JobMap {
+            command: Some(CommandSpec::Line(line)),
+            ..Default::default()
+        },
+        JobSpec::Full(m) => *m,
+    };
+    names::check_name(&m, index, cx.loc)?;
+    let ex = EntryAt {
+        loc: cx.loc,
+        index,
+        label: m.name.clone(),
+    };
+    let template = template(&m, cx, &ex)?;
+    let chunks = chunks_of(&m, cx.base_dir, &ex)?;
+    let base = names::base_name(&m);
+    let first = jobs.len();
+    push_jobs(&template, chunks, m.chunk.is_some(), &base, jobs, &ex)?;
+    if jobs.len() > spec::MAX_ITEMS {
+        return Err(ex.err_here(
+            format!("the job file expands to more than {} jobs", spec::MAX_ITEMS),
+            None,
+        ));
+    }
+    Ok(Entry {
+        base,
+        explicit: m.name.is_some(),
+        fanned: m.for_each.is_some(),
+        jobs: first..jobs.len(),
+        needs: m.needs,
+    })
+}
+
+/// The entry's settings merged with `defaults:` and checked, in the order errors are reported.
+fn template<'m>(
+    m: &'m JobMap,
+    cx: &'m FileCx<'_>,
+    ex: &EntryAt<'_>,
+) -> Result<Template<'m>, SpecError> {
+    let d = &cx.file.defaults;
+    let body = body_of(m, ex)?;
+    let stdout = m.stdout.as_ref().or(d.stdout.as_ref());
+    if stdout == Some(&OutputSpec::Stdout) {
+        return Err(ex.err_key(
+            "stdout",
+            "`stdout: stdout` makes no sense; `stdout` as a target is for `stderr:` (2>&1)"
+                .to_string(),
+            None,
+        ));
+    }
+    let stderr = m.stderr.as_ref().or(d.stderr.as_ref());
+    let env = super::env::job_env(&cx.global_env, d, m, ex)?;
+    let group = group_of(m, d, &cx.file.groups, ex)?;
+    let retry = retry_of(m, d, ex)?;
+    let success_codes = m
+        .success_codes
+        .clone()
+        .or_else(|| d.success_codes.clone())
+        .unwrap_or_default();
+    let executor = executor_of(&cx.exec, m, d, ex)?;
+    let job = PlannedJob {
+        env_clear: !cx.file.inherit_env,
+        timeout: m.timeout.or(d.timeout).map(|t| t.0),
+        kill_after: m
+            .kill_after
+            .or(d.kill_after)
+            .map_or(DEFAULT_KILL_AFTER, |t| t.0),
+        group,
+        retry,
+        success_codes,
+        entry: ex.index,
+        background: m.background,
+        max_output: m.max_output.or(d.max_output).map(|s| s.0.max(2)),
+        executor,
+        ..PlannedJob::new(0, String::new(), Vec::new())
+    };
+    Ok(Template {
+        body,
+        env,
+        cwd: m.cwd.as_ref().or(d.cwd.as_ref()),
+        stdin: m.stdin.as_ref().or(d.stdin.as_ref()),
+        stdout,
+        stderr,
+        job,
+    })
+}
+
+/// `command:` (a line split into words, or the words) or `shell:`: exactly one, not empty.
+fn body_of(m: &JobMap, ex: &EntryAt<'_>) -> Result<Body, SpecError> {
+    let body = match (&m.command, &m.shell) {
+        (Some(_), Some(_)) => {
+            return Err(ex.err_here(
+                "a job has either `command:` or `shell:`, not both".to_string(),
+                Some("use `shell:` when you need pipes, redirections or `&&`".to_string()),
+            ));
+        }
+        (None, None) => {
+            return Err(ex.err_here("a job needs `command:` or `shell:`".to_string(), None));
+        }
+        (Some(CommandSpec::Line(line)), None) => Body::Argv(split_line(line, ex)?),
+        (Some(CommandSpec::Argv(words)), None) => {
+            if words.is_empty() || words[0].is_empty() {
+                return Err(ex.err_key("command", "the command is empty".to_string(), None));
+            }
+            Body::Argv(words.clone())
+        }
+        (None, Some(script)) => {
+            if script.trim().is_empty() {
+                return Err(ex.err_key("shell", "the shell script is empty".to_string(), None));
+            }
+            Body::Shell(script.clone())
+        }
+    };
+    if body.has_nul() {
+        return Err(ex.err_here("the command contains a NUL byte".to_string(), None));
+    }
+    Ok(body)
+}
+
+/// A command line split into words as a shell would, without running one.
+fn split_line(line: &str, ex: &EntryAt<'_>) -> Result<Vec<String>, SpecError> {
+    match shell_words::split(line) {
+        Ok(words) if words.is_empty() => Err(ex.err_here("the command is empty".to_string(), None)),
+        Ok(words) => Ok(words),
+        Err(_) => Err(ex.err_here(
+            format!("cannot split the command line `{line}`: a quote is not closed"),
+            Some(
+                "close the quote, or give the words as a list: `command: [prog, arg]`".to_string(),
+            ),
+        )),
+    }
+}
+
+/// The job's group (else the default one), which must have a limit in `groups:`.
+fn group_of(
+    m: &JobMap,
+    d: &Defaults,
+    groups: &BTreeMap<String, usize>,
+    ex: &EntryAt<'_>,
+) -> Result<Option<String>, SpecError> {
+    let group = m.group.clone().or_else(|| d.group.clone());
+    if let Some(g) = &group
+        && !groups.contains_key(g)
+    {
+        let names: Vec<&String> = groups.keys().collect();
+        let hint = crate::error::suggest(g, &names)
+            .map(|s| format!("did you mean `{s}`?"))
+            .or_else(|| Some(format!("declare it at the top: `groups: {{{g}: 1}}`")));
+        return Err(ex.err_key(
+            "group",
+            format!("group `{g}` has no limit in `groups:`"),
+            hint,
+        ));
+    }
+    Ok(group)
+}
+
+/// The retry settings, key by key from the job or `defaults:`, within bounds.
+fn retry_of(m: &JobMap, d: &Defaults, ex: &EntryAt<'_>) -> Result<Retry, SpecError> {
+    let retry = Retry {
+        retries: m.retries.or(d.retries).unwrap_or(0),
+        delay: m
+            .retry_delay
+            .or(d.retry_delay)
+            .map_or(Duration::from_secs(1), |t| t.0),
+        backoff: m.backoff.or(d.backoff).unwrap_or(1.0),
+        max_delay: m
+            .max_retry_delay
+            .or(d.max_retry_delay)
+            .map_or(Duration::from_secs(300), |t| t.0),
+        on: m
+            .retry_on
+            .clone()
+            .or_else(|| d.retry_on.clone())
+            .unwrap_or_default(),
+    };
+    if !(retry.backoff.is_finite() && retry.backoff >= 1.0 && retry.backoff <= 100.0) {
+        return Err(ex.err_key(
+            "backoff",
+            format!(
+                "backoff {} must be a factor between 1 and 100",
+                retry.backoff
+            ),
+            None,
+        ));
+    }
+    if retry.retries > 1000 {
+        return Err(ex.err_key(
+            "retries",
+            format!("{} retries is too many (at most 1000)", retry.retries),
+            None,
+        ));
+    }
+    Ok(retry)
+}
+
+/// The entry's jobs, appended to `jobs`: one, or one per group of items for `for_each:`.
+fn push_jobs(
+    t: &Template<'_>,
+    chunks: Option<Vec<Vec<Item>>>,
+    chunked: bool,
+    base: &str,
+    jobs: &mut Vec<PlannedJob>,
+    ex: &EntryAt<'_>,
+) -> Result<(), SpecError> {
+    let Some(groups) = chunks else {
+        let job = instance(t, None, base.to_string(), jobs.len(), ex)?;
+        jobs.push(job);
+        return Ok(());
+    };
+    let names = names::item_names(base, &groups, chunked);
+    for (k, (items, name)) in groups.iter().zip(names).enumerate() {
+        let sub = Subst {
+            item: if chunked { None } else { items.first() },
+            items,
+            index: k,
+        };
+        let job = instance(t, Some(&sub), name, jobs.len(), ex)?;
+        jobs.push(job);
+    }
+    Ok(())
+}
+
+/// One job of the entry: the template with one group's values substituted (`sub`), or as is.
+fn instance(
+    t: &Template<'_>,
+    sub: Option<&Subst<'_>>,
+    name: String,
+    index: usize,
+    ex: &EntryAt<'_>,
+) -> Result<PlannedJob, SpecError> {
+    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    let argv = match (&t.body, sub) {
+        (Body::Argv(words), Some(sub)) => expand_argv(words, sub),
+        (Body::Shell(script), Some(sub)) => expand_text(script, sub, true).map(sh),
+        (Body::Argv(words), None) => Ok(words.clone()),
+        (Body::Shell(script), None) => Ok(sh(script.clone())),
+    }
+    .map_err(|msg| ex.err_key(t.body.key(), msg, None))?;
+    let plain = |s: &str| -> Result<String, SpecError> {
+        match sub {
+            Some(sub) => expand_text(s, sub, false).map_err(|msg| ex.err_here(msg, None)),
+            None => Ok(s.to_string()),
+        }
+    };
+    let plain_path = |p: &Path| -> Result<PathBuf, SpecError> {
+        Ok(PathBuf::from(plain(&p.to_string_lossy())?))
+    };
+    let target_of = |spec: Option<&OutputSpec>| -> Result<Target, SpecError> {
+        Ok(match spec {
+            Some(OutputSpec::File { path, append }) => Target::File {
+                path: plain_path(path)?,
+                append: *append,
+            },
+            other => target(other),
+        })
+    };
+    let mut env = Vec::with_capacity(t.env.len());
+    for (k, v) in &t.env {
+        env.push((k.clone(), plain(v)?));
+    }
+    Ok(PlannedJob {
+        index,
+        name,
+        argv,
+        cwd: t.cwd.map(|c| plain_path(c)).transpose()?,
+        env,
+        stdin: match t.stdin {
+            None | Some(StdinSpec::Null) => Input::Null,
+            Some(StdinSpec::Text(text)) => Input::Text(plain(text)?),
+            Some(StdinSpec::File(p)) => Input::File(plain_path(p)?),
+        },
+        stdout: target_of(t.stdout)?,
+        stderr: target_of(t.stderr)?,
+        ..t.job.clone()
+    })
+}
+
+fn target(spec: Option<&OutputSpec>) -> Target {
+    match spec {
+        None | Some(OutputSpec::Capture) => Target::Capture,
+        Some(OutputSpec::Inherit) => Target::Inherit,
+        Some(OutputSpec::Null) => Target::Null,
+        Some(OutputSpec::Stdout) => Target::Stdout,
+        Some(OutputSpec::File { path, append }) => Target::File {
+            path: path.clone(),
+            append: *append,
+        },
+    }
+}

@@ -1,0 +1,111 @@
+//! Where in the job file an error points: paths to its nodes, and errors built at them.
+
+use std::path::Path;
+
+use crate::error::SpecError;
+use crate::spec::{self, Seg};
+
+/// The job file's name, text and shape: enough to turn a node's path into an error at its line.
+pub(super) struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// The file is a bare list of jobs, so entries stand at the top, not under `jobs:`.
+    list_form: bool,
+}
+
+impl<'a> Locator<'a> {
+    pub(super) fn new(path: &'a Path, text: &'a str, list_form: bool) -> Self {
+        Locator {
+            path,
+            text,
+            list_form,
+        }
+    }
+
+    /// Line and column (1-based) of the node at `segs`. Every position is looked up here, so
+    /// that how positions are found can change in one place.
+    pub(super) fn position(&self, segs: &[Seg]) -> Option<(usize, usize)> {
+        spec::locate(self.text, segs)
+    }
+
+    /// A top-level key.
+    pub(super) fn top(key: &'static str) -> Vec<Seg> {
+        vec![Seg::Key(key)]
+    }
+
+    /// Entry `i` of `jobs:`.
+    pub(super) fn job(&self, i: usize) -> Vec<Seg> {
+        if self.list_form {
+            vec![Seg::Index(i)]
+        } else {
+            vec![Seg::Key("jobs"), Seg::Index(i)]
+        }
+    }
+
+    /// Key `key` of entry `i` of `jobs:`.
+    pub(super) fn key(&self, i: usize, key: &'static str) -> Vec<Seg> {
+        let mut segs = self.job(i);
+        segs.push(Seg::Key(key));
+        segs
+    }
+
+    /// An error at the node `segs`, with its source line; a plain one if the node is not found.
+    pub(super) fn err(
+        &self,
+        segs: &[Seg],
+        job: Option<String>,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
+        let (line, col) = self.position(segs).unwrap_or((0, 0));
+        let e = if line == 0 {
+            SpecError {
+                job,
+                hint,
+                ..SpecError::plain(self.path, message)
+            }
+        } else {
+            SpecError::at(self.path, job, line, col, message, hint)
+        };
+        e.with_source(self.text)
+    }
+}
+
+/// One entry of `jobs:`: where it stands, and the name its errors carry (if it has one).
+pub(super) struct EntryAt<'a> {
+    pub(super) loc: &'a Locator<'a>,
+    pub(super) index: usize,
+    pub(super) label: Option<String>,
+}
+
+impl EntryAt<'_> {
+    /// The entry itself.
+    pub(super) fn here(&self) -> Vec<Seg> {
+        self.loc.job(self.index)
+    }
+
+    /// One key of the entry.
+    pub(super) fn key(&self, key: &'static str) -> Vec<Seg> {
+        self.loc.key(self.index, key)
+    }
+
+    /// An error about this entry at `segs`.
+    pub(super) fn err(&self, segs: &[Seg], message: String, hint: Option<String>) -> SpecError {
+        self.loc.err(segs, self.label.clone(), message, hint)
+    }
+
+    /// An error about this entry, pointing at the entry.
+    pub(super) fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
+        self.err(&self.here(), message, hint)
+    }
+
+    /// An error about this entry, pointing at one of its keys.
+    pub(super) fn err_key(
+        &self,
+        key: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
+        self.err(&self.key(key), message, hint)
+    }
+}

@@ -1,0 +1,152 @@
+//! Job names: which names a user may give, the names made from commands and items, and how
+//! names are kept unique across the file.
+
+use std::collections::{HashMap, HashSet};
+
+use super::PlannedJob;
+use super::locator::Locator;
+use crate::error::SpecError;
+use crate::spec::{CommandSpec, Item, JobMap};
+
+/// One entry of `jobs:` as the plan sees it (a fanned-out entry becomes several jobs).
+pub(super) struct Entry {
+    pub(super) base: String,
+    pub(super) explicit: bool,
+    pub(super) fanned: bool,
+    pub(super) jobs: std::ops::Range<usize>,
+    /// `needs:` as written, resolved once every entry is known.
+    pub(super) needs: Vec<String>,
+}
+
+/// Why a user-given job name cannot be used, if it cannot.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character (newline, tab, NUL, ...)")
+    } else if name.contains('/') {
+        Some("it contains `/`")
+    } else if name == "." || name == ".." {
+        Some("`.` and `..` are not names")
+    } else if name.len() > 200 {
+        Some("it is longer than 200 bytes")
+    } else if name == "last" {
+        Some("`last` is reserved (it means the latest run)")
+    } else {
+        None
+    }
+}
+
+/// The entry's own `name:`, if it has one, must be usable.
+pub(super) fn check_name(m: &JobMap, index: usize, loc: &Locator<'_>) -> Result<(), SpecError> {
+    if let Some(name) = &m.name
+        && let Some(problem) = name_problem(name)
+    {
+        return Err(loc.err(
+            &loc.key(index, "name"),
+            None,
+            format!("invalid job name {name:?}: {problem}"),
+            Some("use letters, digits, and `-_.:@+=,[]` in job names".to_string()),
+        ));
+    }
+    Ok(())
+}
+
+/// The entry's name: its own, or one made from its command.
+pub(super) fn base_name(m: &JobMap) -> String {
+    match &m.name {
+        Some(n) => n.clone(),
+        None => crate::text::slug(&match (&m.command, &m.shell) {
+            (Some(CommandSpec::Line(l)), _) => l.clone(),
+            (_, Some(s)) => s.clone(),
+            (Some(CommandSpec::Argv(w)), _) => w.join(" "),
+            (None, None) => String::new(),
+        }),
+    }
+}
+
+/// The names of a fanned-out entry's jobs, one per group of items: `base[item]` when the items
+/// make short, safe and unique labels (never with `chunk:`), else `base[index]`.
+pub(super) fn item_names(base: &str, groups: &[Vec<Item>], chunked: bool) -> Vec<String> {
+    let labels: Option<Vec<String>> = (!chunked).then(|| {
+        groups
+            .iter()
+            .map(|g| match g.first() {
+                Some(Item::Scalar(s)) => s.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    });
+    let usable = |ls: &Vec<String>| {
+        let unique: HashSet<&String> = ls.iter().collect();
+        unique.len() == ls.len()
+            && ls.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 40
+                    && name_problem(l).is_none()
+                    && !l.contains(['[', ']', ' '])
+            })
+    };
+    match labels.filter(usable) {
+        Some(ls) => ls.iter().map(|l| format!("{base}[{l}]")).collect(),
+        None => (0..groups.len()).map(|k| format!("{base}[{k}]")).collect(),
+    }
+}
+
+/// Explicit names must be unique; the second of two is the error.
+pub(super) fn check_duplicates(entries: &[Entry], loc: &Locator<'_>) -> Result<(), SpecError> {
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if !e.explicit {
+            continue;
+        }
+        if let Some(&prev) = first_seen.get(e.base.as_str()) {
+            let prev_line = loc
+                .position(&loc.job(prev))
+                .map(|(l, _)| format!(" (first defined on line {l})"))
+                .unwrap_or_default();
+            return Err(loc.err(
+                &loc.key(i, "name"),
+                None,
+                format!("duplicate job name `{}`{prev_line}", e.base),
+                Some("job names must be unique; rename one of them".to_string()),
+            ));
+        }
+        first_seen.insert(&e.base, i);
+    }
+    Ok(())
+}
+
+/// Gives generated base names that collide a `-2`, `-3`, … suffix in job-file order, and renames
+/// their jobs accordingly.
+pub(super) fn make_unique_entries(entries: &mut [Entry], jobs: &mut [PlannedJob]) {
+    let mut taken: HashSet<String> = entries
+        .iter()
+        .filter(|e| e.explicit)
+        .map(|e| e.base.clone())
+        .collect();
+    // The next suffix to try per base name, so that 10,000 identical commands cost 10,000
+    // steps, not 50 million.
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
+    for e in entries.iter_mut() {
+        if e.explicit || taken.insert(e.base.clone()) {
+            continue;
+        }
+        let n = next_suffix.entry(e.base.clone()).or_insert(2);
+        let new = loop {
+            let candidate = format!("{}-{n}", e.base);
+            *n += 1;
+            if taken.insert(candidate.clone()) {
+                break candidate;
+            }
+        };
+        for j in &mut jobs[e.jobs.clone()] {
+            j.name = if e.fanned {
+                format!("{new}{}", &j.name[e.base.len()..])
+            } else {
+                new.clone()
+            };
+        }
+        e.base = new;
+    }
+}

@@ -1,0 +1,131 @@
+//! Choosing which jobs of a plan run: `--only`/`--skip` selections and `--resume`.
+
+use std::collections::HashSet;
+
+use super::Plan;
+
+impl Plan {
+    /// Keeps the jobs named by `only` (all if empty) minus those named by `skip`. With
+    /// `with_deps`, `only` also keeps what the chosen jobs need, and `skip` also drops what needs
+    /// a skipped job; without it, needs on dropped jobs are simply forgotten. A fanned-out job
+    /// is named by its base name (`square`) or one item (`square[3]`).
+    pub fn select(
+        mut self,
+        only: &[String],
+        skip: &[String],
+        with_deps: bool,
+    ) -> Result<Plan, String> {
+        if only.is_empty() && skip.is_empty() {
+            return Ok(self);
+        }
+        let mut keep = vec![only.is_empty(); self.jobs.len()];
+        for name in only {
+            for i in self.jobs_named(name)? {
+                keep[i] = true;
+            }
+        }
+        if with_deps && !only.is_empty() {
+            self.keep_needed(&mut keep);
+        }
+        for name in skip {
+            for i in self.jobs_named(name)? {
+                keep[i] = false;
+            }
+        }
+        if with_deps && !skip.is_empty() {
+            self.drop_dependents(&mut keep);
+        }
+        self.retain_jobs(&keep);
+        if self.jobs.is_empty() {
+            return Err("the selection leaves no job to run".to_string());
+        }
+        Ok(self)
+    }
+
+    /// The jobs a name on the command line stands for: one job, or every item of a fanned-out
+    /// one; none is an error with a suggestion.
+    fn jobs_named(&self, name: &str) -> Result<Vec<usize>, String> {
+        let found: Vec<usize> = self
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.name == name
+                    || (j.name.len() > name.len()
+                        && j.name.starts_with(name)
+                        && j.name[name.len()..].starts_with('['))
+            })
+            .map(|j| j.index)
+            .collect();
+        if found.is_empty() {
+            let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+            let hint = crate::error::suggest(name, &names)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(format!("no job `{name}` in the job file{hint}"));
+        }
+        Ok(found)
+    }
+
+    /// Marks, too, everything the marked jobs need, directly or not.
+    fn keep_needed(&self, keep: &mut [bool]) {
+        let mut stack: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+        while let Some(i) = stack.pop() {
+            for &d in &self.jobs[i].needs {
+                if !keep[d] {
+                    keep[d] = true;
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    /// Unmarks every job that needs an unmarked one, directly or not.
+    fn drop_dependents(&self, keep: &mut [bool]) {
+        // Jobs are not in dependency order, so repeat until nothing changes.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..keep.len() {
+                if keep[i] && self.jobs[i].needs.iter().any(|&d| !keep[d]) {
+                    keep[i] = false;
+                    changed = true;
+                }
+            }
+        }
+    }
+
+    /// Keeps the jobs marked in `keep`, renumbered in order; needs on dropped jobs are dropped.
+    fn retain_jobs(&mut self, keep: &[bool]) {
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut jobs = Vec::with_capacity(keep.iter().filter(|k| **k).count());
+        for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
+            if keep[i] {
+                new_index[i] = jobs.len();
+                j.index = jobs.len();
+                jobs.push(j);
+            }
+        }
+        for j in &mut jobs {
+            j.needs = j
+                .needs
+                .iter()
+                .filter(|&&d| new_index[d] != usize::MAX)
+                .map(|&d| new_index[d])
+                .collect();
+        }
+        self.jobs = jobs;
+    }
+
+    /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
+    /// run; what needed them runs without waiting. Returns how many were left out.
+    pub fn resume_from(&mut self, succeeded: &HashSet<(String, String)>) -> usize {
+        let n = self.jobs.len();
+        let keep: Vec<bool> = self
+            .jobs
+            .iter()
+            .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
+            .collect();
+        self.retain_jobs(&keep);
+        n - self.jobs.len()
+    }
+}
