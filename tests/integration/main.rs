@@ -11,4 +11,5 @@ mod hardening;
 mod helpers;
 mod library;
 mod scale_out;
+mod settings;
 mod store;
