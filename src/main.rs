@@ -1,3 +1,5 @@
+//! The `orchestrate` binary: the command line parsed, run, and its exit code returned.
+
 use clap::Parser;
 
 fn main() {

@@ -18,12 +18,7 @@ use crate::sys;
 
 /// This process, as a supervisor others can check on.
 pub fn me() -> Supervisor {
-    let pid = std::process::id();
-    Supervisor {
-        pid,
-        start_ticks: sys::process_start_ticks(pid).unwrap_or(0),
-        boot_id: sys::boot_id(),
-    }
+    crate::exec::background::identify(std::process::id())
 }
 
 /// Whether the supervisor of a record is still the same live process.

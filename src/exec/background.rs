@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::process::JobCtx;
 use super::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
-use crate::record::{CompletedProcess, Status};
+use crate::record::{CompletedProcess, Status, Supervisor};
 use crate::sys;
 
 /// What the scheduler needs to start supervisors.
@@ -46,6 +46,16 @@ pub struct SuperviseSpec {
 /// (`record JSON`); in wait mode a `record JSON` line follows at the end.
 pub const STARTED: &str = "started ";
 pub const RECORD: &str = "record ";
+
+/// A process as a supervisor others can check on: its pid with its start time and the boot,
+/// since the system may reuse the pid.
+pub fn identify(pid: u32) -> Supervisor {
+    Supervisor {
+        pid,
+        start_ticks: sys::process_start_ticks(pid).unwrap_or(0),
+        boot_id: sys::boot_id(),
+    }
+}
 
 fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> CompletedProcess {
     let mut rec = ends::not_run(job, ctx.slot, None, status, msg);
@@ -84,6 +94,9 @@ pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -
         .and_then(|p| p.trim().parse().ok());
     if !bg.wait {
         let mut rec = ends::running_background(job, ctx.slot, pid);
+        // The same record as the supervisor's own (which this one may replace): it names the
+        // supervisor, so that `status` can tell a running job from a lost one.
+        rec.supervisor = Some(identify(supervisor_pid));
         rec.notes.push(format!(
             "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
         ));

@@ -152,9 +152,34 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// Jobs counted by status: what every summary of a run shows, the same way everywhere.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Jobs counted by status: what every summary of a run shows, the same way everywhere. In
+/// JSON (and in the store) an object by status name, of the statuses that occur.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts([usize; Status::ALL.len()]);
+
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (st, n) in self.nonzero() {
+            map.serialize_entry(st.as_str(), &n)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, usize>::deserialize(d)?;
+        let mut c = Counts::default();
+        for (name, n) in map {
+            let st = Status::parse(&name)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown status `{name}`")))?;
+            c.add_n(st, n);
+        }
+        Ok(c)
+    }
+}
 
 impl Counts {
     pub fn add(&mut self, status: Status) {
@@ -201,15 +226,6 @@ impl Counts {
             parts.join(", ")
         }
     }
-
-    /// The counts as a JSON object keyed by status name (statuses that occur only).
-    pub fn to_json(&self) -> serde_json::Value {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .nonzero()
-            .map(|(s, n)| (s.as_str().to_string(), n.into()))
-            .collect();
-        serde_json::Value::Object(map)
-    }
 }
 
 #[cfg(test)]
@@ -245,6 +261,12 @@ mod tests {
             "1 succeeded, 1 failed, 1 timed out, 1 skipped"
         );
         assert_eq!(RunStatus::ended(false, &c), RunStatus::Failed);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"succeeded":1,"failed":1,"timed_out":1,"skipped":1}"#
+        );
+        assert_eq!(serde_json::from_str::<Counts>(&json).unwrap(), c);
     }
 
     #[test]

@@ -5,24 +5,17 @@ use rusqlite::params;
 use super::records::insert_record;
 use super::status_sql;
 use super::{Result, RunStore, StoreError};
-use crate::record::CompletedProcess;
+use crate::record::{CompletedProcess, Sealed};
 
 impl RunStore {
     /// Writes one background job's record (its supervisor's), replacing an earlier one.
-    pub fn put_background(&mut self, run_id: &str, r: &CompletedProcess) -> Result<()> {
+    pub fn put_background(&mut self, run_id: &str, r: &Sealed) -> Result<()> {
         self.put_background_seen(run_id, r, false)
     }
 
     /// As `put_background`; `seen` when its end was already reported (a run that waited).
-    pub fn put_background_seen(
-        &mut self,
-        run_id: &str,
-        r: &CompletedProcess,
-        seen: bool,
-    ) -> Result<()> {
-        let mut r = r.clone();
-        r.background = true;
-        insert_record(&self.conn, run_id, &r, seen).map_err(self.sql_err())?;
+    pub fn put_background_seen(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
+        insert_record(&self.conn, run_id, r, seen).map_err(self.sql_err())?;
         self.recount(run_id)
     }
 

@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use rusqlite::params;
 
-use super::status_sql;
 use super::{Result, Retention, RunFilter, RunStore};
 
 #[derive(Debug, Clone, Default)]
@@ -30,7 +29,7 @@ impl RunStore {
         let mut doomed = Vec::new();
         let mut total_bytes = 0u64;
         for (i, r) in runs.iter().enumerate() {
-            if r.status == status_sql::RUNNING {
+            if r.status == crate::record::RunStatus::Running {
                 continue;
             }
             let too_many = keep.max_runs.is_some_and(|m| i >= m);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, RunStore, StoreError};
-use crate::record::{CompletedProcess, Status, to_millis};
+use crate::record::{CompletedProcess, Sealed, Status, to_millis};
 
 /// One line of the `show` table.
 #[derive(Debug, Clone)]
@@ -21,7 +21,9 @@ pub struct ShowRow {
 
 impl RunStore {
     /// Commits finished records in one transaction (one fsync for the whole batch).
-    pub fn record_batch(&mut self, run_id: &str, recs: &[CompletedProcess]) -> Result<()> {
+    /// Commits finished records in one transaction (one fsync for the whole batch). Every
+    /// record of a run comes here, whoever made it; `insert_record` decides what replaces what.
+    pub fn record_batch(&mut self, run_id: &str, recs: &[Sealed]) -> Result<()> {
         if recs.is_empty() {
             return Ok(());
         }
@@ -31,31 +33,15 @@ impl RunStore {
             source,
         };
         let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            // A local background job's record belongs to its supervisor; a Slurm one's (sbatch)
-            // is written here and followed through Slurm.
-            let ours = |r: &&CompletedProcess| !r.background || r.slurm_job_id.is_some();
-            for r in recs.iter().filter(ours) {
-                // The run reported how it ended (it waited): nothing new for `status`.
-                let seen = r.background && r.status != Status::Background;
-                insert_record(&tx, run_id, r, seen).map_err(&sql)?;
-            }
-            let mine = recs.iter().filter(ours);
-            let (ok, bad) = mine.fold((0i64, 0i64), |(ok, bad), r| {
-                if r.status.is_failure() {
-                    (ok, bad + 1)
-                } else {
-                    (ok + 1, bad)
-                }
-            });
-            tx.prepare_cached(
-                "UPDATE runs SET succeeded = succeeded + ?2, failed = failed + ?3 WHERE id = ?1",
-            )
-            .and_then(|mut st| st.execute(params![run_id, ok, bad]))
-            .map_err(&sql)?;
+        for r in recs {
+            // The run reported how a background job ended (it waited): nothing new for
+            // `status` to show.
+            let seen = r.background && !r.status.is_running();
+            insert_record(&tx, run_id, r, seen).map_err(&sql)?;
         }
         tx.commit().map_err(&sql)
     }
+
     /// Calls `f` with each of a run's records in job-file order, one at a time (a run of
     /// 100,000 jobs is never held in memory whole).
     pub fn each_record(
@@ -235,18 +221,29 @@ impl RunStore {
 }
 
 /// Writes (or replaces) one record row: the columns queries use, and the whole record as JSON.
+/// Writes one record row: the columns queries use, and the whole record as JSON. The one rule
+/// for a job recorded twice (the run and a background job's supervisor both write it): a
+/// record replaces the stored one unless the stored one has ended and the new one has not,
+/// so a job's final record is never overwritten by its running one.
 pub(super) fn insert_record(
     conn: &Connection,
     run_id: &str,
-    r: &CompletedProcess,
+    r: &Sealed,
     seen: bool,
 ) -> rusqlite::Result<()> {
-    let json = serde_json::to_string(r).expect("records serialize to JSON");
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO records
+    let json = serde_json::to_string(&**r).expect("records serialize to JSON");
+    let running = Status::Background.as_str();
+    conn.prepare_cached(&format!(
+        "INSERT INTO records
          (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (run_id, job) DO UPDATE SET
+           idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
+           started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
+           stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
+           record = excluded.record, background = excluded.background, seen = excluded.seen
+         WHERE records.status = '{running}' OR excluded.status != '{running}'"
+    ))?
     .execute(params![
         run_id,
         r.index as i64,

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::status_sql;
 use super::{Result, RunStore, StoreError, mkdir_private};
-use crate::record::{from_millis, to_millis};
+use crate::record::{Counts, RunStatus, Status, from_millis, to_millis};
 
 /// A run as listed by `orchestrate runs`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,10 +21,11 @@ pub struct RunRow {
     pub started: SystemTime,
     #[serde(serialize_with = "ser_opt_time")]
     pub ended: Option<SystemTime>,
-    pub status: String,
+    pub status: RunStatus,
+    /// Jobs in the plan.
     pub total: u64,
-    pub succeeded: u64,
-    pub failed: u64,
+    /// The jobs recorded so far, by status.
+    pub counts: Counts,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -67,7 +68,8 @@ pub struct RunFilter {
 }
 
 /// The columns of `runs` that `row_to_run` reads, in its order.
-const RUN_COLS: &str = "id, job_file, job_file_hash, host, user, pid, started_ms, ended_ms, status, total, succeeded, failed";
+const RUN_COLS: &str =
+    "id, job_file, job_file_hash, host, user, pid, started_ms, ended_ms, status, total, counts";
 
 impl RunStore {
     pub fn begin_run(&mut self, run: &NewRun) -> Result<()> {
@@ -104,28 +106,65 @@ impl RunStore {
         Ok(())
     }
 
-    pub fn finish_run(&mut self, run_id: &str, status: &str, ended: SystemTime) -> Result<()> {
+    /// Marks a run ended (`interrupted`, or by its jobs' counts) and counts its records.
+    pub fn finish_run(&mut self, run_id: &str, interrupted: bool, ended: SystemTime) -> Result<()> {
+        let status = if interrupted {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Succeeded
+        };
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, ended_ms = ?3 WHERE id = ?1",
-                params![run_id, status, to_millis(ended)],
+                params![run_id, status.as_str(), to_millis(ended)],
             )
             .map_err(self.sql_err())?;
         self.recount(run_id)
     }
 
-    /// Recomputes a run's counts from its records (background jobs end after their run).
+    /// A run's records counted by status, as they are now.
+    pub fn count_records(&mut self, run_id: &str) -> Result<Counts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT status, COUNT(*) FROM records WHERE run_id = ?1 GROUP BY status",
+            )
+            .map_err(self.sql_err())?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        let mut counts = Counts::default();
+        for (name, n) in rows {
+            // A status this version does not know is counted as a failure, not dropped.
+            counts.add_n(Status::parse(&name).unwrap_or(Status::Failed), n as usize);
+        }
+        Ok(counts)
+    }
+
+    /// Recounts a run from its records, and sets the status of an ended run from the counts
+    /// (`RunStatus::ended`): a background job that fails after its run ended fails the run.
     pub fn recount(&mut self, run_id: &str) -> Result<()> {
-        let sql = format!(
-            "UPDATE runs SET
-                   succeeded = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND {}),
-                   failed = (SELECT COUNT(*) FROM records WHERE run_id = ?1 AND {})
-                 WHERE id = ?1",
-            status_sql::record_counts_ok(),
-            status_sql::record_counts_failed()
-        );
+        let counts = self.count_records(run_id)?;
+        let json = serde_json::to_string(&counts).expect("counts serialize");
+        let ok = (counts.total() - counts.failed()) as i64;
+        let ended = RunStatus::ended(false, &counts);
         self.conn
-            .execute(&sql, params![run_id])
+            .execute(
+                "UPDATE runs SET counts = ?2, succeeded = ?3, failed = ?4,
+                   status = CASE WHEN status IN (?5, ?6) THEN ?7 ELSE status END
+                 WHERE id = ?1",
+                params![
+                    run_id,
+                    json,
+                    ok,
+                    counts.failed() as i64,
+                    RunStatus::Succeeded.as_str(),
+                    RunStatus::Failed.as_str(),
+                    ended.as_str()
+                ],
+            )
             .map_err(self.sql_err())?;
         Ok(())
     }
@@ -174,10 +213,12 @@ impl RunStore {
             pid: r.get(5)?,
             started: from_millis(r.get(6)?),
             ended: r.get::<_, Option<i64>>(7)?.map(from_millis),
-            status: r.get(8)?,
+            status: RunStatus::parse(&r.get::<_, String>(8)?).unwrap_or(RunStatus::Failed),
             total: r.get::<_, i64>(9)? as u64,
-            succeeded: r.get::<_, i64>(10)? as u64,
-            failed: r.get::<_, i64>(11)? as u64,
+            counts: r
+                .get::<_, Option<String>>(10)?
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -211,17 +252,32 @@ impl RunStore {
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.sql_err())?;
+        drop(stmt);
+        self.live_counts(rows)
+    }
+
+    /// Runs that have not ended (or were recorded before runs kept counts) are counted from
+    /// their records now: the run's own thread counts them only at its end.
+    fn live_counts(&mut self, mut rows: Vec<RunRow>) -> Result<Vec<RunRow>> {
+        for r in &mut rows {
+            if r.status == RunStatus::Running || r.counts.total() == 0 {
+                r.counts = self.count_records(&r.id)?;
+            }
+        }
         Ok(rows)
     }
 
     pub fn run(&mut self, id: &str) -> Result<RunRow> {
         self.settle_dead_runs()?;
         let sql = format!("SELECT {} FROM runs WHERE id = ?1", RUN_COLS);
-        self.conn
+        let row = self
+            .conn
             .query_row(&sql, params![id], Self::row_to_run)
             .optional()
             .map_err(self.sql_err())?
-            .ok_or_else(|| StoreError::NotFound(format!("no run `{id}`")))
+            .ok_or_else(|| StoreError::NotFound(format!("no run `{id}`")))?;
+        let mut rows = self.live_counts(vec![row])?;
+        Ok(rows.remove(0))
     }
 
     /// `last`, `last~N` (N runs before the last), a full id or a unique prefix.

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{Result, RunStore, StoreError, mkdir_private};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -48,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_background ON records(background, status);
     ALTER TABLE runs ADD COLUMN env_keys TEXT;
     CREATE INDEX records_run_order ON records(run_id, idx);",
+    // 2 -> 3: a run's jobs counted by status (JSON), as `record::Counts` counts them.
+    "ALTER TABLE runs ADD COLUMN counts TEXT;",
 ];
 
 impl RunStore {

@@ -1,81 +1,54 @@
-//! Every status name the store's SQL spells, each fragment written once, here, so that they
-//! can later be generated from `record::Status`. A run's status is a record one, or
-//! `running` while its orchestrate process lives.
+//! The status names the store's SQL spells, each fragment built here from `record::Status`
+//! and `record::RunStatus`, so that the queries and the enums cannot disagree.
 
-/// A run's status while its orchestrate process lives (no record has it).
-pub(super) const RUNNING: &str = "running";
-/// A run whose orchestrate process went away without finishing it.
-const INTERRUPTED: &str = "interrupted";
-const SUCCEEDED: &str = "succeeded";
-const BACKGROUND: &str = "background";
+use crate::record::{RunStatus, Status};
 
-/// The record statuses a run's `succeeded` count holds (those that are not a failure: a
-/// background job counts from its start); every other one counts in `failed`.
-const COUNTED_OK: [&str; 2] = [SUCCEEDED, BACKGROUND];
-
-/// A status name as an SQL string literal.
+/// A status name as an SQL string literal (the names are fixed identifiers: no quoting needed).
 fn literal(name: &str) -> String {
     format!("'{name}'")
 }
 
-fn literals(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| literal(n)).collect();
-    quoted.join(", ")
-}
-
-/// Records counted in their run's `succeeded`.
-pub(super) fn record_counts_ok() -> String {
-    format!("status IN ({})", literals(&COUNTED_OK))
-}
-
-/// Records counted in their run's `failed`.
-pub(super) fn record_counts_failed() -> String {
-    format!("status NOT IN ({})", literals(&COUNTED_OK))
-}
-
 /// A background job's record while the job runs.
 pub(super) fn record_in_background() -> String {
-    format!("status = {}", literal(BACKGROUND))
+    format!("status = {}", literal(Status::Background.as_str()))
 }
 
 /// A background job's record once the job has ended.
 pub(super) fn record_ended() -> String {
-    format!("status != {}", literal(BACKGROUND))
+    format!("status != {}", literal(Status::Background.as_str()))
 }
 
 /// The status a new run is inserted with, as an SQL value.
 pub(super) fn running_value() -> String {
-    literal(RUNNING)
+    literal(RunStatus::Running.as_str())
 }
 
 /// Runs still marked running.
 pub(super) fn run_running() -> String {
-    format!("status = {}", literal(RUNNING))
+    format!("status = {}", literal(RunStatus::Running.as_str()))
 }
 
 /// The assignment that marks a run interrupted.
 pub(super) fn set_run_interrupted() -> String {
-    format!("status = {}", literal(INTERRUPTED))
+    format!("status = {}", literal(RunStatus::Interrupted.as_str()))
 }
 
 /// Runs that ended other than succeeded (`runs --failed` lists them with those that had
 /// failed jobs).
 pub(super) fn run_ended_unsuccessfully() -> String {
-    format!("status NOT IN ({})", literals(&[SUCCEEDED, RUNNING]))
+    format!(
+        "status NOT IN ({}, {})",
+        literal(RunStatus::Succeeded.as_str()),
+        literal(RunStatus::Running.as_str())
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The SQL must read exactly as it did when these fragments were written inline.
     #[test]
-    fn fragments_read_as_before() {
-        assert_eq!(record_counts_ok(), "status IN ('succeeded', 'background')");
-        assert_eq!(
-            record_counts_failed(),
-            "status NOT IN ('succeeded', 'background')"
-        );
+    fn fragments_name_the_enums_statuses() {
         assert_eq!(record_in_background(), "status = 'background'");
         assert_eq!(record_ended(), "status != 'background'");
         assert_eq!(running_value(), "'running'");

@@ -12,4 +12,5 @@ mod helpers;
 mod library;
 mod redesign;
 mod scale_out;
+mod settings;
 mod store;

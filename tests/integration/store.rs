@@ -26,8 +26,8 @@ fn every_run_is_recorded_and_listed() {
     // Newest first.
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[1]["status"], "failed");
-    assert_eq!(runs[1]["succeeded"], 1);
-    assert_eq!(runs[1]["failed"], 1);
+    assert_eq!(runs[1]["counts"]["succeeded"], 1);
+    assert_eq!(runs[1]["counts"]["failed"], 1);
     assert!(
         runs[1]["job_file"]
             .as_str()
@@ -172,7 +172,7 @@ fn concurrent_runs_share_the_store() {
     let runs = env.run(&["runs", "--json"]).json();
     assert_eq!(runs.len(), 3);
     for r in &runs {
-        assert_eq!(r["succeeded"], 60, "{r}");
+        assert_eq!(r["counts"]["succeeded"], 60, "{r}");
         let recs = env
             .run(&["show", r["id"].as_str().unwrap(), "--json"])
             .json();

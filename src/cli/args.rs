@@ -1,0 +1,281 @@
+//! The command line as clap parses it: the commands, the flags of a run, and their value
+//! parsers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::OutputMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orchestrate",
+    version,
+    about = "Run the commands of a YAML job file with bounded concurrency, and keep a record of every job.",
+    long_about = None,
+    after_help = "Exit codes: 0 all jobs succeeded, 1 a job failed, 2 invalid job file or usage, 75 locked, 130/143 interrupted.\nRecords and output are kept under --state-dir (default ~/.local/state/orchestrate)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Where runs and captured output are kept [env: ORCHESTRATE_STATE_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job file (the same as `orchestrate FILE`).
+    Run(RunArgs),
+    /// Validate a job file and print the plan, without running anything.
+    Check {
+        job_file: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent runs.
+    Runs {
+        /// Only runs with a failed job, or interrupted.
+        #[arg(long)]
+        failed: bool,
+        /// Only runs of this job file (path as given, or its file name).
+        #[arg(long, value_name = "FILE")]
+        job_file: Option<String>,
+        /// Only runs started within this long ago (`1d`, `12h`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<Duration>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run's records (default: the last run).
+    Show {
+        /// Run id, unique prefix, `last` or `last~N`.
+        #[arg(default_value = "last")]
+        run: String,
+        /// One job's record in full.
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+        /// JSON lines, the same record shape as `orchestrate --json`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's captured output, bytes exactly as written.
+    Logs {
+        job: String,
+        #[arg(long, default_value = "last")]
+        run: String,
+        /// stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing while the job runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// One job across runs: when it ran, how it ended.
+    History {
+        job: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed in a job's stdout between two runs (default: its last two).
+    Diff {
+        job: String,
+        /// The runs to compare (give twice: older, then newer).
+        #[arg(long = "run", value_name = "RUN", num_args = 1)]
+        runs: Vec<String>,
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// Print a crontab line that runs a job file on a schedule; --install adds it to your crontab.
+    Cron {
+        job_file: PathBuf,
+        /// When to run: five cron fields (`*/15 * * * *`) or a nickname (`@daily`).
+        #[arg(long, value_name = "CRON", required_unless_present = "remove")]
+        schedule: Option<String>,
+        /// Add the line to the user's crontab (replacing an earlier one for this job file).
+        #[arg(long, conflicts_with = "remove")]
+        install: bool,
+        /// Remove this job file's line from the user's crontab.
+        #[arg(long)]
+        remove: bool,
+        /// Where the run's report goes (default: <state dir>/cron/<job file>.log).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `orchestrate man | man -l -`.
+    Man,
+    /// Background jobs that are running, or that ended since you last looked.
+    Status {
+        /// Every background job on record, not only running and unseen ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait for background jobs to end (all running ones, those of a RUN, or the named JOBs).
+    /// Exit 0 if all succeeded, 1 otherwise, 124 on --timeout.
+    Wait {
+        /// Run ids (or prefixes, `last`) and/or job names.
+        targets: Vec<String>,
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Stop a background job (TERM to its process group, KILL after its grace) and record it as
+    /// cancelled.
+    Kill {
+        job: String,
+        /// The run it belongs to (default: its latest running one).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+    /// Remove old runs and their output.
+    Gc {
+        /// Keep at most this many runs.
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<usize>,
+        /// Remove runs older than this (`30d`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: Option<Duration>,
+        /// Keep at most this much captured output (`500M`, `2G`).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum When {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// The YAML job file to run.
+    #[arg(value_name = "JOBFILE")]
+    pub job_file: Option<PathBuf>,
+    /// Jobs in flight at once (default: the job file's `concurrency`, else the number of CPUs).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub jobs: Option<u32>,
+    /// Which job output to show.
+    #[arg(long, value_enum, default_value_t = OutputMode::Failed)]
+    pub output: OutputMode,
+    /// One JSON record per line on stdout instead of the human report.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing when every job succeeds; on failure, the failed jobs and their stderr tails.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress bars: auto means when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub progress: When,
+    /// Colors in the report: auto means when stderr is a terminal and NO_COLOR is unset.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+    /// Do not keep this run in the store (capture to a temporary folder; no lock either).
+    #[arg(long)]
+    pub no_store: bool,
+    /// If another run of this job file holds the lock, wait for it (for at most D, e.g. `10m`).
+    #[arg(long, value_name = "D", num_args = 0..=1, default_missing_value = "forever", value_parser = parse_wait)]
+    pub wait_lock: Option<WaitLimit>,
+    /// Wait for background jobs before ending the run, and count them in the exit code
+    /// (like `wait: true` in the job file).
+    #[arg(long)]
+    pub wait: bool,
+    /// Run only what did not succeed in an earlier run of this job file (`last`, an id or a
+    /// prefix): jobs are matched by name and definition, so an edited job runs again.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// Do not take the overlap lock: allow this job file to run twice at once.
+    #[arg(long, conflicts_with = "wait_lock")]
+    pub no_lock: bool,
+    /// Run only these jobs (and what they need, unless --no-deps); comma-separated or repeated.
+    #[arg(long, value_name = "NAME", value_delimiter = ',', num_args = 1..)]
+    pub only: Vec<String>,
+    /// Leave these jobs out (and what needs them, unless --no-deps).
+    #[arg(long, value_name = "NAME", value_delimiter = ',', num_args = 1..)]
+    pub skip: Vec<String>,
+    /// With --only/--skip: do not follow `needs`.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Start no new job after a failure (like `on_failure: stop`, or `--on-failure stop`).
+    #[arg(long, conflicts_with = "on_failure")]
+    pub fail_fast: bool,
+    /// What a failure does to the rest of the run; overrides the job file's `on_failure`.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_failure: Option<OnFailure>,
+    /// After the run, keep at most this many runs of this job file (default 500).
+    #[arg(long, value_name = "N")]
+    pub keep_runs: Option<usize>,
+    /// After the run, remove runs of this job file older than this (`30d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+    /// After the run, keep at most this much captured output of this job file (`2G`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Run everything that does not depend on the failure.
+    Continue,
+    /// Start nothing new; let running jobs finish.
+    Stop,
+    /// Stop running jobs too.
+    Kill,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write it like `30s`, `10m`, `1d`)"))
+}
+
+/// How long `--wait-lock` waits: `None` for as long as it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimit(pub Option<Duration>);
+
+fn parse_wait(s: &str) -> Result<WaitLimit, String> {
+    if s == "forever" {
+        Ok(WaitLimit(None))
+    } else {
+        parse_duration(s).map(|d| WaitLimit(Some(d)))
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::spec::parse_size(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("2X").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Background jobs as the store knows them, settled against their supervisors (or Slurm), and
+//! the commands `wait` and `kill`.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::inspect::InspectError;
+use crate::error::exit;
+use crate::record::{CompletedProcess, Sealed, Status};
+use crate::store::RunStore;
+
+/// A background job: its run and its record.
+type Background = (String, CompletedProcess);
+
+/// Background jobs from the store, with vanished supervisors settled as lost.
+pub(super) fn background_now(
+    db: &mut RunStore,
+    unseen_or_running: bool,
+) -> Result<Vec<Background>, InspectError> {
+    let mut out = Vec::new();
+    for (run, mut rec, _) in db.background_jobs(unseen_or_running)? {
+        if rec.status == Status::Background && rec.slurm_job_id.is_some() {
+            // Slurm knows how it is doing.
+            if crate::exec::sbatch::poll(&mut rec) {
+                db.put_background(&run, &Sealed::trusted(rec.clone()))?;
+            }
+        } else if rec.status == Status::Background
+            && !rec.supervisor.as_ref().is_some_and(crate::supervise::alive)
+        {
+            rec.status = Status::Lost;
+            rec.error = Some(
+                "its supervisor is gone (killed, or the machine restarted) without recording how the job ended"
+                    .into(),
+            );
+            rec.finished = SystemTime::now();
+            db.put_background(&run, &Sealed::trusted(rec.clone()))?;
+        }
+        out.push((run, rec));
+    }
+    Ok(out)
+}
+
+/// `orchestrate wait`: until the chosen jobs end (0 if all succeeded, 1 if not), or 124 when
+/// the timeout comes first.
+pub(super) fn wait(
+    db: &mut RunStore,
+    targets: &[String],
+    timeout: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let chosen = wait_targets(db, targets)?;
+    let t0 = Instant::now();
+    loop {
+        let now = background_now(db, false)?;
+        let states: Vec<&Background> = now
+            .iter()
+            .filter(|(run, r)| chosen.iter().any(|(cr, cj)| cr == run && *cj == r.job))
+            .collect();
+        let pending = states
+            .iter()
+            .filter(|(_, r)| r.status == Status::Background)
+            .count();
+        if pending == 0 {
+            let mut failed = false;
+            for (run, r) in &states {
+                writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
+                failed |= r.status.is_failure();
+            }
+            db.mark_seen(&chosen)?;
+            return Ok(if failed { exit::JOB_FAILED } else { exit::OK });
+        }
+        if timeout.is_some_and(|t| t0.elapsed() >= t) {
+            writeln!(
+                out,
+                "{pending} background job(s) still running after the timeout"
+            )?;
+            return Ok(124);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What to wait for, as (run, job) pairs: every running job, or those the targets name (a job
+/// name, or a run and all its background jobs).
+fn wait_targets(
+    db: &mut RunStore,
+    targets: &[String],
+) -> Result<Vec<(String, String)>, InspectError> {
+    let all = background_now(db, false)?;
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    if targets.is_empty() {
+        for (run, r) in &all {
+            if r.status == Status::Background {
+                chosen.push((run.clone(), r.job.clone()));
+            }
+        }
+    }
+    for t in targets {
+        if let Some((run, r)) = all.iter().find(|(_, r)| &r.job == t) {
+            chosen.push((run.clone(), r.job.clone()));
+            continue;
+        }
+        match db.resolve_run(t) {
+            Ok(id) => {
+                let of_run: Vec<_> = all.iter().filter(|(run, _)| *run == id).collect();
+                if of_run.is_empty() {
+                    return Err(InspectError::Usage(format!(
+                        "run {id} has no background jobs"
+                    )));
+                }
+                chosen.extend(of_run.iter().map(|(run, r)| (run.clone(), r.job.clone())));
+            }
+            Err(_) => {
+                let names: Vec<String> = all.iter().map(|(_, r)| r.job.clone()).collect();
+                let mut msg = format!("`{t}` is neither a background job nor a run");
+                if let Some(s) = crate::error::suggest(t, &names) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                return Err(InspectError::Usage(msg));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// `orchestrate kill`: asks the job's supervisor (or Slurm) to stop it, and waits until it is
+/// recorded as ended.
+pub(super) fn kill(
+    db: &mut RunStore,
+    job: &str,
+    run: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let run_id = match run {
+        Some(r) => Some(db.resolve_run(r)?),
+        None => None,
+    };
+    let all = background_now(db, false)?;
+    let Some((run, rec)) = all.into_iter().find(|(r, rec)| {
+        rec.job == job
+            && rec.status == Status::Background
+            && run_id.as_ref().is_none_or(|id| id == r)
+    }) else {
+        return Err(InspectError::Usage(format!(
+            "no background job `{job}` is running"
+        )));
+    };
+    if let Some(id) = &rec.slurm_job_id {
+        crate::exec::sbatch::scancel(id);
+    } else if let Some(sup) = &rec.supervisor {
+        // The supervisor stops the job (TERM to its group, KILL after its grace) and records it.
+        let _ = crate::sys::kill(sup.pid, crate::sys::SIGTERM);
+    }
+    let t0 = Instant::now();
+    loop {
+        let mut r = db.record(&run, job)?;
+        if r.slurm_job_id.is_some()
+            && r.status == Status::Background
+            && crate::exec::sbatch::poll(&mut r)
+        {
+            db.put_background(&run, &Sealed::trusted(r.clone()))?;
+        }
+        if r.status != Status::Background {
+            writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
+            return Ok(exit::OK);
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            return Err(InspectError::Usage(format!(
+                "`{job}` did not stop within 2 minutes"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,113 @@
+//! `orchestrate check`: a job file validated and its plan printed (as text or JSON lines),
+//! without running anything.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::report_error;
+use crate::error::exit;
+use crate::plan::{Input, Plan, PlannedJob, Target};
+use crate::run;
+
+pub(super) fn cmd_check(path: &Path, json: bool) -> i32 {
+    let plan = match Plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return report_error(&e, exit::USAGE),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        write_json(&mut out, &plan);
+    } else {
+        write_text(&mut out, path, &plan);
+    }
+    exit::OK
+}
+
+fn write_json(out: &mut dyn Write, plan: &Plan) {
+    for j in &plan.jobs {
+        let v = serde_json::json!({
+            "index": j.index,
+            "name": j.name,
+            "args": j.argv,
+            "cwd": j.cwd,
+            "env": j.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "timeout": j.timeout.map(|t| t.as_secs_f64()),
+            "stdout": target_text(&j.stdout),
+            "stderr": target_text(&j.stderr),
+        });
+        let _ = writeln!(out, "{v}");
+    }
+}
+
+fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
+    let conc = plan.concurrency.map_or_else(
+        || format!("{} (CPUs)", run::default_concurrency()),
+        |c| c.to_string(),
+    );
+    let _ = writeln!(
+        out,
+        "{}: {} job{}, concurrency {conc}",
+        path.display(),
+        plan.jobs.len(),
+        if plan.jobs.len() == 1 { "" } else { "s" }
+    );
+    for j in &plan.jobs {
+        let extra = settings_text(j);
+        let _ = writeln!(
+            out,
+            "  {:<24} {}{}",
+            j.name,
+            shell_words::join(j.argv.iter().map(String::as_str)),
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!("   [{}]", extra.join("; "))
+            }
+        );
+    }
+}
+
+/// What a job sets besides its command, each as a short phrase.
+fn settings_text(j: &PlannedJob) -> Vec<String> {
+    let mut extra = Vec::new();
+    if let Some(c) = &j.cwd {
+        extra.push(format!("cwd {}", c.display()));
+    }
+    if let Some(t) = j.timeout {
+        extra.push(format!("timeout {}", humantime::format_duration(t)));
+    }
+    if !j.env.is_empty() {
+        extra.push(format!(
+            "env {}",
+            j.env
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    match &j.stdin {
+        Input::Null => {}
+        Input::Text(_) => extra.push("stdin text".into()),
+        Input::File(p) => extra.push(format!("stdin {}", p.display())),
+    }
+    if j.stdout != Target::Capture {
+        extra.push(format!("stdout {}", target_text(&j.stdout)));
+    }
+    if j.stderr != Target::Capture {
+        extra.push(format!("stderr {}", target_text(&j.stderr)));
+    }
+    extra
+}
+
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::Capture => "capture".into(),
+        Target::Inherit => "inherit".into(),
+        Target::Null => "null".into(),
+        Target::Stdout => "stdout".into(),
+        Target::File { path, append } => {
+            format!("{} {}", if *append { ">>" } else { ">" }, path.display())
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `orchestrate cron`: the crontab line that runs a job file on a schedule, printed, installed
+//! in the user's crontab or removed from it.
+
+use std::path::{Path, PathBuf};
+
+use super::report_error;
+use crate::error::exit;
+use crate::plan::Plan;
+use crate::store;
+
+/// `orchestrate cron FILE` as parsed.
+pub(super) struct CronArgs {
+    pub job_file: PathBuf,
+    pub schedule: Option<String>,
+    pub install: bool,
+    pub remove: bool,
+    pub log: Option<PathBuf>,
+}
+
+pub(super) fn cmd_cron(args: CronArgs, state_dir: Option<PathBuf>) -> i32 {
+    let abs = match std::fs::canonicalize(&args.job_file) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("{}: {e}", args.job_file.display());
+            return report_error(&msg, exit::USAGE);
+        }
+    };
+    if args.remove {
+        return remove_line(&abs);
+    }
+    let schedule = args.schedule.unwrap_or_default();
+    if let Err(e) = crate::cron::validate(&schedule) {
+        return report_error(&format_args!("invalid schedule: {e}"), exit::USAGE);
+    }
+    if let Err(e) = Plan::load(&abs) {
+        return report_error(&e, exit::USAGE);
+    }
+    let line = match crontab_line(&schedule, &abs, args.log, state_dir) {
+        Ok(line) => line,
+        Err(e) => return report_error(&e, exit::SOFTWARE),
+    };
+    if !args.install {
+        println!("{line}");
+        return exit::OK;
+    }
+    match crate::cron::install(&line, &abs) {
+        Ok(replaced) => {
+            println!("{line}");
+            eprintln!(
+                "{} the crontab line of {}",
+                if replaced { "replaced" } else { "installed" },
+                abs.display()
+            );
+            exit::OK
+        }
+        Err(e) => report_error(&e, exit::SOFTWARE),
+    }
+}
+
+fn remove_line(abs: &Path) -> i32 {
+    match crate::cron::remove(abs) {
+        Ok(true) => {
+            println!("removed the crontab line of {}", abs.display());
+            exit::OK
+        }
+        Ok(false) => {
+            println!("no crontab line for {}", abs.display());
+            exit::OK
+        }
+        Err(e) => report_error(&e, exit::SOFTWARE),
+    }
+}
+
+/// The line, with absolute paths (cron runs in another folder), and the log's folder made.
+fn crontab_line(
+    schedule: &str,
+    abs: &Path,
+    log: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> Result<String, String> {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| PathBuf::from("orchestrate"));
+    let explicit_state = state_dir
+        .or_else(|| std::env::var_os("ORCHESTRATE_STATE_DIR").map(PathBuf::from))
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
+    let root = store::default_state_dir(explicit_state.as_deref());
+    let log = log_path(log, &root, abs);
+    if let Some(dir) = log.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return Err(format!("cannot create {}: {e}", dir.display()));
+    }
+    let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    Ok(crate::cron::line(
+        schedule,
+        abs,
+        &exe,
+        &path_env,
+        explicit_state.as_deref(),
+        &log,
+    ))
+}
+
+/// `--log`, else `<state dir>/cron/<job file>.log`.
+fn log_path(log: Option<PathBuf>, root: &Path, abs: &Path) -> PathBuf {
+    match log {
+        Some(l) => std::path::absolute(&l).unwrap_or(l),
+        None => {
+            let stem = crate::text::slug(
+                &abs.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            root.join("cron").join(format!("{stem}.log"))
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `orchestrate logs`: a job's captured output copied byte for byte, and with `--follow` kept
+//! copying while the job runs.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use super::InspectError;
+use crate::error::exit;
+use crate::exec::{Stream, job_dir_name};
+use crate::store::{self, RunStore};
+
+pub(super) fn logs(
+    db: &mut RunStore,
+    run: &str,
+    job: &str,
+    stderr: bool,
+    follow: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let run_id = db.resolve_run(run)?;
+    let stream = if stderr {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
+    let path = db
+        .run_dir(&run_id)
+        .join(job_dir_name(job))
+        .join(stream.as_str());
+    let mut offset = 0u64;
+    match db.record(&run_id, job) {
+        Ok(rec) => {
+            let o = match stream {
+                Stream::Stdout => &rec.stdout,
+                Stream::Stderr => &rec.stderr,
+            };
+            if !o.captured
+                && let Some(p) = &o.path
+            {
+                return Err(InspectError::Usage(format!(
+                    "the {} of `{job}` was not captured; it went to {}",
+                    stream.as_str(),
+                    p.display()
+                )));
+            }
+            copy_new(&path, &mut offset, out)?;
+            Ok(exit::OK)
+        }
+        Err(store::StoreError::NotFound(msg)) => {
+            // No record yet: the job may still be running, or was when the run died.
+            let running = db.run(&run_id)?.status == crate::record::RunStatus::Running;
+            if !(path.exists() || follow && running) {
+                return Err(InspectError::Store(store::StoreError::NotFound(msg)));
+            }
+            copy_unrecorded(db, &run_id, job, &path, follow, out)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The output of a job without a record, once, or with `follow` until the job or its run ends.
+fn copy_unrecorded(
+    db: &mut RunStore,
+    run_id: &str,
+    job: &str,
+    path: &Path,
+    follow: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let mut offset = 0u64;
+    loop {
+        copy_new(path, &mut offset, out)?;
+        if !follow {
+            return Ok(exit::OK);
+        }
+        let finished = db.record(run_id, job).is_ok();
+        let run_over = db.run(run_id)?.status != crate::record::RunStatus::Running;
+        if finished || run_over {
+            copy_new(path, &mut offset, out)?;
+            return Ok(exit::OK);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Copies what the file holds past `offset`, and moves `offset` on; no file yet is no output.
+fn copy_new(path: &Path, offset: &mut u64, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Ok(mut f) = std::fs::File::open(path) {
+        f.seek(SeekFrom::Start(*offset))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+            *offset += n as u64;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

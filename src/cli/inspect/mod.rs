@@ -1,0 +1,98 @@
+//! The commands that read the store: `runs`, `show`, `logs`, `history`, `diff`, `status`, `gc`,
+//! and the background commands `wait` and `kill`; each one function, on one opened store.
+
+mod diff;
+mod gc;
+mod logs;
+mod runs;
+mod show;
+mod status;
+
+use std::path::PathBuf;
+
+use super::args::Command;
+use super::background;
+use super::report_error;
+use crate::error::exit;
+use crate::store::{self, RunStore};
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum InspectError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl InspectError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            InspectError::Store(store::StoreError::NotFound(_))
+            | InspectError::Store(store::StoreError::Empty(_))
+            | InspectError::Usage(_) => exit::USAGE,
+            _ => exit::SOFTWARE,
+        }
+    }
+}
+
+/// Runs an inspection command; returns the exit code.
+pub(super) fn cmd_inspect(cmd: Command, state_dir: Option<PathBuf>) -> i32 {
+    match inspect(cmd, state_dir) {
+        Ok(code) => code,
+        // `orchestrate show | head`: the reader had enough.
+        Err(InspectError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => report_error(&e, e.exit_code()),
+    }
+}
+
+fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError> {
+    let root = store::default_state_dir(state_dir.as_deref());
+    let mut db = RunStore::open_existing(&root)?;
+    let db = &mut db;
+    let mut out = std::io::stdout().lock();
+    let out = &mut out;
+    match cmd {
+        Command::Runs {
+            failed,
+            job_file,
+            since,
+            limit,
+            json,
+        } => runs::runs(
+            db,
+            runs::RunsQuery {
+                failed,
+                job_file,
+                since,
+                limit,
+                json,
+            },
+            out,
+        ),
+        Command::Show { run, job, json } => show::show(db, &run, job.as_deref(), json, out),
+        Command::Logs {
+            job,
+            run,
+            stderr,
+            follow,
+        } => logs::logs(db, &run, &job, stderr, follow, out),
+        Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
+        Command::Diff { job, runs, stderr } => diff::diff(db, &job, &runs, stderr, out),
+        Command::Gc {
+            keep_runs,
+            max_age,
+            max_bytes,
+        } => gc::gc(db, keep_runs, max_age, max_bytes, out),
+        Command::Status { all, json } => status::status(db, all, json, out),
+        Command::Wait { targets, timeout } => background::wait(db, &targets, timeout, out),
+        Command::Kill { job, run } => background::kill(db, &job, run.as_deref(), out),
+        Command::Run(_)
+        | Command::Check { .. }
+        | Command::Cron { .. }
+        | Command::Completions { .. }
+        | Command::Supervise
+        | Command::Man => unreachable!("handled by main_with"),
+    }
+}

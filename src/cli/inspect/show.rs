@@ -1,0 +1,98 @@
+//! `orchestrate show`: one run's records as a table, one job's record in full, or JSON lines.
+
+use std::io::Write;
+
+use super::InspectError;
+use crate::error::exit;
+use crate::record::format_duration;
+use crate::report;
+use crate::store::RunStore;
+
+pub(super) fn show(
+    db: &mut RunStore,
+    run: &str,
+    job: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let id = db.resolve_run(run)?;
+    let inherited = db.run_env_keys(&id)?;
+    if let Some(job) = job {
+        let rec = db.record(&id, job)?;
+        if json {
+            report::write_json_record(out, &rec, &inherited)?;
+        } else {
+            write!(
+                out,
+                "run         {id}\n{}",
+                report::record_detail(&rec, &inherited)
+            )?;
+        }
+        return Ok(exit::OK);
+    }
+    if json {
+        db.each_record(&id, |r| report::write_json_record(out, &r, &inherited))?;
+        return Ok(exit::OK);
+    }
+    write_run_table(db, &id, out)?;
+    Ok(exit::OK)
+}
+
+/// The run's header line, then a row for each job with a record.
+fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(), InspectError> {
+    let row = db.run(id)?;
+    writeln!(
+        out,
+        "run {}  {}  started {}  {}  {}",
+        row.id,
+        row.job_file.as_deref().unwrap_or("-"),
+        humantime::format_rfc3339_seconds(row.started),
+        row.duration().map_or("-".into(), format_duration),
+        row.status
+    )?;
+    let w = db.widest_job_name(id)?.max(3);
+    let line = |cells: [&str; 7]| {
+        format!(
+            "{:<6} {:<w$}  {:<11} {:<20} {:<9} {:<10} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+        )
+        .trim_end()
+        .to_string()
+    };
+    writeln!(
+        out,
+        "{}",
+        line([
+            "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR"
+        ])
+    )?;
+    let shown = db.each_row(id, |r| {
+        writeln!(
+            out,
+            "{}",
+            line([
+                &r.index.to_string(),
+                &r.job,
+                &r.status,
+                &r.outcome,
+                &format_duration(r.duration),
+                &r.stdout_bytes.to_string(),
+                &r.stderr_bytes.to_string(),
+            ])
+        )
+    })?;
+    if (shown as u64) < row.total {
+        writeln!(
+            out,
+            "({} of {} jobs have no record{})",
+            row.total - shown as u64,
+            row.total,
+            if row.status == crate::record::RunStatus::Running {
+                ": still running"
+            } else {
+                ": they were in flight when the run ended"
+            }
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! `orchestrate status`: background jobs that are running or ended since last looked at (or
+//! all of them), as a table or JSON lines; the ended ones shown are then marked seen.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use super::InspectError;
+use crate::cli::background::background_now;
+use crate::cli::table::write_table;
+use crate::error::exit;
+use crate::record::{CompletedProcess, Status, format_duration, format_time};
+use crate::store::RunStore;
+
+pub(super) fn status(
+    db: &mut RunStore,
+    all: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let jobs = background_now(db, !all)?;
+    if json {
+        for (run, rec) in &jobs {
+            let v = serde_json::json!({
+                "run": run, "job": rec.job, "pid": rec.pid, "status": rec.status,
+                "returncode": rec.returncode, "signal": rec.signal,
+                "start": format_time(rec.started),
+                "end": (rec.status != Status::Background).then(|| format_time(rec.finished)),
+                "error": rec.error,
+            });
+            writeln!(out, "{v}")?;
+        }
+    } else if jobs.is_empty() {
+        writeln!(
+            out,
+            "no background jobs running or ended since last looked at"
+        )?;
+    } else {
+        write_status_table(&jobs, out)?;
+    }
+    let ended: Vec<(String, String)> = jobs
+        .iter()
+        .filter(|(_, r)| r.status != Status::Background)
+        .map(|(run, r)| (run.clone(), r.job.clone()))
+        .collect();
+    db.mark_seen(&ended)?;
+    Ok(exit::OK)
+}
+
+fn write_status_table(
+    jobs: &[(String, CompletedProcess)],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut table = vec![vec![
+        "RUN".to_string(),
+        "JOB".into(),
+        "PID".into(),
+        "STARTED".into(),
+        "STATE".into(),
+    ]];
+    for (run, r) in jobs {
+        let state = match r.status {
+            Status::Background => format!(
+                "running for {}",
+                format_duration(
+                    SystemTime::now()
+                        .duration_since(r.started)
+                        .unwrap_or_default()
+                )
+            ),
+            Status::Lost => "lost (its supervisor is gone)".to_string(),
+            st => format!("{st}, {}", r.outcome()),
+        };
+        table.push(vec![
+            run.clone(),
+            r.job.clone(),
+            r.pid.map_or("-".into(), |p| p.to_string()),
+            humantime::format_rfc3339_seconds(r.started).to_string(),
+            state,
+        ]);
+    }
+    write_table(out, &table)
+}

@@ -1,0 +1,81 @@
+//! The command line: each command mapped to the library and an exit code, and the one way its
+//! errors and warnings reach stderr.
+
+mod args;
+mod background;
+mod check;
+mod cron_cmd;
+mod inspect;
+mod run_cmd;
+mod settings;
+mod table;
+
+use std::fmt::Display;
+
+pub use args::{Cli, Command, OnFailure, RunArgs, WaitLimit, When};
+pub use settings::{RunSettings, Selection, Terminal};
+
+use crate::error::exit;
+
+/// Prints an error of the binary on stderr, as every error of it is printed (`error: ...`, the
+/// shape clap gives its own usage errors), and returns `code` for the caller to exit with.
+pub fn report_error(err: &dyn Display, code: i32) -> i32 {
+    eprintln!("error: {err}");
+    code
+}
+
+/// Prints a problem that does not stop the command.
+pub fn report_warning(warning: &dyn Display) {
+    eprintln!("orchestrate: warning: {warning}");
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main_with(cli: Cli, term: Terminal) -> i32 {
+    let state_dir = cli.state_dir.clone();
+    match cli.command {
+        Some(Command::Run(args)) => run_cmd::cmd_run(args, state_dir, term),
+        None => {
+            if cli.run.job_file.is_none() {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let _ = cmd.print_help();
+                return exit::USAGE;
+            }
+            run_cmd::cmd_run(cli.run, state_dir, term)
+        }
+        Some(Command::Check { job_file, json }) => check::cmd_check(&job_file, json),
+        Some(Command::Cron {
+            job_file,
+            schedule,
+            install,
+            remove,
+            log,
+        }) => {
+            let args = cron_cmd::CronArgs {
+                job_file,
+                schedule,
+                install,
+                remove,
+                log,
+            };
+            cron_cmd::cmd_cron(args, state_dir)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
+            exit::OK
+        }
+        Some(Command::Supervise) => crate::supervise::supervise(),
+        Some(Command::Man) => man(),
+        Some(other) => inspect::cmd_inspect(other, state_dir),
+    }
+}
+
+/// `orchestrate man`: the manual page in roff.
+fn man() -> i32 {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => report_error(&e, exit::SOFTWARE),
+    }
+}

@@ -1,0 +1,155 @@
+//! `orchestrate FILE` (and `orchestrate run FILE`): the job file loaded, the settings resolved,
+//! the jobs chosen (`--only`, `--skip`, `--resume`), and the plan run.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::args::RunArgs;
+use super::settings::{RunSettings, Selection, Terminal};
+use super::{report_error, report_warning};
+use crate::error::exit;
+use crate::plan::Plan;
+use crate::record::CompletedProcess;
+use crate::run;
+use crate::store::{self, RunFilter, RunStore};
+
+pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
+    let Some(path) = args.job_file.clone() else {
+        return report_error(&"give a job file to run", exit::USAGE);
+    };
+    let plan = match Plan::load(&path) {
+        Ok(p) => p,
+        Err(e) => return report_error(&e, exit::USAGE),
+    };
+    if let Some(w) = unsafe_job_file(&path) {
+        report_warning(&w);
+    }
+    let settings = RunSettings::resolve(args, state_dir, &plan, term);
+    let (plan, carried) = match choose_jobs(plan, &path, &settings) {
+        Ok(Some(chosen)) => chosen,
+        Ok(None) => return exit::OK,
+        Err(e) => return report_error(&e, exit::USAGE),
+    };
+    match run::run_plan(
+        plan,
+        settings.run_options(carried),
+        Box::new(std::io::stdout()),
+        Box::new(std::io::stderr()),
+    ) {
+        Ok(outcome) => {
+            for w in &outcome.warnings {
+                report_warning(w);
+            }
+            outcome.exit_code
+        }
+        Err(e) => report_error(&format_args!("{e}; no job was started"), e.exit_code()),
+    }
+}
+
+/// The plan narrowed to the jobs this run starts, with the records it carries over from the
+/// run it resumes; `None` when `--resume` found every job already succeeded.
+fn choose_jobs(
+    plan: Plan,
+    path: &Path,
+    settings: &RunSettings,
+) -> Result<Option<(Plan, Vec<CompletedProcess>)>, String> {
+    let Selection {
+        only,
+        skip,
+        with_deps,
+        resume,
+    } = &settings.selection;
+    let mut plan = plan.select(only, skip, *with_deps)?;
+    let Some(from) = resume else {
+        return Ok(Some((plan, Vec::new())));
+    };
+    let (id, done) = resume_set(&settings.state_dir, from, path)?;
+    let keys: HashSet<(String, String)> = done
+        .iter()
+        .map(|r| (r.job.clone(), r.def_hash.clone()))
+        .collect();
+    let before: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+    let skipped = plan.resume_from(&keys);
+    let still: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+    let carried = done
+        .into_iter()
+        .filter(|r| before.contains(&r.job) && !still.contains(&r.job))
+        .map(|mut r| {
+            r.notes
+                .push(format!("succeeded in run {id}; carried over by --resume"));
+            r
+        })
+        .collect();
+    if !settings.report.quiet && !settings.report.json {
+        eprintln!(
+            "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {} to run",
+            if skipped == 1 { "" } else { "s" },
+            plan.jobs.len()
+        );
+    }
+    if plan.jobs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((plan, carried)))
+}
+
+/// The run to resume and what succeeded in it; it must be a run of the same job file.
+fn resume_set(
+    state_dir: &Option<PathBuf>,
+    from: &str,
+    job_file: &Path,
+) -> Result<(String, Vec<CompletedProcess>), String> {
+    let root = store::default_state_dir(state_dir.as_deref());
+    let mut db = RunStore::open_existing(&root).map_err(|e| e.to_string())?;
+    let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
+    let abs = abs.display().to_string();
+    let id = if from == "last" {
+        // The last run of this job file, not of any.
+        db.list_runs(&RunFilter {
+            job_file: Some(abs.clone()),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .map(|r| r.id)
+        .ok_or_else(|| format!("no earlier run of {} to resume", job_file.display()))?
+    } else {
+        db.resolve_run(from).map_err(|e| e.to_string())?
+    };
+    let run = db.run(&id).map_err(|e| e.to_string())?;
+    if run.job_file.as_deref() != Some(abs.as_str()) {
+        return Err(format!(
+            "run {id} is a run of {}, not of {}",
+            run.job_file.as_deref().unwrap_or("(no job file)"),
+            job_file.display()
+        ));
+    }
+    let done = db.succeeded_jobs(&id).map_err(|e| e.to_string())?;
+    Ok((id, done))
+}
+
+/// Like cron and sudo with their files: a job file that others can change, run as root, runs
+/// their commands as root.
+fn unsafe_job_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !crate::sys::is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.mode() & 0o002 != 0 {
+        Some(format!(
+            "{} is writable by every user, and you run it as root: anyone can make it run commands as root (chmod o-w it)",
+            path.display()
+        ))
+    } else if meta.uid() != 0 {
+        Some(format!(
+            "{} belongs to uid {}, and you run it as root: that user can make it run commands as root",
+            path.display(),
+            meta.uid()
+        ))
+    } else {
+        None
+    }
+}

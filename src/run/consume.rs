@@ -1,0 +1,179 @@
+//! The one consumer of a run's events, on a thread of its own: the reporter sees every event,
+//! and finished records are committed to the store in batches.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::exec::Event;
+use crate::record::{CompletedProcess, Sealed};
+use crate::report::Reporter;
+use crate::store::RunStore;
+
+/// Records committed per transaction at most.
+const MAX_BATCH: usize = 2048;
+
+/// How long a finished record may wait for others to share its transaction.
+const BATCH_WINDOW: Duration = Duration::from_millis(25);
+
+/// What the event thread hands back when the run's events are all taken.
+pub(super) struct Consumed {
+    pub reporter: Reporter,
+    pub db: Option<RunStore>,
+    pub records: Vec<CompletedProcess>,
+    pub warnings: Vec<String>,
+}
+
+/// How one window of events ended.
+struct Window {
+    /// Every sender is gone: no event will come.
+    closed: bool,
+    /// The channel was empty before the window was over.
+    caught_up: bool,
+}
+
+struct Consumer {
+    reporter: Reporter,
+    db: Option<RunStore>,
+    run_id: String,
+    keep_records: bool,
+    batch: Vec<Sealed>,
+    records: Vec<CompletedProcess>,
+    warnings: Vec<String>,
+    /// Commits that failed in a row.
+    failures: u32,
+    /// The store was given up for the rest of the run.
+    store_failed: bool,
+}
+
+impl Consumer {
+    fn handle(&mut self, ev: Event) {
+        self.reporter.event(&ev);
+        if let Event::JobFinished(rec) = ev {
+            if self.keep_records {
+                self.records.push(rec.as_ref().clone().into_inner());
+            }
+            if self.db.is_some() {
+                self.batch.push(*rec);
+            }
+        }
+    }
+
+    /// A batch that could not be committed (the store busy past its timeout, say) is kept and
+    /// tried again with the next; after three failures in a row the store is given up for the
+    /// rest of the run, with a warning.
+    fn flush(&mut self) {
+        let Some(s) = self.db.as_mut() else {
+            self.batch.clear();
+            return;
+        };
+        if self.store_failed || self.batch.is_empty() {
+            self.batch.clear();
+            return;
+        }
+        match s.record_batch(&self.run_id, &self.batch) {
+            Ok(()) => {
+                self.failures = 0;
+                self.batch.clear();
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures >= 3 {
+                    self.warnings.push(format!(
+                        "could not record {} finished jobs in the store: {e}",
+                        self.batch.len()
+                    ));
+                    self.store_failed = true;
+                    self.batch.clear();
+                }
+            }
+        }
+    }
+
+    /// Whatever is there, for at most one window: records are committed every window even
+    /// while a chatty job's output lines keep coming.
+    fn drain_window(&mut self, rx: &mpsc::Receiver<Event>) -> Window {
+        let start = Instant::now();
+        while self.batch.len() < MAX_BATCH && start.elapsed() < BATCH_WINDOW {
+            match rx.try_recv() {
+                Ok(ev) => self.handle(ev),
+                Err(mpsc::TryRecvError::Empty) => {
+                    return Window {
+                        closed: false,
+                        caught_up: true,
+                    };
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Window {
+                        closed: true,
+                        caught_up: false,
+                    };
+                }
+            }
+        }
+        Window {
+            closed: false,
+            caught_up: false,
+        }
+    }
+}
+
+/// The one consumer of events: reports them and commits finished records in batches (every
+/// event that arrived while the previous batch was written goes into the next transaction).
+pub(super) fn consume(
+    rx: mpsc::Receiver<Event>,
+    reporter: Reporter,
+    db: Option<RunStore>,
+    run_id: String,
+    keep_records: bool,
+) -> Consumed {
+    let mut c = Consumer {
+        reporter,
+        db,
+        run_id,
+        keep_records,
+        batch: Vec::new(),
+        records: Vec::new(),
+        warnings: Vec::new(),
+        failures: 0,
+        store_failed: false,
+    };
+    // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
+    // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
+    // the sender a futex call and an interrupt to the other CPU), and a window's records share
+    // one transaction. A window that brought nothing returns it to blocking.
+    'run: while let Ok(ev) = rx.recv() {
+        c.handle(ev);
+        loop {
+            let window = c.drain_window(&rx);
+            c.flush();
+            if window.closed {
+                break 'run;
+            }
+            if !window.caught_up {
+                continue;
+            }
+            // The run unparks this thread when its jobs are done: the last window is not
+            // waited out.
+            std::thread::park_timeout(BATCH_WINDOW);
+            match rx.try_recv() {
+                Ok(ev) => c.handle(ev),
+                Err(mpsc::TryRecvError::Empty) => continue 'run,
+                Err(mpsc::TryRecvError::Disconnected) => break 'run,
+            }
+        }
+    }
+    // The last batch, and one kept after a failure: tried until committed or given up.
+    for _ in 0..3 {
+        if c.batch.is_empty() {
+            break;
+        }
+        c.flush();
+    }
+    c.records.sort_by_key(|r| r.index);
+    Consumed {
+        reporter: c.reporter,
+        db: c.db,
+        records: c.records,
+        warnings: c.warnings,
+    }
+}

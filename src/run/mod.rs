@@ -1,0 +1,351 @@
+//! One run of a plan, end to end: store opened before anything starts (`capture`), the
+//! executor on a tokio runtime, its events consumed by one thread (`consume`), signals turned
+//! into cancellation (`signals`), and the outcome mapped to an exit code.
+
+mod capture;
+mod consume;
+mod signals;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::error::exit;
+use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, Launcher, Local};
+use crate::plan::{HaltSpec, Plan, Retention};
+use crate::record::CompletedProcess;
+use crate::report::{ReportConfig, Reporter};
+use crate::store::{self, RunStore, StoreError};
+
+/// Everything a run needs besides its plan.
+pub struct RunOptions {
+    /// Jobs in flight at once; `None`: the job file's `concurrency`, else the number of CPUs.
+    pub concurrency: Option<usize>,
+    pub report: ReportConfig,
+    /// Keep the run in the store (the default) or capture to a temporary folder.
+    pub store: bool,
+    /// `--state-dir`; `None` resolves as documented (env var, XDG, home).
+    pub state_dir: Option<PathBuf>,
+    /// Return every record in `RunOutcome::records` (library use).
+    pub keep_records: bool,
+    /// Read captured output into memory before a temporary capture folder goes away.
+    pub keep_output: bool,
+    pub launcher: Arc<dyn Launcher>,
+    /// Handle signals (SIGINT/SIGTERM cancel the run). Off for library calls.
+    pub handle_signals: bool,
+    /// The overlap lock on the job file (only for runs of a job file with the store on).
+    pub lock: crate::lock::LockMode,
+    /// Ignore SIGHUP (under cron and pipes); otherwise it stops the run like SIGTERM.
+    pub ignore_hangup: bool,
+    /// Records of jobs that succeeded in the run being resumed: kept in this run as they are,
+    /// so that the new run is complete and can itself be resumed.
+    pub carried: Vec<CompletedProcess>,
+    /// What a failure does to the rest of the run; `None`: the plan's `on_failure`.
+    pub on_failure: Option<HaltSpec>,
+    /// Wait for background jobs before the run ends; `None`: the plan's `wait`.
+    pub wait: Option<bool>,
+    /// What to keep of the job file's history after the run; `None`: the plan's retention,
+    /// else the store's default.
+    pub retention: Option<Retention>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: None,
+            report: ReportConfig::default(),
+            store: true,
+            state_dir: None,
+            keep_records: false,
+            keep_output: false,
+            launcher: Arc::new(Local),
+            handle_signals: false,
+            lock: crate::lock::LockMode::Off,
+            ignore_hangup: true,
+            carried: Vec::new(),
+            on_failure: None,
+            wait: None,
+            retention: None,
+        }
+    }
+}
+
+/// A job's stdout and stderr, read back into memory.
+pub type CapturedBytes = (Vec<u8>, Vec<u8>);
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: Option<String>,
+    pub summary: ExecSummary,
+    /// The signal that interrupted the run, if one did.
+    pub interrupted: Option<i32>,
+    pub exit_code: i32,
+    /// With `keep_records`: every record, in job-file order, and with `keep_output` their bytes.
+    pub records: Vec<(CompletedProcess, Option<CapturedBytes>)>,
+    /// Problems recording the run that did not stop it (e.g. a full disk under the store).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create a temporary folder for captured output: {0}")]
+    Temp(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Lock(crate::lock::LockError::Busy { .. }) => exit::LOCKED,
+            RunError::Invalid(_) => exit::USAGE,
+            _ => exit::SOFTWARE,
+        }
+    }
+}
+
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs a plan. Nothing is started if the store cannot be opened.
+pub fn run_plan(
+    plan: Plan,
+    opts: RunOptions,
+    out: Box<dyn Write + Send>,
+    err: Box<dyn Write + Send>,
+) -> Result<RunOutcome, RunError> {
+    let started = SystemTime::now();
+    if !opts.store && plan.jobs.iter().any(|j| j.background) {
+        return Err(RunError::Invalid(
+            "background jobs need the store to record how they end; drop --no-store".into(),
+        ));
+    }
+    let plan = Arc::new(effective_plan(plan, &opts));
+    let job_file = plan
+        .source
+        .as_ref()
+        .map(|p| absolute(p).display().to_string());
+    let capture::Capture {
+        run_id,
+        dir,
+        db,
+        state_root,
+        lock: _lock,
+        tmp,
+    } = capture::prepare(&plan, &opts, started)?;
+
+    let reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+    let (tx, rx) = mpsc::channel::<Event>();
+    let keep_records = opts.keep_records;
+    let consumer_run_id = run_id.clone();
+    let consumer = std::thread::Builder::new()
+        .name("orchestrate-events".into())
+        .spawn(move || consume::consume(rx, reporter, db, consumer_run_id, keep_records))
+        .expect("spawning the event thread");
+
+    let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
+    let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
+    let consume::Consumed {
+        mut reporter,
+        db,
+        records,
+        mut warnings,
+    } = consumer.join().expect("the event thread does not panic");
+    let interrupted = interrupted_by(cancel_state);
+    if let Some(s) = db {
+        let end = RunEnd {
+            run_id: &run_id,
+            interrupted: interrupted.is_some(),
+            retention: plan.retention,
+            job_file: job_file.as_deref(),
+        };
+        finish_in_store(s, &end, &mut warnings);
+    }
+    reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
+    let records = with_output(records, opts.keep_output);
+    drop(tmp);
+    Ok(RunOutcome {
+        run_id: opts.store.then_some(run_id),
+        exit_code: exit_code(interrupted, &summary),
+        summary,
+        interrupted,
+        records,
+        warnings,
+    })
+}
+
+/// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job
+/// file's, settled once before anything runs (the scheduler reads them from the plan).
+fn effective_plan(plan: Plan, opts: &RunOptions) -> Plan {
+    Plan {
+        on_failure: opts.on_failure.unwrap_or(plan.on_failure),
+        wait: opts.wait.unwrap_or(plan.wait),
+        retention: opts.retention.or(plan.retention),
+        ..plan
+    }
+}
+
+fn exec_options(
+    plan: &Plan,
+    opts: &RunOptions,
+    capture: PathBuf,
+    state_root: Option<PathBuf>,
+    run_id: &str,
+) -> ExecOptions {
+    let concurrency = opts
+        .concurrency
+        .or(plan.concurrency)
+        .unwrap_or_else(default_concurrency)
+        .max(1);
+    ExecOptions {
+        concurrency,
+        capture: CaptureRoot(capture),
+        forward_output: opts.report.needs_output_lines(),
+        launcher: opts.launcher.clone(),
+        run_env: vec![("ORCHESTRATE_RUN".to_string(), run_id.to_string())],
+        secrets: crate::record::Secrets::new(plan.secrets.clone()),
+        background: state_root.map(|state_dir| crate::exec::background::BackgroundCtx {
+            exe: supervisor_exe(),
+            state_dir,
+            run_id: run_id.to_string(),
+            wait: plan.wait,
+        }),
+    }
+}
+
+/// Runs the jobs to their end on a runtime of their own, with signals handled if the options
+/// say so; returns their summary and how far the run was cancelled.
+fn execute(
+    plan: Arc<Plan>,
+    opts: &RunOptions,
+    exec_opts: ExecOptions,
+    tx: mpsc::Sender<Event>,
+    consumer: &std::thread::Thread,
+) -> Result<(ExecSummary, Cancel), RunError> {
+    if opts.handle_signals {
+        crate::sys::ignore_file_size_signal();
+        // Processes a job detaches from its group (setsid, double fork) become our children
+        // when their parent dies, so that the sweep below can find them.
+        crate::sys::become_subreaper();
+    }
+    // This runtime only handles signals and passes cancellation on: jobs run on the
+    // scheduler's worker threads, each with its own runtime (see `exec::execute`).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
+    let handle_signals = opts.handle_signals;
+    let ignore_hangup = opts.ignore_hangup;
+    let cancel_watch = cancel_rx.clone();
+    let summary = rt.block_on(async move {
+        if handle_signals {
+            signals::spawn_signal_handler(cancel_tx.clone(), ignore_hangup);
+        }
+        let summary = exec::execute(plan, exec_opts, tx, cancel_rx.clone()).await;
+        drop(cancel_tx);
+        summary
+    });
+    // Every sender is gone with the jobs: the event thread takes the last events now.
+    consumer.unpark();
+    let cancel_state = *cancel_watch.borrow();
+    let stopped_jobs = summary.get(crate::record::Status::TimedOut) > 0
+        || summary.get(crate::record::Status::Cancelled) > 0;
+    if opts.handle_signals && (cancel_state != Cancel::None || stopped_jobs) {
+        signals::sweep_orphans();
+    }
+    rt.shutdown_background();
+    Ok((summary, cancel_state))
+}
+
+/// The signal that interrupted the run, if one did (a hard stop counts as SIGINT).
+fn interrupted_by(cancel: Cancel) -> Option<i32> {
+    match cancel {
+        Cancel::None => None,
+        Cancel::Graceful(sig) => Some(sig),
+        Cancel::Hard => Some(crate::sys::SIGINT),
+    }
+}
+
+fn exit_code(interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
+    match interrupted {
+        Some(sig) if sig == crate::sys::SIGINT => exit::SIGINT,
+        Some(sig) => 128 + sig,
+        None if summary.failed() > 0 => exit::JOB_FAILED,
+        None => exit::OK,
+    }
+}
+
+/// How a run ended, as the store keeps it.
+struct RunEnd<'a> {
+    run_id: &'a str,
+    /// Stopped by a signal; otherwise the store tells its status from its records' counts.
+    interrupted: bool,
+    retention: Option<Retention>,
+    job_file: Option<&'a str>,
+}
+
+/// Records the end of the run and prunes the job file's history; a failure of either is a
+/// warning, not an error: the jobs have run.
+fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) {
+    if let Err(e) = s.finish_run(end.run_id, end.interrupted, SystemTime::now()) {
+        warnings.push(format!("could not record the end of the run: {e}"));
+    }
+    // Retention: this job file's history, by its own limits or the default.
+    let keep = end.retention.unwrap_or(store::DEFAULT_RETENTION);
+    if let Err(e) = s.gc(&keep, end.job_file) {
+        warnings.push(format!("could not prune old runs: {e}"));
+    }
+}
+
+/// The records, with their captured bytes read back if `keep_output` (before a temporary
+/// capture folder goes away).
+fn with_output(
+    records: Vec<CompletedProcess>,
+    keep_output: bool,
+) -> Vec<(CompletedProcess, Option<CapturedBytes>)> {
+    let read = |o: &crate::record::StoredOutput| match (&o.path, o.captured) {
+        (Some(p), true) => std::fs::read(p).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    records
+        .into_iter()
+        .map(|r| {
+            let bytes = keep_output.then(|| (read(&r.stdout), read(&r.stderr)));
+            (r, bytes)
+        })
+        .collect()
+}
+
+/// The binary that supervises background jobs: `ORCHESTRATE_EXE`, else this program when it is
+/// orchestrate, else `orchestrate` from PATH (for programs using the library).
+fn supervisor_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORCHESTRATE_EXE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    match std::env::current_exe() {
+        Ok(p)
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("orchestrate")) =>
+        {
+            p
+        }
+        _ => PathBuf::from("orchestrate"),
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
