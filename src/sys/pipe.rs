@@ -5,8 +5,8 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
-/// Lends `fd` to one call. The public functions take raw numbers because their callers keep
-/// each descriptor in an `OwnedFd` of their own and pass its number.
+/// Lends `fd` to one call. The public functions take raw numbers: their callers keep each
+/// descriptor owned (by an `OwnedFd` or a tokio pipe end) and pass its number.
 fn with_fd<T>(
     fd: RawFd,
     call: impl FnOnce(BorrowedFd<'_>) -> rustix::io::Result<T>,

@@ -1,6 +1,7 @@
 //! Starting programs: posix_spawn into a process group of their own with an environment built
 //! by the caller, and a new session for those started through `std::process::Command`.
-// unsafe for the pre_exec hook, and for the one spawn call nix does not wrap (addchdir_np).
+// unsafe for the pre_exec hook, and for the one spawn call nix does not wrap (addchdir_np,
+// found with dlsym).
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
