@@ -73,3 +73,22 @@ pub fn ignore_file_size_signal() {
     // this process handles SIGXFSZ, so no handler is replaced under code that counts on it.
     let _ = unsafe { signal::sigaction(Signal::SIGXFSZ, &action) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_zero_only_asks_whether_the_process_is_there() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(kill(child.id(), 0).unwrap());
+        assert!(kill(child.id(), SIGKILL).unwrap());
+        child.wait().unwrap();
+        assert!(!kill(child.id(), 0).unwrap());
+        assert!(killpg(1, SIGTERM).is_err());
+        assert!(killpg(u32::MAX, SIGTERM).is_err());
+    }
+}

@@ -53,3 +53,21 @@ pub fn wait_blocking(pid: u32) -> io::Result<ExitStatus> {
 pub fn try_wait(pid: u32) -> io::Result<Option<ExitStatus>> {
     reap(pid, WaitOptions::NOHANG)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    // Reaped by wait_blocking, the function under test, not by Child::wait.
+    #[allow(clippy::zombie_processes)]
+    fn a_child_ended_by_a_real_time_signal_keeps_its_raw_status() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "kill -s RTMIN $$"])
+            .spawn()
+            .unwrap();
+        let status = wait_blocking(child.id()).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGRTMIN()));
+        assert!(matches!(try_wait(child.id()), Err(e) if e.raw_os_error() == Some(libc::ECHILD)));
+    }
+}
