@@ -1,0 +1,27 @@
+//! Calls into the operating system that the standard library does not make: signals,
+//! process groups, posix_spawn, pipes, waiting for children, and what /proc tells of them.
+//! Through the safe wrappers of nix and rustix; the little `unsafe` left lives in the
+//! submodules that need it, each block with the reason it is sound.
+
+mod pipe;
+mod procfs;
+mod signal;
+mod spawn;
+mod wait;
+
+pub use pipe::{pipe, read_into, set_nonblocking, set_pipe_size};
+pub use procfs::{boot_id, children_of, process_gone, process_group_of, process_start_ticks};
+pub use signal::{SIGHUP, SIGINT, SIGKILL, SIGTERM, ignore_file_size_signal, kill, killpg};
+pub use spawn::{Spawn, can_spawn_in_dir, new_session, spawn};
+pub use wait::{pidfd_open, try_wait, wait_blocking};
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that
+/// processes a job detached from its group still end up as our children, where a sweep finds
+/// them.
+pub fn become_subreaper() -> bool {
+    nix::sys::prctl::set_child_subreaper(true).is_ok()
+}
