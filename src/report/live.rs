@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render::{self, Retry};
 use super::{OutputMode, ReportConfig, json, tail_lines};
@@ -40,7 +40,7 @@ struct Bars {
 
 impl Bars {
     fn new(jobs: usize) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let multi = MultiProgress::with_draw_target(super::term::stderr_target());
         let overall = multi.add(ProgressBar::new(jobs as u64));
         overall.set_style(
             ProgressStyle::with_template(

@@ -10,6 +10,7 @@ mod json;
 mod live;
 mod render;
 mod summary;
+mod term;
 
 pub use json::write_json_record;
 pub use live::Reporter;
