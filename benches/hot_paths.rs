@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use orchestrate::store::{NewRun, RunStore};
+use orchestrate::record::{Sealed, Secrets};
 use orchestrate::{CompletedProcess, Plan, Status};
 
 const PLAN_JOBS: usize = 100_000;
@@ -36,15 +37,16 @@ fn plan_100k(c: &mut Criterion) {
 fn record_batch(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = RunStore::open(dir.path()).unwrap();
-    let records: Vec<CompletedProcess> = (0..BATCH)
+    let records: Vec<Sealed> = (0..BATCH)
         .map(|i| {
-            CompletedProcess::not_started(
+            let rec = CompletedProcess::not_started(
                 &format!("job-{i}"),
                 i,
                 vec!["true".into()],
                 Status::Succeeded,
                 String::new(),
-            )
+            );
+            Sealed::new(rec, &Secrets::default())
         })
         .collect();
     let mut runs = 0u64;
