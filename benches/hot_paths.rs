@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use orchestrate::store::{NewRun, RunStore};
 use orchestrate::record::{Sealed, Secrets};
+use orchestrate::store::{NewRun, RunStore};
 use orchestrate::{CompletedProcess, Plan, Status};
 
 const PLAN_JOBS: usize = 100_000;

@@ -88,21 +88,27 @@ pub struct Backends {
     slurm: SlurmStep,
     ssh: Ssh,
     background: Option<(Supervised, Sbatch)>,
+    /// One back end for every job, when the caller gives one.
+    every: Option<Arc<dyn Backend>>,
 }
 
 impl Backends {
     /// `background`: how to start supervisors (`None` without a store: background jobs are
     /// then refused before the run starts, see `run`).
-    pub fn new(background: Option<BackgroundCtx>) -> Backends {
+    pub fn new(background: Option<BackgroundCtx>, every: Option<Arc<dyn Backend>>) -> Backends {
         Backends {
             direct: Direct,
             slurm: SlurmStep,
             ssh: Ssh(ssh::Pool::new()),
             background: background.map(|b| (Supervised(b.clone()), Sbatch(b))),
+            every,
         }
     }
 
     pub fn for_job(&self, job: &PlannedJob) -> &dyn Backend {
+        if let Some(every) = &self.every {
+            return every.as_ref();
+        }
         match (&self.background, job.background, &job.executor) {
             (Some((_, sbatch)), true, Executor::Slurm(_)) => sbatch,
             (Some((supervised, _)), true, _) => supervised,

@@ -10,8 +10,11 @@ pub mod backend;
 pub mod background;
 pub mod ends;
 pub mod process;
+mod queue;
 pub mod remote;
 mod sched;
+#[cfg(test)]
+mod sched_tests;
 mod workers;
 
 use std::sync::Arc;
@@ -91,6 +94,8 @@ pub struct ExecOptions {
     pub secrets: Secrets,
     /// How to start background jobs (`None`: they cannot run, e.g. without a store).
     pub background: Option<background::BackgroundCtx>,
+    /// Runs every job, instead of the back end its executor names (tests, embedders).
+    pub backend: Option<Arc<dyn backend::Backend>>,
 }
 
 /// How many jobs ended in each status.

@@ -4,14 +4,14 @@
 //! Every job of the plan ends as exactly one sealed record, emitted here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
 use super::backend::Backends;
+use super::queue::JobQueue;
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
-use crate::plan::{HaltSpec, Plan};
+use crate::plan::HaltSpec;
 use crate::record::{CompletedProcess, Sealed, Status};
 
 /// The scheduler's state, shared by the workers.
@@ -32,8 +32,7 @@ pub(super) struct State {
 }
 
 pub(super) struct Shared {
-    pub(super) plan: Arc<Plan>,
-    pub(super) dependents: Vec<Vec<usize>>,
+    pub(super) queue: JobQueue,
     pub(super) state: std::sync::Mutex<State>,
     /// Something a waiting worker may act on: jobs became ready, slots freed, the run ends.
     pub(super) changed: tokio::sync::Notify,
@@ -51,21 +50,15 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn new(
-        plan: Arc<Plan>,
+        queue: JobQueue,
         opts: ExecOptions,
         events: EventSink,
         initial: Cancel,
         workers: usize,
     ) -> Shared {
-        let n_jobs = plan.jobs.len();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n_jobs];
-        for j in &plan.jobs {
-            for &d in &j.needs {
-                dependents[d].push(j.index);
-            }
-        }
+        let n_jobs = queue.len();
         let mut ready: BTreeMap<Option<String>, BTreeSet<usize>> = BTreeMap::new();
-        for j in &plan.jobs {
+        for j in queue.jobs() {
             if j.needs.is_empty() {
                 ready.entry(j.group.clone()).or_default().insert(j.index);
             }
@@ -77,7 +70,7 @@ impl Shared {
                 free_slots: (0..n).rev().collect(),
                 ready,
                 group_running: HashMap::new(),
-                waiting_on: plan.jobs.iter().map(|j| j.needs.len()).collect(),
+                waiting_on: (0..n_jobs).map(|i| queue.needs_count(i)).collect(),
                 recorded: vec![false; n_jobs],
                 running: 0,
                 summary: ExecSummary::default(),
@@ -85,12 +78,11 @@ impl Shared {
                 cancelled: initial != Cancel::None,
                 worker_error: None,
             }),
-            plan,
-            dependents,
+            queue,
             changed: tokio::sync::Notify::new(),
             finished: tokio::sync::Notify::new(),
             live: AtomicUsize::new(workers),
-            backends: Backends::new(opts.background.clone()),
+            backends: Backends::new(opts.background.clone(), opts.backend.clone()),
             opts,
             events,
             stop_tx,
@@ -135,15 +127,14 @@ impl Shared {
         {
             return None;
         }
-        let groups = &self.plan.groups;
+        let queue = &self.queue;
         let pick = st
             .ready
             .iter()
             .filter(|(g, set)| {
                 !set.is_empty()
                     && g.as_deref().is_none_or(|g| {
-                        st.group_running.get(g).copied().unwrap_or(0)
-                            < groups.get(g).copied().unwrap_or(usize::MAX)
+                        st.group_running.get(g).copied().unwrap_or(0) < queue.group_limit(g)
                     })
             })
             .filter_map(|(g, set)| set.first().map(|&i| (i, g.clone())))
@@ -173,11 +164,11 @@ impl Shared {
 
     /// Records a finished job and makes what it unblocks ready.
     pub(super) fn complete(&self, slot: usize, index: usize, rec: CompletedProcess) {
-        let plan = &self.plan;
+        let queue = &self.queue;
         let mut st = self.state();
         st.free_slots.push(slot);
         st.running -= 1;
-        if let Some(g) = plan.jobs[index].group.as_deref()
+        if let Some(g) = queue.job(index).group.as_deref()
             && let Some(c) = st.group_running.get_mut(g)
         {
             *c -= 1;
@@ -187,24 +178,24 @@ impl Shared {
         self.emit(&mut st, rec);
         if failed {
             self.skip_dependents(&mut st, index, &what);
-            if st.halted.is_none() && !st.cancelled && plan.on_failure != HaltSpec::Continue {
+            if st.halted.is_none() && !st.cancelled && queue.on_failure() != HaltSpec::Continue {
                 st.halted = Some(format!(
                     "not started: `{}` {what} and the run stops on failure",
-                    plan.jobs[index].name
+                    queue.job(index).name
                 ));
-                if plan.on_failure == HaltSpec::Kill {
+                if queue.on_failure() == HaltSpec::Kill {
                     let _ = self.stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
                 }
             }
         } else {
-            for &d in &self.dependents[index] {
+            for &d in queue.dependents(index) {
                 if st.recorded[d] {
                     continue;
                 }
                 st.waiting_on[d] -= 1;
                 if st.waiting_on[d] == 0 {
                     st.ready
-                        .entry(plan.jobs[d].group.clone())
+                        .entry(queue.job(d).group.clone())
                         .or_default()
                         .insert(d);
                 }
@@ -218,24 +209,21 @@ impl Shared {
 
     /// Records every job that (transitively) needs `failed` as skipped, with the reason.
     fn skip_dependents(&self, st: &mut State, failed: usize, what: &str) {
-        let plan = &self.plan;
-        let mut queue: std::collections::VecDeque<(usize, String)> = self.dependents[failed]
+        let jobs = &self.queue;
+        let failed_name = &jobs.job(failed).name;
+        let mut todo: std::collections::VecDeque<(usize, String)> = jobs
+            .dependents(failed)
             .iter()
-            .map(|&d| {
-                (
-                    d,
-                    format!("needs `{}`, which {what}", plan.jobs[failed].name),
-                )
-            })
+            .map(|&d| (d, format!("needs `{failed_name}`, which {what}")))
             .collect();
-        while let Some((d, why)) = queue.pop_front() {
+        while let Some((d, why)) = todo.pop_front() {
             if st.recorded[d] {
                 continue;
             }
-            let job = &plan.jobs[d];
+            let job = jobs.job(d);
             self.emit(st, ends::not_started(job, Status::Skipped, why));
-            for &dd in &self.dependents[d] {
-                queue.push_back((dd, format!("needs `{}`, which was skipped", job.name)));
+            for &dd in jobs.dependents(d) {
+                todo.push_back((dd, format!("needs `{}`, which was skipped", job.name)));
             }
         }
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::queue::JobQueue;
 use super::sched::Shared;
 use super::{Cancel, EventSink, ExecOptions, ExecSummary, ends};
 use crate::plan::Plan;
@@ -32,10 +33,11 @@ pub async fn execute(
 ) -> ExecSummary {
     let n = opts.concurrency.max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let workers = n.min(cpus).min(plan.jobs.len()).max(1);
+    let queue = JobQueue::new(plan);
+    let workers = n.min(cpus).min(queue.len()).max(1);
     let per_worker = n.div_ceil(workers);
     let initial = *cancel.borrow();
-    let shared = Arc::new(Shared::new(plan.clone(), opts, events, initial, workers));
+    let shared = Arc::new(Shared::new(queue, opts, events, initial, workers));
 
     let threads = start_workers(&shared, workers, per_worker);
     pass_cancel(&shared, &mut cancel).await;
@@ -43,7 +45,7 @@ pub async fn execute(
         // Each has announced its end; joining only collects the thread.
         let _ = t.join();
     }
-    let summary = record_unstarted(&shared, &plan);
+    let summary = record_unstarted(&shared);
     shared.backends.close().await;
     summary
 }
@@ -110,10 +112,10 @@ async fn pass_cancel(shared: &Shared, cancel: &mut watch::Receiver<Cancel>) {
 
 /// Records the jobs that never started (stopped by the user, or by the halt policy), and
 /// returns the run's counts.
-fn record_unstarted(shared: &Shared, plan: &Plan) -> ExecSummary {
+fn record_unstarted(shared: &Shared) -> ExecSummary {
     {
         let mut st = shared.state();
-        for job in &plan.jobs {
+        for job in shared.queue.jobs() {
             if st.recorded[job.index] {
                 continue;
             }
@@ -175,7 +177,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
             let ctx = shared.ctx(slot);
             let job_shared = shared.clone();
             let handle = local.spawn(async move {
-                let job = &job_shared.plan.jobs[index];
+                let job = job_shared.queue.job(index);
                 job_shared.backends.for_job(job).run(job, ctx).await
             });
             in_flight.insert(handle.id(), (slot, index));
@@ -195,7 +197,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
                         // A job task panicked: the job still gets a record saying so.
                         let Some(&(_, index)) = in_flight.get(&e.id()) else { continue };
                         let rec = ends::not_started(
-                            &shared.plan.jobs[index],
+                            shared.queue.job(index),
                             Status::Failed,
                             format!("internal error while running the job: {e}"),
                         );

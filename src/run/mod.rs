@@ -222,6 +222,7 @@ fn exec_options(
             run_id: run_id.to_string(),
             wait: plan.wait,
         }),
+        backend: None,
     }
 }
 
