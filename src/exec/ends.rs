@@ -5,42 +5,24 @@
 //! scheduler then seals each one (`record::Sealed`: secrets redacted from every text field)
 //! before it leaves the executor.
 
-use std::time::{Duration, SystemTime};
-
 use crate::environ::JobEnv;
 use crate::plan::PlannedJob;
-use crate::record::{CompletedProcess, Status, StoredOutput};
+use crate::record::{CompletedProcess, Status};
 
 /// The record of `job` before anything is known of how it ended: no process, no attempt.
 pub fn base(job: &PlannedJob) -> CompletedProcess {
-    let now = SystemTime::now();
-    CompletedProcess {
-        job: job.name.clone(),
-        index: job.index,
-        args: job.argv.clone(),
-        cwd: job.cwd.clone(),
-        returncode: None,
-        signal: None,
-        status: Status::Skipped,
-        error: None,
-        stdout: StoredOutput::default(),
-        stderr: StoredOutput::default(),
-        pid: None,
-        slot: None,
-        started: now,
-        finished: now,
-        duration: Duration::ZERO,
-        attempts: 0,
-        host: None,
-        notes: Vec::new(),
-        earlier_attempts: Vec::new(),
-        env_keys: Vec::new(),
-        env_inherited: false,
-        background: job.background,
-        def_hash: job.def_hash.clone(),
-        supervisor: None,
-        slurm_job_id: None,
-    }
+    let mut rec = CompletedProcess::not_started(
+        &job.name,
+        job.index,
+        job.argv.clone(),
+        Status::Skipped,
+        String::new(),
+    );
+    rec.error = None;
+    rec.cwd = job.cwd.clone();
+    rec.background = job.background;
+    rec.def_hash = job.def_hash.clone();
+    rec
 }
 
 /// A job that never started a process: skipped (a need failed, the run halted), cancelled
