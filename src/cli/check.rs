@@ -7,6 +7,7 @@ use std::path::Path;
 use super::report_error;
 use crate::error::exit;
 use crate::plan::{Input, Plan, PlannedJob, Target};
+use crate::record::Secrets;
 use crate::run;
 
 pub(super) fn cmd_check(path: &Path, json: bool) -> i32 {
@@ -14,12 +15,16 @@ pub(super) fn cmd_check(path: &Path, json: bool) -> i32 {
         Ok(p) => p,
         Err(e) => return report_error(&e, exit::USAGE),
     };
-    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
     if json {
-        write_json(&mut out, &plan);
+        write_json(&mut buf, &plan);
     } else {
-        write_text(&mut out, path, &plan);
+        write_text(&mut buf, path, &plan);
     }
+    // The plan holds secret values (in argv, cwd, names): the whole printout is redacted, so
+    // that no field of it can show one.
+    let text = Secrets::new(plan.secrets.clone()).text(&String::from_utf8_lossy(&buf));
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
 }
 

@@ -40,11 +40,13 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     // Explicit names must be unique; generated ones are made unique around them.
     names::check_duplicates(&entries, &loc)?;
     make_unique_entries(&mut entries, &mut jobs);
+    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
+    names::hide_secret_items(&entries, &mut jobs, &secrets);
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
     for j in &mut jobs {
         j.def_hash = definition_hash(j);
     }
-    Ok(plan_of(path, text, file, jobs))
+    Ok(plan_of(path, text, file, jobs, secrets))
 }
 
 /// Where paths in the job file are relative to: its directory.
@@ -70,8 +72,13 @@ fn check_groups(file: &JobFile, loc: &Locator<'_>) -> Result<(), SpecError> {
 }
 
 /// The plan of the finished jobs, with the file-wide settings.
-fn plan_of(path: &Path, text: &str, file: JobFile, jobs: Vec<PlannedJob>) -> Plan {
-    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
+fn plan_of(
+    path: &Path,
+    text: &str,
+    file: JobFile,
+    jobs: Vec<PlannedJob>,
+    secrets: Vec<String>,
+) -> Plan {
     Plan {
         source: Some(path.to_path_buf()),
         source_hash: crate::text::sha256_hex(text.as_bytes()),

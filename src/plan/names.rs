@@ -93,6 +93,27 @@ pub(super) fn item_names(base: &str, groups: &[Vec<Item>], chunked: bool) -> Vec
     }
 }
 
+/// A fanned-out job whose item labels would put a secret value into a name (`for_each` over
+/// keys, each set as a secret variable) is named by item position instead: names are printed,
+/// stored and used as folder names.
+pub(super) fn hide_secret_items(entries: &[Entry], jobs: &mut [PlannedJob], secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    for e in entries.iter().filter(|e| e.fanned) {
+        let leaks = jobs[e.jobs.clone()].iter().any(|j| {
+            secrets
+                .iter()
+                .any(|s| j.name[e.base.len()..].contains(s.as_str()))
+        });
+        if leaks {
+            for (k, j) in jobs[e.jobs.clone()].iter_mut().enumerate() {
+                j.name = format!("{}[{k}]", e.base);
+            }
+        }
+    }
+}
+
 /// Explicit names must be unique; the second of two is the error.
 pub(super) fn check_duplicates(entries: &[Entry], loc: &Locator<'_>) -> Result<(), SpecError> {
     let mut first_seen: HashMap<&str, usize> = HashMap::new();

@@ -74,7 +74,9 @@ impl Bars {
     fn job_line(&self, index: usize, line: &[u8]) {
         if let Some(pb) = self.running.get(&index) {
             let text = String::from_utf8_lossy(line);
-            pb.set_message(text.trim_end().chars().take(200).collect::<String>());
+            pb.set_message(super::render::visible(
+                &text.trim_end().chars().take(200).collect::<String>(),
+            ));
         }
     }
 

@@ -112,7 +112,31 @@ pub(super) fn retry_line(cfg: &ReportConfig, name_width: usize, r: &Retry) -> St
     line
 }
 
-/// The last `n` lines of a file, reading at most its last 64 KiB.
+/// Text from a job made safe to show on a terminal: control characters (escape sequences,
+/// carriage returns, bells) and bidirectional overrides are shown as `\xNN` / `\u{NNNN}`
+/// instead of acting on the terminal; tabs stay.
+pub fn visible(s: &str) -> String {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        }
+    }
+    out
+}
+
+/// The last `n` lines of a file, reading at most its last 64 KiB, made safe to show.
 pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     let Ok(mut f) = File::open(path) else {
         return Vec::new();
@@ -128,7 +152,7 @@ pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
-        .map(|l| l.chars().take(500).collect())
+        .map(|l| visible(&l.chars().take(500).collect::<String>()))
         .collect()
 }
 
@@ -249,6 +273,13 @@ fn env_field(f: &mut Fields, rec: &CompletedProcess, inherited_env: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_controls_from_jobs_are_shown_not_obeyed() {
+        assert_eq!(visible("ok\tdone"), "ok\tdone");
+        assert_eq!(visible("\u{1b}]0;pwned\u{7}x"), "\\x1b]0;pwned\\x07x");
+        assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
+    }
 
     fn plain() -> ReportConfig {
         ReportConfig {

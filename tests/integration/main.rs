@@ -14,3 +14,4 @@ mod redesign;
 mod scale_out;
 mod settings;
 mod store;
+mod trust;

@@ -91,11 +91,12 @@ impl Drain {
             Some(f) => Cow::Owned(f.feed(chunk, false)),
             None => Cow::Borrowed(chunk),
         };
-        self.bytes += chunk.len() as u64;
         let kept: Cow<'a, [u8]> = match &mut self.redactor {
             Some(r) => Cow::Owned(r.feed(&chunk, false)),
             None => chunk,
         };
+        // What is kept is what is counted: a redacted secret counts as `[REDACTED]`.
+        self.bytes += kept.len() as u64;
         self.store(&kept);
         kept
     }
@@ -106,11 +107,11 @@ impl Drain {
             Some(f) => f.feed(&[], true),
             None => Vec::new(),
         };
-        self.bytes += tail.len() as u64;
         let rest = match &mut self.redactor {
             Some(r) if r.holds() || !tail.is_empty() => r.feed(&tail, true),
             _ => tail,
         };
+        self.bytes += rest.len() as u64;
         self.store(&rest);
         // With max_output: the kept tail goes after the head, behind a marker if bytes were dropped.
         if let Some(cap) = self.cap.take() {

@@ -1,0 +1,131 @@
+//! What the README promises about secrets, records and the terminal, tried as an attacker
+//! would (each test is named after what broke).
+
+use crate::helpers::{Env, files_holding};
+
+/// Every path under `dir` whose name (not contents) holds `needle`.
+fn names_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(needle))
+            {
+                hits.push(p.clone());
+            }
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// The secret is nowhere: not in the outputs given, not in any file of the store, not in any
+/// file or folder name under it.
+fn assert_nowhere(env: &Env, secret: &str, outputs: &[(&str, &str)]) {
+    for (what, text) in outputs {
+        assert!(!text.contains(secret), "the secret is in {what}:\n{text}");
+    }
+    let files = files_holding(&env.state(), secret);
+    assert!(files.is_empty(), "the secret is in {files:?}");
+    let names = names_holding(&env.state(), secret);
+    assert!(names.is_empty(), "the secret names {names:?}");
+}
+
+#[test]
+fn a_secret_in_a_jobs_cwd_is_neither_stored_nor_printed() {
+    let env = Env::new();
+    let secret = "cwd-s3cr3t-9f2";
+    std::fs::create_dir_all(env.path(secret)).unwrap();
+    let dir = env.path(secret);
+    let yaml = format!(
+        "secret_env: [TOKEN]\nenv: {{TOKEN: {secret}}}\njobs:\n  - name: where\n    command: pwd\n    cwd: {}\n",
+        dir.display()
+    );
+    let run = env.run_jobs(&yaml, &["--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let show = env.run(&["show", "last", "--job", "where"]);
+    let show_json = env.run(&["show", "last", "--json"]);
+    let check = env.run(&["check", "jobs.yaml"]);
+    let check_json = env.run(&["check", "jobs.yaml", "--json"]);
+    assert!(check.stdout.contains("[REDACTED]"), "{check:?}");
+    assert_nowhere(
+        &env,
+        secret,
+        &[
+            ("the run's --json records", &run.stdout),
+            ("the run's stderr", &run.stderr),
+            ("show --job", &show.stdout),
+            ("show --json", &show_json.stdout),
+            ("check", &check.stdout),
+            ("check --json", &check_json.stdout),
+        ],
+    );
+}
+
+#[test]
+fn secrets_set_from_items_never_become_job_names() {
+    let env = Env::new();
+    let keys = ["k3y-alpha-71c", "k3y-beta-0d4"];
+    let yaml = format!(
+        "secret_env: [KEY]\njobs:\n  - name: call\n    command: [sh, -c, 'test -n \"$KEY\"']\n    env: {{KEY: '{{item}}'}}\n    for_each: [{}]\n",
+        keys.join(", ")
+    );
+    let run = env.run_jobs(&yaml, &["--json", "--output", "all"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let names: Vec<String> = run
+        .json()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["call[0]", "call[1]"]);
+    let show = env.run(&["show", "last"]);
+    let check = env.run(&["check", "jobs.yaml"]);
+    for key in keys {
+        assert_nowhere(
+            &env,
+            key,
+            &[
+                ("the run's output", &run.stdout),
+                ("the run's stderr", &run.stderr),
+                ("show", &show.stdout),
+                ("check", &check.stdout),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_jobs_byte_count_is_of_what_is_stored_after_redaction() {
+    let env = Env::new();
+    let yaml = "secret_env: [PW]\nenv: {PW: hunter2-long-secret}\njobs:\n  - name: leak\n    shell: 'printf \"pw=%s\\n\" \"$PW\"'\n";
+    let run = env.run_jobs(yaml, &["--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let recs = run.json();
+    let rec = crate::helpers::Run::record(&recs, "leak");
+    let path = rec["stdout_path"]
+        .as_str()
+        .or_else(|| rec["stdout"]["path"].as_str())
+        .map(str::to_string);
+    let stored = std::fs::read(path.expect("the capture file's path is in the record")).unwrap();
+    assert_eq!(stored, b"pw=[REDACTED]\n");
+    assert_eq!(rec["stdout_bytes"], stored.len(), "{rec}");
+}
+
+#[test]
+fn escape_sequences_from_a_job_do_not_reach_the_terminal() {
+    let env = Env::new();
+    // A failing job's stderr tail is shown by default: a title change, a bell, a colour and a
+    // right-to-left override.
+    let yaml = "jobs:\n  - name: evil\n    shell: 'printf \"\\033]0;pwned\\007\\033[31mred\\342\\200\\256txt\\n\" >&2; exit 1'\n";
+    let run = env.run_jobs(yaml, &["--progress", "never"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(!run.stderr.contains('\u{7}'), "{:?}", run.stderr);
+    assert!(!run.stderr.contains('\u{202e}'), "{:?}", run.stderr);
+    assert!(run.stderr.contains("\\x1b]0;pwned\\x07"), "{}", run.stderr);
+    assert!(run.stderr.contains("\\u{202e}txt"), "{}", run.stderr);
+}
