@@ -127,6 +127,22 @@ fn template<'m>(
         .clone()
         .or_else(|| d.success_codes.clone())
         .unwrap_or_default();
+    if let Some(c) = success_codes.iter().find(|c| !(0..=255).contains(*c)) {
+        return Err(ex.err_key(
+            "success_codes",
+            format!("exit code {c} cannot happen: exit codes are 0 to 255"),
+            Some("a job killed by a signal has no exit code; list codes from 0 to 255".into()),
+        ));
+    }
+    let max_output = m.max_output.or(d.max_output).map(|s| s.0);
+    if max_output.is_some_and(|n| n < 2) {
+        return Err(ex.err_key(
+            "max_output",
+            "`max_output` keeps the head and the tail of a stream, so it must be at least 2 bytes"
+                .into(),
+            Some("to keep nothing, send the stream to `null`".into()),
+        ));
+    }
     let executor = executor_of(&cx.exec, m, d, ex)?;
     let job = PlannedJob {
         env_clear: !cx.file.inherit_env,
@@ -140,7 +156,7 @@ fn template<'m>(
         success_codes,
         entry: ex.index,
         background: m.background,
-        max_output: m.max_output.or(d.max_output).map(|s| s.0.max(2)),
+        max_output,
         executor,
         ..PlannedJob::new(0, String::new(), Vec::new())
     };

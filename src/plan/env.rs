@@ -98,15 +98,18 @@ pub(super) fn job_env(
     for (k, v) in d.env.iter().chain(m.env.iter()) {
         env.insert(k.clone(), v.0.clone());
     }
-    if let Some(k) = env
-        .iter()
-        .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
-        .map(|(k, _)| k.clone())
-    {
+    if let Some(k) = env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
         return Err(ex.err_key(
             "env",
             format!("invalid environment variable name {k:?}"),
             None,
+        ));
+    }
+    if let Some(k) = env.iter().find(|(_, v)| v.contains('\0')).map(|(k, _)| k) {
+        return Err(ex.err_key(
+            "env",
+            format!("the value of environment variable `{k}` contains a NUL byte"),
+            Some("an environment value cannot hold NUL; remove it".into()),
         ));
     }
     Ok(env)

@@ -18,12 +18,20 @@ pub(super) struct Entry {
     pub(super) needs: Vec<String>,
 }
 
+/// Characters that print nothing or reorder what follows: a name holding one reads as another
+/// name on screen.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}')
+}
+
 /// Why a user-given job name cannot be used, if it cannot.
 pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("it is empty")
     } else if name.chars().any(char::is_control) {
         Some("it contains a control character (newline, tab, NUL, ...)")
+    } else if name.chars().any(invisible) {
+        Some("it contains an invisible or direction-changing character (U+200B, U+202E, ...)")
     } else if name.contains('/') {
         Some("it contains `/`")
     } else if name == "." || name == ".." {

@@ -76,11 +76,12 @@ fn secrets_set_from_items_never_become_job_names() {
     );
     let run = env.run_jobs(&yaml, &["--json", "--output", "all"]);
     assert_eq!(run.code, 0, "{run:?}");
-    let names: Vec<String> = run
+    let mut names: Vec<String> = run
         .json()
         .iter()
         .map(|r| r["job"].as_str().unwrap().to_string())
         .collect();
+    names.sort();
     assert_eq!(names, ["call[0]", "call[1]"]);
     let show = env.run(&["show", "last"]);
     let check = env.run(&["check", "jobs.yaml"]);
@@ -128,4 +129,55 @@ fn escape_sequences_from_a_job_do_not_reach_the_terminal() {
     assert!(!run.stderr.contains('\u{202e}'), "{:?}", run.stderr);
     assert!(run.stderr.contains("\\x1b]0;pwned\\x07"), "{}", run.stderr);
     assert!(run.stderr.contains("\\u{202e}txt"), "{}", run.stderr);
+}
+
+/// Runs a job file that must be refused: exit 2, nothing run, the message and its line.
+fn refused(yaml: &str, message: &str, line: &str) {
+    let env = Env::new();
+    let run = env.run_jobs(yaml, &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains(message), "{}", run.stderr);
+    assert!(run.stderr.contains(line), "{}", run.stderr);
+    assert!(
+        !env.state().join("history.db").exists(),
+        "a refused file ran"
+    );
+}
+
+#[test]
+fn impossible_success_codes_are_refused() {
+    refused(
+        "jobs:\n  - name: a\n    command: 'true'\n    success_codes: [0, -1, 256]\n",
+        "exit code -1 cannot happen",
+        "jobs.yaml:4:",
+    );
+}
+
+#[test]
+fn a_max_output_too_small_to_keep_anything_is_refused() {
+    refused(
+        "jobs:\n  - name: a\n    command: 'true'\n    max_output: 0\n",
+        "at least 2 bytes",
+        "jobs.yaml:4:",
+    );
+}
+
+#[test]
+fn invisible_and_direction_changing_characters_in_names_are_refused() {
+    for c in ['\u{202e}', '\u{200b}'] {
+        refused(
+            &format!("jobs:\n  - name: \"ab{c}cd\"\n    command: 'true'\n"),
+            "invisible or direction-changing",
+            "jobs.yaml:2:",
+        );
+    }
+}
+
+#[test]
+fn a_nul_in_an_environment_value_is_named_as_such() {
+    refused(
+        "jobs:\n  - name: a\n    command: 'true'\n    env: {GOOD_NAME: \"x\\0y\"}\n",
+        "the value of environment variable `GOOD_NAME` contains a NUL byte",
+        "jobs.yaml:4:",
+    );
 }
