@@ -99,6 +99,19 @@ fn q(p: &Path) -> String {
     shell_words::quote(&p.to_string_lossy()).into_owned()
 }
 
+/// A newline (or any control character) in a part of the line would end the crontab entry
+/// there and start another, which cron would run: such a part is refused.
+fn check_part(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "the {what} `{}` holds a control character ({:?}), which would split the crontab line; rename it",
+            text.escape_debug(),
+            c
+        )),
+    }
+}
+
 /// The crontab line: the schedule, then a command with absolute paths, the PATH that works
 /// now, quiet mode (mail only on failure) and output appended to a log.
 pub fn line(
@@ -108,7 +121,15 @@ pub fn line(
     path_env: &str,
     state_dir: Option<&Path>,
     log: &Path,
-) -> String {
+) -> Result<String, String> {
+    check_part("schedule", schedule)?;
+    check_part("job file path", &job_file.to_string_lossy())?;
+    check_part("orchestrate path", &exe.to_string_lossy())?;
+    check_part("PATH", path_env)?;
+    check_part("log path", &log.to_string_lossy())?;
+    if let Some(sd) = state_dir {
+        check_part("state dir", &sd.to_string_lossy())?;
+    }
     let dir = job_file.parent().unwrap_or(Path::new("/"));
     let mut cmd = format!("cd {} && PATH={}", q(dir), shell_words::quote(path_env));
     if let Some(sd) = state_dir {
@@ -120,12 +141,12 @@ pub fn line(
         q(job_file),
         q(log)
     ));
-    format!(
+    Ok(format!(
         "{} {} {}",
         schedule.trim(),
         cron_escape(&cmd),
         marker(job_file)
-    )
+    ))
 }
 
 fn read_crontab() -> Result<String, String> {
@@ -249,8 +270,22 @@ mod tests {
             "/usr/bin:/bin",
             None,
             Path::new("/var/log/x.log"),
-        );
+        )
+        .unwrap();
         assert!(l.contains("a\\%b.yaml"), "{l}");
         assert!(l.ends_with("# orchestrate: /srv/jobs/a\\%b.yaml"), "{l}");
+    }
+
+    #[test]
+    fn a_newline_in_any_part_refuses_the_line() {
+        let ok = Path::new("/srv/a.yaml");
+        let exe = Path::new("/usr/bin/orchestrate");
+        let log = Path::new("/var/log/x.log");
+        let evil = Path::new("/srv/a\n* * * * * id > /tmp/PWNED\n.yaml");
+        assert!(line("@hourly", evil, exe, "/bin", None, log).is_err());
+        assert!(line("@hourly", ok, exe, "/bin\n* * * * * id", None, log).is_err());
+        assert!(line("@hourly", ok, exe, "/bin", Some(evil), log).is_err());
+        assert!(line("@hourly", ok, exe, "/bin", None, evil).is_err());
+        assert!(line("@hourly", ok, exe, "/bin", None, log).is_ok());
     }
 }

@@ -67,7 +67,7 @@ pub fn acquire(
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::store::create_private_dir(dir).map_err(io)?;
     }
     let mut file = OpenOptions::new()
         .read(true)

@@ -25,6 +25,13 @@ pub(super) fn cmd_cron(args: CronArgs, state_dir: Option<PathBuf>) -> i32 {
             return report_error(&msg, exit::USAGE);
         }
     };
+    if let Some(c) = abs.to_string_lossy().chars().find(|c| c.is_control()) {
+        let msg = format!(
+            "the job file path `{}` holds a control character ({c:?}), which would split the crontab line; rename the file",
+            abs.display().to_string().escape_debug()
+        );
+        return report_error(&msg, exit::USAGE);
+    }
     if args.remove {
         return remove_line(&abs);
     }
@@ -87,19 +94,35 @@ fn crontab_line(
     let root = store::default_state_dir(explicit_state.as_deref());
     let log = log_path(log, &root, abs);
     if let Some(dir) = log.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = store::create_private_dir(dir)
     {
         return Err(format!("cannot create {}: {e}", dir.display()));
     }
+    private_log(&log)?;
     let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    Ok(crate::cron::line(
+    crate::cron::line(
         schedule,
         abs,
         &exe,
         &path_env,
         explicit_state.as_deref(),
         &log,
-    ))
+    )
+}
+
+/// The log made now, 0600 whatever the umask cron runs under: the shell's `>>` keeps the mode
+/// of a file that exists, and failure tails in it are nobody else's business.
+fn private_log(log: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log)
+        .map_err(|e| format!("cannot create the log {}: {e}", log.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot make the log {} private: {e}", log.display()))
 }
 
 /// `--log`, else `<state dir>/cron/<job file>.log`.

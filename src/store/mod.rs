@@ -81,12 +81,18 @@ pub struct RunStore {
     conn: Connection,
 }
 
-// Private here is visible to the submodules, which are the only other users.
-fn mkdir_private(path: &Path) -> std::io::Result<()> {
+/// Creates `path` and any missing parents as 0700 whatever the umask (which can only take
+/// bits away): the state dir and everything in it are the user's alone. Used for every folder
+/// orchestrate makes under the state dir (the store, `locks/`, `cron/`).
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+fn mkdir_private(path: &Path) -> std::io::Result<()> {
+    create_private_dir(path)
 }
 
 impl RunStore {

@@ -181,3 +181,62 @@ fn a_nul_in_an_environment_value_is_named_as_such() {
         "jobs.yaml:4:",
     );
 }
+
+#[test]
+fn a_job_file_named_with_a_newline_cannot_add_a_crontab_entry() {
+    let env = Env::new();
+    let name = "nightly\n* * * * * id > /tmp/PWNED\n.yaml";
+    env.write(name, "jobs:\n  - 'true'\n");
+    let run = env.run(&["cron", name, "--schedule", "@daily"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("control character"), "{}", run.stderr);
+    assert!(
+        !run.stdout.contains("PWNED"),
+        "a line was printed: {}",
+        run.stdout
+    );
+}
+
+/// Runs `args` under `umask 000`.
+fn under_umask_000(env: &Env, args: &[&str]) -> crate::helpers::Run {
+    let cmd = env.cmd();
+    let exe = env!("CARGO_BIN_EXE_orchestrate");
+    let mut argv = vec!["-c", "umask 000; exec \"$0\" \"$@\"", exe];
+    argv.extend_from_slice(args);
+    let mut sh = std::process::Command::new("sh");
+    sh.args(&argv);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.current_dir(cmd.get_current_dir().unwrap());
+    crate::helpers::Run::from(sh.output().unwrap())
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_state_dir_its_folders_and_the_cron_log_are_private_whatever_the_umask() {
+    let env = Env::new();
+    env.write("nightly.yaml", "jobs:\n  - 'true'\n");
+    // `cron` is often the first command on a new machine: it makes the state dir.
+    let run = under_umask_000(&env, &["cron", "nightly.yaml", "--schedule", "@daily"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let state = env.state();
+    assert_eq!(mode(&state), 0o700, "the state dir");
+    assert_eq!(mode(&state.join("cron")), 0o700, "cron/");
+    let log = state.join("cron/nightly.log");
+    assert_eq!(mode(&log), 0o600, "the cron log");
+    let run = under_umask_000(&env, &["nightly.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(mode(&state.join("locks")), 0o700, "locks/");
+    for entry in std::fs::read_dir(state.join("locks")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600, "a lock file");
+    }
+    assert_eq!(mode(&state.join("history.db")), 0o600, "history.db");
+}
