@@ -237,6 +237,7 @@ fn execute(
 ) -> Result<(ExecSummary, Cancel), RunError> {
     if opts.handle_signals {
         crate::sys::ignore_file_size_signal();
+        crate::sys::raise_open_files_limit();
         // Processes a job detaches from its group (setsid, double fork) become our children
         // when their parent dies, so that the sweep below can find them.
         crate::sys::become_subreaper();

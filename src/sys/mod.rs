@@ -25,3 +25,23 @@ pub fn is_root() -> bool {
 pub fn become_subreaper() -> bool {
     nix::sys::prctl::set_child_subreaper(true).is_ok()
 }
+
+/// Raises the soft limit of open files to the hard one, as servers do: the usual soft limit
+/// (1024) is far below what `-j 500` needs (three descriptors a job, and the store's), while
+/// the hard limit is usually much higher. Returns the limit in force.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if setrlimit(Resource::Nofile, lim).is_err() {
+            return getrlimit(Resource::Nofile).current;
+        }
+    }
+    lim.current
+}
+
+/// Whether an error means this process (or the system) is out of file descriptors.
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}

@@ -240,3 +240,41 @@ fn the_state_dir_its_folders_and_the_cron_log_are_private_whatever_the_umask() {
     }
     assert_eq!(mode(&state.join("history.db")), 0o600, "history.db");
 }
+
+/// Runs a job file under a shell that first sets `ulimit`.
+fn with_ulimit(env: &Env, ulimit: &str, args: &[&str]) -> crate::helpers::Run {
+    let cmd = env.cmd();
+    let exe = env!("CARGO_BIN_EXE_orchestrate");
+    let script = format!("ulimit {ulimit} || exit 99; exec \"$0\" \"$@\"");
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg(script).arg(exe).args(args);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    sh.current_dir(cmd.get_current_dir().unwrap());
+    crate::helpers::Run::from(sh.output().unwrap())
+}
+
+const MANY: &str = "jobs:\n  - name: s\n    command: sleep 0.3\n    for_each: {range: [1, 60]}\n";
+
+#[test]
+fn many_jobs_at_once_under_a_low_soft_descriptor_limit_all_run() {
+    let env = Env::new();
+    env.write("many.yaml", MANY);
+    // The soft limit alone is low (the hard one is not): it is raised at start.
+    let run = with_ulimit(&env, "-Sn 48", &["many.yaml", "-j", "60", "--no-store"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("60 succeeded"), "{}", run.stderr);
+}
+
+#[test]
+fn jobs_beyond_the_hard_descriptor_limit_wait_for_descriptors_instead_of_failing() {
+    let env = Env::new();
+    env.write("many.yaml", MANY);
+    // Soft and hard at 48: 60 jobs at once cannot all have their pipes; some wait.
+    let run = with_ulimit(&env, "-n 48", &["many.yaml", "-j", "60", "--no-store"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("60 succeeded"), "{}", run.stderr);
+}

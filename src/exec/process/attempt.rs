@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::drain::Drain;
 use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
-use super::spawn::{ChildExit, spawn_child};
+use super::spawn::{Child, ChildExit, ChildIo, spawn_child};
 use super::stdio::{FileTarget, Streams, open_streams};
 use super::{JobCtx, Launch, PIPE_GRACE};
 use crate::environ::JobEnv;
@@ -40,10 +40,14 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
         Ok(s) => s,
         Err(why) => return failed(why, 126),
     };
-    let mut watch = match Watch::start(job, ctx, &launch, streams) {
-        Ok(w) => w,
-        Err((why, rc)) => return failed(why, rc),
+    let child = match spawn_held(&launch, &streams.io).await {
+        Ok(c) => c,
+        Err(e) => {
+            let (why, rc) = spawn_failure(&job.argv[0], &e);
+            return failed(why, rc);
+        }
     };
+    let mut watch = Watch::start(job, ctx, child, streams);
     let _ = ctx.events.send(Event::JobStarted {
         index: job.index,
         pid: Some(watch.pgid),
@@ -85,6 +89,25 @@ fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
             dir.display(),
             os_text(&e)
         )),
+    }
+}
+
+/// How long a job waits for file descriptors before its spawn counts as failed.
+const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Spawns the job; when this process is out of file descriptors (other jobs hold them), the
+/// job is held back and tried again as they free some, instead of failing.
+async fn spawn_held(launch: &Launch, io: &[ChildIo; 3]) -> std::io::Result<Child> {
+    let t0 = Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match spawn_child(&launch.cmd, launch.env_clear, io) {
+            Err(e) if sys::out_of_descriptors(&e) && t0.elapsed() < HOLD_LIMIT => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -133,12 +156,7 @@ pub(super) struct Watch {
 
 impl Watch {
     /// Spawns the process and takes over its pipes; stdin text is written by a task of its own.
-    fn start(
-        job: &PlannedJob,
-        ctx: &JobCtx,
-        launch: &Launch,
-        streams: Streams,
-    ) -> Result<Watch, (String, i32)> {
+    fn start(job: &PlannedJob, ctx: &JobCtx, mut child: Child, streams: Streams) -> Watch {
         let Streams {
             io,
             stdin_text,
@@ -148,8 +166,8 @@ impl Watch {
             stdout_file,
             stderr_file,
         } = streams;
-        let mut child = spawn_child(&launch.cmd, launch.env_clear, io)
-            .map_err(|e| spawn_failure(&job.argv[0], &e))?;
+        // The child has its ends of these: ours close now.
+        drop(io);
         if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
             tokio::spawn(async move {
                 // A job that does not read its input closes the pipe: that is not an error.
@@ -199,7 +217,7 @@ impl Watch {
         if *ctx.cancel.borrow() != Cancel::None {
             watch.stop_gracefully(ctx);
         }
-        Ok(watch)
+        watch
     }
 
     pub(super) fn control(&self) -> Option<&Control> {

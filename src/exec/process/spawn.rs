@@ -115,7 +115,7 @@ fn dev_null() -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
 pub(super) fn spawn_child(
     cmd: &std::process::Command,
     env_clear: bool,
-    io: [ChildIo; 3],
+    io: &[ChildIo; 3],
 ) -> std::io::Result<Child> {
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
     let changes: Vec<(&OsStr, Option<&OsStr>)> = cmd.get_envs().collect();
@@ -133,7 +133,7 @@ pub(super) fn spawn_child(
         .map(|d| cstr(d.as_os_str()))
         .transpose()?;
 
-    let (mut child, theirs) = pipes(&io)?;
+    let (mut child, theirs) = pipes(io)?;
     let null = match io.iter().any(|x| matches!(x, ChildIo::Null)) {
         true => Some(dev_null()?),
         false => None,
@@ -157,9 +157,9 @@ pub(super) fn spawn_child(
             stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
         })?
     };
-    // Our copies of the child's ends close here, or EOF would never come.
+    // Our copies of the child's ends of new pipes close here (the caller drops the rest), or
+    // EOF would never come.
     drop(theirs);
-    drop(io);
     Ok(child)
 }
 
