@@ -29,7 +29,10 @@ impl RunStore {
         let mut doomed = Vec::new();
         let mut total_bytes = 0u64;
         for (i, r) in runs.iter().enumerate() {
-            if r.status == crate::record::RunStatus::Running {
+            if r.status == crate::record::RunStatus::Running
+                || !super::valid_run_id(&r.id)
+                || self.has_live_background(&r.id)?
+            {
                 continue;
             }
             let too_many = keep.max_runs.is_some_and(|m| i >= m);
@@ -53,17 +56,89 @@ impl RunStore {
         }
         let mut report = GcReport::default();
         for (id, bytes) in doomed {
-            self.conn
-                .execute("DELETE FROM records WHERE run_id = ?1", params![id])
+            // The folder first, then the rows: a gc stopped in between leaves a folder without
+            // a run, which the sweep below (of this gc or the next) removes.
+            remove_run_dir(&self.root().join("runs"), &id);
+            let tx = self.conn.unchecked_transaction().map_err(self.sql_err())?;
+            tx.execute("DELETE FROM records WHERE run_id = ?1", params![id])
+                .and_then(|_| tx.execute("DELETE FROM runs WHERE id = ?1", params![id]))
+                .and_then(|_| tx.commit())
                 .map_err(self.sql_err())?;
-            self.conn
-                .execute("DELETE FROM runs WHERE id = ?1", params![id])
-                .map_err(self.sql_err())?;
-            let _ = std::fs::remove_dir_all(self.run_dir(&id));
             report.runs_removed += 1;
             report.bytes_removed += bytes;
         }
+        self.sweep_orphan_dirs()?;
         Ok(report)
+    }
+
+    /// Runs with a background job still running are kept whatever the limits: its supervisor
+    /// will write its end into them.
+    fn has_live_background(&mut self, run_id: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM records WHERE run_id = ?1 AND background = 1 AND {}",
+                    super::status_sql::record_in_background()
+                ),
+                params![run_id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_err())?;
+        Ok(n > 0)
+    }
+
+    /// Removes what is in `runs/` but belongs to no run: left by a gc that was stopped, or put
+    /// there by hand. The folder is listed before the runs, and a run's row is written before
+    /// its folder is made, so a run starting meanwhile is never taken for an orphan.
+    fn sweep_orphan_dirs(&mut self) -> Result<usize> {
+        let runs = self.root().join("runs");
+        let Ok(entries) = std::fs::read_dir(&runs) else {
+            return Ok(0);
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM runs")
+            .map_err(self.sql_err())?;
+        let known: std::collections::HashSet<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        drop(stmt);
+        let mut removed = 0;
+        for name in names.iter().filter(|n| !known.contains(*n)) {
+            remove_run_dir(&runs, name);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// Removes `runs/<name>`, only ever an entry directly inside `runs/`: a name that is not a
+/// single plain component is left alone, and a symlink is removed itself, never followed.
+fn remove_run_dir(runs: &Path, name: &str) {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && Path::new(name).components().count() == 1;
+    if !plain {
+        return;
+    }
+    let p = runs.join(name);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(&p);
+        }
+        Err(_) => {}
     }
 }
 

@@ -24,7 +24,7 @@ use rusqlite::Connection;
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
 pub use gc::GcReport;
 pub use records::{ShowRow, not_found_job};
-pub use runs::{NewRun, RunFilter, RunRow, hostname, new_run_id};
+pub use runs::{NewRun, RunFilter, RunRow, hostname, new_run_id, valid_run_id};
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]

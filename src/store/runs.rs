@@ -391,6 +391,18 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// A new run id: UTC time to the millisecond (so ids sort by time) and a random suffix.
+/// Whether `id` can be a run id, and so a folder name directly inside `runs/`: what
+/// `new_run_id` makes, or at least nothing that could climb out (`/`, `..`) or hide (a
+/// leading dot). Every id read back from the database is checked before it touches a path.
+pub fn valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 pub fn new_run_id(now: SystemTime) -> String {
     let stamp = humantime::format_rfc3339_millis(now).to_string();
     // 2026-11-26T01:15:10.123Z -> 20261126-011510-123

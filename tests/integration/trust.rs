@@ -278,3 +278,102 @@ fn jobs_beyond_the_hard_descriptor_limit_wait_for_descriptors_instead_of_failing
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("60 succeeded"), "{}", run.stderr);
 }
+
+/// Sets the id of the oldest run to `id` in the database, as a forger with write access would.
+fn forge_run_id(env: &Env, id: &str) {
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    db.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    let oldest: String = db
+        .query_row("SELECT id FROM runs ORDER BY started_ms LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "UPDATE records SET run_id = ?1 WHERE run_id = ?2",
+        [id, &oldest],
+    )
+    .unwrap();
+    db.execute("UPDATE runs SET id = ?1 WHERE id = ?2", [id, &oldest])
+        .unwrap();
+}
+
+#[test]
+fn a_forged_run_id_never_becomes_a_path_that_gc_removes() {
+    let env = Env::new();
+    let victim = env.path("rootdata");
+    std::fs::create_dir_all(victim.join("keep")).unwrap();
+    std::fs::write(victim.join("keep/file"), "precious").unwrap();
+    for _ in 0..2 {
+        assert_eq!(env.run_jobs("jobs:\n  - 'true'\n", &[]).code, 0);
+    }
+    let climb = format!(
+        "../../{}",
+        victim.strip_prefix(env.path("")).unwrap().display()
+    );
+    forge_run_id(&env, &climb);
+    let gc = env.run(&["gc", "--keep-runs", "1"]);
+    assert_eq!(gc.code, 0, "{gc:?}");
+    assert_eq!(
+        std::fs::read_to_string(victim.join("keep/file")).unwrap(),
+        "precious",
+        "gc removed a folder outside the store"
+    );
+}
+
+#[test]
+fn gc_removes_folders_left_without_a_run_and_never_follows_a_symlink() {
+    let env = Env::new();
+    assert_eq!(env.run_jobs("jobs:\n  - echo hi\n", &[]).code, 0);
+    let runs = env.state().join("runs");
+    // A gc killed between removing rows and folders left this (the old order).
+    std::fs::create_dir_all(runs.join("20200101-000000-000dead/job")).unwrap();
+    std::fs::write(runs.join("20200101-000000-000dead/job/stdout"), "x").unwrap();
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("file"), "mine").unwrap();
+    std::os::unix::fs::symlink(&outside, runs.join("link")).unwrap();
+    let gc = env.run(&["gc", "--keep-runs", "100"]);
+    assert_eq!(gc.code, 0, "{gc:?}");
+    assert!(
+        !runs.join("20200101-000000-000dead").exists(),
+        "the orphan stayed"
+    );
+    assert!(!runs.join("link").exists(), "the symlink stayed");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("file")).unwrap(),
+        "mine"
+    );
+    // The run that has a row keeps its folder.
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 1);
+}
+
+#[test]
+fn retention_never_prunes_a_run_whose_background_job_still_runs() {
+    let env = Env::new();
+    let yaml = "retention: {runs: 1}\njobs:\n  - name: slow\n    shell: 'while [ ! -e go ]; do sleep 0.05; done; echo done; exit 4'\n    background: true\n";
+    assert_eq!(env.run_jobs(yaml, &[]).code, 0);
+    let first = env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A second run of the same file applies `retention: {runs: 1}` to the first.
+    assert_eq!(
+        env.run_jobs("retention: {runs: 1}\njobs:\n  - 'true'\n", &[])
+            .code,
+        0
+    );
+    let ids: Vec<String> = env
+        .run(&["runs", "--json"])
+        .json()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.contains(&first),
+        "the run with a live background job was pruned: {ids:?}"
+    );
+    std::fs::write(env.path("go"), "").unwrap();
+    let w = env.run(&["wait", &first]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert!(w.stdout.contains("exit 4"), "{w:?}");
+}
