@@ -49,3 +49,32 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// Reads a text file the job file names (an `env_file`, an items file), refusing what could
+/// hang or swamp the planner: anything but a regular file (a FIFO would block, `/dev/zero`
+/// never ends) and files over `limit` bytes. Opened without blocking, so a FIFO is refused
+/// rather than waited on.
+pub fn read_regular_text(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    if meta.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {} bytes, more than the {} MiB allowed", meta.len(), limit >> 20),
+        ));
+    }
+    let mut text = String::new();
+    f.take(limit).read_to_string(&mut text)?;
+    Ok(text)
+}

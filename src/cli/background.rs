@@ -86,15 +86,16 @@ fn wait_targets(
     db: &mut RunStore,
     targets: &[String],
 ) -> Result<Vec<(String, String)>, InspectError> {
-    let all = background_now(db, false)?;
     let mut chosen: Vec<(String, String)> = Vec::new();
     if targets.is_empty() {
-        for (run, r) in &all {
-            if r.status == Status::Background {
-                chosen.push((run.clone(), r.job.clone()));
-            }
+        // The running jobs, and those that ended since anyone last looked: a job that failed
+        // before `wait` was asked fails `wait` as one that fails while it waits.
+        for (run, r) in background_now(db, true)? {
+            chosen.push((run, r.job));
         }
+        return Ok(chosen);
     }
+    let all = background_now(db, false)?;
     for t in targets {
         if let Some((run, r)) = all.iter().find(|(_, r)| &r.job == t) {
             chosen.push((run.clone(), r.job.clone()));

@@ -49,13 +49,16 @@ pub(super) fn global_env(
     Ok(env)
 }
 
+/// The largest env_file read: far beyond any real one, and small enough to read at once.
+const ENV_FILE_LIMIT: u64 = 16 << 20;
+
 /// Appends the variables of one `env_file:` to `env`; a bad line is reported in that file.
 fn read_env_file(
     p: &Path,
     loc: &Locator<'_>,
     env: &mut Vec<(String, String)>,
 ) -> Result<(), SpecError> {
-    let content = std::fs::read_to_string(p).map_err(|e| {
+    let content = crate::text::read_regular_text(p, ENV_FILE_LIMIT).map_err(|e| {
         loc.err(
             &Locator::top("env_file"),
             None,

@@ -33,6 +33,15 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     })
 }
 
+/// Makes a descriptor opened with O_NONBLOCK blocking again, keeping its other flags (a job's
+/// files are opened without blocking, then handed to it as it expects them).
+pub fn clear_nonblocking(fd: RawFd) -> io::Result<()> {
+    with_fd(fd, |fd| {
+        let flags = rustix::fs::fcntl_getfl(fd)?;
+        rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+    })
+}
+
 /// Sets the capacity of a pipe (F_SETPIPE_SZ); the kernel rounds it up to a power of two pages.
 pub fn set_pipe_size(fd: RawFd, size: usize) -> io::Result<()> {
     if libc::c_int::try_from(size).is_err() {

@@ -51,15 +51,43 @@ pub fn resolve(cwd: Option<&Path>, p: &Path) -> PathBuf {
     }
 }
 
+/// Opens a job's own output file as `>` or `>>` would, without ever blocking the run: a FIFO
+/// with no reader would block open(2) forever (and no timeout or signal could end it), so the
+/// file is opened non-blocking, and then handed to the job blocking, as a shell gives it.
 fn open_target(path: &Path, append: bool) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
-    o.create(true).mode(0o644);
+    o.create(true).mode(0o644).custom_flags(libc::O_NONBLOCK);
     if append {
         o.append(true);
     } else {
         o.write(true).truncate(true);
     }
-    o.open(path)
+    let f = o.open(path).map_err(|e| no_reader(e, path))?;
+    crate::sys::clear_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&f))?;
+    Ok(f)
+}
+
+/// A job's input file, opened without blocking (a FIFO with no writer would block open(2)),
+/// then handed to the job blocking: it reads the FIFO once a writer comes, under its timeout.
+fn open_input(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    crate::sys::clear_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&f))?;
+    Ok(f)
+}
+
+/// ENXIO from a non-blocking open for writing means a FIFO nobody reads.
+fn no_reader(e: std::io::Error, path: &Path) -> std::io::Error {
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        std::io::Error::other(format!(
+            "{} is a FIFO that nobody reads (a job writing to it would wait forever)",
+            path.display()
+        ))
+    } else {
+        e
+    }
 }
 
 /// A file the job writes to itself; its growth is the job's byte count.
@@ -203,7 +231,7 @@ fn open_stdin(input: &Input, cwd: Option<&Path>) -> Result<(ChildIo, Option<Stri
         Input::Text(t) => (ChildIo::Piped, Some(t.clone())),
         Input::File(p) => {
             let p = resolve(cwd, p);
-            let f = File::open(&p)
+            let f = open_input(&p)
                 .map_err(|e| format!("cannot open stdin file {}: {}", p.display(), os_text(&e)))?;
             (ChildIo::Fd(f.into()), None)
         }
