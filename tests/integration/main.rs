@@ -9,6 +9,7 @@ mod cron_ready;
 mod graph;
 mod hardening;
 mod helpers;
+mod human_output;
 mod library;
 mod redesign;
 mod scale_out;
