@@ -71,7 +71,11 @@ pub fn read_regular_text(path: &std::path::Path, limit: u64) -> std::io::Result<
     if meta.len() > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("it is {} bytes, more than the {} MiB allowed", meta.len(), limit >> 20),
+            format!(
+                "it is {} bytes, more than the {} MiB allowed",
+                meta.len(),
+                limit >> 20
+            ),
         ));
     }
     let mut text = String::new();

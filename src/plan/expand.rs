@@ -52,17 +52,18 @@ fn items_of(fe: &ForEachSpec, base_dir: &Path, ex: &EntryAt<'_>) -> Result<Vec<I
         ForEachSpec::Range { start, end, step } => range_items(*start, *end, *step),
         ForEachSpec::File(f) => {
             let p = base_dir.join(f);
-            let content = crate::text::read_regular_text(&p, crate::spec::MAX_FILE_BYTES).map_err(|e| {
-                ex.err_key(
-                    "for_each",
-                    format!(
-                        "cannot read the items file {}: {}",
-                        p.display(),
-                        crate::text::os_text(&e)
-                    ),
-                    None,
-                )
-            })?;
+            let content =
+                crate::text::read_regular_text(&p, crate::spec::MAX_FILE_BYTES).map_err(|e| {
+                    ex.err_key(
+                        "for_each",
+                        format!(
+                            "cannot read the items file {}: {}",
+                            p.display(),
+                            crate::text::os_text(&e)
+                        ),
+                        None,
+                    )
+                })?;
             content
                 .lines()
                 .filter(|l| !l.trim().is_empty())

@@ -384,9 +384,10 @@ fn wait_gives_a_failed_background_jobs_outcome_whether_it_ended_before_or_while_
     let yaml = "jobs:\n  - name: quick\n    shell: 'exit 3'\n    background: true\n";
     assert_eq!(env.run_jobs(yaml, &[]).code, 0);
     // Ended before anyone asked.
-    assert!(crate::helpers::wait_for(std::time::Duration::from_secs(20), || {
-        env.run(&["show", "last", "--json"]).json()[0]["status"] != "background"
-    }));
+    assert!(crate::helpers::wait_for(
+        std::time::Duration::from_secs(20),
+        || { env.run(&["show", "last", "--json"]).json()[0]["status"] != "background" }
+    ));
     let w = env.run(&["wait"]);
     assert_eq!(w.code, 1, "{w:?}");
     assert!(w.stdout.contains("quick failed exit 3"), "{w:?}");
@@ -401,7 +402,9 @@ fn wait_gives_a_failed_background_jobs_outcome_whether_it_ended_before_or_while_
 fn a_fifo_as_a_jobs_file_never_hangs_the_run() {
     let env = Env::new();
     for f in ["in.fifo", "out.fifo"] {
-        let made = std::process::Command::new("mkfifo").arg(env.path(f)).status();
+        let made = std::process::Command::new("mkfifo")
+            .arg(env.path(f))
+            .status();
         assert!(made.unwrap().success());
     }
     let yaml = "jobs:\n  - name: reads\n    command: cat\n    stdin: {file: in.fifo}\n  - name: writes\n    command: echo hi\n    stdout: {file: out.fifo}\n  - name: fine\n    command: 'true'\n";
@@ -424,7 +427,10 @@ fn a_fifo_as_a_jobs_file_never_hangs_the_run() {
     assert_eq!(status("writes"), "spawn_error");
     assert_eq!(status("fine"), "succeeded");
     let detail = env.run(&["show", "last", "--job", "writes"]);
-    assert!(detail.stdout.contains("FIFO that nobody reads"), "{detail:?}");
+    assert!(
+        detail.stdout.contains("FIFO that nobody reads"),
+        "{detail:?}"
+    );
 }
 
 #[test]
@@ -432,11 +438,19 @@ fn env_files_and_item_files_that_are_not_small_regular_files_are_refused() {
     let env = Env::new();
     let sparse = std::fs::File::create(env.path("huge.env")).unwrap();
     sparse.set_len(1 << 30).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(env.path("items.fifo")).status();
+    let made = std::process::Command::new("mkfifo")
+        .arg(env.path("items.fifo"))
+        .status();
     assert!(made.unwrap().success());
     for (yaml, says) in [
-        ("env_file: /dev/zero\njobs:\n  - 'true'\n", "not a regular file"),
-        ("env_file: huge.env\njobs:\n  - 'true'\n", "more than the 16 MiB allowed"),
+        (
+            "env_file: /dev/zero\njobs:\n  - 'true'\n",
+            "not a regular file",
+        ),
+        (
+            "env_file: huge.env\njobs:\n  - 'true'\n",
+            "more than the 16 MiB allowed",
+        ),
         (
             "jobs:\n  - name: each\n    command: echo {item}\n    for_each: {file: items.fifo}\n",
             "not a regular file",
