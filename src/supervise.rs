@@ -108,6 +108,8 @@ fn record_when_started(
     let job = spec.job.clone();
     let me = me.clone();
     let secrets = secrets.clone();
+    let run_env = spec.run_env.clone();
+    let capture = CaptureRoot(spec.capture_root.clone());
     std::thread::spawn(move || {
         let mut store = RunStore::open(&state_dir).ok();
         for ev in rx {
@@ -115,7 +117,8 @@ fn record_when_started(
                 pid, slot, started, ..
             } = ev
             {
-                let mut rec = crate::exec::ends::running_background(&job, slot, pid);
+                let mut rec =
+                    crate::exec::ends::running_background(&job, slot, pid, &run_env, &capture);
                 rec.started = started;
                 rec.finished = started;
                 rec.supervisor = Some(me.clone());

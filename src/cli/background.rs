@@ -28,6 +28,8 @@ pub(super) fn background_now(
             && !rec.supervisor.as_ref().is_some_and(crate::supervise::alive)
         {
             rec.status = Status::Lost;
+            // What was said of it while it ran ("running in the background") no longer holds.
+            rec.notes.clear();
             rec.error = Some(
                 "its supervisor is gone (killed, or the machine restarted) without recording how the job ended"
                     .into(),

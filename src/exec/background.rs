@@ -93,7 +93,7 @@ pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -
         .strip_prefix(STARTED)
         .and_then(|p| p.trim().parse().ok());
     if !bg.wait {
-        let mut rec = ends::running_background(job, ctx.slot, pid);
+        let mut rec = ends::running_background(job, ctx.slot, pid, &ctx.run_env, &ctx.capture);
         // The same record as the supervisor's own (which this one may replace): it names the
         // supervisor, so that `status` can tell a running job from a lost one.
         rec.supervisor = Some(identify(supervisor_pid));

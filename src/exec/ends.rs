@@ -5,6 +5,8 @@
 //! scheduler then seals each one (`record::Sealed`: secrets redacted from every text field)
 //! before it leaves the executor.
 
+use super::Stream;
+use super::process::{CaptureRoot, file_dest};
 use crate::environ::JobEnv;
 use crate::plan::PlannedJob;
 use crate::record::{CompletedProcess, Status};
@@ -67,8 +69,19 @@ pub fn spawn_error(
 }
 
 /// A background job that has started and not ended yet; its final record replaces this one.
-pub fn running_background(job: &PlannedJob, slot: usize, pid: Option<u32>) -> CompletedProcess {
+/// It says what the final one will of the job's environment and output files, so that
+/// `show`, `status` and `logs --follow` know them while it runs.
+pub fn running_background(
+    job: &PlannedJob,
+    slot: usize,
+    pid: Option<u32>,
+    run_env: &[(String, String)],
+    capture: &CaptureRoot,
+) -> CompletedProcess {
     let mut rec = base(job);
+    with_env(&mut rec, &JobEnv::for_job(job, run_env, slot));
+    rec.stdout = file_dest(job, capture, Stream::Stdout).stored();
+    rec.stderr = file_dest(job, capture, Stream::Stderr).stored();
     rec.status = Status::Background;
     rec.background = true;
     rec.pid = pid;

@@ -71,9 +71,8 @@ pub async fn run_background(
     o: &SlurmOptions,
     bg: &BackgroundCtx,
 ) -> CompletedProcess {
-    let mut rec = ends::running_background(job, ctx.slot, None);
+    let mut rec = ends::running_background(job, ctx.slot, None, &ctx.run_env, &ctx.capture);
     let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
-    ends::with_env(&mut rec, &env);
     let submitted = match sbatch_command(job, &ctx, o, &env) {
         Ok(mut cmd) => {
             let out = tokio::process::Command::from({
@@ -110,8 +109,6 @@ pub async fn run_background(
         }
     };
     rec.slurm_job_id = Some(id.clone());
-    rec.stdout = file_dest(job, &ctx.capture, Stream::Stdout).stored();
-    rec.stderr = file_dest(job, &ctx.capture, Stream::Stderr).stored();
     rec.notes.push(format!(
         "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
     ));
