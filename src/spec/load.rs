@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::JobFile;
+use super::{JobFile, Source, yaml_error};
 use crate::error::SpecError;
 
 /// More jobs in flight than this is a typo, not a plan (and would exhaust file descriptors).
@@ -58,7 +58,8 @@ pub fn parse(path: &Path, text: &str) -> Result<JobFile, SpecError> {
             "is empty; a job file lists jobs, e.g.\n  jobs:\n    - df -h /home".to_string(),
         ));
     }
-    serde_yaml::from_str::<JobFile>(text).map_err(|e| SpecError::from_yaml(path, text, &e))
+    let source = Source::new(path, text);
+    serde_yaml::from_str::<JobFile>(text).map_err(|e| yaml_error::from_serde(&source, &e))
 }
 
 fn only_comments(text: &str) -> bool {

@@ -3,14 +3,17 @@
 //! Every type rejects unknown keys, and the custom visitors exist so that a wrong value is
 //! reported where it stands in the file (serde_yaml attaches the position of the node that failed),
 //! instead of the vague "did not match any variant" of untagged enums. This file holds the file as
-//! a whole and its top-level keys; the submodules hold jobs, values, loading, and positions.
+//! a whole and its top-level keys; the submodules hold jobs, values, and the position index.
 
 mod for_each;
 mod job;
+mod job_names;
 mod load;
 mod locate;
+mod scalar;
 mod streams;
 mod values;
+mod yaml_error;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +25,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use for_each::{ForEachSpec, Item, MAX_ITEMS};
 pub use job::{CommandSpec, Defaults, JOB_KEYS, JobMap, JobSpec};
 pub use load::{MAX_CONCURRENCY, MAX_FILE_BYTES, load, parse};
-pub use locate::{Seg, locate};
+pub use locate::{Positions, Seg, Source, locate};
 pub use streams::{OutputSpec, StdinSpec};
 pub use values::{DurationSpec, Limit, MAX_DURATION, PathList, Size, Word, parse_size};
 
