@@ -25,6 +25,7 @@ pub(super) struct State {
     /// Jobs started and not yet recorded, on all workers.
     pub(super) running: usize,
     pub(super) summary: ExecSummary,
+    /// Why nothing more starts, when a failure halted the run.
     pub(super) halted: Option<String>,
     pub(super) cancelled: bool,
     /// Why a worker could not run (no thread or runtime): nothing more starts.
@@ -175,12 +176,20 @@ impl Shared {
         }
         let failed = rec.status.is_failure();
         let what = describe(&rec);
+        let mut rec = rec;
+        if rec.status == Status::Cancelled && rec.error.is_none() {
+            // Why it was stopped: the halt policy, or the user.
+            rec.error = Some(match &st.halted {
+                Some(h) => format!("stopped: {h} (on_failure: kill)"),
+                None => "stopped: the run was interrupted".to_string(),
+            });
+        }
         self.emit(&mut st, rec);
         if failed {
             self.skip_dependents(&mut st, index, &what);
             if st.halted.is_none() && !st.cancelled && queue.on_failure() != HaltSpec::Continue {
                 st.halted = Some(format!(
-                    "not started: `{}` {what} and the run stops on failure",
+                    "`{}` {what} and the run stops on failure",
                     queue.job(index).name
                 ));
                 if queue.on_failure() == HaltSpec::Kill {

@@ -222,6 +222,10 @@ fn on_failure_kill_stops_running_jobs_too() {
             ("late", Status::Skipped)
         ]
     );
+    assert_eq!(
+        recs[0].error.as_deref(),
+        Some("stopped: `bad` failed (exit 1) and the run stops on failure (on_failure: kill)")
+    );
 }
 
 #[test]

@@ -125,7 +125,7 @@ fn record_unstarted(shared: &Shared) -> ExecSummary {
                     "not started: the run was interrupted".to_string(),
                 )
             } else if let Some(h) = &st.halted {
-                (Status::Skipped, h.clone())
+                (Status::Skipped, format!("not started: {h}"))
             } else if let Some(e) = &st.worker_error {
                 (Status::Failed, format!("not started: {e}"))
             } else {

@@ -9,6 +9,8 @@ use crate::spec::{self, Seg};
 pub(super) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Positions come from one index of the text, made at the first error.
+    source: spec::Source<'a>,
     /// The file is a bare list of jobs, so entries stand at the top, not under `jobs:`.
     list_form: bool,
 }
@@ -18,6 +20,7 @@ impl<'a> Locator<'a> {
         Locator {
             path,
             text,
+            source: spec::Source::new(path, text),
             list_form,
         }
     }
@@ -25,7 +28,7 @@ impl<'a> Locator<'a> {
     /// Line and column (1-based) of the node at `segs`. Every position is looked up here, so
     /// that how positions are found can change in one place.
     pub(super) fn position(&self, segs: &[Seg]) -> Option<(usize, usize)> {
-        spec::locate(self.text, segs)
+        self.source.locate(segs)
     }
 
     /// A top-level key.

@@ -20,6 +20,15 @@ pub fn load(path: &Path) -> Result<(JobFile, String), SpecError> {
             "is a directory; give the path of a YAML job file".to_string(),
         ));
     }
+    if !meta.is_file() {
+        // A device never ends (`/dev/zero`) and a FIFO may never be written: neither can be
+        // checked for size first, nor read to the end for sure.
+        return Err(SpecError::plain(
+            path,
+            "is not a regular file (a device, a FIFO or a socket); save the job file to a file first"
+                .to_string(),
+        ));
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(SpecError::plain(
             path,
@@ -30,7 +39,7 @@ pub fn load(path: &Path) -> Result<(JobFile, String), SpecError> {
             ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| SpecError::io(path, &e))?;
+    let bytes = read_at_most(path, MAX_FILE_BYTES).map_err(|e| SpecError::io(path, &e))?;
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -48,6 +57,16 @@ pub fn load(path: &Path) -> Result<(JobFile, String), SpecError> {
     };
     let file = parse(path, &text)?;
     Ok((file, text))
+}
+
+/// The file's bytes, at most `limit` of them (it may have grown since it was measured).
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Parses job-file text; `path` only labels errors.

@@ -461,3 +461,13 @@ fn env_files_and_item_files_that_are_not_small_regular_files_are_refused() {
         assert!(run.stderr.contains(says), "{yaml}: {}", run.stderr);
     }
 }
+
+#[test]
+fn a_job_file_that_is_a_device_is_refused_at_once() {
+    let env = Env::new();
+    for args in [vec!["check", "/dev/zero"], vec!["/dev/zero"]] {
+        let run = env.run(&args);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    }
+}
