@@ -11,6 +11,7 @@
 
 mod background;
 mod gc;
+mod ids;
 mod records;
 mod runs;
 mod schema;
@@ -23,8 +24,9 @@ use rusqlite::Connection;
 
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
 pub use gc::GcReport;
+pub use ids::{new_run_id, valid_run_id};
 pub use records::{ShowRow, not_found_job};
-pub use runs::{NewRun, RunFilter, RunRow, hostname, new_run_id, valid_run_id};
+pub use runs::{NewRun, RunFilter, RunRow, hostname};
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
