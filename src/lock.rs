@@ -75,6 +75,8 @@ pub fn acquire(
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // Never through a symlink: one planted there would make us truncate its target.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(io)?;
     let t0 = Instant::now();

@@ -91,7 +91,7 @@ fn crontab_line(
     let explicit_state = state_dir
         .or_else(|| std::env::var_os("ORCHESTRATE_STATE_DIR").map(PathBuf::from))
         .map(|p| std::path::absolute(&p).unwrap_or(p));
-    let root = store::default_state_dir(explicit_state.as_deref());
+    let root = store::default_state_dir(explicit_state.as_deref()).map_err(|e| e.to_string())?;
     let log = log_path(log, &root, abs);
     if let Some(dir) = log.parent()
         && let Err(e) = store::create_private_dir(dir)

@@ -99,7 +99,7 @@ fn resume_set(
     from: &str,
     job_file: &Path,
 ) -> Result<(String, Vec<CompletedProcess>), String> {
-    let root = store::default_state_dir(state_dir.as_deref());
+    let root = store::default_state_dir(state_dir.as_deref()).map_err(|e| e.to_string())?;
     let mut db = RunStore::open_existing(&root).map_err(|e| e.to_string())?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
     let abs = abs.display().to_string();

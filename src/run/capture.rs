@@ -38,7 +38,7 @@ pub(super) fn prepare(
 fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Capture, RunError> {
     let mut started = started;
     let mut run_id = store::new_run_id(started);
-    let root = store::default_state_dir(opts.state_dir.as_deref());
+    let root = store::default_state_dir(opts.state_dir.as_deref())?;
     let mut s = RunStore::open(&root)?;
     let mut lock = None;
     if let Some(src) = &plan.source {

@@ -53,27 +53,97 @@ pub enum StoreError {
     Empty(PathBuf),
     #[error("{0}")]
     NotFound(String),
+    #[error(
+        "no state directory: HOME is not set and the password database has no home for this user; set ORCHESTRATE_STATE_DIR or pass --state-dir"
+    )]
+    NoHome,
+    #[error("refusing the state directory {path}: {why}")]
+    Unsafe { path: PathBuf, why: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Where the store lives: `--state-dir`, else `ORCHESTRATE_STATE_DIR`, else
 /// `$XDG_STATE_HOME/orchestrate`, else `~/.local/state/orchestrate`.
-pub fn default_state_dir(explicit: Option<&Path>) -> PathBuf {
+/// Without HOME (systemd units, `env -i`) the home comes from the password database, as
+/// ssh and cron find it; there is never a fallback to a shared folder such as /tmp.
+pub fn default_state_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return p.to_path_buf();
+        return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("ORCHESTRATE_STATE_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
+        return Ok(PathBuf::from(p));
     }
     if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p).join("orchestrate");
+        return Ok(PathBuf::from(p).join("orchestrate"));
     }
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".local/state/orchestrate")
+        .or_else(home_from_passwd)
+        .ok_or(StoreError::NoHome)?;
+    Ok(home.join(".local/state/orchestrate"))
+}
+
+fn home_from_passwd() -> Option<PathBuf> {
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok()??;
+    (!user.dir.as_os_str().is_empty()).then_some(user.dir)
+}
+
+/// Refuses a folder or file of the store that another user could have placed or could
+/// change (as ssh refuses a loose ~/.ssh): it must be ours, and not writable by group or
+/// others. `follow`: the state dir itself may be a symlink (to a folder of ours); nothing
+/// inside it may.
+fn check_private(path: &Path, follow: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Dir {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let unsafe_because = |why: String| StoreError::Unsafe {
+        path: path.to_path_buf(),
+        why,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_because(
+            "it is a symlink inside the state directory".into(),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_because(format!(
+            "it belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_because(format!(
+            "it is writable by others (mode {:o}); run `chmod go-w {}`",
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The state dir and what orchestrate keeps directly in it, checked with `check_private`.
+pub fn check_state_dir(root: &Path) -> Result<()> {
+    check_private(root, true)?;
+    for name in ["history.db", "runs", "locks", "cron"] {
+        check_private(&root.join(name), false)?;
+    }
+    Ok(())
 }
 
 /// The open history: its directory and a connection to its database.

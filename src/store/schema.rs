@@ -62,6 +62,7 @@ impl RunStore {
         };
         let fresh = !root.exists();
         mkdir_private(root).map_err(dir_err)?;
+        super::check_state_dir(root)?;
         if fresh {
             // DirBuilder's mode is filtered by the umask; the store must not be readable by others.
             std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
@@ -80,6 +81,7 @@ impl RunStore {
         if !root.join("history.db").exists() {
             return Err(StoreError::Empty(root.to_path_buf()));
         }
+        super::check_state_dir(root)?;
         Self::open_db(root, false)
     }
 

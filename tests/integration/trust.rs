@@ -471,3 +471,57 @@ fn a_job_file_that_is_a_device_is_refused_at_once() {
         assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_state_dir_another_user_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    assert_eq!(env.run_jobs("jobs:\n  - 'true'\n", &[]).code, 0);
+    let state = env.state();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = env.run_jobs("jobs:\n  - 'true'\n", &[]);
+    assert_eq!(run.code, 70, "{run:?}");
+    assert!(run.stderr.contains("writable by others"), "{}", run.stderr);
+    let runs = env.run(&["runs"]);
+    assert_eq!(runs.code, 70, "{runs:?}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if crate::helpers::is_root() {
+        // Owned by someone else (nobody), even with a strict mode.
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let run = env.run_jobs("jobs:\n  - 'true'\n", &[]);
+        assert_eq!(run.code, 70, "{run:?}");
+        assert!(run.stderr.contains("not to you"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_lock_file_planted_as_a_symlink_is_never_followed() {
+    let env = Env::new();
+    assert_eq!(env.run_jobs("jobs:\n  - 'true'\n", &[]).code, 0);
+    let victim = env.write("victim", "precious\n");
+    let locks = env.state().join("locks");
+    let lock = std::fs::read_dir(&locks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let run = env.run_jobs("jobs:\n  - 'true'\n", &[]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn without_home_the_state_dir_is_never_in_tmp() {
+    let env = Env::new();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrate"));
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("runs")
+        .current_dir(env.path(""));
+    let out = crate::helpers::Run::from(cmd.output().unwrap());
+    assert!(!out.stderr.contains("/tmp/.local"), "{out:?}");
+    assert!(!out.stdout.contains("/tmp/.local"), "{out:?}");
+}

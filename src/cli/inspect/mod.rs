@@ -48,7 +48,7 @@ pub(super) fn cmd_inspect(cmd: Command, state_dir: Option<PathBuf>) -> i32 {
 }
 
 fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError> {
-    let root = store::default_state_dir(state_dir.as_deref());
+    let root = store::default_state_dir(state_dir.as_deref())?;
     let mut db = RunStore::open_existing(&root)?;
     let db = &mut db;
     let mut out = std::io::stdout().lock();

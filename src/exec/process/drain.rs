@@ -257,5 +257,7 @@ fn open_capture(path: &Path) -> std::io::Result<File> {
         .write(true)
         .truncate(true)
         .mode(0o600)
+        // Capture files are ours: a symlink in their place is never followed.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
