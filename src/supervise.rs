@@ -12,7 +12,7 @@ use crate::exec::background::{RECORD, STARTED, SuperviseSpec};
 use crate::exec::process::{self, CaptureRoot, JobCtx};
 use crate::exec::{Cancel, Event, Local};
 use crate::record::Supervisor;
-use crate::record::{Sealed, Secrets};
+use crate::record::{Sealed, Secrets, Status};
 use crate::store::RunStore;
 use crate::sys;
 
@@ -68,10 +68,16 @@ pub fn supervise() -> i32 {
         secrets: secrets.clone(),
     };
     let job = spec.job.clone();
+    // Processes the job detaches from its group (setsid) become our children when their
+    // parent dies, so that a stopped job can be swept whole, as a run sweeps its jobs.
+    sys::become_subreaper();
     let mut rec = rt.block_on(async move {
         stop_on_signals(cancel_tx);
         process::run_job(&job, ctx).await
     });
+    if matches!(rec.status, Status::Cancelled | Status::TimedOut) {
+        crate::run::sweep_orphans();
+    }
     let _ = watcher.join();
     rec.background = true;
     rec.supervisor = Some(me);

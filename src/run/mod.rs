@@ -6,6 +6,8 @@ mod capture;
 mod consume;
 mod signals;
 
+pub use signals::sweep_orphans;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -41,7 +41,7 @@ pub(super) fn spawn_signal_handler(tx: watch::Sender<Cancel>, ignore_hangup: boo
 
 /// Stops what stopped jobs left behind outside their process groups: our reparented
 /// children, except the supervisors of background jobs.
-pub(super) fn sweep_orphans() {
+pub fn sweep_orphans() {
     let me = std::process::id();
     let my_group = crate::sys::process_group_of(me);
     // Killing an orphan reparents its children to us in turn: a few rounds catch them.

@@ -525,3 +525,69 @@ fn without_home_the_state_dir_is_never_in_tmp() {
     assert!(!out.stderr.contains("/tmp/.local"), "{out:?}");
     assert!(!out.stdout.contains("/tmp/.local"), "{out:?}");
 }
+
+#[test]
+fn kill_stops_a_process_that_left_the_background_jobs_group() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: forever\n    shell: 'setsid sleep 300 & echo $! > pids; echo $$ >> pids; wait'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    crate::helpers::await_pids(&env.path("pids"), 2);
+    let k = env.run(&["kill", "forever"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    crate::helpers::assert_gone(
+        &crate::helpers::read_pids(&env.path("pids")),
+        "a process that called setsid survived `kill`",
+    );
+}
+
+#[test]
+fn the_ssh_socket_folder_is_private_and_a_killed_runs_folder_is_cleaned_up() {
+    use crate::scale_out::{ssh_head, sshd};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(e) =
+        sshd("trust::the_ssh_socket_folder_is_private_and_a_killed_runs_folder_is_cleaned_up")
+    else {
+        return;
+    };
+    // Left by a run killed with -9 (its pid no longer lives).
+    let stale = std::path::Path::new("/tmp/orch-ssh-999999999-stale");
+    std::fs::create_dir_all(stale).unwrap();
+    let env = Env::new();
+    let yaml = format!(
+        "{}executor: ssh\nhosts: [orch-ssh]\njobs:\n  - name: look\n    shell: 'sleep 1'\n",
+        ssh_head(e)
+    );
+    env.write("jobs.yaml", &yaml);
+    let mut cmd = env.cmd();
+    cmd.envs(e.iter().map(|(k, v)| (k, v)));
+    let script = "umask 000; exec \"$0\" jobs.yaml";
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_orchestrate"));
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    sh.current_dir(env.path(""));
+    let mut child = sh.spawn().unwrap();
+    let prefix = format!("orch-ssh-{}-", child.id());
+    let mut seen = None;
+    crate::helpers::wait_for(std::time::Duration::from_secs(20), || {
+        seen = std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .find(|d| d.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|d| d.path());
+        seen.is_some()
+    });
+    let dir = seen.expect("the run made its socket folder");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert!(child.wait().unwrap().success());
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    assert!(!stale.exists(), "the stale socket folder stayed");
+}

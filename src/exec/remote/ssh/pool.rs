@@ -112,12 +112,7 @@ impl Pool {
                             opts: opts.clone(),
                             socket: self
                                 .dir
-                                .get_or_init(|| {
-                                    tempfile::Builder::new()
-                                        .prefix("orch-ssh-")
-                                        .tempdir_in("/tmp")
-                                        .ok()
-                                })
+                                .get_or_init(socket_dir)
                                 .as_ref()
                                 .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf())
                                 .join(n.to_string()),
@@ -279,5 +274,43 @@ mod tests {
             ("root@10.0.0.1".into(), Some("2222".into()))
         );
         assert_eq!(split_port("node1"), ("node1".into(), None));
+    }
+}
+
+/// The folder for this run's ControlMaster sockets: in /tmp (a socket path must stay short),
+/// 0700 whatever the umask, named after this process, so that the next run can remove the
+/// folders of runs that were killed before they could (their pid no longer lives).
+fn socket_dir() -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    sweep_stale_socket_dirs();
+    tempfile::Builder::new()
+        .prefix(&format!("{SOCKET_PREFIX}{}-", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in("/tmp")
+        .ok()
+}
+
+const SOCKET_PREFIX: &str = "orch-ssh-";
+
+/// Removes `/tmp/orch-ssh-PID-*` folders of ours whose process is gone.
+fn sweep_stale_socket_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SOCKET_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && crate::sys::process_gone(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
