@@ -263,20 +263,6 @@ impl Pool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_split_off() {
-        assert_eq!(
-            split_port("root@10.0.0.1:2222"),
-            ("root@10.0.0.1".into(), Some("2222".into()))
-        );
-        assert_eq!(split_port("node1"), ("node1".into(), None));
-    }
-}
-
 /// The folder for this run's ControlMaster sockets: in /tmp (a socket path must stay short),
 /// 0700 whatever the umask, named after this process, so that the next run can remove the
 /// folders of runs that were killed before they could (their pid no longer lives).
@@ -312,5 +298,19 @@ fn sweep_stale_socket_dirs() {
         if ours && crate::sys::process_gone(pid) {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_split_off() {
+        assert_eq!(
+            split_port("root@10.0.0.1:2222"),
+            ("root@10.0.0.1".into(), Some("2222".into()))
+        );
+        assert_eq!(split_port("node1"), ("node1".into(), None));
     }
 }
