@@ -208,7 +208,8 @@ fn split_line(line: &str, ex: &EntryAt<'_>) -> Result<Vec<String>, SpecError> {
     match shell_words::split(line) {
         Ok(words) if words.is_empty() => Err(ex.err_here("the command is empty".to_string(), None)),
         Ok(words) => Ok(words),
-        Err(_) => Err(ex.err_here(
+        Err(_) => Err(ex.err_key_or_here(
+            "command",
             format!("cannot split the command line `{line}`: a quote is not closed"),
             Some(
                 "close the quote, or give the words as a list: `command: [prog, arg]`".to_string(),

@@ -111,4 +111,20 @@ impl EntryAt<'_> {
     ) -> SpecError {
         self.err(&self.key(key), message, hint)
     }
+
+    /// At one of its keys when the entry has it written out, else at the entry (the short
+    /// form `- df -h` has no `command:` key: the entry is the command).
+    pub(super) fn err_key_or_here(
+        &self,
+        key: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
+        let segs = self.key(key);
+        if self.loc.position(&segs).is_some() {
+            self.err(&segs, message, hint)
+        } else {
+            self.err_here(message, hint)
+        }
+    }
 }

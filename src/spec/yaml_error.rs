@@ -5,6 +5,9 @@ use crate::error::{SpecError, suggest};
 
 /// Turns a serde_yaml error into a located, reworded error.
 pub(super) fn from_serde(source: &Source, e: &serde_yaml::Error) -> SpecError {
+    if let Some(err) = unclosed_quote(source, e) {
+        return err;
+    }
     let raw = strip_marks(&e.to_string());
     // serde_yaml prefixes the path of the failing node ("jobs[2].timeout: ...").
     let (node_path, msg) = split_node_path(&raw);
@@ -31,6 +34,34 @@ pub(super) fn from_serde(source: &Source, e: &serde_yaml::Error) -> SpecError {
         source_line: None,
     }
     .with_source(source.text)
+}
+
+/// A quoted string never closed is reported by the parser at the end of the file, where it
+/// gave up; the place to fix is where the string starts, which libyaml names too.
+fn unclosed_quote(source: &Source, e: &serde_yaml::Error) -> Option<SpecError> {
+    let text = e.to_string();
+    let at = text
+        .split("while scanning a quoted scalar at line ")
+        .nth(1)?;
+    let (line, rest) = at.split_once(" column ")?;
+    let line: usize = line.parse().ok()?;
+    let column: usize = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some(
+        SpecError::at(
+            source.path,
+            None,
+            line,
+            column,
+            "this quoted string is never closed".to_string(),
+            Some("add the closing quote on this line".to_string()),
+        )
+        .with_source(source.text),
+    )
 }
 
 /// The name of the job at `jobs[i]` in a serde_yaml node path, as the position index knows it.
