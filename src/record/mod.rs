@@ -26,6 +26,11 @@ pub struct StoredOutput {
     pub bytes: u64,
     /// Whether `path` is a capture file owned by orchestrate (as opposed to the job's own file).
     pub captured: bool,
+    /// Some of the stream could not be kept (a full disk, no inodes): the run that made this
+    /// record could not record everything, and says so in its exit code. The record's notes
+    /// say what went wrong.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 /// The record of one finished job, in the spirit of Python's `subprocess.CompletedProcess`.

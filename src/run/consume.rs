@@ -21,6 +21,10 @@ pub(super) struct Consumed {
     pub db: Option<RunStore>,
     pub records: Vec<CompletedProcess>,
     pub warnings: Vec<String>,
+    /// Records the store did not take: never dropped, the run keeps them elsewhere.
+    pub unrecorded: Vec<Sealed>,
+    /// Jobs whose output could not be kept whole (a full disk, no inodes).
+    pub output_lost: usize,
 }
 
 /// How one window of events ended.
@@ -43,12 +47,17 @@ struct Consumer {
     failures: u32,
     /// The store was given up for the rest of the run.
     store_failed: bool,
+    unrecorded: Vec<Sealed>,
+    output_lost: usize,
 }
 
 impl Consumer {
     fn handle(&mut self, ev: Event) {
         self.reporter.event(&ev);
         if let Event::JobFinished(rec) = ev {
+            if rec.stdout.incomplete || rec.stderr.incomplete {
+                self.output_lost += 1;
+            }
             if self.keep_records {
                 self.records.push(rec.as_ref().clone().into_inner());
             }
@@ -66,8 +75,11 @@ impl Consumer {
             self.batch.clear();
             return;
         };
-        if self.store_failed || self.batch.is_empty() {
-            self.batch.clear();
+        if self.store_failed {
+            self.unrecorded.append(&mut self.batch);
+            return;
+        }
+        if self.batch.is_empty() {
             return;
         }
         match s.record_batch(&self.run_id, &self.batch) {
@@ -83,7 +95,7 @@ impl Consumer {
                         self.batch.len()
                     ));
                     self.store_failed = true;
-                    self.batch.clear();
+                    self.unrecorded.append(&mut self.batch);
                 }
             }
         }
@@ -136,6 +148,8 @@ pub(super) fn consume(
         warnings: Vec::new(),
         failures: 0,
         store_failed: false,
+        unrecorded: Vec::new(),
+        output_lost: 0,
     };
     // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
     // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
@@ -175,5 +189,7 @@ pub(super) fn consume(
         db: c.db,
         records: c.records,
         warnings: c.warnings,
+        unrecorded: c.unrecorded,
+        output_lost: c.output_lost,
     }
 }

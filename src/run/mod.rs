@@ -157,6 +157,7 @@ pub fn run_plan(
         .spawn(move || consume::consume(rx, reporter, db, consumer_run_id, keep_records))
         .expect("spawning the event thread");
 
+    let spill_root = state_root.clone();
     let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
     let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
     let consume::Consumed {
@@ -164,8 +165,19 @@ pub fn run_plan(
         db,
         records,
         mut warnings,
+        unrecorded,
+        output_lost,
     } = consumer.join().expect("the event thread does not panic");
     let interrupted = interrupted_by(cancel_state);
+    let mut store_lost = !unrecorded.is_empty() || output_lost > 0;
+    if output_lost > 0 {
+        warnings.push(format!(
+            "the output of {output_lost} job(s) could not be kept whole (a full disk?); `orchestrate show --job NAME` says what was lost"
+        ));
+    }
+    if store_lost && let Some(root) = &spill_root {
+        warnings.push(keep_unrecorded(root, &run_id, &unrecorded));
+    }
     if let Some(s) = db {
         let end = RunEnd {
             run_id: &run_id,
@@ -173,14 +185,20 @@ pub fn run_plan(
             retention: plan.retention,
             job_file: job_file.as_deref(),
         };
-        finish_in_store(s, &end, &mut warnings);
+        store_lost |= !finish_in_store(s, &end, &mut warnings);
     }
     reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
     let records = with_output(records, opts.keep_output);
     drop(tmp);
     Ok(RunOutcome {
         run_id: opts.store.then_some(run_id),
-        exit_code: exit_code(interrupted, &summary),
+        // A run that could not record what happened says so in its exit code, whatever its
+        // jobs did: cron must hear of it.
+        exit_code: if store_lost {
+            exit::SOFTWARE
+        } else {
+            exit_code(interrupted, &summary)
+        },
         summary,
         interrupted,
         records,
@@ -303,8 +321,37 @@ struct RunEnd<'a> {
 
 /// Records the end of the run and prunes the job file's history; a failure of either is a
 /// warning, not an error: the jobs have run.
-fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) {
-    if let Err(e) = s.finish_run(end.run_id, end.interrupted, SystemTime::now()) {
+/// Keeps records the store did not take in a spill file, which the next run folds into the
+/// history; if even that cannot be written, they go to stderr as JSON lines, to be kept by
+/// whoever reads it (cron mails it). Returns the warning to print.
+fn keep_unrecorded(root: &std::path::Path, run_id: &str, recs: &[crate::record::Sealed]) -> String {
+    match store::spill(root, run_id, recs) {
+        Ok(path) => format!(
+            "could not record {} finished jobs in the store; they are kept in {} and will be added to the history by the next run",
+            recs.len(),
+            path.display()
+        ),
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            for r in recs {
+                let _ = writeln!(
+                    err,
+                    "{}",
+                    serde_json::to_string(&**r).expect("records serialize")
+                );
+            }
+            format!(
+                "could not record {} finished jobs in the store, nor keep them in a spill file ({e}); their records are printed above as JSON lines",
+                recs.len()
+            )
+        }
+    }
+}
+
+/// Records the end of the run; false if that failed (a pruning failure is only a warning).
+fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) -> bool {
+    let ended = s.finish_run(end.run_id, end.interrupted, SystemTime::now());
+    if let Err(e) = &ended {
         warnings.push(format!("could not record the end of the run: {e}"));
     }
     // Retention: this job file's history, by its own limits or the default.
@@ -312,6 +359,7 @@ fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) {
     if let Err(e) = s.gc(&keep, end.job_file) {
         warnings.push(format!("could not prune old runs: {e}"));
     }
+    ended.is_ok()
 }
 
 /// The records, with their captured bytes read back if `keep_output` (before a temporary

@@ -15,6 +15,7 @@ mod ids;
 mod records;
 mod runs;
 mod schema;
+mod spill;
 mod status_sql;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -28,6 +29,7 @@ pub use ids::{new_run_id, valid_run_id};
 pub use records::{ShowRow, not_found_job};
 pub use runs::{NewRun, RunFilter, RunRow, hostname};
 pub use schema::SCHEMA_VERSION;
+pub use spill::spill;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -140,7 +142,7 @@ fn check_private(path: &Path, follow: bool) -> Result<()> {
 /// The state dir and what orchestrate keeps directly in it, checked with `check_private`.
 pub fn check_state_dir(root: &Path) -> Result<()> {
     check_private(root, true)?;
-    for name in ["history.db", "runs", "locks", "cron"] {
+    for name in ["history.db", "runs", "locks", "cron", "spill"] {
         check_private(&root.join(name), false)?;
     }
     Ok(())

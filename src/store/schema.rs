@@ -73,7 +73,9 @@ impl RunStore {
         let probe = root.join(format!(".probe-{}", std::process::id()));
         std::fs::write(&probe, b"").map_err(dir_err)?;
         let _ = std::fs::remove_file(&probe);
-        Self::open_db(root, true)
+        let mut store = Self::open_db(root, true)?;
+        store.fold_spills();
+        Ok(store)
     }
 
     /// Opens an existing store for the inspection commands.

@@ -591,3 +591,58 @@ fn the_ssh_socket_folder_is_private_and_a_killed_runs_folder_is_cleaned_up() {
     assert_eq!(mode, 0o700, "{}", dir.display());
     assert!(!stale.exists(), "the stale socket folder stayed");
 }
+
+/// A small tmpfs of our own (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&at)
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_run_that_fills_the_disk_exits_70_and_loses_no_record() {
+    let env = Env::new();
+    let Some(_fs) = Tmpfs::mount(env.state(), "size=640k,mode=0700") else {
+        crate::helpers::skipped(
+            "trust::a_run_that_fills_the_disk",
+            "cannot mount a tmpfs (not root?)",
+        );
+        return;
+    };
+    // The first job fills the state dir's disk with its output; the others' records then
+    // cannot be written.
+    let mut yaml =
+        String::from("jobs:\n  - name: filler\n    command: head -c 2000000 /dev/zero\n");
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "  - name: later{i}\n    command: 'true'\n    needs: [filler]\n"
+        ));
+    }
+    let run = env.run_jobs(&yaml, &["-q", "-j", "1"]);
+    assert_eq!(run.code, 70, "{run:?}");
+    assert!(run.stderr.contains("could not record"), "{}", run.stderr);
+    // What the store could not take is on stderr (the disk is full: no spill file either),
+    // every job of the run, none left out.
+    let kept = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"job\":"))
+        .count();
+    let stored = env.run(&["show", "last", "--json"]).json().len();
+    assert_eq!(kept + stored, 21, "{}", run.stderr);
+}

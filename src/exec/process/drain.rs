@@ -241,6 +241,7 @@ impl Drain {
             path: self.file.is_some().then(|| self.path.clone()),
             bytes: self.bytes,
             captured: true,
+            incomplete: self.error.is_some(),
         }
     }
 }

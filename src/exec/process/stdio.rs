@@ -103,6 +103,7 @@ impl FileTarget {
             path: Some(self.path.clone()),
             bytes: now.saturating_sub(self.start_len),
             captured: false,
+            ..StoredOutput::default()
         }
     }
 }
@@ -129,11 +130,13 @@ impl FileDest {
                 path: Some(p.clone()),
                 bytes: 0,
                 captured: true,
+                ..StoredOutput::default()
             },
             FileDest::File { path, .. } => StoredOutput {
                 path: Some(path.clone()),
                 bytes: 0,
                 captured: false,
+                ..StoredOutput::default()
             },
             FileDest::Null | FileDest::SameAsStdout => StoredOutput::default(),
         }
