@@ -42,11 +42,40 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     make_unique_entries(&mut entries, &mut jobs);
     let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
     names::hide_secret_items(&entries, &mut jobs, &secrets);
+    check_sbatch_secrets(&jobs, &secrets, &loc)?;
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
     for j in &mut jobs {
         j.def_hash = definition_hash(j);
     }
     Ok(plan_of(path, text, file, jobs, secrets))
+}
+
+/// sbatch writes a batch job's output files itself, on the node, where nothing of ours can
+/// redact them: a secret in a Slurm background job's captured output would be stored. Such
+/// a job must send its output to a file of its own (or nowhere), or run in the foreground.
+fn check_sbatch_secrets(
+    jobs: &[PlannedJob],
+    secrets: &[String],
+    loc: &Locator<'_>,
+) -> Result<(), SpecError> {
+    use super::{Executor, Target};
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let captured = |t: &Target| matches!(t, Target::Capture | Target::Inherit);
+    let Some(j) = jobs.iter().find(|j| {
+        j.background
+            && matches!(j.executor, Executor::Slurm(_))
+            && (captured(&j.stdout) || captured(&j.stderr))
+    }) else {
+        return Ok(());
+    };
+    Err(loc.err(
+        &loc.key(j.entry, "background"),
+        Some(j.name.clone()),
+        "a Slurm background job's output is written by sbatch, where secrets (`secret_env`) cannot be redacted from it".into(),
+        Some("send its stdout and stderr to files of its own or to `null`, or run it in the foreground (without `background: true`)".into()),
+    ))
 }
 
 /// Where paths in the job file are relative to: its directory.

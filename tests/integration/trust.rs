@@ -646,3 +646,12 @@ fn a_run_that_fills_the_disk_exits_70_and_loses_no_record() {
     let stored = env.run(&["show", "last", "--json"]).json().len();
     assert_eq!(kept + stored, 21, "{}", run.stderr);
 }
+
+#[test]
+fn secrets_in_a_slurm_background_jobs_captured_output_are_refused_before_anything_runs() {
+    refused(
+        "secret_env: [TOKEN]\nenv: {TOKEN: s3cr3t}\njobs:\n  - name: batch\n    command: echo $TOKEN\n    executor: slurm\n    background: true\n",
+        "cannot be redacted",
+        "jobs.yaml:7:",
+    );
+}
