@@ -78,7 +78,20 @@ pub fn parse(path: &Path, text: &str) -> Result<JobFile, SpecError> {
         ));
     }
     let source = Source::new(path, text);
-    serde_yaml::from_str::<JobFile>(text).map_err(|e| yaml_error::from_serde(&source, &e))
+    let file =
+        serde_yaml::from_str::<JobFile>(text).map_err(|e| yaml_error::from_serde(&source, &e))?;
+    if let Some((line, col, tag)) = super::tags::first_refused_tag(text) {
+        return Err(SpecError::at(
+            path,
+            None,
+            line,
+            col,
+            format!("YAML tags such as `{tag}` are not supported in job files"),
+            Some("remove the tag: values are read as plain strings, numbers and lists".into()),
+        )
+        .with_source(text));
+    }
+    Ok(file)
 }
 
 fn only_comments(text: &str) -> bool {

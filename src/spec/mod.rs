@@ -12,6 +12,7 @@ mod load;
 mod locate;
 mod scalar;
 mod streams;
+mod tags;
 mod values;
 mod yaml_error;
 

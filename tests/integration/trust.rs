@@ -655,3 +655,17 @@ fn secrets_in_a_slurm_background_jobs_captured_output_are_refused_before_anythin
         "jobs.yaml:7:",
     );
 }
+
+#[test]
+fn yaml_tags_are_refused_rather_than_ignored() {
+    refused(
+        "jobs:\n  - name: a\n    command: !!python/object:os.system \"echo hi\"\n",
+        "YAML tags such as `!!python/object:os.system` are not supported",
+        "jobs.yaml:3:",
+    );
+    refused(
+        "jobs:\n  - name: b\n    command: !!binary aGVsbG8=\n",
+        "`!!binary`",
+        "jobs.yaml:3:",
+    );
+}
