@@ -4,6 +4,7 @@
 
 mod capture;
 mod consume;
+mod finish;
 mod signals;
 
 pub use signals::sweep_orphans;
@@ -21,7 +22,7 @@ use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, La
 use crate::plan::{HaltSpec, Plan, Retention};
 use crate::record::CompletedProcess;
 use crate::report::{ReportConfig, Reporter};
-use crate::store::{self, RunStore, StoreError};
+use crate::store::StoreError;
 
 /// Everything a run needs besides its plan.
 pub struct RunOptions {
@@ -169,24 +170,17 @@ pub fn run_plan(
         output_lost,
     } = consumer.join().expect("the event thread does not panic");
     let interrupted = interrupted_by(cancel_state);
-    let mut store_lost = !unrecorded.is_empty() || output_lost > 0;
-    if output_lost > 0 {
-        warnings.push(format!(
-            "the output of {output_lost} job(s) could not be kept whole (a full disk?); `orchestrate show --job NAME` says what was lost"
-        ));
-    }
-    if store_lost && let Some(root) = &spill_root {
-        warnings.push(keep_unrecorded(root, &run_id, &unrecorded));
-    }
-    if let Some(s) = db {
-        let end = RunEnd {
-            run_id: &run_id,
-            interrupted: interrupted.is_some(),
-            retention: plan.retention,
-            job_file: job_file.as_deref(),
-        };
-        store_lost |= !finish_in_store(s, &end, &mut warnings);
-    }
+    let lost = finish::Lost {
+        unrecorded,
+        output_lost,
+    };
+    let end = finish::RunEnd {
+        run_id: &run_id,
+        interrupted: interrupted.is_some(),
+        retention: plan.retention,
+        job_file: job_file.as_deref(),
+    };
+    let store_lost = finish::record_end(db, spill_root.as_deref(), &end, lost, &mut warnings);
     reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
     let records = with_output(records, opts.keep_output);
     drop(tmp);
@@ -308,58 +302,6 @@ fn exit_code(interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
         None if summary.failed() > 0 => exit::JOB_FAILED,
         None => exit::OK,
     }
-}
-
-/// How a run ended, as the store keeps it.
-struct RunEnd<'a> {
-    run_id: &'a str,
-    /// Stopped by a signal; otherwise the store tells its status from its records' counts.
-    interrupted: bool,
-    retention: Option<Retention>,
-    job_file: Option<&'a str>,
-}
-
-/// Records the end of the run and prunes the job file's history; a failure of either is a
-/// warning, not an error: the jobs have run.
-/// Keeps records the store did not take in a spill file, which the next run folds into the
-/// history; if even that cannot be written, they go to stderr as JSON lines, to be kept by
-/// whoever reads it (cron mails it). Returns the warning to print.
-fn keep_unrecorded(root: &std::path::Path, run_id: &str, recs: &[crate::record::Sealed]) -> String {
-    match store::spill(root, run_id, recs) {
-        Ok(path) => format!(
-            "could not record {} finished jobs in the store; they are kept in {} and will be added to the history by the next run",
-            recs.len(),
-            path.display()
-        ),
-        Err(e) => {
-            let mut err = std::io::stderr().lock();
-            for r in recs {
-                let _ = writeln!(
-                    err,
-                    "{}",
-                    serde_json::to_string(&**r).expect("records serialize")
-                );
-            }
-            format!(
-                "could not record {} finished jobs in the store, nor keep them in a spill file ({e}); their records are printed above as JSON lines",
-                recs.len()
-            )
-        }
-    }
-}
-
-/// Records the end of the run; false if that failed (a pruning failure is only a warning).
-fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) -> bool {
-    let ended = s.finish_run(end.run_id, end.interrupted, SystemTime::now());
-    if let Err(e) = &ended {
-        warnings.push(format!("could not record the end of the run: {e}"));
-    }
-    // Retention: this job file's history, by its own limits or the default.
-    let keep = end.retention.unwrap_or(store::DEFAULT_RETENTION);
-    if let Err(e) = s.gc(&keep, end.job_file) {
-        warnings.push(format!("could not prune old runs: {e}"));
-    }
-    ended.is_ok()
 }
 
 /// The records, with their captured bytes read back if `keep_output` (before a temporary
