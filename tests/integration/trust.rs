@@ -669,3 +669,61 @@ fn yaml_tags_are_refused_rather_than_ignored() {
         "jobs.yaml:3:",
     );
 }
+
+/// Every process command line on the machine that holds `needle`.
+fn cmdlines_holding(needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+            && c.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            hits.push(String::from_utf8_lossy(&c).replace('\0', " "));
+        }
+    }
+    hits
+}
+
+#[test]
+fn an_ssh_jobs_secrets_travel_over_the_connection_not_in_any_command_line() {
+    use crate::scale_out::{ssh_head, sshd};
+    let Some(e) =
+        sshd("trust::an_ssh_jobs_secrets_travel_over_the_connection_not_in_any_command_line")
+    else {
+        return;
+    };
+    let env = Env::new();
+    env.write("input.txt", "from a file\n");
+    let secret = "ssh-s3cr3t-5a7e";
+    // The job compares its variable with a file: its own command line holds no secret.
+    env.write("expected", secret);
+    let yaml = format!(
+        "{1}executor: ssh\nhosts: [orch-ssh]\nsecret_env: [TOKEN]\nenv: {{TOKEN: {secret}}}\njobs:\n  - name: uses\n    shell: 'test \"$TOKEN\" = \"$(cat {0}/expected)\" && touch {0}/started && sleep 2 && echo ok'\n  - name: text\n    command: cat\n    stdin: \"typed\\n\"\n  - name: file\n    command: cat\n    stdin: {{file: input.txt}}\n",
+        env.path("").display(),
+        ssh_head(e),
+    );
+    env.write("jobs.yaml", &yaml);
+    let mut cmd = env.cmd();
+    cmd.envs(e.iter().map(|(k, v)| (k, v)))
+        .args(["jobs.yaml", "--json"]);
+    cmd.stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    assert!(crate::helpers::wait_for(
+        std::time::Duration::from_secs(20),
+        || { env.path("started").exists() }
+    ));
+    let seen = cmdlines_holding(secret);
+    let out = child.wait_with_output().unwrap();
+    assert!(seen.is_empty(), "the secret is in command lines: {seen:?}");
+    let run = crate::helpers::Run::from(out);
+    assert_eq!(run.code, 0, "{run:?}");
+    let recs = run.json();
+    assert_eq!(crate::helpers::Run::record(&recs, "uses")["stdout"], "ok\n");
+    assert_eq!(
+        crate::helpers::Run::record(&recs, "text")["stdout"],
+        "typed\n"
+    );
+    assert_eq!(
+        crate::helpers::Run::record(&recs, "file")["stdout"],
+        "from a file\n"
+    );
+}

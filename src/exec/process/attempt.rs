@@ -36,7 +36,7 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
     if let Err(why) = check_dir(cwd) {
         return failed(why, 126);
     }
-    let streams = match open_streams(job, ctx, cwd, launch.marker.as_deref()) {
+    let streams = match open_streams(job, ctx, cwd, &launch) {
         Ok(s) => s,
         Err(why) => return failed(why, 126),
     };
@@ -159,7 +159,7 @@ impl Watch {
     fn start(job: &PlannedJob, ctx: &JobCtx, mut child: Child, streams: Streams) -> Watch {
         let Streams {
             io,
-            stdin_text,
+            stdin_feed,
             mut stdout_drain,
             stderr_drain,
             merged_reader,
@@ -168,10 +168,15 @@ impl Watch {
         } = streams;
         // The child has its ends of these: ours close now.
         drop(io);
-        if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
+        if let (Some(feed), Some(mut stdin)) = (stdin_feed, child.stdin.take()) {
             tokio::spawn(async move {
                 // A job that does not read its input closes the pipe: that is not an error.
-                let _ = stdin.write_all(text.as_bytes()).await;
+                if stdin.write_all(&feed.bytes).await.is_ok()
+                    && let Some(f) = feed.then
+                {
+                    let mut f = tokio::fs::File::from_std(f);
+                    let _ = tokio::io::copy(&mut f, &mut stdin).await;
+                }
                 let _ = stdin.shutdown().await;
             });
         }

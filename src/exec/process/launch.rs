@@ -18,6 +18,9 @@ pub struct Launch {
     /// The job runs under the remote wrapper, whose control lines start with this marker on
     /// stderr: stderr is then always read here, and the job's status is the wrapper's word.
     pub marker: Option<String>,
+    /// Bytes sent on the job's stdin ahead of its own input (ssh: the script and its
+    /// variables, which must not be in any command line).
+    pub stdin_prefix: Option<Vec<u8>>,
 }
 
 /// Builds and stops the OS process of a job.
@@ -76,6 +79,7 @@ impl Launcher for Local {
             env_clear: !env.inherited,
             env,
             marker: None,
+            stdin_prefix: None,
         }
     }
 }

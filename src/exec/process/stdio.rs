@@ -169,13 +169,21 @@ pub fn file_dest(job: &PlannedJob, capture: &CaptureRoot, stream: Stream) -> Fil
 pub(super) struct Streams {
     /// stdin, stdout, stderr as the child gets them.
     pub io: [ChildIo; 3],
-    pub stdin_text: Option<String>,
+    /// What is written to the job's stdin pipe here.
+    pub stdin_feed: Option<StdinFeed>,
     pub stdout_drain: Option<Drain>,
     pub stderr_drain: Option<Drain>,
     /// For stderr merged into a captured stdout: the read end of the shared pipe.
     pub merged_reader: Option<std::io::PipeReader>,
     pub stdout_file: Option<FileTarget>,
     pub stderr_file: Option<FileTarget>,
+}
+
+/// What a task writes to a job's stdin: bytes (its `stdin:` text, or a remote wrapper's
+/// script), then, for an input file behind a script, the file's contents.
+pub(super) struct StdinFeed {
+    pub bytes: Vec<u8>,
+    pub then: Option<File>,
 }
 
 /// What one stream is connected to: the child's end, what drains it here, and the job's own
@@ -203,9 +211,10 @@ pub(super) fn open_streams(
     job: &PlannedJob,
     ctx: &JobCtx,
     cwd: Option<&Path>,
-    marker: Option<&str>,
+    launch: &super::Launch,
 ) -> Result<Streams, String> {
-    let (stdin, stdin_text) = open_stdin(&job.stdin, cwd)?;
+    let marker = launch.marker.as_deref();
+    let (stdin, stdin_feed) = open_stdin(&job.stdin, cwd, launch.stdin_prefix.as_deref())?;
     let mut out = open_end(job, ctx, cwd, Stream::Stdout, &job.stdout)?;
     let mut merged_reader = None;
     let err = match (&job.stderr, marker) {
@@ -219,7 +228,7 @@ pub(super) fn open_streams(
     };
     Ok(Streams {
         io: [stdin, out.io, err.io],
-        stdin_text,
+        stdin_feed,
         stdout_drain: out.drain,
         stderr_drain: err.drain,
         merged_reader,
@@ -228,15 +237,30 @@ pub(super) fn open_streams(
     })
 }
 
-fn open_stdin(input: &Input, cwd: Option<&Path>) -> Result<(ChildIo, Option<String>), String> {
+/// The job's stdin: /dev/null, a pipe fed here, or its input file. With a `prefix` (a remote
+/// wrapper's script) it is always a pipe: the prefix first, then the job's own input.
+fn open_stdin(
+    input: &Input,
+    cwd: Option<&Path>,
+    prefix: Option<&[u8]>,
+) -> Result<(ChildIo, Option<StdinFeed>), String> {
+    let feed = |bytes: Vec<u8>, then: Option<File>| Some(StdinFeed { bytes, then });
+    let mut bytes = prefix.map(<[u8]>::to_vec).unwrap_or_default();
     Ok(match input {
-        Input::Null => (ChildIo::Null, None),
-        Input::Text(t) => (ChildIo::Piped, Some(t.clone())),
+        Input::Null if prefix.is_none() => (ChildIo::Null, None),
+        Input::Null => (ChildIo::Piped, feed(bytes, None)),
+        Input::Text(t) => {
+            bytes.extend_from_slice(t.as_bytes());
+            (ChildIo::Piped, feed(bytes, None))
+        }
         Input::File(p) => {
             let p = resolve(cwd, p);
             let f = open_input(&p)
                 .map_err(|e| format!("cannot open stdin file {}: {}", p.display(), os_text(&e)))?;
-            (ChildIo::Fd(f.into()), None)
+            match prefix {
+                None => (ChildIo::Fd(f.into()), None),
+                Some(_) => (ChildIo::Piped, feed(bytes, Some(f))),
+            }
         }
     })
 }

@@ -44,22 +44,31 @@ impl Launcher for Slurm {
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let mut cmd = std::process::Command::new("srun");
         cmd.args(self.srun_args(job));
+        if job.env_clear {
+            // Only the job's variables (and Slurm's own): their names are in the command
+            // line, their values come from srun's environment, never from argv.
+            let names: Vec<&str> = env.vars.iter().map(|(k, _)| k.as_str()).collect();
+            cmd.arg(format!("--export={}", names.join(",")));
+        }
         cmd.args([
             "sh",
             "-c",
-            &wrap::script(&self.marker, job, argv, &env, false),
+            &wrap::script(&self.marker, job, argv, "", false),
         ]);
         cmd.env("SLURM_EXIT_ERROR", SRUN_EXIT_ERROR.to_string());
+        // srun hands its environment to the task (`--export=ALL` by default): the job's
+        // variables travel there, not in the command line.
+        env.apply(&mut cmd);
         // srun starts the job in the directory it runs in.
         if let Some(dir) = &job.cwd {
             cmd.current_dir(dir);
         }
-        // srun passes its own environment on (--export=ALL); the wrapper adds the job's.
         Launch {
             cmd,
             env_clear: false,
             env,
             marker: Some(self.marker.clone()),
+            stdin_prefix: None,
         }
     }
 

@@ -30,24 +30,23 @@ pub fn new_marker() -> String {
     format!("__ORCH_{}", &crate::text::sha256_hex(seed.as_bytes())[..20])
 }
 
-/// The `sh` script that runs `argv` with the variables of `env` and reports around it. With
-/// `cd`, it changes to the job's directory first (ssh: the job's `cwd` is on the remote host).
-pub fn script(marker: &str, job: &PlannedJob, argv: &[String], env: &JobEnv, cd: bool) -> String {
+/// The `sh` script that runs `argv` and reports around it. `setup` runs first, in the same
+/// shell (`exports` for ssh; empty for Slurm, whose tasks get the variables through srun's
+/// own environment). With `cd`, it changes to the job's directory first (ssh: the job's `cwd`
+/// is on the remote host). No variable value is ever in a command line here: argv would show
+/// it to every user in /proc.
+pub fn script(marker: &str, job: &PlannedJob, argv: &[String], setup: &str, cd: bool) -> String {
     let q = |s: &str| shell_words::quote(s).into_owned();
-    let mut cmd = String::from("env");
-    if job.env_clear {
-        cmd.push_str(" -i");
-    }
-    for (k, v) in &env.vars {
-        cmd.push(' ');
-        cmd.push_str(&q(&format!("{k}={v}")));
-    }
-    // `env` would take a first word with `=` for another variable.
-    if argv[0].contains('=') {
-        cmd.push_str(" --");
-    }
-    for a in argv {
-        cmd.push(' ');
+    // A first word with `=` would be taken for an assignment: `command` runs it as a name.
+    let mut cmd = String::from(if argv[0].contains('=') {
+        "command "
+    } else {
+        ""
+    });
+    for (i, a) in argv.iter().enumerate() {
+        if i > 0 {
+            cmd.push(' ');
+        }
         cmd.push_str(&q(a));
     }
     // Merging and discarding happen remotely, so the local stderr pipe carries only what the
@@ -65,10 +64,37 @@ pub fn script(marker: &str, job: &PlannedJob, argv: &[String], env: &JobEnv, cd:
         _ => format!("{cmd}; st=$?"),
     };
     format!(
-        "printf '%s start %s %s %s\\n' {m} \"$$\" \"${{SLURM_JOB_ID:--}}\" \"${{SLURMD_NODENAME:-$(uname -n)}}\" >&2; \
+        "{setup}printf '%s start %s %s %s\\n' {m} \"$$\" \"${{SLURM_JOB_ID:--}}\" \"${{SLURMD_NODENAME:-$(uname -n)}}\" >&2; \
          {run}; printf '%s exit %s\\n' {m} \"$st\" >&2; exit \"$st\"",
         m = q(marker)
     )
+}
+
+/// Shell statements that give the job exactly `env` on top of the session's environment, or
+/// instead of it with `clean` (every variable the session had is unset first).
+pub fn exports(env: &JobEnv, clean: bool) -> String {
+    let mut s = String::new();
+    if clean {
+        s.push_str(
+            "for __k in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$__k\" 2>/dev/null; done; unset __k; ",
+        );
+    }
+    for (k, v) in &env.vars {
+        s.push_str(&format!("export {k}={}; ", shell_words::quote(v)));
+    }
+    s
+}
+
+/// The remote command that runs a script sent on stdin: a line with its length in bytes,
+/// then the script, read exactly (the job's own input follows it on the same stream).
+pub const STDIN_BOOTSTRAP: &str =
+    "exec sh -c 'IFS= read -r n && s=$(dd bs=1 count=\"$n\" 2>/dev/null) && eval \"$s\"'";
+
+/// What is sent on stdin ahead of the job's own input, for `STDIN_BOOTSTRAP`.
+pub fn stdin_prefix(script: &str) -> Vec<u8> {
+    let mut p = format!("{}\n", script.len()).into_bytes();
+    p.extend_from_slice(script.as_bytes());
+    p
 }
 
 /// What the wrapper reported.

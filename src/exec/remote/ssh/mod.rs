@@ -50,9 +50,12 @@ impl Launcher for Ssh {
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let mut cmd = std::process::Command::new("ssh");
         cmd.args(&self.args);
-        // The remote login shell runs this; `exec` keeps the script in the session sshd made.
-        let script = wrap::script(&self.marker, job, argv, &env, true);
-        cmd.arg(format!("exec sh -c {}", shell_words::quote(&script)));
+        // The script, with the job's variables, goes over the connection on stdin, ahead of
+        // the job's own input: on ssh's command line every local user could read it in
+        // /proc, and the remote side's too. `exec` keeps it in the session sshd made.
+        let setup = wrap::exports(&env, job.env_clear);
+        let script = wrap::script(&self.marker, job, argv, &setup, true);
+        cmd.arg(wrap::STDIN_BOOTSTRAP);
         // The job's directory is on the remote host (the wrapper changes to it), and its
         // environment starts from the remote login's, not ours.
         Launch {
@@ -63,6 +66,7 @@ impl Launcher for Ssh {
                 ..env
             },
             marker: Some(self.marker.clone()),
+            stdin_prefix: Some(wrap::stdin_prefix(&script)),
         }
     }
 
