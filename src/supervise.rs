@@ -18,14 +18,12 @@ use crate::sys;
 
 /// This process, as a supervisor others can check on.
 pub fn me() -> Supervisor {
-    crate::exec::background::identify(std::process::id())
+    Supervisor::of(std::process::id())
 }
 
-/// Whether the supervisor of a record is still the same live process.
+/// Whether the supervisor of a record may still be the same live process.
 pub fn alive(s: &Supervisor) -> bool {
-    s.boot_id == sys::boot_id()
-        && !sys::process_gone(s.pid)
-        && sys::process_start_ticks(s.pid) == Some(s.start_ticks)
+    s.may_live()
 }
 
 fn say(line: &str) {

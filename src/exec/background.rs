@@ -47,16 +47,6 @@ pub struct SuperviseSpec {
 pub const STARTED: &str = "started ";
 pub const RECORD: &str = "record ";
 
-/// A process as a supervisor others can check on: its pid with its start time and the boot,
-/// since the system may reuse the pid.
-pub fn identify(pid: u32) -> Supervisor {
-    Supervisor {
-        pid,
-        start_ticks: sys::process_start_ticks(pid).unwrap_or(0),
-        boot_id: sys::boot_id(),
-    }
-}
-
 fn failed(job: &PlannedJob, ctx: &JobCtx, status: Status, msg: String) -> CompletedProcess {
     let mut rec = ends::not_run(job, ctx.slot, None, status, msg);
     rec.background = true;
@@ -96,7 +86,7 @@ pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -
         let mut rec = ends::running_background(job, ctx.slot, pid, &ctx.run_env, &ctx.capture);
         // The same record as the supervisor's own (which this one may replace): it names the
         // supervisor, so that `status` can tell a running job from a lost one.
-        rec.supervisor = Some(identify(supervisor_pid));
+        rec.supervisor = Some(Supervisor::of(supervisor_pid));
         rec.notes.push(format!(
             "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
         ));

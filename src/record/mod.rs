@@ -87,7 +87,8 @@ pub struct CompletedProcess {
     pub slurm_job_id: Option<String>,
 }
 
-/// Identifies a supervisor process beyond its pid, which the system may reuse.
+/// Identifies a process (a run's orchestrate, a background job's supervisor) beyond its pid,
+/// which the system may reuse, and which means nothing in another PID namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supervisor {
     pub pid: u32,
@@ -95,6 +96,35 @@ pub struct Supervisor {
     pub start_ticks: u64,
     /// /proc/sys/kernel/random/boot_id: a reboot means the supervisor is gone.
     pub boot_id: String,
+    /// The PID namespace the pid belongs to (`pid:[4026531836]`); empty in old records.
+    #[serde(default)]
+    pub pid_ns: String,
+}
+
+impl Supervisor {
+    /// Process `pid` of our own PID namespace, as others can later check on it.
+    pub fn of(pid: u32) -> Supervisor {
+        Supervisor {
+            pid,
+            start_ticks: crate::sys::process_start_ticks(pid).unwrap_or(0),
+            boot_id: crate::sys::boot_id(),
+            pid_ns: crate::sys::pid_namespace(),
+        }
+    }
+
+    /// Whether the process may still live: the same process (pid and start time) in this
+    /// boot, or one in another PID namespace, which cannot be seen from here and so is never
+    /// taken for dead. A reboot ends every process.
+    pub fn may_live(&self) -> bool {
+        if self.boot_id != crate::sys::boot_id() {
+            return false;
+        }
+        if !self.pid_ns.is_empty() && self.pid_ns != crate::sys::pid_namespace() {
+            return true;
+        }
+        !crate::sys::process_gone(self.pid)
+            && crate::sys::process_start_ticks(self.pid) == Some(self.start_ticks)
+    }
 }
 
 /// How one failed attempt of a retried job ended.

@@ -12,6 +12,7 @@
 mod background;
 mod gc;
 mod ids;
+mod liveness;
 mod records;
 mod runs;
 mod schema;
@@ -26,8 +27,9 @@ use rusqlite::Connection;
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
 pub use gc::GcReport;
 pub use ids::{new_run_id, valid_run_id};
+pub use liveness::hostname;
 pub use records::{ShowRow, not_found_job};
-pub use runs::{NewRun, RunFilter, RunRow, hostname};
+pub use runs::{NewRun, RunFilter, RunRow};
 pub use schema::SCHEMA_VERSION;
 pub use spill::spill;
 

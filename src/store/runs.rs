@@ -4,9 +4,10 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{OptionalExtension, params};
 
+use super::hostname;
 use super::status_sql;
 use super::{Result, RunStore, StoreError, mkdir_private};
-use crate::record::{Counts, RunStatus, Status, from_millis, to_millis};
+use crate::record::{Counts, RunStatus, Status, Supervisor, from_millis, to_millis};
 
 /// A run as listed by `orchestrate runs`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,8 +79,8 @@ impl RunStore {
             .or_else(|_| std::env::var("LOGNAME"))
             .ok();
         let sql = format!(
-            "INSERT INTO runs (id, job_file, job_file_hash, host, user, pid, started_ms, status, total, env_keys)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {}, ?8, ?9)",
+            "INSERT INTO runs (id, job_file, job_file_hash, host, user, pid, started_ms, status, total, env_keys, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {}, ?8, ?9, ?10)",
             status_sql::running_value()
         );
         self.conn
@@ -95,7 +96,9 @@ impl RunStore {
                     to_millis(run.started),
                     run.total as i64,
                     serde_json::to_string(crate::environ::inherited_env_keys())
-                        .expect("names serialize")
+                        .expect("names serialize"),
+                    serde_json::to_string(&Supervisor::of(std::process::id()))
+                        .expect("an identity serializes")
                 ],
             )
             .map_err(self.sql_err())?;
@@ -166,40 +169,6 @@ impl RunStore {
                 ],
             )
             .map_err(self.sql_err())?;
-        Ok(())
-    }
-
-    /// Runs still marked running whose orchestrate process is gone are marked interrupted.
-    fn settle_dead_runs(&mut self) -> Result<()> {
-        let host = hostname();
-        let running = status_sql::run_running();
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT id, pid, host FROM runs WHERE {running}"))
-            .map_err(self.sql_err())?;
-        let rows: Vec<(String, Option<u32>, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.sql_err())?;
-        drop(stmt);
-        for (id, pid, run_host) in rows {
-            if run_host.is_some() && run_host != host {
-                continue;
-            }
-            let alive = pid.is_some_and(process_alive);
-            if !alive {
-                let sql = format!(
-                    "UPDATE runs SET {},
-                           ended_ms = COALESCE(ended_ms, (SELECT MAX(started_ms + duration_ms) FROM records WHERE run_id = ?1), started_ms)
-                         WHERE id = ?1 AND {running}",
-                    status_sql::set_run_interrupted()
-                );
-                self.conn
-                    .execute(&sql, params![id])
-                    .map_err(self.sql_err())?;
-            }
-        }
         Ok(())
     }
 
@@ -376,16 +345,4 @@ impl RunStore {
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default())
     }
-}
-
-pub fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-}
-
-fn process_alive(pid: u32) -> bool {
-    crate::sys::kill(pid, 0).unwrap_or(true)
 }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{Result, RunStore, StoreError, mkdir_private};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_run_order ON records(run_id, idx);",
     // 2 -> 3: a run's jobs counted by status (JSON), as `record::Counts` counts them.
     "ALTER TABLE runs ADD COLUMN counts TEXT;",
+    // 3 -> 4: the run's orchestrate process beyond its pid (start time, boot, PID namespace),
+    // so that a run is judged dead only when it is.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;",
 ];
 
 impl RunStore {

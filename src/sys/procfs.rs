@@ -23,6 +23,14 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// This process's PID namespace, as /proc names it (`pid:[4026531836]`): pids of another
+/// namespace mean nothing here.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())

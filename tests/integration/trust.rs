@@ -727,3 +727,55 @@ fn an_ssh_jobs_secrets_travel_over_the_connection_not_in_any_command_line() {
         "from a file\n"
     );
 }
+
+#[test]
+fn a_run_in_another_pid_namespace_is_not_taken_for_dead() {
+    if !crate::helpers::is_root() {
+        crate::helpers::skipped(
+            "trust::a_run_in_another_pid_namespace",
+            "needs root for unshare",
+        );
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        &format!(
+            "jobs:\n  - name: hold\n    shell: 'touch {0}/started; while [ ! -e {0}/go ]; do sleep 0.05; done'\n",
+            env.path("").display()
+        ),
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    // Processes started first push orchestrate's pid there past numbers that exist here.
+    cmd.args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg("i=0; while [ $i -lt 1500 ]; do /bin/true; i=$((i+1)); done; \"$0\" jobs.yaml")
+        .arg(env!("CARGO_BIN_EXE_orchestrate"))
+        .current_dir(env.path(""))
+        .env("ORCHESTRATE_STATE_DIR", env.state())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        crate::helpers::skipped("trust::a_run_in_another_pid_namespace", "no unshare");
+        return;
+    };
+    assert!(crate::helpers::wait_for(
+        std::time::Duration::from_secs(20),
+        || { env.path("started").exists() }
+    ));
+    // Its pid means nothing here: here it is no process at all.
+    let runs = env.run(&["runs", "--json"]).json();
+    let pid = runs[0]["pid"].as_u64().unwrap() as u32;
+    if crate::helpers::alive(pid) {
+        crate::helpers::skipped(
+            "trust::a_run_in_another_pid_namespace",
+            "its pid exists here too",
+        );
+    }
+    assert_eq!(runs[0]["status"], "running", "{runs:?}");
+    let gc = env.run(&["gc", "--keep-runs", "0"]);
+    assert_eq!(gc.code, 0, "{gc:?}");
+    std::fs::write(env.path("go"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+}

@@ -1,0 +1,65 @@
+//! Whether a run marked running still runs: its orchestrate process judged by pid, start
+//! time, boot and PID namespace; a dead one is settled as interrupted.
+
+use rusqlite::params;
+
+use super::status_sql;
+use super::{Result, RunStore};
+use crate::record::Supervisor;
+
+impl RunStore {
+    /// Runs still marked running whose orchestrate process is gone are marked interrupted.
+    pub(super) fn settle_dead_runs(&mut self) -> Result<()> {
+        let host = hostname();
+        let running = status_sql::run_running();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, pid, host, owner FROM runs WHERE {running}"
+            ))
+            .map_err(self.sql_err())?;
+        type Row = (String, Option<u32>, Option<String>, Option<String>);
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        drop(stmt);
+        for (id, pid, run_host, owner) in rows {
+            if run_host.is_some() && run_host != host {
+                continue;
+            }
+            // Judged as supervisors are: pid, start time, boot and PID namespace; runs from
+            // before owners were kept by their pid alone.
+            let owner: Option<Supervisor> = owner.and_then(|o| serde_json::from_str(&o).ok());
+            let alive = match owner {
+                Some(o) => o.may_live(),
+                None => pid.is_some_and(process_alive),
+            };
+            if !alive {
+                let sql = format!(
+                    "UPDATE runs SET {},
+                           ended_ms = COALESCE(ended_ms, (SELECT MAX(started_ms + duration_ms) FROM records WHERE run_id = ?1), started_ms)
+                         WHERE id = ?1 AND {running}",
+                    status_sql::set_run_interrupted()
+                );
+                self.conn
+                    .execute(&sql, params![id])
+                    .map_err(self.sql_err())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+fn process_alive(pid: u32) -> bool {
+    crate::sys::kill(pid, 0).unwrap_or(true)
+}
