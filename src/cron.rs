@@ -90,9 +90,9 @@ pub fn marker(job_file: &Path) -> String {
     cron_escape(&format!("# orchestrate: {}", job_file.display()))
 }
 
-/// Cron treats `%` as a newline in commands; escape it.
+/// Cron treats `%` as a newline in commands and `\` as its escape; escape both.
 fn cron_escape(s: &str) -> String {
-    s.replace('%', "\\%")
+    s.replace('\\', "\\\\").replace('%', "\\%")
 }
 
 fn q(p: &Path) -> String {
@@ -274,6 +274,20 @@ mod tests {
         .unwrap();
         assert!(l.contains("a\\%b.yaml"), "{l}");
         assert!(l.ends_with("# orchestrate: /srv/jobs/a\\%b.yaml"), "{l}");
+    }
+
+    #[test]
+    fn backslashes_are_escaped_for_cron() {
+        let l = line(
+            "@hourly",
+            Path::new("/srv/a\\%b/j.yaml"),
+            Path::new("/usr/bin/orchestrate"),
+            "/bin",
+            None,
+            Path::new("/var/log/x.log"),
+        )
+        .unwrap();
+        assert!(l.contains("a\\\\\\%b"), "{l}");
     }
 
     #[test]

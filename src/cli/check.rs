@@ -24,6 +24,11 @@ pub(super) fn cmd_check(path: &Path, json: bool) -> i32 {
     // The plan holds secret values (in argv, cwd, names): the whole printout is redacted, so
     // that no field of it can show one.
     let text = Secrets::new(plan.secrets.clone()).text(&String::from_utf8_lossy(&buf));
+    // Items and paths may hold terminal escapes: each line is shown, not obeyed.
+    let text: String = text
+        .lines()
+        .map(|l| crate::report::visible(l) + "\n")
+        .collect();
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
 }

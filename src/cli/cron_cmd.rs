@@ -89,9 +89,17 @@ fn crontab_line(
         .and_then(std::fs::canonicalize)
         .unwrap_or_else(|_| PathBuf::from("orchestrate"));
     let explicit_state = state_dir
-        .or_else(|| std::env::var_os("ORCHESTRATE_STATE_DIR").map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("ORCHESTRATE_STATE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .map(|p| std::path::absolute(&p).unwrap_or(p));
     let root = store::default_state_dir(explicit_state.as_deref()).map_err(|e| e.to_string())?;
+    // The line names the store it resolved now ($XDG_STATE_HOME, the home), so that the cron
+    // run and a run by hand share one history and one lock, whatever cron's environment.
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let explicit_state = Some(root.clone());
     let log = log_path(log, &root, abs);
     if let Some(dir) = log.parent()
         && let Err(e) = store::create_private_dir(dir)

@@ -37,11 +37,12 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     for (i, js) in specs.into_iter().enumerate() {
         entries.push(plan_entry(js, i, &cx, &mut jobs)?);
     }
+    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
+    names::hide_secrets(&mut entries, &mut jobs, &secrets, &loc)?;
     // Explicit names must be unique; generated ones are made unique around them.
     names::check_duplicates(&entries, &loc)?;
     make_unique_entries(&mut entries, &mut jobs);
-    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
-    names::hide_secret_items(&entries, &mut jobs, &secrets);
+    names::check_unique(&jobs, &loc)?;
     check_sbatch_secrets(&jobs, &secrets, &loc)?;
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
     for j in &mut jobs {

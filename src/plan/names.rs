@@ -101,25 +101,69 @@ pub(super) fn item_names(base: &str, groups: &[Vec<Item>], chunked: bool) -> Vec
     }
 }
 
-/// A fanned-out job whose item labels would put a secret value into a name (`for_each` over
-/// keys, each set as a secret variable) is named by item position instead: names are printed,
-/// stored and used as folder names.
-pub(super) fn hide_secret_items(entries: &[Entry], jobs: &mut [PlannedJob], secrets: &[String]) {
+/// Keeps secret values out of job names, which are printed, stored and used as folder names:
+/// a name given in the file that holds one is an error; a name made from a command that holds
+/// one is `job` instead; a fanned-out job whose item labels hold one is named by position.
+pub(super) fn hide_secrets(
+    entries: &mut [Entry],
+    jobs: &mut [PlannedJob],
+    secrets: &[String],
+    loc: &Locator<'_>,
+) -> Result<(), SpecError> {
     if secrets.is_empty() {
-        return;
+        return Ok(());
     }
-    for e in entries.iter().filter(|e| e.fanned) {
-        let leaks = jobs[e.jobs.clone()].iter().any(|j| {
-            secrets
-                .iter()
-                .any(|s| j.name[e.base.len()..].contains(s.as_str()))
-        });
-        if leaks {
-            for (k, j) in jobs[e.jobs.clone()].iter_mut().enumerate() {
-                j.name = format!("{}[{k}]", e.base);
-            }
+    let holds = |t: &str| secrets.iter().any(|s| t.contains(s.as_str()));
+    for (i, e) in entries.iter_mut().enumerate() {
+        let range = e.jobs.clone();
+        if e.explicit && holds(&e.base) {
+            return Err(loc.err(
+                &loc.key(i, "name"),
+                None,
+                "this job name holds the value of a secret variable (`secret_env`)".into(),
+                Some("names are printed and stored: choose one without the secret".into()),
+            ));
+        }
+        let old_base = e.base.clone();
+        if !e.explicit && jobs[range.clone()].iter().any(|j| holds(&j.argv.join(" "))) {
+            e.base = "job".to_string();
+        }
+        let labels_leak = e.fanned && jobs[range.clone()].iter().any(|j| holds(&j.name));
+        if e.base == old_base && !labels_leak {
+            continue;
+        }
+        for (k, j) in jobs[range].iter_mut().enumerate() {
+            j.name = match (e.fanned, labels_leak) {
+                (false, _) => e.base.clone(),
+                (true, true) => format!("{}[{k}]", e.base),
+                (true, false) => format!("{}{}", e.base, &j.name[old_base.len()..]),
+            };
         }
     }
+    Ok(())
+}
+
+/// Every job's name is its own: an explicit `sq[1]` beside the items of a fanned-out `sq` would
+/// share a record and a folder with one of them.
+pub(super) fn check_unique(jobs: &[PlannedJob], loc: &Locator<'_>) -> Result<(), SpecError> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
+    for j in jobs {
+        if let Some(&first) = seen.get(j.name.as_str()) {
+            let other = jobs[first].entry;
+            let line = loc
+                .position(&loc.job(other))
+                .map(|(l, _)| format!(" (also the name of a job on line {l})"))
+                .unwrap_or_default();
+            return Err(loc.err(
+                &loc.job(j.entry),
+                Some(j.name.clone()),
+                format!("two jobs would be named `{}`{line}", j.name),
+                Some("rename one: a name like `job[item]` is taken by a fanned-out `job`".into()),
+            ));
+        }
+        seen.insert(&j.name, j.index);
+    }
+    Ok(())
 }
 
 /// Explicit names must be unique; the second of two is the error.

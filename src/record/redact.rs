@@ -19,7 +19,18 @@ pub const REDACTED: &str = "[REDACTED]";
 pub struct Secrets(Arc<Vec<String>>);
 
 impl Secrets {
-    pub fn new(mut values: Vec<String>) -> Secrets {
+    pub fn new(values: Vec<String>) -> Secrets {
+        // The forms a value takes on its way into a job: shell-quoted into a `shell:` script
+        // (an item with a `'`), and without the trailing newline of a YAML block scalar
+        // (`$(printenv X)` drops it).
+        let mut values: Vec<String> = values
+            .into_iter()
+            .flat_map(|v| {
+                let quoted = shell_words::quote(&v).into_owned();
+                let trimmed = v.trim_end_matches(['\n', '\r']).to_string();
+                [v, quoted, trimmed]
+            })
+            .collect();
         values.retain(|v| !v.is_empty());
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -168,6 +179,13 @@ mod tests {
         out.extend(r.feed(b"ter2!", false));
         out.extend(r.feed(b"", true));
         assert_eq!(out, b"pw=[REDACTED]!");
+    }
+
+    #[test]
+    fn quoted_and_trimmed_forms_of_a_secret_are_redacted_too() {
+        let s = Secrets::new(vec!["it's".into(), "block\n".into()]);
+        assert_eq!(s.text("sh -c echo 'it'\\''s'"), "sh -c echo [REDACTED]");
+        assert_eq!(s.text("pw=block!"), "pw=[REDACTED]!");
     }
 
     #[test]

@@ -77,10 +77,10 @@ pub fn status_line(cfg: &ReportConfig, name_width: usize, rec: &CompletedProcess
     ));
     if let Some(e) = &rec.error {
         s.push_str("  ");
-        s.push_str(e);
+        s.push_str(&visible(e));
     }
     for n in &rec.notes {
-        s.push_str(&format!("  [{n}]"));
+        s.push_str(&format!("  [{}]", visible(n)));
     }
     s.trim_end().to_string()
 }
@@ -160,8 +160,10 @@ pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
 struct Fields(String);
 
 impl Fields {
+    /// Values come from the job file and the job (names, args, paths, errors): shown with
+    /// their control characters escaped.
     fn field(&mut self, k: &str, v: String) {
-        self.0.push_str(&format!("{k:<11} {v}\n"));
+        self.0.push_str(&format!("{k:<11} {}\n", visible(&v)));
     }
 }
 

@@ -14,6 +14,8 @@ pub(super) struct RunEnd<'a> {
     pub(super) run_id: &'a str,
     /// Stopped by a signal; otherwise the store tells its status from its records' counts.
     pub(super) interrupted: bool,
+    /// A job failed, as the run counted them (the store may have missed some records).
+    pub(super) failed: bool,
     pub(super) retention: Option<Retention>,
     pub(super) job_file: Option<&'a str>,
 }
@@ -82,7 +84,7 @@ fn keep_unrecorded(root: &std::path::Path, run_id: &str, recs: &[crate::record::
 
 /// Records the end of the run; false if that failed (a pruning failure is only a warning).
 fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) -> bool {
-    let ended = s.finish_run(end.run_id, end.interrupted, SystemTime::now());
+    let ended = s.finish_run(end.run_id, end.interrupted, end.failed, SystemTime::now());
     if let Err(e) = &ended {
         warnings.push(format!("could not record the end of the run: {e}"));
     }

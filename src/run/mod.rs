@@ -177,6 +177,7 @@ pub fn run_plan(
     let end = finish::RunEnd {
         run_id: &run_id,
         interrupted: interrupted.is_some(),
+        failed: summary.failed() > 0,
         retention: plan.retention,
         job_file: job_file.as_deref(),
     };

@@ -111,7 +111,12 @@ impl RunStore {
             .map_err(self.sql_err())?;
         drop(stmt);
         let mut removed = 0;
-        for name in names.iter().filter(|n| !known.contains(*n)) {
+        // Only folders named as runs are, so that a `runs/` folder of someone else's (a state
+        // dir pointed at an existing folder) loses nothing.
+        for name in names
+            .iter()
+            .filter(|n| super::looks_like_run_id(n) && !known.contains(*n))
+        {
             remove_run_dir(&runs, name);
             removed += 1;
         }

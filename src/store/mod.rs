@@ -26,7 +26,7 @@ use rusqlite::Connection;
 
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
 pub use gc::GcReport;
-pub use ids::{new_run_id, valid_run_id};
+pub use ids::{as_component, looks_like_run_id, new_run_id, valid_run_id};
 pub use liveness::hostname;
 pub use records::{ShowRow, not_found_job};
 pub use runs::{NewRun, RunFilter, RunRow};
@@ -141,8 +141,26 @@ fn check_private(path: &Path, follow: bool) -> Result<()> {
     Ok(())
 }
 
+/// A state dir that is a symlink must be one we (or root) made: another user's link would
+/// send our store, and gc's sweeps, wherever they chose.
+fn check_link_owner(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(root) else {
+        return Ok(());
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+        return Err(StoreError::Unsafe {
+            path: root.to_path_buf(),
+            why: format!("it is a symlink made by uid {}, not by you", meta.uid()),
+        });
+    }
+    Ok(())
+}
+
 /// The state dir and what orchestrate keeps directly in it, checked with `check_private`.
 pub fn check_state_dir(root: &Path) -> Result<()> {
+    check_link_owner(root)?;
     check_private(root, true)?;
     for name in ["history.db", "runs", "locks", "cron", "spill"] {
         check_private(&root.join(name), false)?;
@@ -185,6 +203,6 @@ impl RunStore {
 
     /// The folder of a run's captured output.
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
-        self.root.join("runs").join(run_id)
+        self.root.join("runs").join(as_component(run_id))
     }
 }

@@ -110,11 +110,20 @@ impl RunStore {
     }
 
     /// Marks a run ended (`interrupted`, or by its jobs' counts) and counts its records.
-    pub fn finish_run(&mut self, run_id: &str, interrupted: bool, ended: SystemTime) -> Result<()> {
-        let status = if interrupted {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Succeeded
+    /// `failed`: a job of the run failed, as the run itself counted its jobs; the stored
+    /// counts may miss records the store could not take (a full disk), and must not make a
+    /// failed run look succeeded.
+    pub fn finish_run(
+        &mut self,
+        run_id: &str,
+        interrupted: bool,
+        failed: bool,
+        ended: SystemTime,
+    ) -> Result<()> {
+        let status = match (interrupted, failed) {
+            (true, _) => RunStatus::Interrupted,
+            (false, true) => RunStatus::Failed,
+            (false, false) => RunStatus::Succeeded,
         };
         self.conn
             .execute(
@@ -147,7 +156,8 @@ impl RunStore {
     }
 
     /// Recounts a run from its records, and sets the status of an ended run from the counts
-    /// (`RunStatus::ended`): a background job that fails after its run ended fails the run.
+    /// (`RunStatus::ended`): a background job that fails after its run ended fails the run. A
+    /// failed run never becomes succeeded again.
     pub fn recount(&mut self, run_id: &str) -> Result<()> {
         let counts = self.count_records(run_id)?;
         let json = serde_json::to_string(&counts).expect("counts serialize");
@@ -156,7 +166,7 @@ impl RunStore {
         self.conn
             .execute(
                 "UPDATE runs SET counts = ?2, succeeded = ?3, failed = ?4,
-                   status = CASE WHEN status IN (?5, ?6) THEN ?7 ELSE status END
+                   status = CASE WHEN status = ?5 THEN ?6 ELSE status END
                  WHERE id = ?1",
                 params![
                     run_id,
@@ -164,7 +174,6 @@ impl RunStore {
                     ok,
                     counts.failed() as i64,
                     RunStatus::Succeeded.as_str(),
-                    RunStatus::Failed.as_str(),
                     ended.as_str()
                 ],
             )

@@ -331,20 +331,29 @@ fn gc_removes_folders_left_without_a_run_and_never_follows_a_symlink() {
     let outside = env.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("file"), "mine").unwrap();
-    std::os::unix::fs::symlink(&outside, runs.join("link")).unwrap();
+    std::os::unix::fs::symlink(&outside, runs.join("20200101-000000-000beef")).unwrap();
+    // A folder not named as runs are is someone else's: left alone.
+    std::fs::create_dir_all(runs.join("exp1")).unwrap();
     let gc = env.run(&["gc", "--keep-runs", "100"]);
     assert_eq!(gc.code, 0, "{gc:?}");
     assert!(
         !runs.join("20200101-000000-000dead").exists(),
         "the orphan stayed"
     );
-    assert!(!runs.join("link").exists(), "the symlink stayed");
+    assert!(
+        std::fs::symlink_metadata(runs.join("20200101-000000-000beef")).is_err(),
+        "the symlink stayed"
+    );
+    assert!(
+        runs.join("exp1").exists(),
+        "a folder not made by orchestrate was removed"
+    );
     assert_eq!(
         std::fs::read_to_string(outside.join("file")).unwrap(),
         "mine"
     );
-    // The run that has a row keeps its folder.
-    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 1);
+    // The run that has a row keeps its folder (and exp1 stays).
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 2);
 }
 
 #[test]
@@ -778,4 +787,72 @@ fn a_run_in_another_pid_namespace_is_not_taken_for_dead() {
     assert!(child.wait().unwrap().success());
     let runs = env.run(&["runs", "--json"]).json();
     assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+}
+
+#[test]
+fn two_jobs_can_never_share_a_name() {
+    refused(
+        "jobs:\n  - name: \"sq[1]\"\n    shell: 'exit 5'\n  - name: sq\n    shell: 'echo {item}'\n    for_each: [1]\n",
+        "two jobs would be named `sq[1]`",
+        "jobs.yaml:4:",
+    );
+    refused(
+        "secret_env: [P]\nenv: {P: alpha1-s3cr3t}\njobs:\n  - name: dump-alpha1-s3cr3t\n    command: 'true'\n",
+        "holds the value of a secret variable",
+        "jobs.yaml:4:",
+    );
+}
+
+#[test]
+fn a_state_dir_symlink_made_by_another_user_is_refused() {
+    if !crate::helpers::is_root() {
+        crate::helpers::skipped(
+            "trust::a_state_dir_symlink_made_by_another_user",
+            "needs root",
+        );
+        return;
+    }
+    let env = Env::new();
+    let target = env.path("victim");
+    std::fs::create_dir_all(target.join("runs/exp1")).unwrap();
+    let link = env.path("state-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    env.write("jobs.yaml", "jobs:\n  - 'true'\n");
+    let out = env
+        .cmd()
+        .env("ORCHESTRATE_STATE_DIR", &link)
+        .arg("jobs.yaml")
+        .output()
+        .unwrap();
+    let run = crate::helpers::Run::from(out);
+    assert_eq!(run.code, 70, "{run:?}");
+    assert!(
+        run.stderr.contains("symlink made by uid 65534"),
+        "{}",
+        run.stderr
+    );
+    assert!(target.join("runs/exp1").exists());
+    assert!(!target.join("history.db").exists());
+}
+
+#[test]
+fn the_crontab_line_names_the_store_it_resolved() {
+    let env = Env::new();
+    env.write("nightly.yaml", "jobs:\n  - 'true'\n");
+    let xdg = env.path("xdg");
+    let out = env
+        .cmd()
+        .env_remove("ORCHESTRATE_STATE_DIR")
+        .env("XDG_STATE_HOME", &xdg)
+        .args(["cron", "nightly.yaml", "--schedule", "@daily"])
+        .output()
+        .unwrap();
+    let run = crate::helpers::Run::from(out);
+    assert_eq!(run.code, 0, "{run:?}");
+    let want = format!(
+        "ORCHESTRATE_STATE_DIR={}",
+        xdg.join("orchestrate").display()
+    );
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
 }
