@@ -75,6 +75,8 @@ fn read_env_file(
             Ok(Some(kv)) => env.push(kv),
             Ok(None) => {}
             Err(msg) => {
+                // No snippet of the line: env files hold secrets, and an error is printed
+                // (and mailed, under cron).
                 return Err(SpecError::at(
                     p,
                     None,
@@ -82,8 +84,7 @@ fn read_env_file(
                     1,
                     msg,
                     Some("write KEY=VALUE lines".into()),
-                )
-                .with_source(&content));
+                ));
             }
         }
     }
@@ -146,11 +147,14 @@ fn parse_env_line(line: &str) -> Result<Option<(String, String)>, String> {
     }
     let t = t.strip_prefix("export ").unwrap_or(t).trim_start();
     let Some((k, v)) = t.split_once('=') else {
-        return Err(format!("expected KEY=VALUE, found `{t}`"));
+        return Err("expected KEY=VALUE (the line is not shown: it may hold a secret)".into());
     };
     let k = k.trim();
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("invalid variable name `{k}`"));
+        return Err(format!(
+            "invalid variable name `{}`",
+            k.chars().take(40).collect::<String>()
+        ));
     }
     let v = v.trim();
     let v = if v.len() >= 2

@@ -856,3 +856,19 @@ fn the_crontab_line_names_the_store_it_resolved() {
     );
     assert!(run.stdout.contains(&want), "{}", run.stdout);
 }
+
+#[test]
+fn a_bad_env_file_line_is_reported_without_its_value() {
+    let env = Env::new();
+    env.write(
+        "bad.env",
+        "TOKEN=\"s3kr1t-multi\nline-part-of-the-secret\"\n",
+    );
+    let run = env.run_jobs(
+        "secret_env: [TOKEN]\nenv_file: bad.env\njobs:\n  - echo hi\n",
+        &[],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("bad.env:2:1"), "{}", run.stderr);
+    assert!(!run.stderr.contains("line-part"), "{}", run.stderr);
+}
