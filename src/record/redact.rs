@@ -32,7 +32,8 @@ impl Secrets {
             })
             .collect();
         values.retain(|v| !v.is_empty());
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        // Longest first, and equal ones side by side so that `dedup` removes every copy.
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Secrets(Arc::new(values))
     }

@@ -29,10 +29,7 @@ impl RunStore {
         let mut doomed = Vec::new();
         let mut total_bytes = 0u64;
         for (i, r) in runs.iter().enumerate() {
-            if r.status == crate::record::RunStatus::Running
-                || !super::valid_run_id(&r.id)
-                || self.has_live_background(&r.id)?
-            {
+            if r.status == crate::record::RunStatus::Running || !super::valid_run_id(&r.id) {
                 continue;
             }
             let too_many = keep.max_runs.is_some_and(|m| i >= m);
@@ -48,7 +45,12 @@ impl RunStore {
             let too_big = keep
                 .max_bytes
                 .is_some_and(|m| total_bytes + bytes > m && i > 0);
-            if too_many || too_old || too_big {
+            let doomed_now = too_many || too_old || too_big;
+            // Asked only of runs the limits would remove: one query each, not one per run.
+            if doomed_now && self.has_live_background(&r.id)? {
+                continue;
+            }
+            if doomed_now {
                 doomed.push((r.id.clone(), bytes));
             } else {
                 total_bytes += bytes;

@@ -232,8 +232,11 @@ pub(super) fn insert_record(
     seen: bool,
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(&**r).expect("records serialize to JSON");
-    let running = Status::Background.as_str();
-    conn.prepare_cached(&format!(
+    // Built once: this runs for every record, and the statement cache is keyed by its text.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let running = Status::Background.as_str();
+        format!(
         "INSERT INTO records
          (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -243,8 +246,9 @@ pub(super) fn insert_record(
            stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
            record = excluded.record, background = excluded.background, seen = excluded.seen
          WHERE records.status = '{running}' OR excluded.status != '{running}'"
-    ))?
-    .execute(params![
+        )
+    });
+    conn.prepare_cached(sql)?.execute(params![
         run_id,
         r.index as i64,
         r.job,

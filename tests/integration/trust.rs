@@ -197,14 +197,16 @@ fn a_job_file_named_with_a_newline_cannot_add_a_crontab_entry() {
     );
 }
 
-/// Runs `args` under `umask 000`.
-fn under_umask_000(env: &Env, args: &[&str]) -> crate::helpers::Run {
+/// Runs orchestrate with `args` from a shell that first runs `prelude` (`umask 000`,
+/// `ulimit -n 48`), with the test's environment.
+fn after_shell(env: &Env, prelude: &str, args: &[&str]) -> crate::helpers::Run {
     let cmd = env.cmd();
-    let exe = env!("CARGO_BIN_EXE_orchestrate");
-    let mut argv = vec!["-c", "umask 000; exec \"$0\" \"$@\"", exe];
-    argv.extend_from_slice(args);
+    let script = format!("{prelude} || exit 99; exec \"$0\" \"$@\"");
     let mut sh = std::process::Command::new("sh");
-    sh.args(&argv);
+    sh.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(args);
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => sh.env(k, v),
@@ -213,6 +215,10 @@ fn under_umask_000(env: &Env, args: &[&str]) -> crate::helpers::Run {
     }
     sh.current_dir(cmd.get_current_dir().unwrap());
     crate::helpers::Run::from(sh.output().unwrap())
+}
+
+fn under_umask_000(env: &Env, args: &[&str]) -> crate::helpers::Run {
+    after_shell(env, "umask 000", args)
 }
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -241,20 +247,8 @@ fn the_state_dir_its_folders_and_the_cron_log_are_private_whatever_the_umask() {
     assert_eq!(mode(&state.join("history.db")), 0o600, "history.db");
 }
 
-/// Runs a job file under a shell that first sets `ulimit`.
 fn with_ulimit(env: &Env, ulimit: &str, args: &[&str]) -> crate::helpers::Run {
-    let cmd = env.cmd();
-    let exe = env!("CARGO_BIN_EXE_orchestrate");
-    let script = format!("ulimit {ulimit} || exit 99; exec \"$0\" \"$@\"");
-    let mut sh = std::process::Command::new("sh");
-    sh.arg("-c").arg(script).arg(exe).args(args);
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            sh.env(k, v);
-        }
-    }
-    sh.current_dir(cmd.get_current_dir().unwrap());
-    crate::helpers::Run::from(sh.output().unwrap())
+    after_shell(env, &format!("ulimit {ulimit}"), args)
 }
 
 const MANY: &str = "jobs:\n  - name: s\n    command: sleep 0.3\n    for_each: {range: [1, 60]}\n";
