@@ -21,11 +21,6 @@ pub fn me() -> Supervisor {
     Supervisor::of(std::process::id())
 }
 
-/// Whether the supervisor of a record may still be the same live process.
-pub fn alive(s: &Supervisor) -> bool {
-    s.may_live()
-}
-
 fn say(line: &str) {
     // The run may have stopped listening (it does not wait): that is fine.
     let mut out = std::io::stdout().lock();

@@ -25,7 +25,7 @@ pub(super) fn background_now(
                 db.put_background(&run, &Sealed::trusted(rec.clone()))?;
             }
         } else if rec.status == Status::Background
-            && !rec.supervisor.as_ref().is_some_and(crate::supervise::alive)
+            && !rec.supervisor.as_ref().is_some_and(|s| s.may_live())
         {
             rec.status = Status::Lost;
             // What was said of it while it ran ("running in the background") no longer holds.

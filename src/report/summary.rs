@@ -5,13 +5,7 @@ use std::time::Duration;
 
 use super::Reporter;
 use crate::exec::ExecSummary;
-use crate::record::{Status, format_duration};
-
-/// How many jobs ended in each status, in the order of `Status::ALL`, leaving out the statuses
-/// no job ended in. The one place the report counts jobs by status.
-pub fn counts(summary: &ExecSummary) -> Vec<(Status, usize)> {
-    summary.nonzero().collect()
-}
+use crate::record::format_duration;
 
 /// "3 jobs in 1.20s: 2 succeeded, 1 timed out (interrupted by SIGTERM); run ID".
 fn summary_line(
@@ -66,6 +60,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Status;
 
     #[test]
     fn counts_follow_the_order_of_statuses() {
@@ -73,7 +68,7 @@ mod tests {
         s.add(Status::TimedOut);
         s.add_n(Status::Succeeded, 2);
         assert_eq!(
-            counts(&s),
+            s.nonzero().collect::<Vec<_>>(),
             vec![(Status::Succeeded, 2), (Status::TimedOut, 1)]
         );
     }
