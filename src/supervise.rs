@@ -11,14 +11,14 @@ use tokio::sync::watch;
 use crate::exec::background::{RECORD, STARTED, SuperviseSpec};
 use crate::exec::process::{self, CaptureRoot, JobCtx};
 use crate::exec::{Cancel, Event, Local};
-use crate::record::Supervisor;
+use crate::record::ProcessIdentity;
 use crate::record::{Sealed, Secrets, Status};
 use crate::store::RunStore;
 use crate::sys;
 
 /// This process, as a supervisor others can check on.
-pub fn me() -> Supervisor {
-    Supervisor::of(std::process::id())
+pub fn me() -> ProcessIdentity {
+    ProcessIdentity::of(std::process::id())
 }
 
 fn say(line: &str) {
@@ -98,7 +98,7 @@ pub fn supervise() -> i32 {
 /// Records the job as running as soon as it has a pid, and tells the run it started.
 fn record_when_started(
     spec: &SuperviseSpec,
-    me: &Supervisor,
+    me: &ProcessIdentity,
     secrets: &Secrets,
     rx: mpsc::Receiver<Event>,
 ) -> std::thread::JoinHandle<()> {
@@ -121,6 +121,7 @@ fn record_when_started(
                 rec.started = started;
                 rec.finished = started;
                 rec.supervisor = Some(me.clone());
+                rec.process = pid.map(ProcessIdentity::of);
                 let rec = Sealed::new(rec, &secrets);
                 if let Some(s) = &mut store {
                     let _ = s.put_background(&run_id, &rec);

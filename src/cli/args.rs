@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::OutputMode;
+use crate::run::Survivors;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -204,6 +205,10 @@ pub struct RunArgs {
     /// prefix): jobs are matched by name and definition, so an edited job runs again.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
+    /// Jobs still running from an earlier run of this job file (it was killed, or --resume's
+    /// run has them in the background): refuse to start (exit 75), wait for them, or stop them.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = Survivors::Refuse)]
+    pub survivors: Survivors,
     /// Do not take the overlap lock: allow this job file to run twice at once.
     #[arg(long, conflicts_with = "wait_lock")]
     pub no_lock: bool,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::inspect::InspectError;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Sealed, Status};
-use crate::store::RunStore;
+use crate::store::{RunStore, Viewer};
 
 /// A background job: its run and its record.
 type Background = (String, CompletedProcess);
@@ -15,10 +15,10 @@ type Background = (String, CompletedProcess);
 /// Background jobs from the store, with vanished supervisors settled as lost.
 pub(super) fn background_now(
     db: &mut RunStore,
-    unseen_or_running: bool,
+    unseen_by: Option<Viewer>,
 ) -> Result<Vec<Background>, InspectError> {
     let mut out = Vec::new();
-    for (run, mut rec, _) in db.background_jobs(unseen_or_running)? {
+    for (run, mut rec, _) in db.background_jobs(unseen_by)? {
         if rec.status == Status::Background && rec.slurm_job_id.is_some() {
             // Slurm knows how it is doing.
             if crate::exec::sbatch::poll(&mut rec) {
@@ -27,19 +27,35 @@ pub(super) fn background_now(
         } else if rec.status == Status::Background
             && !rec.supervisor.as_ref().is_some_and(|s| s.may_live())
         {
+            // The supervisor is dead: what it recorded before it died is in the store now.
+            rec = db.record(&run, &rec.job)?;
+            if rec.status != Status::Background {
+                out.push((run, rec));
+                continue;
+            }
             rec.status = Status::Lost;
             // What was said of it while it ran ("running in the background") no longer holds.
             rec.notes.clear();
-            rec.error = Some(
-                "its supervisor is gone (killed, or the machine restarted) without recording how the job ended"
-                    .into(),
-            );
+            rec.error = Some(if orphaned(&rec) {
+                format!(
+                    "its supervisor is gone (killed) while the job still runs (pid {}): nobody will record how it ends; `orchestrate kill {}` stops it",
+                    rec.pid.unwrap_or(0),
+                    rec.job
+                )
+            } else {
+                "its supervisor is gone (killed, or the machine restarted) without recording how the job ended".into()
+            });
             rec.finished = SystemTime::now();
             db.put_background(&run, &Sealed::trusted(rec.clone()))?;
         }
         out.push((run, rec));
     }
     Ok(out)
+}
+
+/// A lost background job whose own process group still runs (its supervisor was killed).
+fn orphaned(rec: &CompletedProcess) -> bool {
+    rec.process.as_ref().is_some_and(|p| p.group_may_live())
 }
 
 /// `orchestrate wait`: until the chosen jobs end (0 if all succeeded, 1 if not), or 124 when
@@ -53,7 +69,7 @@ pub(super) fn wait(
     let chosen = wait_targets(db, targets)?;
     let t0 = Instant::now();
     loop {
-        let now = background_now(db, false)?;
+        let now = background_now(db, None)?;
         let states: Vec<&Background> = now
             .iter()
             .filter(|(run, r)| chosen.iter().any(|(cr, cj)| cr == run && *cj == r.job))
@@ -68,7 +84,7 @@ pub(super) fn wait(
                 writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
                 failed |= r.status.is_failure();
             }
-            db.mark_seen(&chosen)?;
+            db.mark_seen(&chosen, Viewer::Wait)?;
             return Ok(if failed { exit::JOB_FAILED } else { exit::OK });
         }
         if timeout.is_some_and(|t| t0.elapsed() >= t) {
@@ -92,12 +108,12 @@ fn wait_targets(
     if targets.is_empty() {
         // The running jobs, and those that ended since anyone last looked: a job that failed
         // before `wait` was asked fails `wait` as one that fails while it waits.
-        for (run, r) in background_now(db, true)? {
+        for (run, r) in background_now(db, Some(Viewer::Wait))? {
             chosen.push((run, r.job));
         }
         return Ok(chosen);
     }
-    let all = background_now(db, false)?;
+    let all = background_now(db, None)?;
     for t in targets {
         if let Some((run, r)) = all.iter().find(|(_, r)| &r.job == t) {
             chosen.push((run.clone(), r.job.clone()));
@@ -138,16 +154,19 @@ pub(super) fn kill(
         Some(r) => Some(db.resolve_run(r)?),
         None => None,
     };
-    let all = background_now(db, false)?;
+    let all = background_now(db, None)?;
     let Some((run, rec)) = all.into_iter().find(|(r, rec)| {
         rec.job == job
-            && rec.status == Status::Background
+            && (rec.status == Status::Background || (rec.status == Status::Lost && orphaned(rec)))
             && run_id.as_ref().is_none_or(|id| id == r)
     }) else {
         return Err(InspectError::Usage(format!(
             "no background job `{job}` is running"
         )));
     };
+    if rec.status == Status::Lost {
+        return stop_orphan(db, &run, rec, out);
+    }
     if let Some(id) = &rec.slurm_job_id {
         crate::exec::sbatch::scancel(id);
     } else if let Some(sup) = &rec.supervisor {
@@ -174,4 +193,38 @@ pub(super) fn kill(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Stops a background job whose supervisor is gone: TERM to its process group, KILL after
+/// 10 s, and its record says it was stopped (its exit status was nobody's to collect).
+fn stop_orphan(
+    db: &mut RunStore,
+    run: &str,
+    mut rec: CompletedProcess,
+    out: &mut dyn Write,
+) -> Result<i32, InspectError> {
+    let Some(pgid) = rec.pid.filter(|&p| p > 1) else {
+        return Err(InspectError::Usage(format!(
+            "`{}` has no process to stop",
+            rec.job
+        )));
+    };
+    let gone = |rec: &CompletedProcess| !orphaned(rec);
+    let _ = crate::sys::killpg(pgid, crate::sys::SIGTERM);
+    let t0 = Instant::now();
+    while !gone(&rec) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !gone(&rec) {
+        let _ = crate::sys::killpg(pgid, crate::sys::SIGKILL);
+    }
+    rec.status = Status::Cancelled;
+    rec.error = Some(
+        "stopped by `orchestrate kill` after its supervisor was gone; its exit status is unknown"
+            .into(),
+    );
+    rec.finished = SystemTime::now();
+    db.put_background(run, &Sealed::trusted(rec.clone()))?;
+    writeln!(out, "{run} {} {} {}", rec.job, rec.status, rec.outcome())?;
+    Ok(exit::OK)
 }

@@ -10,7 +10,7 @@ use super::{report_error, report_warning};
 use crate::error::exit;
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
-use crate::run;
+use crate::run::{self, RunError};
 use crate::store::{self, RunFilter, RunStore};
 
 pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
@@ -25,14 +25,14 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         report_warning(&w);
     }
     let settings = RunSettings::resolve(args, state_dir, &plan, term);
-    let (plan, carried) = match choose_jobs(plan, &path, &settings) {
+    let (plan, carried, resumed) = match choose_jobs(plan, &path, &settings) {
         Ok(Some(chosen)) => chosen,
         Ok(None) => return exit::OK,
-        Err(e) => return report_error(&e, exit::USAGE),
+        Err(e) => return report_error(&e, e.exit_code()),
     };
     match run::run_plan(
         plan,
-        settings.run_options(carried),
+        settings.run_options(carried, resumed),
         Box::new(std::io::stdout()),
         Box::new(std::io::stderr()),
     ) {
@@ -46,24 +46,29 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
     }
 }
 
+/// The jobs this run starts, the records it carries over, and the run they come from.
+type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
+
 /// The plan narrowed to the jobs this run starts, with the records it carries over from the
 /// run it resumes; `None` when `--resume` found every job already succeeded.
 fn choose_jobs(
     plan: Plan,
     path: &Path,
     settings: &RunSettings,
-) -> Result<Option<(Plan, Vec<CompletedProcess>)>, String> {
+) -> Result<Option<Chosen>, RunError> {
     let Selection {
         only,
         skip,
         with_deps,
         resume,
     } = &settings.selection;
-    let mut plan = plan.select(only, skip, *with_deps)?;
+    let mut plan = plan
+        .select(only, skip, *with_deps)
+        .map_err(RunError::Invalid)?;
     let Some(from) = resume else {
-        return Ok(Some((plan, Vec::new())));
+        return Ok(Some((plan, Vec::new(), None)));
     };
-    let (id, done) = resume_set(&settings.state_dir, from, path)?;
+    let (id, done) = resume_set(settings, from, path)?;
     let keys: HashSet<(String, String)> = done
         .iter()
         .map(|r| (r.job.clone(), r.def_hash.clone()))
@@ -90,17 +95,19 @@ fn choose_jobs(
     if plan.jobs.is_empty() {
         return Ok(None);
     }
-    Ok(Some((plan, carried)))
+    Ok(Some((plan, carried, Some(id))))
 }
 
-/// The run to resume and what succeeded in it; it must be a run of the same job file.
+/// The run to resume and what succeeded in it; it must be a run of the same job file. Its
+/// jobs still running are dealt with first (`--survivors`), so that a job waited for and
+/// succeeded is not run again.
 fn resume_set(
-    state_dir: &Option<PathBuf>,
+    settings: &RunSettings,
     from: &str,
     job_file: &Path,
-) -> Result<(String, Vec<CompletedProcess>), String> {
-    let root = store::default_state_dir(state_dir.as_deref()).map_err(|e| e.to_string())?;
-    let mut db = RunStore::open_existing(&root).map_err(|e| e.to_string())?;
+) -> Result<(String, Vec<CompletedProcess>), RunError> {
+    let root = store::default_state_dir(settings.state_dir.as_deref()).map_err(invalid)?;
+    let mut db = RunStore::open_existing(&root).map_err(invalid)?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
     let abs = abs.display().to_string();
     let id = if from == "last" {
@@ -110,24 +117,42 @@ fn resume_set(
             limit: Some(1),
             ..Default::default()
         })
-        .map_err(|e| e.to_string())?
+        .map_err(invalid)?
         .into_iter()
         .next()
         .map(|r| r.id)
-        .ok_or_else(|| format!("no earlier run of {} to resume", job_file.display()))?
+        .ok_or_else(|| {
+            RunError::Invalid(format!(
+                "no earlier run of {} to resume",
+                job_file.display()
+            ))
+        })?
     } else {
-        db.resolve_run(from).map_err(|e| e.to_string())?
+        db.resolve_run(from).map_err(invalid)?
     };
-    let run = db.run(&id).map_err(|e| e.to_string())?;
+    let run = db.run(&id).map_err(invalid)?;
     if run.job_file.as_deref() != Some(abs.as_str()) {
-        return Err(format!(
+        return Err(RunError::Invalid(format!(
             "run {id} is a run of {}, not of {}",
             run.job_file.as_deref().unwrap_or("(no job file)"),
             job_file.display()
-        ));
+        )));
     }
-    let done = db.succeeded_jobs(&id).map_err(|e| e.to_string())?;
+    let quiet = settings.report.quiet || settings.report.json;
+    run::settle_survivors(&mut db, &abs, Some(&id), settings.survivors, quiet)?;
+    let done = db.succeeded_jobs(&id).map_err(invalid)?;
     Ok((id, done))
+}
+
+/// A store error while choosing jobs: no such run (or no history) is a usage error; a
+/// store that cannot be read is the store's (exit 70).
+fn invalid(e: store::StoreError) -> RunError {
+    match e {
+        store::StoreError::NotFound(_) | store::StoreError::Empty(_) => {
+            RunError::Invalid(e.to_string())
+        }
+        e => RunError::Store(e),
+    }
 }
 
 /// Like cron and sudo with their files: a job file that others can change, run as root, runs

@@ -9,7 +9,7 @@ use crate::lock::LockMode;
 use crate::plan::{HaltSpec, Plan, Retention};
 use crate::record::CompletedProcess;
 use crate::report::ReportConfig;
-use crate::run::{RunOptions, default_concurrency};
+use crate::run::{RunOptions, Survivors, default_concurrency};
 
 /// Facts about where we run, passed in so that behaviour can be tested.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +51,8 @@ pub struct RunSettings {
     /// What to keep of the job file's history; `None`: the store's default.
     pub retention: Option<Retention>,
     pub lock: LockMode,
+    /// `--survivors`: what to do about jobs still running from an earlier run.
+    pub survivors: Survivors,
     pub report: ReportConfig,
     /// Keep the run in the store (no `--no-store`).
     pub store: bool,
@@ -92,6 +94,7 @@ impl RunSettings {
             wait: args.wait || plan.wait,
             retention: retention(&args).or(plan.retention),
             lock: lock_mode(&args),
+            survivors: args.survivors,
             report: report_config(&args, term),
             store: !args.no_store,
             state_dir,
@@ -105,8 +108,13 @@ impl RunSettings {
         }
     }
 
-    /// The options `run_plan` takes, with the records a resumed run carries over.
-    pub fn run_options(self, carried: Vec<CompletedProcess>) -> RunOptions {
+    /// The options `run_plan` takes, with the records a resumed run carries over and the run
+    /// they come from.
+    pub fn run_options(
+        self,
+        carried: Vec<CompletedProcess>,
+        resumed: Option<String>,
+    ) -> RunOptions {
         RunOptions {
             concurrency: Some(self.concurrency),
             report: self.report,
@@ -116,6 +124,8 @@ impl RunSettings {
             lock: self.lock,
             ignore_hangup: self.ignore_hangup,
             carried,
+            resumed,
+            survivors: self.survivors,
             on_failure: Some(self.on_failure),
             wait: Some(self.wait),
             retention: self.retention,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::process::JobCtx;
 use super::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
-use crate::record::{CompletedProcess, Status, Supervisor};
+use crate::record::{CompletedProcess, ProcessIdentity, Status};
 use crate::sys;
 
 /// What the scheduler needs to start supervisors.
@@ -86,7 +86,8 @@ pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -
         let mut rec = ends::running_background(job, ctx.slot, pid, &ctx.run_env, &ctx.capture);
         // The same record as the supervisor's own (which this one may replace): it names the
         // supervisor, so that `status` can tell a running job from a lost one.
-        rec.supervisor = Some(Supervisor::of(supervisor_pid));
+        rec.supervisor = Some(ProcessIdentity::of(supervisor_pid));
+        rec.process = pid.map(ProcessIdentity::of);
         rec.notes.push(format!(
             "running in the background (supervisor pid {supervisor_pid}); `orchestrate status` and `orchestrate wait` follow it"
         ));
@@ -97,6 +98,7 @@ pub async fn run_background(job: &PlannedJob, ctx: JobCtx, bg: &BackgroundCtx) -
         pid,
         slot: ctx.slot,
         started: SystemTime::now(),
+        running: None,
     });
     follow(job, ctx, child, lines, supervisor_pid).await
 }

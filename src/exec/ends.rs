@@ -68,6 +68,25 @@ pub fn spawn_error(
     rec
 }
 
+/// A job whose process has started and not ended: what the store keeps of it while it runs
+/// (the final record replaces it). Its process is named when the store takes it.
+pub fn running(
+    job: &PlannedJob,
+    slot: usize,
+    pid: u32,
+    host: Option<String>,
+    env: &JobEnv,
+) -> CompletedProcess {
+    let mut rec = base(job);
+    with_env(&mut rec, env);
+    rec.status = Status::Running;
+    rec.pid = Some(pid);
+    rec.slot = Some(slot);
+    rec.attempts = 1;
+    rec.host = host;
+    rec
+}
+
 /// A background job that has started and not ended yet; its final record replaces this one.
 /// It says what the final one will of the job's environment and output files, so that
 /// `show`, `status` and `logs --follow` know them while it runs.

@@ -49,6 +49,10 @@ pub enum Event {
         pid: Option<u32>,
         slot: usize,
         started: SystemTime,
+        /// The job's record while it runs, for the store to keep should it run long (a job
+        /// still running when orchestrate dies is then found by the next run). `None` where
+        /// something else records the job while it runs (a background job's supervisor).
+        running: Option<Box<Sealed>>,
     },
     /// A line of a job's output (only with `ExecOptions::forward_output`).
     Output {

@@ -81,16 +81,22 @@ pub struct CompletedProcess {
     pub def_hash: String,
     /// The process that watches a background job, to tell a running job from a lost one.
     #[serde(default)]
-    pub supervisor: Option<Supervisor>,
+    pub supervisor: Option<ProcessIdentity>,
+    /// The job's own process (the leader of its process group) while it runs: a record
+    /// still running after its run died names a survivor, which the next run of the job
+    /// file finds (`store::survivors`), and which `orchestrate kill` can stop even when the
+    /// job's supervisor is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessIdentity>,
     /// The Slurm job a job ran as (`executor: slurm`).
     #[serde(default)]
     pub slurm_job_id: Option<String>,
 }
 
-/// Identifies a process (a run's orchestrate, a background job's supervisor) beyond its pid,
-/// which the system may reuse, and which means nothing in another PID namespace.
+/// Identifies a process (a run's orchestrate, a background job's supervisor, a job) beyond
+/// its pid, which the system may reuse, and which means nothing in another PID namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Supervisor {
+pub struct ProcessIdentity {
     pub pid: u32,
     /// Start time in clock ticks since boot (field 22 of /proc/PID/stat).
     pub start_ticks: u64,
@@ -101,10 +107,10 @@ pub struct Supervisor {
     pub pid_ns: String,
 }
 
-impl Supervisor {
+impl ProcessIdentity {
     /// Process `pid` of our own PID namespace, as others can later check on it.
-    pub fn of(pid: u32) -> Supervisor {
-        Supervisor {
+    pub fn of(pid: u32) -> ProcessIdentity {
+        ProcessIdentity {
             pid,
             start_ticks: crate::sys::process_start_ticks(pid).unwrap_or(0),
             boot_id: crate::sys::boot_id(),
@@ -124,6 +130,19 @@ impl Supervisor {
         }
         !crate::sys::process_gone(self.pid)
             && crate::sys::process_start_ticks(self.pid) == Some(self.start_ticks)
+    }
+
+    /// Whether a job whose process group this process leads may still run: the leader
+    /// itself, or (it exited) a live member of its group; the group's id is not reused while
+    /// any member lives.
+    pub fn group_may_live(&self) -> bool {
+        if self.may_live() {
+            return true;
+        }
+        self.boot_id == crate::sys::boot_id()
+            && (self.pid_ns.is_empty() || self.pid_ns == crate::sys::pid_namespace())
+            && crate::sys::process_gone(self.pid)
+            && crate::sys::group_has_live_member(self.pid)
     }
 }
 
@@ -185,6 +204,7 @@ impl CompletedProcess {
             def_hash: String::new(),
             background: false,
             supervisor: None,
+            process: None,
             slurm_job_id: None,
         }
     }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::CompletedProcess;
+use super::{CompletedProcess, ProcessIdentity};
 
 /// What replaces a secret value.
 pub const REDACTED: &str = "[REDACTED]";
@@ -114,6 +114,12 @@ impl Sealed {
     /// written.
     pub fn trusted(rec: CompletedProcess) -> Sealed {
         Sealed(rec)
+    }
+
+    /// Names the job's process: an identity (pid, start time, boot, namespace) holds no text
+    /// that could carry a secret.
+    pub fn set_process(&mut self, process: Option<ProcessIdentity>) {
+        self.0.process = process;
     }
 
     pub fn into_inner(self) -> CompletedProcess {

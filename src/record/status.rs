@@ -22,10 +22,13 @@ pub enum Status {
     Lost,
     /// The job was running when its run was interrupted (orchestrate itself died).
     Interrupted,
+    /// Started, and not ended when this record was written; the final record replaces it.
+    /// One left in a run that died names a job that may have outlived it (a survivor).
+    Running,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Succeeded,
         Status::Failed,
         Status::TimedOut,
@@ -35,6 +38,7 @@ impl Status {
         Status::Background,
         Status::Lost,
         Status::Interrupted,
+        Status::Running,
     ];
 
     /// The name in JSON, the store and `--status` filters.
@@ -49,6 +53,7 @@ impl Status {
             Status::Background => "background",
             Status::Lost => "lost",
             Status::Interrupted => "interrupted",
+            Status::Running => "running",
         }
     }
 
@@ -64,6 +69,7 @@ impl Status {
             Status::Background => "running in the background",
             Status::Lost => "lost",
             Status::Interrupted => "interrupted",
+            Status::Running => "running",
         }
     }
 
@@ -73,12 +79,15 @@ impl Status {
 
     /// Whether this outcome makes the run fail (exit code 1).
     pub fn is_failure(self) -> bool {
-        !matches!(self, Status::Succeeded | Status::Background)
+        !matches!(
+            self,
+            Status::Succeeded | Status::Background | Status::Running
+        )
     }
 
     /// Whether the job has not ended yet (its record will be replaced by the final one).
     pub fn is_running(self) -> bool {
-        self == Status::Background
+        matches!(self, Status::Background | Status::Running)
     }
 
     /// `'a', 'b'` for SQL: the names of the statuses `pick` selects. Built from the enum, so
@@ -273,7 +282,7 @@ mod tests {
     fn sql_lists_follow_the_enum() {
         assert_eq!(
             Status::sql_list(|s| !s.is_failure()),
-            "'succeeded', 'background'"
+            "'succeeded', 'background', 'running'"
         );
     }
 }

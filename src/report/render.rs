@@ -21,7 +21,7 @@ pub fn outcome_text(returncode: Option<i32>, signal: Option<i32>) -> String {
 
 /// The outcome column of a status line: a background job has not ended, so where it runs.
 fn outcome_column(rec: &CompletedProcess) -> String {
-    if rec.status != Status::Background {
+    if !rec.status.is_running() {
         return outcome_text(rec.returncode, rec.signal);
     }
     match &rec.slurm_job_id {
@@ -42,6 +42,7 @@ fn status_label(status: Status) -> (&'static str, &'static str) {
         Status::Background => ("BG", "36"),
         Status::Lost => ("LOST", "31"),
         Status::Interrupted => ("INTERRUPTED", "33"),
+        Status::Running => ("RUNNING", "36"),
     }
 }
 

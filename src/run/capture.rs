@@ -44,6 +44,15 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
     if let Some(src) = &plan.source {
         lock = crate::lock::acquire(&root, src, opts.lock)?;
         // The run starts once it holds the lock (--wait-lock may have waited).
+        let job_file = absolute(src).display().to_string();
+        let quiet = opts.report.quiet || opts.report.json;
+        super::survivors::settle(
+            &mut s,
+            &job_file,
+            opts.resumed.as_deref(),
+            opts.survivors,
+            quiet,
+        )?;
         started = SystemTime::now();
         run_id = store::new_run_id(started);
     }

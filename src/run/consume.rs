@@ -1,11 +1,12 @@
 //! The one consumer of a run's events, on a thread of its own: the reporter sees every event,
 //! and finished records are committed to the store in batches.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::exec::Event;
-use crate::record::{CompletedProcess, Sealed};
+use crate::record::{CompletedProcess, ProcessIdentity, Sealed};
 use crate::report::Reporter;
 use crate::store::RunStore;
 
@@ -49,12 +50,29 @@ struct Consumer {
     store_failed: bool,
     unrecorded: Vec<Sealed>,
     output_lost: usize,
+    /// Running records of jobs that started since the last commit.
+    fresh: HashMap<usize, Sealed>,
+    /// Running records of jobs that were running at the last commit: still running at the
+    /// next, they are stored then.
+    older: HashMap<usize, Sealed>,
 }
 
 impl Consumer {
     fn handle(&mut self, ev: Event) {
         self.reporter.event(&ev);
-        if let Event::JobFinished(rec) = ev {
+        if let Event::JobStarted {
+            index,
+            running: Some(rec),
+            ..
+        } = ev
+        {
+            if self.db.is_some() {
+                self.older.remove(&index);
+                self.fresh.insert(index, *rec);
+            }
+        } else if let Event::JobFinished(rec) = ev {
+            self.fresh.remove(&rec.index);
+            self.older.remove(&rec.index);
             if rec.stdout.incomplete || rec.stderr.incomplete {
                 self.output_lost += 1;
             }
@@ -71,6 +89,7 @@ impl Consumer {
     /// tried again with the next; after three failures in a row the store is given up for the
     /// rest of the run, with a warning.
     fn flush(&mut self) {
+        self.store_running();
         let Some(s) = self.db.as_mut() else {
             self.batch.clear();
             return;
@@ -97,6 +116,38 @@ impl Consumer {
                     self.store_failed = true;
                     self.unrecorded.append(&mut self.batch);
                 }
+            }
+        }
+    }
+
+    /// Jobs that outlived a whole window are stored as running, with their process named, so
+    /// that a run killed while they run leaves them findable; short jobs never cost a row.
+    fn store_running(&mut self) {
+        for (_, mut rec) in self.older.drain() {
+            let process = rec.pid.map(ProcessIdentity::of);
+            rec.set_process(process);
+            self.batch.push(rec);
+        }
+        std::mem::swap(&mut self.older, &mut self.fresh);
+    }
+
+    /// Whether running records wait for a commit (the thread must then wake to store them
+    /// even when no event comes).
+    fn running_pending(&self) -> bool {
+        !self.fresh.is_empty() || !self.older.is_empty()
+    }
+
+    /// The next event, or `None` once every sender is gone. While running records wait, it
+    /// waits at most a window, committing them when none comes.
+    fn next_event(&mut self, rx: &mpsc::Receiver<Event>) -> Option<Event> {
+        loop {
+            if !self.running_pending() {
+                return rx.recv().ok();
+            }
+            match rx.recv_timeout(BATCH_WINDOW) {
+                Ok(ev) => return Some(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.flush(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
@@ -150,12 +201,14 @@ pub(super) fn consume(
         store_failed: false,
         unrecorded: Vec::new(),
         output_lost: 0,
+        fresh: HashMap::new(),
+        older: HashMap::new(),
     };
     // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
     // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
     // the sender a futex call and an interrupt to the other CPU), and a window's records share
     // one transaction. A window that brought nothing returns it to blocking.
-    'run: while let Ok(ev) = rx.recv() {
+    'run: while let Some(ev) = c.next_event(&rx) {
         c.handle(ev);
         loop {
             let window = c.drain_window(&rx);

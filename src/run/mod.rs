@@ -6,8 +6,10 @@ mod capture;
 mod consume;
 mod finish;
 mod signals;
+mod survivors;
 
 pub use signals::sweep_orphans;
+pub use survivors::{Survivors, settle as settle_survivors};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +49,10 @@ pub struct RunOptions {
     /// Records of jobs that succeeded in the run being resumed: kept in this run as they are,
     /// so that the new run is complete and can itself be resumed.
     pub carried: Vec<CompletedProcess>,
+    /// The run `carried` comes from (`--resume`): its jobs still running are survivors too.
+    pub resumed: Option<String>,
+    /// What to do about jobs still running from an earlier run of the job file.
+    pub survivors: Survivors,
     /// What a failure does to the rest of the run; `None`: the plan's `on_failure`.
     pub on_failure: Option<HaltSpec>,
     /// Wait for background jobs before the run ends; `None`: the plan's `wait`.
@@ -70,6 +76,8 @@ impl Default for RunOptions {
             lock: crate::lock::LockMode::Off,
             ignore_hangup: true,
             carried: Vec::new(),
+            resumed: None,
+            survivors: Survivors::Refuse,
             on_failure: None,
             wait: None,
             retention: None,
@@ -106,12 +114,16 @@ pub enum RunError {
     Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Survivors(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Lock(crate::lock::LockError::Busy { .. }) => exit::LOCKED,
+            RunError::Lock(crate::lock::LockError::Busy { .. }) | RunError::Survivors(_) => {
+                exit::LOCKED
+            }
             RunError::Invalid(_) => exit::USAGE,
             _ => exit::SOFTWARE,
         }

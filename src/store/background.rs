@@ -7,6 +7,34 @@ use super::status_sql;
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed};
 
+/// A command that reports how background jobs ended, each keeping its own note of what it
+/// reported (a bit of the `seen` column): `status` showing an end does not make `wait` miss it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Status,
+    Wait,
+}
+
+impl Viewer {
+    /// Every viewer's bit: an end reported to all of them (the run waited for the job).
+    pub const ALL_BITS: i64 = 3;
+
+    /// The bits marked once this viewer reported an end.
+    fn marks(self) -> i64 {
+        match self {
+            Viewer::Status => 1,
+            Viewer::Wait => Self::ALL_BITS,
+        }
+    }
+
+    fn bit(self) -> i64 {
+        match self {
+            Viewer::Status => 1,
+            Viewer::Wait => 2,
+        }
+    }
+}
+
 impl RunStore {
     /// Writes one background job's record (its supervisor's), replacing an earlier one.
     pub fn put_background(&mut self, run_id: &str, r: &Sealed) -> Result<()> {
@@ -19,16 +47,17 @@ impl RunStore {
         self.recount(run_id)
     }
 
-    /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_or_running`, only
-    /// those still running and those whose end `status` has not shown yet.
+    /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_by`, only those
+    /// still running and those whose end that command has not reported yet.
     pub fn background_jobs(
         &mut self,
-        unseen_or_running: bool,
+        unseen_by: Option<Viewer>,
     ) -> Result<Vec<(String, CompletedProcess, bool)>> {
-        let sql = if unseen_or_running {
+        let sql = if let Some(v) = unseen_by {
             format!(
-                "SELECT run_id, record, seen FROM records WHERE background = 1 AND ({} OR seen = 0) ORDER BY started_ms DESC",
-                status_sql::record_in_background()
+                "SELECT run_id, record, seen FROM records WHERE background = 1 AND ({} OR (seen & {}) = 0) ORDER BY started_ms DESC",
+                status_sql::record_in_background(),
+                v.bit()
             )
         } else {
             "SELECT run_id, record, seen FROM records WHERE background = 1 ORDER BY started_ms DESC LIMIT 1000".to_string()
@@ -45,14 +74,16 @@ impl RunStore {
             .collect())
     }
 
-    /// Notes that `status` showed the end of these background jobs.
-    pub fn mark_seen(&mut self, jobs: &[(String, String)]) -> Result<()> {
+    /// Notes that `by` reported the end of these background jobs. What `wait` reported counts
+    /// as seen by `status` too; what `status` showed is still `wait`'s to collect.
+    pub fn mark_seen(&mut self, jobs: &[(String, String)], by: Viewer) -> Result<()> {
         let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
             path: self.db_path.clone(),
             source,
         })?;
         let sql = format!(
-            "UPDATE records SET seen = 1 WHERE run_id = ?1 AND job = ?2 AND {}",
+            "UPDATE records SET seen = seen | {} WHERE run_id = ?1 AND job = ?2 AND {}",
+            by.marks(),
             status_sql::record_ended()
         );
         for (run, job) in jobs {

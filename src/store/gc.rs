@@ -73,15 +73,16 @@ impl RunStore {
         Ok(report)
     }
 
-    /// Runs with a background job still running are kept whatever the limits: its supervisor
-    /// will write its end into them.
+    /// Runs with a job still running are kept whatever the limits: a background job's
+    /// supervisor will write its end into them, and a job that outlived its run is found
+    /// through them.
     fn has_live_background(&mut self, run_id: &str) -> Result<bool> {
         let n: i64 = self
             .conn
             .query_row(
                 &format!(
-                    "SELECT COUNT(*) FROM records WHERE run_id = ?1 AND background = 1 AND {}",
-                    super::status_sql::record_in_background()
+                    "SELECT COUNT(*) FROM records WHERE run_id = ?1 AND status IN ({})",
+                    crate::record::Status::sql_list(crate::record::Status::is_running)
                 ),
                 params![run_id],
                 |r| r.get(0),

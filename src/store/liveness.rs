@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::status_sql;
 use super::{Result, RunStore};
-use crate::record::Supervisor;
+use crate::record::ProcessIdentity;
 
 impl RunStore {
     /// Runs still marked running whose orchestrate process is gone are marked interrupted.
@@ -31,7 +31,7 @@ impl RunStore {
             }
             // Judged as supervisors are: pid, start time, boot and PID namespace; runs from
             // before owners were kept by their pid alone.
-            let owner: Option<Supervisor> = owner.and_then(|o| serde_json::from_str(&o).ok());
+            let owner: Option<ProcessIdentity> = owner.and_then(|o| serde_json::from_str(&o).ok());
             let alive = match owner {
                 Some(o) => o.may_live(),
                 None => pid.is_some_and(process_alive),
@@ -48,7 +48,7 @@ impl RunStore {
                     .map_err(self.sql_err())?;
             }
         }
-        Ok(())
+        self.settle_dead_jobs()
     }
 }
 

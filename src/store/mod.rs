@@ -18,6 +18,7 @@ mod runs;
 mod schema;
 mod spill;
 mod status_sql;
+mod survivors;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
+pub use background::Viewer;
 pub use gc::GcReport;
 pub use ids::{as_component, looks_like_run_id, new_run_id, valid_run_id};
 pub use liveness::hostname;
@@ -32,6 +34,7 @@ pub use records::{ShowRow, not_found_job};
 pub use runs::{NewRun, RunFilter, RunRow};
 pub use schema::SCHEMA_VERSION;
 pub use spill::spill;
+pub use survivors::Survivor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

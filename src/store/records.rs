@@ -235,7 +235,7 @@ pub(super) fn insert_record(
     // Built once: this runs for every record, and the statement cache is keyed by its text.
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        let running = Status::Background.as_str();
+        let running = Status::sql_list(Status::is_running);
         format!(
         "INSERT INTO records
          (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
@@ -245,7 +245,7 @@ pub(super) fn insert_record(
            started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
            stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
            record = excluded.record, background = excluded.background, seen = excluded.seen
-         WHERE records.status = '{running}' OR excluded.status != '{running}'"
+         WHERE records.status IN ({running}) OR excluded.status NOT IN ({running})"
         )
     });
     conn.prepare_cached(sql)?.execute(params![
@@ -260,7 +260,7 @@ pub(super) fn insert_record(
         r.stderr.bytes as i64,
         json,
         i64::from(r.background),
-        i64::from(seen)
+        if seen { super::Viewer::ALL_BITS } else { 0 }
     ])?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use super::hostname;
 use super::status_sql;
 use super::{Result, RunStore, StoreError, mkdir_private};
-use crate::record::{Counts, RunStatus, Status, Supervisor, from_millis, to_millis};
+use crate::record::{Counts, ProcessIdentity, RunStatus, Status, from_millis, to_millis};
 
 /// A run as listed by `orchestrate runs`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,7 +97,7 @@ impl RunStore {
                     run.total as i64,
                     serde_json::to_string(crate::environ::inherited_env_keys())
                         .expect("names serialize"),
-                    serde_json::to_string(&Supervisor::of(std::process::id()))
+                    serde_json::to_string(&ProcessIdentity::of(std::process::id()))
                         .expect("an identity serializes")
                 ],
             )

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{Result, RunStore, StoreError, mkdir_private};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: the run's orchestrate process beyond its pid (start time, boot, PID namespace),
     // so that a run is judged dead only when it is.
     "ALTER TABLE runs ADD COLUMN owner TEXT;",
+    // 4 -> 5: `seen` becomes bits, one per command that reports a background job's end
+    // (`status` 1, `wait` 2), so that one looking does not hide the end from the other.
+    "UPDATE records SET seen = 3 WHERE seen = 1;",
 ];
 
 impl RunStore {

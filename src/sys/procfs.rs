@@ -39,28 +39,30 @@ pub fn boot_id() -> String {
 
 /// Our child processes (from /proc), for sweeping orphans that were reparented to us.
 pub fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut f = stat[close + 1..].split_whitespace();
-        let state = f.next();
-        let ppid = f.next().and_then(|x| x.parse::<u32>().ok());
-        if ppid == Some(pid) && state != Some("Z") {
-            out.push(p);
-        }
-    }
-    out
+    live_processes()
+        .filter(|&(_, ppid, _)| ppid == pid)
+        .map(|(p, _, _)| p)
+        .collect()
+}
+
+/// Whether a process group has a member that is not a zombie (an init that does not reap
+/// leaves zombies in a group whose processes have all ended).
+pub fn group_has_live_member(pgid: u32) -> bool {
+    live_processes().any(|(_, _, group)| group == pgid)
+}
+
+/// Every process that is not a zombie, as (pid, parent, process group), from /proc.
+fn live_processes() -> impl Iterator<Item = (u32, u32, u32)> {
+    let dir = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    dir.filter_map(|e| {
+        let p = e.file_name().to_str()?.parse::<u32>().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+        let state = f.next()?;
+        let ppid = f.next()?.parse().ok()?;
+        let pgrp = f.next()?.parse().ok()?;
+        (state != "Z" && state != "X").then_some((p, ppid, pgrp))
+    })
 }
 
 /// The process group of a process (field 5 of /proc/PID/stat).

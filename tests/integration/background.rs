@@ -130,13 +130,29 @@ fn a_supervisor_killed_with_9_is_reported_lost() {
     assert!(wait_for(Duration::from_secs(5), || !alive(ppid)));
     let status = env.run(&["status"]);
     assert!(
-        status.stdout.contains("lost (its supervisor is gone)"),
+        status
+            .stdout
+            .contains("lost: its supervisor is gone, the job still runs"),
         "{status:?}"
     );
     let w = env.run(&["wait", "orphan"]);
     assert_eq!(w.code, 1, "{w:?}");
     assert!(w.stdout.contains("orphan lost"), "{w:?}");
-    signal(job_pid, "KILL");
+    // With its supervisor gone, `kill` stops the job itself (its process group).
+    assert!(alive(job_pid));
+    let k = env.run(&["kill", "orphan"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    assert!(k.stdout.contains("orphan cancelled"), "{k:?}");
+    assert!(wait_for(Duration::from_secs(5), || !alive(job_pid)));
+    let rec = env.run(&["show", "--job", "orphan", "--json"]).json();
+    assert_eq!(rec[0]["status"], "cancelled", "{rec:?}");
+    assert!(
+        rec[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("after its supervisor was gone"),
+        "{rec:?}"
+    );
 }
 
 #[test]

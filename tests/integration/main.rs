@@ -15,4 +15,5 @@ mod redesign;
 mod scale_out;
 mod settings;
 mod store;
+mod survivors;
 mod trust;

@@ -30,6 +30,9 @@ pub(super) fn logs(
         .join(stream.as_str());
     let mut offset = 0u64;
     match db.record(&run_id, job) {
+        Ok(rec) if follow && rec.status.is_running() => {
+            copy_unrecorded(db, &run_id, job, &path, follow, out)
+        }
         Ok(rec) => {
             let o = match stream {
                 Stream::Stdout => &rec.stdout,
@@ -59,7 +62,8 @@ pub(super) fn logs(
     }
 }
 
-/// The output of a job without a record, once, or with `follow` until the job or its run ends.
+/// The output of a job without a final record, once, or with `follow` until the job ends (or
+/// its run, or its supervisor, ends without it).
 fn copy_unrecorded(
     db: &mut RunStore,
     run_id: &str,
@@ -74,13 +78,28 @@ fn copy_unrecorded(
         if !follow {
             return Ok(exit::OK);
         }
-        let finished = db.record(run_id, job).is_ok();
-        let run_over = db.run(run_id)?.status != crate::record::RunStatus::Running;
-        if finished || run_over {
+        if !still_going(db, run_id, job)? {
             copy_new(path, &mut offset, out)?;
             return Ok(exit::OK);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the job may still write: its record says it runs, and what records its end (its
+/// run, or a background job's supervisor) is still there to do so.
+fn still_going(db: &mut RunStore, run_id: &str, job: &str) -> Result<bool, InspectError> {
+    let run_live = |db: &mut RunStore| -> Result<bool, InspectError> {
+        Ok(db.run(run_id)?.status == crate::record::RunStatus::Running)
+    };
+    match db.record(run_id, job) {
+        Ok(r) if r.status == crate::record::Status::Background => {
+            Ok(r.supervisor.as_ref().is_some_and(|s| s.may_live()))
+        }
+        Ok(r) if r.status.is_running() => run_live(db),
+        Ok(_) => Ok(false),
+        Err(store::StoreError::NotFound(_)) => run_live(db),
+        Err(e) => Err(e.into()),
     }
 }
 

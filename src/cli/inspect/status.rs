@@ -9,7 +9,7 @@ use crate::cli::background::background_now;
 use crate::cli::table::write_table;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Status, format_duration, format_time};
-use crate::store::RunStore;
+use crate::store::{RunStore, Viewer};
 
 pub(super) fn status(
     db: &mut RunStore,
@@ -17,7 +17,7 @@ pub(super) fn status(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let jobs = background_now(db, !all)?;
+    let jobs = background_now(db, (!all).then_some(Viewer::Status))?;
     if json {
         for (run, rec) in &jobs {
             let v = serde_json::json!({
@@ -42,7 +42,7 @@ pub(super) fn status(
         .filter(|(_, r)| r.status != Status::Background)
         .map(|(run, r)| (run.clone(), r.job.clone()))
         .collect();
-    db.mark_seen(&ended)?;
+    db.mark_seen(&ended, Viewer::Status)?;
     Ok(exit::OK)
 }
 
@@ -67,7 +67,11 @@ fn write_status_table(
                         .unwrap_or_default()
                 )
             ),
+            Status::Lost if r.process.as_ref().is_some_and(|p| p.group_may_live()) => {
+                "lost: its supervisor is gone, the job still runs".to_string()
+            }
             Status::Lost => "lost (its supervisor is gone)".to_string(),
+            st if r.returncode.is_none() && r.signal.is_none() => st.to_string(),
             st => format!("{st}, {}", r.outcome()),
         };
         table.push(vec![

@@ -17,7 +17,7 @@ use crate::environ::JobEnv;
 use crate::exec::remote::wrap::Control;
 use crate::exec::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
-use crate::record::CompletedProcess;
+use crate::record::{CompletedProcess, Sealed};
 use crate::sys;
 use crate::text::os_text;
 
@@ -48,11 +48,15 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
         }
     };
     let mut watch = Watch::start(job, ctx, child, streams);
+    let mut running = ends::running(job, ctx.slot, watch.pgid, host.clone(), &launch.env);
+    running.started = started;
+    running.finished = started;
     let _ = ctx.events.send(Event::JobStarted {
         index: job.index,
         pid: Some(watch.pgid),
         slot: ctx.slot,
         started,
+        running: Some(Box::new(Sealed::new(running, &ctx.secrets))),
     });
     watch.run(ctx).await;
     let control = watch.finish(ctx).await;

@@ -120,6 +120,7 @@ pub async fn run_background(
         pid: None,
         slot: ctx.slot,
         started: rec.started,
+        running: None,
     });
     let mut cancel = ctx.cancel.clone();
     loop {
