@@ -15,7 +15,7 @@ use crate::run::Survivors;
     version,
     about = "Run the commands of a YAML job file with bounded concurrency, and keep a record of every job.",
     long_about = None,
-    after_help = "Exit codes: 0 all jobs succeeded, 1 a job failed, 2 invalid job file or usage, 75 locked, 130/143 interrupted.\nRecords and output are kept under --state-dir (default ~/.local/state/orchestrate)."
+    after_help = "Exit codes: 0 all jobs succeeded, 1 a job failed, 2 invalid job file or usage, 75 locked (or jobs of a killed run still running), 130/143 interrupted.\nRecords and output are kept under --state-dir (default ~/.local/state/orchestrate)."
 )]
 pub struct Cli {
     #[command(subcommand)]
