@@ -113,7 +113,7 @@ fn check_part(what: &str, text: &str) -> Result<(), String> {
 }
 
 /// The crontab line: the schedule, then a command with absolute paths, the PATH that works
-/// now, quiet mode (mail only on failure) and output appended to a log.
+/// now, quiet mode (cron mails only failures) and the full report appended to a log.
 pub fn line(
     schedule: &str,
     job_file: &Path,
@@ -135,8 +135,10 @@ pub fn line(
     if let Some(sd) = state_dir {
         cmd.push_str(&format!(" ORCHESTRATE_STATE_DIR={}", q(sd)));
     }
+    // No redirection: orchestrate appends its full report to the log itself and prints only
+    // what failed, which cron mails.
     cmd.push_str(&format!(
-        " {} {} --quiet >> {} 2>&1",
+        " {} {} --quiet --log {}",
         q(exe),
         q(job_file),
         q(log)
@@ -191,6 +193,11 @@ fn write_crontab(text: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Whether a cron daemon runs on this machine (Vixie cron and cronie, busybox, fcron, dcron).
+pub fn daemon_running() -> bool {
+    crate::sys::process_named(&["cron", "crond", "fcron", "dcron", "cronie"])
 }
 
 /// Adds `line` (replacing an earlier line for the same job file). Returns whether it replaced one.

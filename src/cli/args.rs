@@ -109,7 +109,8 @@ pub enum Command {
         /// Remove this job file's line from the user's crontab.
         #[arg(long)]
         remove: bool,
-        /// Where the run's report goes (default: <state dir>/cron/<job file>.log).
+        /// The log the installed line appends each run's full report to (default:
+        /// <state dir>/cron/<job file>.log); cron mails only what failed.
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
     },
@@ -209,6 +210,10 @@ pub struct RunArgs {
     /// run has them in the background): refuse to start (exit 75), wait for them, or stop them.
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = Survivors::Refuse)]
     pub survivors: Survivors,
+    /// Append the run's full report to FILE (made 0600) as well; with --quiet the terminal
+    /// (or cron's mail) gets only failures while the log keeps everything.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
     /// Do not take the overlap lock: allow this job file to run twice at once.
     #[arg(long, conflicts_with = "wait_lock")]
     pub no_lock: bool,

@@ -58,6 +58,11 @@ pub(super) fn cmd_cron(args: CronArgs, state_dir: Option<PathBuf>) -> i32 {
                 if replaced { "replaced" } else { "installed" },
                 abs.display()
             );
+            if !crate::cron::daemon_running() {
+                super::report_warning(
+                    &"no cron daemon is running (no cron or crond process): the line will not run until one is started",
+                );
+            }
             exit::OK
         }
         Err(e) => report_error(&e, exit::SOFTWARE),

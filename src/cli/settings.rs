@@ -53,6 +53,8 @@ pub struct RunSettings {
     pub lock: LockMode,
     /// `--survivors`: what to do about jobs still running from an earlier run.
     pub survivors: Survivors,
+    /// `--log FILE`: the full report appended there too.
+    pub log: Option<PathBuf>,
     pub report: ReportConfig,
     /// Keep the run in the store (no `--no-store`).
     pub store: bool,
@@ -95,6 +97,7 @@ impl RunSettings {
             retention: retention(&args).or(plan.retention),
             lock: lock_mode(&args),
             survivors: args.survivors,
+            log: args.log.clone(),
             report: report_config(&args, term),
             store: !args.no_store,
             state_dir,
@@ -126,6 +129,7 @@ impl RunSettings {
             carried,
             resumed,
             survivors: self.survivors,
+            log: self.log,
             on_failure: Some(self.on_failure),
             wait: Some(self.wait),
             retention: self.retention,

@@ -76,9 +76,12 @@ pub fn running(
     pid: u32,
     host: Option<String>,
     env: &JobEnv,
+    capture: &CaptureRoot,
 ) -> CompletedProcess {
     let mut rec = base(job);
     with_env(&mut rec, env);
+    rec.stdout = file_dest(job, capture, Stream::Stdout).stored();
+    rec.stderr = file_dest(job, capture, Stream::Stderr).stored();
     rec.status = Status::Running;
     rec.pid = Some(pid);
     rec.slot = Some(slot);

@@ -45,7 +45,9 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     names::check_unique(&jobs, &loc)?;
     check_sbatch_secrets(&jobs, &secrets, &loc)?;
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
+    let start_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     for j in &mut jobs {
+        in_job_file_dir(j, &start_dir);
         j.def_hash = definition_hash(j);
     }
     Ok(plan_of(path, text, file, jobs, secrets))
@@ -77,6 +79,20 @@ fn check_sbatch_secrets(
         "a Slurm background job's output is written by sbatch, where secrets (`secret_env`) cannot be redacted from it".into(),
         Some("send its stdout and stderr to files of its own or to `null`, or run it in the foreground (without `background: true`)".into()),
     ))
+}
+
+/// A job that runs here (or on a Slurm node, which starts where `srun` does) starts in the
+/// job file's directory, and a relative `cwd:` is taken from there, as `just` does with its
+/// justfile: a run by hand, from any folder, and a run from cron do the same. On an ssh host
+/// the job starts where the login does, and a relative `cwd:` is taken from there.
+fn in_job_file_dir(job: &mut PlannedJob, start_dir: &Path) {
+    if matches!(job.executor, super::Executor::Ssh(_)) {
+        return;
+    }
+    job.cwd = Some(match job.cwd.take() {
+        Some(c) => start_dir.join(c),
+        None => start_dir.to_path_buf(),
+    });
 }
 
 /// Where paths in the job file are relative to: its directory.

@@ -29,6 +29,9 @@ pub struct Reporter {
     failed: usize,
     done: usize,
     pub(super) started: Instant,
+    /// A second reporter that writes the full report to a log (`--log`), whatever this one
+    /// shows.
+    pub(super) log: Option<Box<Reporter>>,
 }
 
 /// The progress bars: one for the whole run, one per running job above it.
@@ -128,7 +131,14 @@ impl Reporter {
             failed: 0,
             done: 0,
             started: Instant::now(),
+            log: None,
         }
+    }
+
+    /// This reporter, with `log` given every event too.
+    pub fn with_log(mut self, log: Reporter) -> Self {
+        self.log = Some(Box::new(log));
+        self
     }
 
     /// A line for the human on stderr, above the bars when they are drawn.
@@ -167,6 +177,9 @@ impl Reporter {
     }
 
     pub fn event(&mut self, ev: &Event) {
+        if let Some(log) = &mut self.log {
+            log.event(ev);
+        }
         match ev {
             Event::JobStarted { index, .. } => {
                 if let Some(b) = &mut self.bars {

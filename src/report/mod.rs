@@ -62,6 +62,24 @@ impl Default for ReportConfig {
 }
 
 impl ReportConfig {
+    /// What a log (`--log`) gets: the full report as plain timestamped lines, whatever the
+    /// terminal shows.
+    pub fn for_log(&self) -> ReportConfig {
+        ReportConfig {
+            output: if self.json {
+                OutputMode::Failed
+            } else {
+                self.output
+            },
+            json: false,
+            quiet: false,
+            progress: false,
+            color: false,
+            timestamps: true,
+            tail_lines: self.tail_lines,
+        }
+    }
+
     /// Whether the executor must forward output lines as events.
     pub fn needs_output_lines(&self) -> bool {
         !self.json && (self.output == OutputMode::Stream || self.progress)

@@ -46,6 +46,9 @@ impl Reporter {
         run_id: Option<&str>,
         interrupted: Option<i32>,
     ) {
+        if let Some(log) = &mut self.log {
+            log.finish(summary, run_id, interrupted);
+        }
         self.wind_down();
         if self.cfg.json || (self.cfg.quiet && summary.failed() == 0 && interrupted.is_none()) {
             self.flush_out();

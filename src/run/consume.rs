@@ -180,9 +180,23 @@ impl Consumer {
     }
 }
 
+/// Starts the event thread.
+pub(super) fn spawn(
+    rx: mpsc::Receiver<Event>,
+    reporter: Reporter,
+    db: Option<RunStore>,
+    run_id: String,
+    keep_records: bool,
+) -> std::thread::JoinHandle<Consumed> {
+    std::thread::Builder::new()
+        .name("orchestrate-events".into())
+        .spawn(move || consume(rx, reporter, db, run_id, keep_records))
+        .expect("spawning the event thread")
+}
+
 /// The one consumer of events: reports them and commits finished records in batches (every
 /// event that arrived while the previous batch was written goes into the next transaction).
-pub(super) fn consume(
+fn consume(
     rx: mpsc::Receiver<Event>,
     reporter: Reporter,
     db: Option<RunStore>,

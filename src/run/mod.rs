@@ -5,6 +5,7 @@
 mod capture;
 mod consume;
 mod finish;
+mod log;
 mod signals;
 mod survivors;
 
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub resumed: Option<String>,
     /// What to do about jobs still running from an earlier run of the job file.
     pub survivors: Survivors,
+    /// Append the full report to this file as well (`--log`).
+    pub log: Option<PathBuf>,
     /// What a failure does to the rest of the run; `None`: the plan's `on_failure`.
     pub on_failure: Option<HaltSpec>,
     /// Wait for background jobs before the run ends; `None`: the plan's `wait`.
@@ -78,6 +81,7 @@ impl Default for RunOptions {
             carried: Vec::new(),
             resumed: None,
             survivors: Survivors::Refuse,
+            log: None,
             on_failure: None,
             wait: None,
             retention: None,
@@ -116,6 +120,8 @@ pub enum RunError {
     Invalid(String),
     #[error("{0}")]
     Survivors(String),
+    #[error("{0}")]
+    Log(String),
 }
 
 impl RunError {
@@ -152,6 +158,7 @@ pub fn run_plan(
         .source
         .as_ref()
         .map(|p| absolute(p).display().to_string());
+    let mut log_file = opts.log.as_deref().map(log::open).transpose()?;
     let capture::Capture {
         run_id,
         dir,
@@ -161,14 +168,13 @@ pub fn run_plan(
         tmp,
     } = capture::prepare(&plan, &opts, started)?;
 
-    let reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+    let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+    if let Some(f) = &mut log_file {
+        log::header(f, &run_id, job_file.as_deref());
+        reporter = reporter.with_log(log::reporter(f, &opts.report, &plan)?);
+    }
     let (tx, rx) = mpsc::channel::<Event>();
-    let keep_records = opts.keep_records;
-    let consumer_run_id = run_id.clone();
-    let consumer = std::thread::Builder::new()
-        .name("orchestrate-events".into())
-        .spawn(move || consume::consume(rx, reporter, db, consumer_run_id, keep_records))
-        .expect("spawning the event thread");
+    let consumer = consume::spawn(rx, reporter, db, run_id.clone(), opts.keep_records);
 
     let spill_root = state_root.clone();
     let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
@@ -195,6 +201,9 @@ pub fn run_plan(
     };
     let store_lost = finish::record_end(db, spill_root.as_deref(), &end, lost, &mut warnings);
     reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
+    if let Some(f) = &mut log_file {
+        log::warnings(f, &warnings);
+    }
     let records = with_output(records, opts.keep_output);
     drop(tmp);
     Ok(RunOutcome {

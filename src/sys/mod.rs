@@ -12,7 +12,7 @@ mod wait;
 pub use pipe::{clear_nonblocking, pipe, read_into, set_nonblocking, set_pipe_size};
 pub use procfs::{
     boot_id, children_of, group_has_live_member, pid_namespace, process_gone, process_group_of,
-    process_start_ticks,
+    process_named, process_start_ticks,
 };
 pub use signal::{SIGHUP, SIGINT, SIGKILL, SIGTERM, ignore_file_size_signal, kill, killpg};
 pub use spawn::{Spawn, can_spawn_in_dir, new_session, spawn};

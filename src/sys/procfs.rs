@@ -51,6 +51,14 @@ pub fn group_has_live_member(pgid: u32) -> bool {
     live_processes().any(|(_, _, group)| group == pgid)
 }
 
+/// Whether a live process has one of these command names (/proc/PID/comm).
+pub fn process_named(names: &[&str]) -> bool {
+    live_processes().any(|(p, _, _)| {
+        std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .is_ok_and(|c| names.contains(&c.trim_end()))
+    })
+}
+
 /// Every process that is not a zombie, as (pid, parent, process group), from /proc.
 fn live_processes() -> impl Iterator<Item = (u32, u32, u32)> {
     let dir = std::fs::read_dir("/proc").into_iter().flatten().flatten();

@@ -188,7 +188,7 @@ fn cron_prints_validates_installs_and_removes_a_line() {
     let line = r.stdout.trim();
     assert!(line.starts_with("*/15 * * * * cd "), "{line}");
     assert!(
-        line.contains(&format!(" {} --quiet >> ", abs.display())),
+        line.contains(&format!(" {} --quiet --log ", abs.display())),
         "{line}"
     );
     assert!(line.contains(" PATH="), "{line}");

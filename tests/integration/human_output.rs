@@ -467,15 +467,19 @@ fn a_run_killed_with_sigkill_is_interrupted() {
         .expect("start orchestrate");
     let mut reap = Reap(vec![child.id()]);
     reap.0.push(await_pids(&env.path("hang.pid"), 1)[0]);
-    let first_recorded = || {
+    // `first` has its record, and `hang` is in the store as running.
+    let both_recorded = || {
         orchestrate(&env)
             .args(["show", "last", "--json"])
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"job\":\"first\""))
+            .is_ok_and(|o| {
+                let out = String::from_utf8_lossy(&o.stdout);
+                out.contains("\"job\":\"first\"") && out.contains("\"status\":\"running\"")
+            })
     };
     assert!(
-        wait_for(Duration::from_secs(10), first_recorded),
-        "`first` never reached the store"
+        wait_for(Duration::from_secs(10), both_recorded),
+        "`first` and the running `hang` never reached the store"
     );
     signal(child.id(), "KILL");
     let orchestrate_pid = child.id();

@@ -5,6 +5,7 @@ mod bad_input;
 mod core;
 mod corpus;
 mod crash;
+mod cron_mail;
 mod cron_ready;
 mod graph;
 mod hardening;

@@ -48,7 +48,14 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
         }
     };
     let mut watch = Watch::start(job, ctx, child, streams);
-    let mut running = ends::running(job, ctx.slot, watch.pgid, host.clone(), &launch.env);
+    let mut running = ends::running(
+        job,
+        ctx.slot,
+        watch.pgid,
+        host.clone(),
+        &launch.env,
+        &ctx.capture,
+    );
     running.started = started;
     running.finished = started;
     let _ = ctx.events.send(Event::JobStarted {
