@@ -132,7 +132,14 @@ fn survivors_stop_stops_them_then_runs() {
 fn a_survivor_that_ended_is_settled_and_blocks_nothing() {
     let env = Env::new();
     let pid = run_and_kill_9(&env);
-    signal(pid, "KILL");
+    // The job's whole process group: its shell and the `sleep` it waits for.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(wait_for(Duration::from_secs(10), || !alive(pid)));
     std::fs::write(env.path("quick"), "").unwrap();
     let r = env.run(&["jobs.yaml"]);
