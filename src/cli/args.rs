@@ -97,9 +97,14 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
     },
-    /// Print a crontab line that runs a job file on a schedule; --install adds it to your crontab.
+    /// Print a crontab line that runs a job file on a schedule; --install adds it to your
+    /// crontab. `cron status` checks the installed lines.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Cron {
-        job_file: PathBuf,
+        #[command(subcommand)]
+        action: Option<CronAction>,
+        #[arg(required = true)]
+        job_file: Option<PathBuf>,
         /// When to run: five cron fields (`*/15 * * * *`) or a nickname (`@daily`).
         #[arg(long, value_name = "CRON", required_unless_present = "remove")]
         schedule: Option<String>,
@@ -241,6 +246,17 @@ pub struct RunArgs {
     /// After the run, keep at most this much captured output of this job file (`2G`).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronAction {
+    /// Every installed line: schedule, last run and outcome, next due time, missed runs
+    /// (due, but cron never started them), refused overlaps and failing streaks. Exits 1
+    /// when a run was missed or the last run failed, so that it can be monitored itself.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

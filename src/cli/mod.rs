@@ -5,6 +5,7 @@ mod args;
 mod background;
 mod check;
 mod cron_cmd;
+mod cron_status;
 mod inspect;
 mod run_cmd;
 mod settings;
@@ -44,6 +45,11 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
         }
         Some(Command::Check { job_file, json }) => check::cmd_check(&job_file, json),
         Some(Command::Cron {
+            action: Some(args::CronAction::Status { json }),
+            ..
+        }) => cron_status::cmd_cron_status(json, &mut std::io::stdout()),
+        Some(Command::Cron {
+            action: None,
             job_file,
             schedule,
             install,
@@ -51,7 +57,7 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             log,
         }) => {
             let args = cron_cmd::CronArgs {
-                job_file,
+                job_file: job_file.unwrap_or_default(),
                 schedule,
                 install,
                 remove,

@@ -50,6 +50,18 @@ pub(super) fn header(log: &mut File, run_id: &str, job_file: Option<&str>) {
     );
 }
 
+/// A run that could not begin (locked out, survivors, no store) leaves its line too: the
+/// log then has a line for every time cron started the job file (`cron status` reads them).
+pub(super) fn refused(log: &mut File, job_file: Option<&str>, err: &RunError) {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let _ = writeln!(
+        log,
+        "{now} orchestrate: run of {} refused (exit {}): {err}",
+        job_file.unwrap_or("(no job file)"),
+        err.exit_code()
+    );
+}
+
 /// The reporter that writes the full report to the log.
 pub(super) fn reporter(
     log: &File,

@@ -148,11 +148,7 @@ pub fn run_plan(
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
-    if !opts.store && plan.jobs.iter().any(|j| j.background) {
-        return Err(RunError::Invalid(
-            "background jobs need the store to record how they end; drop --no-store".into(),
-        ));
-    }
+    check_options(&plan, &opts)?;
     let plan = Arc::new(effective_plan(plan, &opts));
     let job_file = plan
         .source
@@ -166,7 +162,11 @@ pub fn run_plan(
         state_root,
         lock: _lock,
         tmp,
-    } = capture::prepare(&plan, &opts, started)?;
+    } = capture::prepare(&plan, &opts, started).inspect_err(|e| {
+        if let Some(f) = &mut log_file {
+            log::refused(f, job_file.as_deref(), e);
+        }
+    })?;
 
     let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
     if let Some(f) = &mut log_file {
@@ -220,6 +220,16 @@ pub fn run_plan(
         records,
         warnings,
     })
+}
+
+/// What cannot work whatever the jobs do.
+fn check_options(plan: &Plan, opts: &RunOptions) -> Result<(), RunError> {
+    if !opts.store && plan.jobs.iter().any(|j| j.background) {
+        return Err(RunError::Invalid(
+            "background jobs need the store to record how they end; drop --no-store".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job

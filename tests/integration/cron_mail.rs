@@ -17,10 +17,12 @@ fn cron_line(env: &Env, job_file: &str) -> String {
 
 /// Runs a crontab line's command as cron does: `sh -c` with cron's few variables, from `/`,
 /// stdin from nowhere and no terminal. What it prints is what cron would mail.
-fn run_as_cron(line: &str) -> Run {
+pub fn run_as_cron(line: &str) -> Run {
+    let fields = if line.starts_with('@') { 1 } else { 5 };
     let command = line
-        .strip_prefix("*/5 * * * * ")
-        .expect("the line starts with its schedule");
+        .splitn(fields + 1, ' ')
+        .nth(fields)
+        .expect("a command after the schedule");
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     Run::from(
         Command::new("/bin/sh")
@@ -145,6 +147,7 @@ fn install_warns_when_no_cron_daemon_runs() {
     }
     let env = Env::new();
     env.write("w.yaml", "jobs:\n  - 'true'\n");
+    let _crontab = crate::helpers::crontab_lock();
     let daemon = Command::new("pgrep")
         .args(["-x", "cron|crond"])
         .output()

@@ -221,6 +221,7 @@ fn cron_prints_validates_installs_and_removes_a_line() {
         String::from_utf8_lossy(&Command::new("crontab").arg("-l").output().unwrap().stdout)
             .into_owned()
     };
+    let _crontab = crate::helpers::crontab_lock();
     let before = crontab();
     let marker = format!("# orchestrate: {}", abs.display());
     for _ in 0..2 {

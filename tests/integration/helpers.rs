@@ -217,3 +217,10 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Tests that change the user's crontab hold this: `crontab -l` then `crontab -` is a
+/// read-modify-write, and two at once would lose a line.
+pub fn crontab_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -7,6 +7,7 @@ mod corpus;
 mod crash;
 mod cron_mail;
 mod cron_ready;
+mod cron_status;
 mod graph;
 mod hardening;
 mod helpers;

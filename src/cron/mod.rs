@@ -1,6 +1,12 @@
 //! `orchestrate cron`: a ready crontab line for a job file, and its installation into the
 //! user's crontab (through `crontab -`, so cron sees the change), found again by its marker.
 
+mod installed;
+mod schedule;
+
+pub use installed::{Installed, parse_all};
+pub use schedule::Schedule;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -151,7 +157,8 @@ pub fn line(
     ))
 }
 
-fn read_crontab() -> Result<String, String> {
+/// The user's crontab (empty when there is none).
+pub fn read_crontab() -> Result<String, String> {
     let out = Command::new("crontab")
         .arg("-l")
         .stdin(Stdio::null())
