@@ -217,3 +217,12 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The log a crontab line appends its report to (the word after `>>`).
+pub fn cron_log(line: &str) -> PathBuf {
+    let rest = line
+        .split_once(" >> ")
+        .unwrap_or_else(|| panic!("no log in {line}"))
+        .1;
+    PathBuf::from(&shell_words::split(rest).unwrap()[0])
+}
