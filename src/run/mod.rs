@@ -161,7 +161,8 @@ pub fn run_plan(
         tmp,
     } = capture::prepare(&plan, &opts, started)?;
 
-    let reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+    let files = CaptureRoot(dir.clone());
+    let reporter = Reporter::new(opts.report.clone(), plan.clone(), files.clone(), out, err);
     let (tx, rx) = mpsc::channel::<Event>();
     let keep_records = opts.keep_records;
     let consumer_run_id = run_id.clone();
@@ -195,7 +196,7 @@ pub fn run_plan(
     };
     let store_lost = finish::record_end(db, spill_root.as_deref(), &end, lost, &mut warnings);
     reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
-    let records = with_output(records, opts.keep_output);
+    let records = with_output(records, opts.keep_output, &files);
     drop(tmp);
     Ok(RunOutcome {
         run_id: opts.store.then_some(run_id),
@@ -322,15 +323,25 @@ fn exit_code(interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
 fn with_output(
     records: Vec<CompletedProcess>,
     keep_output: bool,
+    captures: &CaptureRoot,
 ) -> Vec<(CompletedProcess, Option<CapturedBytes>)> {
-    let read = |o: &crate::record::StoredOutput| match (&o.path, o.captured) {
-        (Some(p), true) => std::fs::read(p).unwrap_or_default(),
-        _ => Vec::new(),
+    use std::io::Read;
+    let read = |r: &CompletedProcess, stream: exec::Stream| {
+        let mut bytes = Vec::new();
+        if let Ok(exec::Readback::Captured(Some(mut f))) = captures.read_back(r, stream) {
+            let _ = f.read_to_end(&mut bytes);
+        }
+        bytes
     };
     records
         .into_iter()
         .map(|r| {
-            let bytes = keep_output.then(|| (read(&r.stdout), read(&r.stderr)));
+            let bytes = keep_output.then(|| {
+                (
+                    read(&r, exec::Stream::Stdout),
+                    read(&r, exec::Stream::Stderr),
+                )
+            });
             (r, bytes)
         })
         .collect()
