@@ -138,7 +138,9 @@ fn private_log(log: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot make the log {} private: {e}", log.display()))
 }
 
-/// `--log`, else `<state dir>/cron/<job file>.log`.
+/// `--log`, else `<state dir>/cron/<stem>-<hash>.log`: the stem for people, a hash of the
+/// job file's absolute path (as lock files have) so that `/a/jobs.yaml` and `/b/jobs.yaml`
+/// never append their reports to one log.
 fn log_path(log: Option<PathBuf>, root: &Path, abs: &Path) -> PathBuf {
     match log {
         Some(l) => std::path::absolute(&l).unwrap_or(l),
@@ -148,7 +150,9 @@ fn log_path(log: Option<PathBuf>, root: &Path, abs: &Path) -> PathBuf {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             );
-            root.join("cron").join(format!("{stem}.log"))
+            let hash = crate::text::sha256_hex(abs.as_os_str().as_encoded_bytes());
+            root.join("cron")
+                .join(format!("{stem}-{}.log", &hash[..12]))
         }
     }
 }

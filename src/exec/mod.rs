@@ -20,7 +20,7 @@ mod workers;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use process::{CaptureRoot, Launcher, Local, job_dir_name};
+pub use process::{CaptureRoot, Launcher, Local, Readback, job_dir_name};
 pub use remote::{sbatch, slurm, ssh, wrap};
 
 use crate::record::{Counts, Sealed, Secrets};
@@ -37,6 +37,14 @@ impl Stream {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+        }
+    }
+
+    /// This stream's part of a record.
+    pub fn of(self, rec: &crate::record::CompletedProcess) -> &crate::record::StoredOutput {
+        match self {
+            Stream::Stdout => &rec.stdout,
+            Stream::Stderr => &rec.stderr,
         }
     }
 }

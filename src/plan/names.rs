@@ -18,31 +18,43 @@ pub(super) struct Entry {
     pub(super) needs: Vec<String>,
 }
 
-/// Characters that print nothing or reorder what follows: a name holding one reads as another
-/// name on screen.
-fn invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}')
-}
-
 /// Why a user-given job name cannot be used, if it cannot.
-pub fn name_problem(name: &str) -> Option<&'static str> {
+pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
-        Some("it is empty")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains a control character (newline, tab, NUL, ...)")
-    } else if name.chars().any(invisible) {
-        Some("it contains an invisible or direction-changing character (U+200B, U+202E, ...)")
+        Some("it is empty".into())
+    } else if let Some(c) = crate::text::hidden_char(name) {
+        let what = if c.is_control() {
+            "a control character (newline, tab, NUL, ...)"
+        } else {
+            "an invisible or direction-changing character"
+        };
+        Some(format!("it contains U+{:04X}, {what}", c as u32))
     } else if name.contains('/') {
-        Some("it contains `/`")
+        Some("it contains `/`".into())
     } else if name == "." || name == ".." {
-        Some("`.` and `..` are not names")
+        Some("`.` and `..` are not names".into())
     } else if name.len() > 200 {
-        Some("it is longer than 200 bytes")
+        Some("it is longer than 200 bytes".into())
     } else if name == "last" {
-        Some("`last` is reserved (it means the latest run)")
+        Some("`last` is reserved (it means the latest run)".into())
     } else {
         None
     }
+}
+
+/// `name` quoted for an error, its hidden characters written as `\u{...}`: Rust's `{:?}`
+/// leaves the ones that are letters (the Hangul fillers) as they are, invisible.
+fn shown(name: &str) -> String {
+    format!("{name:?}")
+        .chars()
+        .map(|c| {
+            if crate::text::is_hidden(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The entry's own `name:`, if it has one, must be usable.
@@ -53,7 +65,7 @@ pub(super) fn check_name(m: &JobMap, index: usize, loc: &Locator<'_>) -> Result<
         return Err(loc.err(
             &loc.key(index, "name"),
             None,
-            format!("invalid job name {name:?}: {problem}"),
+            format!("invalid job name {}: {problem}", shown(name)),
             Some("use letters, digits, and `-_.:@+=,[]` in job names".to_string()),
         ));
     }

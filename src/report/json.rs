@@ -3,17 +3,19 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
 
+use crate::exec::Readback;
 use crate::record::{CompletedProcess, format_time};
 
 /// One record as a JSON line: the record's fields, with stdout and stderr inline as text
 /// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
-/// capture files, so a large output never sits in memory whole.
+/// capture files, so a large output never sits in memory whole. `outputs` are its stdout and
+/// stderr as they read back (`CaptureRoot::read_back`).
 pub fn write_json_record(
     w: &mut dyn Write,
     rec: &CompletedProcess,
     inherited_env: &[String],
+    outputs: [Readback; 2],
 ) -> io::Result<()> {
     let mut head = serde_json::json!({
         "job": rec.job,
@@ -48,10 +50,10 @@ pub fn write_json_record(
     let mut text = serde_json::to_string(&head).map_err(io::Error::other)?;
     text.pop(); // the closing brace: the inline outputs follow
     w.write_all(text.as_bytes())?;
-    for (name, out) in [("stdout", &rec.stdout), ("stderr", &rec.stderr)] {
+    for (name, out) in ["stdout", "stderr"].into_iter().zip(outputs) {
         write!(w, ",\"{name}\":")?;
-        let lossy = match (&out.path, out.captured) {
-            (Some(p), true) => write_json_string_from_file(w, p)?,
+        let lossy = match out {
+            Readback::Captured(Some(f)) => write_json_string_from_file(w, f)?,
             _ => {
                 w.write_all(b"\"\"")?;
                 false
@@ -64,39 +66,37 @@ pub fn write_json_record(
 
 /// Writes a file's bytes as one JSON string, decoding UTF-8 lossily chunk by chunk.
 /// Returns whether anything had to be replaced.
-fn write_json_string_from_file(w: &mut dyn Write, path: &Path) -> io::Result<bool> {
+fn write_json_string_from_file(w: &mut dyn Write, mut f: File) -> io::Result<bool> {
     w.write_all(b"\"")?;
     let mut lossy = false;
-    if let Ok(mut f) = File::open(path) {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut carry: Vec<u8> = Vec::new();
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            carry.extend_from_slice(&buf[..n]);
-            // Keep an incomplete UTF-8 sequence at the end for the next chunk.
-            let keep = match std::str::from_utf8(&carry) {
-                Ok(_) => 0,
-                Err(e) if e.error_len().is_none() => carry.len() - e.valid_up_to(),
-                Err(_) => {
-                    // Invalid somewhere; an incomplete tail may still follow the invalid part.
-                    incomplete_tail(&carry)
-                }
-            };
-            let cut = carry.len() - keep;
-            let piece = String::from_utf8_lossy(&carry[..cut]);
-            if matches!(piece, std::borrow::Cow::Owned(_)) {
-                lossy = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        // Keep an incomplete UTF-8 sequence at the end for the next chunk.
+        let keep = match std::str::from_utf8(&carry) {
+            Ok(_) => 0,
+            Err(e) if e.error_len().is_none() => carry.len() - e.valid_up_to(),
+            Err(_) => {
+                // Invalid somewhere; an incomplete tail may still follow the invalid part.
+                incomplete_tail(&carry)
             }
-            write_escaped(w, &piece)?;
-            carry.drain(..cut);
-        }
-        if !carry.is_empty() {
+        };
+        let cut = carry.len() - keep;
+        let piece = String::from_utf8_lossy(&carry[..cut]);
+        if matches!(piece, std::borrow::Cow::Owned(_)) {
             lossy = true;
-            write_escaped(w, &String::from_utf8_lossy(&carry))?;
         }
+        write_escaped(w, &piece)?;
+        carry.drain(..cut);
+    }
+    if !carry.is_empty() {
+        lossy = true;
+        write_escaped(w, &String::from_utf8_lossy(&carry))?;
     }
     w.write_all(b"\"")?;
     Ok(lossy)

@@ -3,7 +3,6 @@
 //! mode, holding records back in `ordered` mode until their turn.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,13 +11,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render::{self, Retry};
 use super::{OutputMode, ReportConfig, json, tail_lines};
-use crate::exec::{Event, Stream};
+use crate::exec::{CaptureRoot, Event, Readback, Stream};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
 
 pub struct Reporter {
     pub(super) cfg: ReportConfig,
     plan: Arc<Plan>,
+    /// Where this run's output is captured: the only place records' output is read from.
+    captures: CaptureRoot,
     out: Box<dyn Write + Send>,
     err: Box<dyn Write + Send>,
     /// Ordered mode: finished records waiting for their turn.
@@ -108,6 +109,7 @@ impl Reporter {
     pub fn new(
         cfg: ReportConfig,
         plan: Arc<Plan>,
+        captures: CaptureRoot,
         out: Box<dyn Write + Send>,
         err: Box<dyn Write + Send>,
     ) -> Self {
@@ -122,6 +124,7 @@ impl Reporter {
         Reporter {
             cfg,
             plan,
+            captures,
             out,
             err,
             pending: BTreeMap::new(),
@@ -244,10 +247,12 @@ impl Reporter {
                 self.pending.insert(rec.index, rec.clone());
                 self.flush_ordered();
             } else {
+                let outputs = self.outputs(rec);
                 let _ = json::write_json_record(
                     &mut self.out,
                     rec,
                     crate::environ::inherited_env_keys(),
+                    outputs,
                 );
             }
             self.flush_out();
@@ -278,10 +283,12 @@ impl Reporter {
     fn flush_ordered(&mut self) {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
+                let outputs = self.outputs(&rec);
                 let _ = json::write_json_record(
                     &mut self.out,
                     &rec,
                     crate::environ::inherited_env_keys(),
+                    outputs,
                 );
             } else {
                 self.dump(&rec);
@@ -298,21 +305,31 @@ impl Reporter {
         }
     }
 
+    /// How one stream of a record of this run reads back; what cannot be read shows nothing.
+    fn output(&self, rec: &CompletedProcess, stream: Stream) -> Readback {
+        self.captures
+            .read_back(rec, stream)
+            .unwrap_or(Readback::NotKept)
+    }
+
+    fn outputs(&self, rec: &CompletedProcess) -> [Readback; 2] {
+        [
+            self.output(rec, Stream::Stdout),
+            self.output(rec, Stream::Stderr),
+        ]
+    }
+
     /// The job's whole stdout to our stdout and stderr to our stderr.
     fn dump(&mut self, rec: &CompletedProcess) {
-        for (stream, out) in [(Stream::Stdout, &rec.stdout), (Stream::Stderr, &rec.stderr)] {
-            if !out.captured {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let Readback::Captured(Some(mut f)) = self.output(rec, stream) else {
                 continue;
-            }
-            if let Some(p) = &out.path
-                && let Ok(mut f) = File::open(p)
-            {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match f.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => self.raw(stream, &buf[..n]),
-                    }
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.raw(stream, &buf[..n]),
                 }
             }
         }
@@ -320,13 +337,16 @@ impl Reporter {
 
     /// The last lines of a failed job's stderr (or stdout, when stderr is empty), indented.
     fn tail(&mut self, rec: &CompletedProcess) {
-        let src = [&rec.stderr, &rec.stdout]
+        let src = [(Stream::Stderr, &rec.stderr), (Stream::Stdout, &rec.stdout)]
             .into_iter()
-            .find(|o| o.captured && o.path.is_some());
-        let Some(p) = src.and_then(|o| o.path.as_ref()) else {
+            .find(|(_, o)| o.captured && o.path.is_some());
+        let Some((stream, _)) = src else {
             return;
         };
-        let lines = tail_lines(p, self.cfg.tail_lines);
+        let Readback::Captured(Some(f)) = self.output(rec, stream) else {
+            return;
+        };
+        let lines = tail_lines(f, self.cfg.tail_lines);
         for l in lines {
             self.say(&format!("    | {l}"));
         }

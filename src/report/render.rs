@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::ReportConfig;
@@ -138,10 +137,7 @@ pub fn visible(s: &str) -> String {
 }
 
 /// The last `n` lines of a file, reading at most its last 64 KiB, made safe to show.
-pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
-    let Ok(mut f) = File::open(path) else {
-        return Vec::new();
-    };
+pub fn tail_lines(mut f: File, n: usize) -> Vec<String> {
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(64 * 1024);
     if f.seek(SeekFrom::Start(start)).is_err() {

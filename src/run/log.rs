@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::RunError;
+use crate::exec::CaptureRoot;
 use crate::plan::Plan;
 use crate::report::{ReportConfig, Reporter};
 
@@ -67,12 +68,14 @@ pub(super) fn reporter(
     log: &File,
     shown: &ReportConfig,
     plan: &Arc<Plan>,
+    files: &CaptureRoot,
 ) -> Result<Reporter, RunError> {
     let clone = || log.try_clone().map_err(|e| RunError::Log(e.to_string()));
     let (out, err) = (clone()?, clone()?);
     Ok(Reporter::new(
         shown.for_log(),
         plan.clone(),
+        files.clone(),
         Box::new(out),
         Box::new(err),
     ))

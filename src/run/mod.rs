@@ -168,10 +168,11 @@ pub fn run_plan(
         }
     })?;
 
-    let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
+    let files = CaptureRoot(dir.clone());
+    let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), files.clone(), out, err);
     if let Some(f) = &mut log_file {
         log::header(f, &run_id, job_file.as_deref());
-        reporter = reporter.with_log(log::reporter(f, &opts.report, &plan)?);
+        reporter = reporter.with_log(log::reporter(f, &opts.report, &plan, &files)?);
     }
     let (tx, rx) = mpsc::channel::<Event>();
     let consumer = consume::spawn(rx, reporter, db, run_id.clone(), opts.keep_records);
@@ -204,7 +205,7 @@ pub fn run_plan(
     if let Some(f) = &mut log_file {
         log::warnings(f, &warnings);
     }
-    let records = with_output(records, opts.keep_output);
+    let records = with_output(records, opts.keep_output, &files);
     drop(tmp);
     Ok(RunOutcome {
         run_id: opts.store.then_some(run_id),
@@ -341,15 +342,25 @@ fn exit_code(interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
 fn with_output(
     records: Vec<CompletedProcess>,
     keep_output: bool,
+    captures: &CaptureRoot,
 ) -> Vec<(CompletedProcess, Option<CapturedBytes>)> {
-    let read = |o: &crate::record::StoredOutput| match (&o.path, o.captured) {
-        (Some(p), true) => std::fs::read(p).unwrap_or_default(),
-        _ => Vec::new(),
+    use std::io::Read;
+    let read = |r: &CompletedProcess, stream: exec::Stream| {
+        let mut bytes = Vec::new();
+        if let Ok(exec::Readback::Captured(Some(mut f))) = captures.read_back(r, stream) {
+            let _ = f.read_to_end(&mut bytes);
+        }
+        bytes
     };
     records
         .into_iter()
         .map(|r| {
-            let bytes = keep_output.then(|| (read(&r.stdout), read(&r.stderr)));
+            let bytes = keep_output.then(|| {
+                (
+                    read(&r, exec::Stream::Stdout),
+                    read(&r, exec::Stream::Stderr),
+                )
+            });
             (r, bytes)
         })
         .collect()

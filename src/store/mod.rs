@@ -206,6 +206,26 @@ impl RunStore {
 
     /// The folder of a run's captured output.
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
-        self.root.join("runs").join(as_component(run_id))
+        run_dir_in(&self.root, run_id)
     }
+}
+
+fn run_dir_in(root: &Path, run_id: &str) -> PathBuf {
+    root.join("runs").join(as_component(run_id))
+}
+
+/// The folder holding the capture file of `out`, a stream of a record of `run_id` in the store
+/// at `root`: that run's, or for a record carried over by `--resume`, the folder of the run it
+/// came from. Only that run's id is taken from the stored path (`.../runs/<id>/<job>/<stream>`),
+/// and checked as every id read back; the folder is made from it under this store's `runs/`.
+pub fn capture_dir(root: &Path, run_id: &str, out: &crate::record::StoredOutput) -> PathBuf {
+    let origin = out
+        .path
+        .as_deref()
+        .filter(|_| out.captured)
+        .and_then(|p| p.parent()?.parent())
+        .filter(|d| d.parent().and_then(Path::file_name) == Some("runs".as_ref()))
+        .and_then(|d| d.file_name()?.to_str())
+        .filter(|id| valid_run_id(id));
+    run_dir_in(root, origin.unwrap_or(run_id))
 }

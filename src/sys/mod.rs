@@ -3,12 +3,14 @@
 //! Through the safe wrappers of nix and rustix; the little `unsafe` left lives in the
 //! submodules that need it, each block with the reason it is sound.
 
+mod fs;
 mod pipe;
 mod procfs;
 mod signal;
 mod spawn;
 mod wait;
 
+pub use fs::open_regular_beneath;
 pub use pipe::{clear_nonblocking, pipe, read_into, set_nonblocking, set_pipe_size};
 pub use procfs::{
     boot_id, children_of, group_has_live_member, pid_namespace, process_gone, process_group_of,

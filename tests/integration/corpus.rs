@@ -29,6 +29,12 @@ fn every_bad_job_file_is_refused_with_its_exact_message() {
         std::fs::copy(&path, env.path(&name)).unwrap();
         let stderr = check(&env, &name);
         let case = name.trim_end_matches(".yaml");
+        // `name-hidden-061C-...`: the message names that code point.
+        if let Some(rest) = case.strip_prefix("name-hidden-") {
+            let code = rest.split('-').next().unwrap();
+            let want = format!("U+{code}");
+            assert!(stderr.contains(&want), "{name}: no {want} in {stderr}");
+        }
         insta::assert_snapshot!(case, stderr);
     }
 }

@@ -51,7 +51,7 @@ fn the_installed_line_prints_only_failures_and_logs_everything() {
         !line.contains(">>"),
         "the line redirects the report: {line}"
     );
-    let log = env.state().join("cron/nightly.log");
+    let log = crate::helpers::cron_log(&line);
 
     let ok = run_as_cron(&line);
     assert_eq!(ok.code, 0, "{ok:?}");

@@ -248,6 +248,48 @@ fn cron_prints_validates_installs_and_removes_a_line() {
 }
 
 #[test]
+fn job_files_of_the_same_name_in_two_folders_never_share_a_cron_log() {
+    let env = Env::new();
+    let mut logs = Vec::new();
+    for dir in ["a", "b"] {
+        env.write(
+            &format!("{dir}/jobs.yaml"),
+            &format!("jobs:\n  - name: fails\n    shell: echo tail-of-{dir} >&2; exit 1\n"),
+        );
+        let r = env.run(&["cron", &format!("{dir}/jobs.yaml"), "--schedule", "@daily"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let line = r.stdout.trim();
+        let log = crate::helpers::cron_log(line);
+        assert_eq!(log.parent().unwrap(), env.state().join("cron"));
+        // What cron would run: the line without its schedule (the marker is a comment).
+        let ran = Command::new("sh")
+            .arg("-c")
+            .arg(line.strip_prefix("@daily ").unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(ran.code(), Some(1), "the job fails");
+        logs.push(log);
+    }
+    assert_ne!(logs[0], logs[1], "both job files append to one log");
+    for (log, mine, theirs) in [(&logs[0], "a", "b"), (&logs[1], "b", "a")] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains(&format!("tail-of-{mine}")), "{text}");
+        assert!(!text.contains(&format!("tail-of-{theirs}")), "{text}");
+    }
+    for log in &logs {
+        let name = log.file_name().unwrap().to_str().unwrap().to_string();
+        // Still readable: the job file's name comes first.
+        assert!(
+            name.starts_with("jobs-") && name.ends_with(".log"),
+            "{name}"
+        );
+    }
+    // The same job file keeps its log from one `orchestrate cron` to the next.
+    let again = env.run(&["cron", "a/jobs.yaml", "--schedule", "@hourly"]);
+    assert_eq!(crate::helpers::cron_log(again.stdout.trim()), logs[0]);
+}
+
+#[test]
 fn environment_files_paths_clean_envs_and_keys() {
     let env = Env::new();
     env.write(

@@ -63,7 +63,7 @@ fn cron_status_shows_missed_runs_failures_and_overlaps() {
         "jobs:\n  - name: wait\n    shell: 'while [ ! -e go ]; do sleep 0.05; done'\n",
     );
     let yearly = install(&env, "yearly.yaml", "0 0 1 1 *");
-    install(&env, "hourly.yaml", "0 * * * *");
+    let hourly = install(&env, "hourly.yaml", "0 * * * *");
     let broken = install(&env, "broken.yaml", "*/5 * * * *");
     let slow = install(&env, "slow.yaml", "*/5 * * * *");
 
@@ -90,7 +90,7 @@ fn cron_status_shows_missed_runs_failures_and_overlaps() {
     // since: the machine was off.
     let three_hours_ago = SystemTime::now() - Duration::from_secs(3 * 3600);
     std::fs::write(
-        env.state().join("cron/hourly.log"),
+        crate::helpers::cron_log(&hourly),
         format!(
             "{} orchestrate: run 20200101-000000-0000000 of {} started\n",
             humantime::format_rfc3339_seconds(three_hours_ago),

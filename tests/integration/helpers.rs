@@ -224,3 +224,12 @@ pub fn crontab_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The log a crontab line appends its report to (the word after `--log`).
+pub fn cron_log(line: &str) -> PathBuf {
+    let rest = line
+        .split_once(" --log ")
+        .unwrap_or_else(|| panic!("no log in {line}"))
+        .1;
+    PathBuf::from(&shell_words::split(rest).unwrap()[0])
+}

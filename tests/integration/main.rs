@@ -13,6 +13,7 @@ mod hardening;
 mod helpers;
 mod human_output;
 mod library;
+mod readback;
 mod redesign;
 mod scale_out;
 mod settings;

@@ -236,7 +236,13 @@ fn the_state_dir_its_folders_and_the_cron_log_are_private_whatever_the_umask() {
     let state = env.state();
     assert_eq!(mode(&state), 0o700, "the state dir");
     assert_eq!(mode(&state.join("cron")), 0o700, "cron/");
-    let log = state.join("cron/nightly.log");
+    let log = crate::helpers::cron_log(&run.stdout);
+    assert_eq!(
+        log.parent().unwrap(),
+        state.join("cron"),
+        "{}",
+        log.display()
+    );
     assert_eq!(mode(&log), 0o600, "the cron log");
     let run = under_umask_000(&env, &["nightly.yaml"]);
     assert_eq!(run.code, 0, "{run:?}");

@@ -1,9 +1,10 @@
 //! `orchestrate diff`: what changed in a job's output between two runs, as a unified diff.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
-use super::InspectError;
+use super::{InspectError, not_captured, read_back};
 use crate::error::exit;
+use crate::exec::{Readback, Stream};
 use crate::store::RunStore;
 
 pub(super) fn diff(
@@ -30,13 +31,25 @@ pub(super) fn diff(
             ));
         }
     };
+    let stream = if stderr {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
     let read = |db: &mut RunStore, id: &str| -> Result<Vec<u8>, InspectError> {
         let rec = db.record(id, job)?;
-        let o = if stderr { &rec.stderr } else { &rec.stdout };
-        Ok(match (&o.path, o.captured) {
-            (Some(p), true) => std::fs::read(p)?,
-            _ => Vec::new(),
-        })
+        let mut bytes = Vec::new();
+        match read_back(db.root(), id, &rec, stream)? {
+            Readback::Captured(Some(mut f)) => {
+                f.read_to_end(&mut bytes)?;
+            }
+            Readback::Captured(None) | Readback::NotKept => {}
+            Readback::Elsewhere(p) => {
+                let msg = not_captured(job, stream, &p);
+                return Err(InspectError::Usage(format!("{msg} (run {id})")));
+            }
+        }
+        Ok(bytes)
     };
     let a = read(db, &old_id)?;
     let b = read(db, &new_id)?;
@@ -44,7 +57,7 @@ pub(super) fn diff(
         writeln!(
             out,
             "no change in the {} of `{job}` between runs {old_id} and {new_id}",
-            if stderr { "stderr" } else { "stdout" }
+            stream.as_str()
         )?;
         return Ok(exit::OK);
     }

@@ -2,12 +2,11 @@
 //! copying while the job runs.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::Duration;
 
-use super::InspectError;
+use super::{InspectError, not_captured, read_back};
 use crate::error::exit;
-use crate::exec::{Stream, job_dir_name};
+use crate::exec::{CaptureRoot, Readback, Stream};
 use crate::store::{self, RunStore};
 
 pub(super) fn logs(
@@ -24,39 +23,28 @@ pub(super) fn logs(
     } else {
         Stream::Stdout
     };
-    let path = db
-        .run_dir(&run_id)
-        .join(job_dir_name(job))
-        .join(stream.as_str());
-    let mut offset = 0u64;
+    let captures = CaptureRoot(db.run_dir(&run_id));
+    // Opened afresh at every look: `--follow` sees the file appear.
+    let open = || captures.open(job, stream);
     match db.record(&run_id, job) {
         Ok(rec) if follow && rec.status.is_running() => {
-            copy_unrecorded(db, &run_id, job, &path, follow, out)
+            copy_unrecorded(db, &run_id, job, &open, follow, out)
         }
-        Ok(rec) => {
-            let o = match stream {
-                Stream::Stdout => &rec.stdout,
-                Stream::Stderr => &rec.stderr,
-            };
-            if !o.captured
-                && let Some(p) = &o.path
-            {
-                return Err(InspectError::Usage(format!(
-                    "the {} of `{job}` was not captured; it went to {}",
-                    stream.as_str(),
-                    p.display()
-                )));
+        Ok(rec) => match read_back(db.root(), &run_id, &rec, stream)? {
+            Readback::Elsewhere(p) => Err(InspectError::Usage(not_captured(job, stream, &p))),
+            Readback::Captured(f) => {
+                copy_from(f, &mut 0, out)?;
+                Ok(exit::OK)
             }
-            copy_new(&path, &mut offset, out)?;
-            Ok(exit::OK)
-        }
+            Readback::NotKept => Ok(exit::OK),
+        },
         Err(store::StoreError::NotFound(msg)) => {
             // No record yet: the job may still be running, or was when the run died.
             let running = db.run(&run_id)?.status == crate::record::RunStatus::Running;
-            if !(path.exists() || follow && running) {
+            if !(open()?.is_some() || follow && running) {
                 return Err(InspectError::Store(store::StoreError::NotFound(msg)));
             }
-            copy_unrecorded(db, &run_id, job, &path, follow, out)
+            copy_unrecorded(db, &run_id, job, &open, follow, out)
         }
         Err(e) => Err(e.into()),
     }
@@ -68,18 +56,18 @@ fn copy_unrecorded(
     db: &mut RunStore,
     run_id: &str,
     job: &str,
-    path: &Path,
+    open: &dyn Fn() -> std::io::Result<Option<std::fs::File>>,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let mut offset = 0u64;
     loop {
-        copy_new(path, &mut offset, out)?;
+        copy_from(open()?, &mut offset, out)?;
         if !follow {
             return Ok(exit::OK);
         }
         if !still_going(db, run_id, job)? {
-            copy_new(path, &mut offset, out)?;
+            copy_from(open()?, &mut offset, out)?;
             return Ok(exit::OK);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -104,8 +92,12 @@ fn still_going(db: &mut RunStore, run_id: &str, job: &str) -> Result<bool, Inspe
 }
 
 /// Copies what the file holds past `offset`, and moves `offset` on; no file yet is no output.
-fn copy_new(path: &Path, offset: &mut u64, out: &mut dyn Write) -> std::io::Result<()> {
-    if let Ok(mut f) = std::fs::File::open(path) {
+fn copy_from(
+    file: Option<std::fs::File>,
+    offset: &mut u64,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if let Some(mut f) = file {
         f.seek(SeekFrom::Start(*offset))?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {

@@ -14,6 +14,8 @@ use super::args::Command;
 use super::background;
 use super::report_error;
 use crate::error::exit;
+use crate::exec::{CaptureRoot, Readback, Stream};
+use crate::record::CompletedProcess;
 use crate::store::{self, RunStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,4 +97,38 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         | Command::Supervise
         | Command::Man => unreachable!("handled by main_with"),
     }
+}
+
+/// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture
+/// file in its run's folder (`store::capture_dir`, `CaptureRoot::read_back`), never from the
+/// path it holds. The one way the commands here read a job's output.
+fn read_back(
+    root: &std::path::Path,
+    run_id: &str,
+    rec: &CompletedProcess,
+    stream: Stream,
+) -> std::io::Result<Readback> {
+    CaptureRoot(store::capture_dir(root, run_id, stream.of(rec))).read_back(rec, stream)
+}
+
+/// Both streams of a record as they read back (see [`read_back`]), for JSON.
+fn read_back_both(
+    root: &std::path::Path,
+    run_id: &str,
+    rec: &CompletedProcess,
+) -> std::io::Result<[Readback; 2]> {
+    Ok([
+        read_back(root, run_id, rec, Stream::Stdout)?,
+        read_back(root, run_id, rec, Stream::Stderr)?,
+    ])
+}
+
+/// Where a stream went that orchestrate did not capture: the record names the job's own file,
+/// which is never read, since a record read back could name any file.
+fn not_captured(job: &str, stream: Stream, path: &std::path::Path) -> String {
+    format!(
+        "the {} of `{job}` was not captured; it went to {}",
+        stream.as_str(),
+        crate::report::visible(&path.display().to_string())
+    )
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::InspectError;
+use super::{InspectError, read_back_both};
 use crate::error::exit;
 use crate::record::format_duration;
 use crate::report;
@@ -20,7 +20,8 @@ pub(super) fn show(
     if let Some(job) = job {
         let rec = db.record(&id, job)?;
         if json {
-            report::write_json_record(out, &rec, &inherited)?;
+            let outputs = read_back_both(db.root(), &id, &rec)?;
+            report::write_json_record(out, &rec, &inherited, outputs)?;
         } else {
             write!(
                 out,
@@ -31,7 +32,11 @@ pub(super) fn show(
         return Ok(exit::OK);
     }
     if json {
-        db.each_record(&id, |r| report::write_json_record(out, &r, &inherited))?;
+        let root = db.root().to_path_buf();
+        db.each_record(&id, |r| {
+            let outputs = read_back_both(&root, &id, &r)?;
+            report::write_json_record(out, &r, &inherited, outputs)
+        })?;
         return Ok(exit::OK);
     }
     write_run_table(db, &id, out)?;

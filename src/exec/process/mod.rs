@@ -1,7 +1,8 @@
 //! The process layer: one job on this machine's process table (its own, or a remote
 //! client's). Split by action: `launch` (the back ends' seam), `stdio` (where the streams go),
-//! `spawn` (starting the process), `drain` and `pipe` (reading its output), `attempt` (one
-//! run under its timeout and cancellation), `stop` (signals), `path` (finding programs).
+//! `spawn` (starting the process), `drain` and `pipe` (reading its output), `readback`
+//! (reading it again later), `attempt` (one run under its timeout and cancellation), `stop`
+//! (signals), `path` (finding programs).
 
 mod attempt;
 mod drain;
@@ -9,6 +10,7 @@ mod launch;
 mod outcome;
 mod path;
 mod pipe;
+mod readback;
 mod spawn;
 mod stdio;
 mod stop;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use launch::{Launch, Launcher, Local};
+pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};
 

@@ -1,0 +1,56 @@
+//! Opening a file inside a folder of ours one component at a time, so that no symlink on the
+//! way is followed.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags, fstat, open, openat};
+
+/// Opens `dir/parts[0]/…/parts[n]` for reading, refusing a symlink at `dir` itself and at
+/// every part (each is opened with O_NOFOLLOW from the one before it, not by its whole path),
+/// and anything but a regular file at the end (a FIFO is refused, not waited on). A missing
+/// component is `Ok(None)`.
+pub fn open_regular_beneath(dir: &Path, parts: &[&str]) -> io::Result<Option<File>> {
+    let Some((last, folders)) = parts.split_last() else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    let in_dir = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut at = match open(dir, in_dir, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(refused(e, true)),
+    };
+    for part in folders {
+        at = match openat(&at, *part, in_dir, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(refused(e, true)),
+        };
+    }
+    let file = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match openat(&at, *last, file, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(refused(e, false)),
+    };
+    if FileType::from_raw_mode(fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    Ok(Some(File::from(fd)))
+}
+
+/// The error of a component that could not be opened. Under O_NOFOLLOW a symlink fails as a
+/// loop (ELOOP), or as "not a directory" where a folder was asked for: it is named as such.
+fn refused(e: rustix::io::Errno, folder: bool) -> io::Error {
+    use rustix::io::Errno;
+    let why = match e {
+        Errno::LOOP => "it is a symlink, which is never followed",
+        Errno::NOTDIR if folder => "it is a symlink (never followed) or not a folder",
+        _ => return e.into(),
+    };
+    io::Error::new(io::ErrorKind::InvalidInput, why)
+}
