@@ -11,6 +11,7 @@ mod hardening;
 mod helpers;
 mod human_output;
 mod library;
+mod readonly;
 mod redesign;
 mod scale_out;
 mod settings;
