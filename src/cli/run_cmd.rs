@@ -107,7 +107,7 @@ fn resume_set(
     job_file: &Path,
 ) -> Result<(String, Vec<CompletedProcess>), RunError> {
     let root = store::default_state_dir(settings.state_dir.as_deref()).map_err(invalid)?;
-    let mut db = RunStore::open_existing(&root).map_err(invalid)?;
+    let mut db = RunStore::open_existing_writable(&root, "a run").map_err(invalid)?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
     let abs = abs.display().to_string();
     let id = if from == "last" {

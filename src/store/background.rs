@@ -2,7 +2,6 @@
 
 use rusqlite::params;
 
-use super::records::insert_record;
 use super::status_sql;
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed};
@@ -43,7 +42,7 @@ impl RunStore {
 
     /// As `put_background`; `seen` when its end was already reported (a run that waited).
     pub fn put_background_seen(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
-        insert_record(&self.conn, run_id, r, seen).map_err(self.sql_err())?;
+        self.put_record(run_id, r, seen)?;
         self.recount(run_id)
     }
 
@@ -75,8 +74,12 @@ impl RunStore {
     }
 
     /// Notes that `by` reported the end of these background jobs. What `wait` reported counts
-    /// as seen by `status` too; what `status` showed is still `wait`'s to collect.
+    /// as seen by `status` too; what `status` showed is still `wait`'s to collect. A read-only
+    /// store cannot keep the note: the next look reports these ends again.
     pub fn mark_seen(&mut self, jobs: &[(String, String)], by: Viewer) -> Result<()> {
+        if self.read_only() {
+            return Ok(());
+        }
         let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
             path: self.db_path.clone(),
             source,

@@ -13,6 +13,7 @@ mod background;
 mod gc;
 mod ids;
 mod liveness;
+mod readonly;
 mod records;
 mod runs;
 mod schema;
@@ -66,6 +67,8 @@ pub enum StoreError {
     NoHome,
     #[error("refusing the state directory {path}: {why}")]
     Unsafe { path: PathBuf, why: String },
+    #[error("cannot write the state directory {path}: {why}")]
+    ReadOnly { path: PathBuf, why: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -176,6 +179,9 @@ pub struct RunStore {
     root: PathBuf,
     db_path: PathBuf,
     conn: Connection,
+    /// Set when the store cannot be written (`readonly`): what settling changes is kept in
+    /// this process's temp tables instead.
+    shadow: Option<readonly::Shadow>,
 }
 
 /// Creates `path` and any missing parents as 0700 whatever the umask (which can only take

@@ -37,7 +37,7 @@ impl RunStore {
             // The run reported how a background job ended (it waited): nothing new for
             // `status` to show.
             let seen = r.background && !r.status.is_running();
-            insert_record(&tx, run_id, r, seen).map_err(&sql)?;
+            insert_record(&tx, RecordTable::Stored, run_id, r, seen).map_err(&sql)?;
         }
         tx.commit().map_err(&sql)
     }
@@ -220,35 +220,63 @@ impl RunStore {
     }
 }
 
-/// Writes (or replaces) one record row: the columns queries use, and the whole record as JSON.
+/// The table a record is written to: the stored one, or on a read-only store this process's
+/// overlay of it (`readonly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecordTable {
+    Stored,
+    Overlay,
+}
+
+impl RecordTable {
+    /// The upsert of `insert_record` into this table, built once: it runs for every record,
+    /// and the statement cache is keyed by its text.
+    fn upsert(self) -> &'static str {
+        static SQL: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let (slot, table) = match self {
+            RecordTable::Stored => (0, "records"),
+            RecordTable::Overlay => (1, "records_overlay"),
+        };
+        SQL[slot].get_or_init(|| {
+            let running = Status::sql_list(Status::is_running);
+            format!(
+            "INSERT INTO {table}
+             (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (run_id, job) DO UPDATE SET
+               idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
+               started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
+               stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
+               record = excluded.record, background = excluded.background, seen = excluded.seen
+             WHERE {table}.status IN ({running}) OR excluded.status NOT IN ({running})"
+            )
+        })
+    }
+}
+
+impl RunStore {
+    /// Writes one record outside a run's batches (a background job's end, a survivor's): to
+    /// the stored table, or on a read-only store to this process's overlay.
+    pub(super) fn put_record(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
+        let table = self.record_table()?;
+        insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())
+    }
+}
+
 /// Writes one record row: the columns queries use, and the whole record as JSON. The one rule
 /// for a job recorded twice (the run and a background job's supervisor both write it): a
 /// record replaces the stored one unless the stored one has ended and the new one has not,
 /// so a job's final record is never overwritten by its running one.
 pub(super) fn insert_record(
     conn: &Connection,
+    table: RecordTable,
     run_id: &str,
     r: &Sealed,
     seen: bool,
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(&**r).expect("records serialize to JSON");
-    // Built once: this runs for every record, and the statement cache is keyed by its text.
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = SQL.get_or_init(|| {
-        let running = Status::sql_list(Status::is_running);
-        format!(
-        "INSERT INTO records
-         (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (run_id, job) DO UPDATE SET
-           idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
-           started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
-           stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
-           record = excluded.record, background = excluded.background, seen = excluded.seen
-         WHERE records.status IN ({running}) OR excluded.status NOT IN ({running})"
-        )
-    });
-    conn.prepare_cached(sql)?.execute(params![
+    conn.prepare_cached(table.upsert())?.execute(params![
         run_id,
         r.index as i64,
         r.job,

@@ -84,13 +84,42 @@ impl RunStore {
         Ok(store)
     }
 
-    /// Opens an existing store for the inspection commands.
+    /// Opens an existing store for the inspection commands. One this process cannot write (a
+    /// read-only mount, a folder or file without write permission) is opened read-only
+    /// (`readonly`): it is read as it is, and what settling would change is not written.
     pub fn open_existing(root: &Path) -> Result<RunStore> {
+        Self::check_existing(root)?;
+        if super::readonly::unwritable(root).is_some() {
+            return Self::open_read_only(root);
+        }
+        let store = Self::open_db(root, false)?;
+        // SQLite opens a file it may not write for reading only, without saying so.
+        if store.conn.is_readonly("main").unwrap_or(false) {
+            drop(store);
+            return Self::open_read_only(root);
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store for a command that writes it (`gc`, `kill`, `--resume`):
+    /// refused before it does anything when the store cannot be written. `what` names the
+    /// command in the error.
+    pub fn open_existing_writable(root: &Path, what: &str) -> Result<RunStore> {
+        Self::check_existing(root)?;
+        if let Some(why) = super::readonly::unwritable(root) {
+            return Err(StoreError::ReadOnly {
+                path: root.to_path_buf(),
+                why: format!("{why}; {what} needs to write it"),
+            });
+        }
+        Self::open_db(root, false)
+    }
+
+    fn check_existing(root: &Path) -> Result<()> {
         if !root.join("history.db").exists() {
             return Err(StoreError::Empty(root.to_path_buf()));
         }
-        super::check_state_dir(root)?;
-        Self::open_db(root, false)
+        super::check_state_dir(root)
     }
 
     fn open_db(root: &Path, create: bool) -> Result<RunStore> {
@@ -108,42 +137,20 @@ impl RunStore {
         }
         let conn = Connection::open_with_flags(&db_path, flags).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
-        let corrupt = |e: rusqlite::Error| match &e {
-            rusqlite::Error::SqliteFailure(f, msg)
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                ) =>
-            {
-                StoreError::Corrupt {
-                    path: db_path.clone(),
-                    message: msg.clone().unwrap_or_else(|| f.to_string()),
-                }
-            }
-            _ => StoreError::Sql {
-                path: db_path.clone(),
-                source: e,
-            },
-        };
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(corrupt)?;
+        let corrupt = corrupt_or_sql(&db_path);
+        let version = user_version(&conn).map_err(&corrupt)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(corrupt)?;
+            .map_err(&corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(corrupt)?;
+            .map_err(&corrupt)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(corrupt)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: db_path.clone(),
-                found: version,
-            });
-        }
+            .map_err(&corrupt)?;
+        not_too_new(&db_path, version)?;
         let mut store = RunStore {
             root: root.to_path_buf(),
             db_path: db_path.clone(),
             conn,
+            shadow: None,
         };
         if version < SCHEMA_VERSION {
             store.migrate(version).map_err(corrupt)?;
@@ -179,6 +186,7 @@ impl RunStore {
                 root: root.to_path_buf(),
                 db_path: tmp.clone(),
                 conn,
+                shadow: None,
             };
             store.migrate(0).map_err(sql)?;
             store
@@ -210,4 +218,40 @@ impl RunStore {
         }
         tx.commit()
     }
+}
+
+/// The schema version a database says it has; reading it is the first read of the file.
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// A database that is no database, or a damaged one, is `Corrupt`; other errors are `Sql`.
+pub(super) fn corrupt_or_sql(db_path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            StoreError::Corrupt {
+                path: db_path.to_path_buf(),
+                message: msg.clone().unwrap_or_else(|| f.to_string()),
+            }
+        }
+        _ => StoreError::Sql {
+            path: db_path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+pub(super) fn not_too_new(db_path: &Path, version: i64) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: db_path.to_path_buf(),
+            found: version,
+        });
+    }
+    Ok(())
 }

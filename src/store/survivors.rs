@@ -6,7 +6,6 @@
 use rusqlite::params;
 
 use super::liveness::hostname;
-use super::records::insert_record;
 use super::status_sql;
 use super::{Result, RunStore};
 use crate::record::{CompletedProcess, Sealed, Status};
@@ -89,8 +88,7 @@ impl RunStore {
         rec.finished = std::time::SystemTime::now();
         rec.duration = rec.finished.duration_since(rec.started).unwrap_or_default();
         // Read back from the store, and the note names only runs and pids.
-        insert_record(&self.conn, &s.run_id, &Sealed::trusted(rec), false)
-            .map_err(self.sql_err())?;
+        self.put_record(&s.run_id, &Sealed::trusted(rec), false)?;
         self.recount(&s.run_id)
     }
 

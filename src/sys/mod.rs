@@ -24,6 +24,12 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Whether this process may write `path`: `access(W_OK)`, which also says no (EROFS) on a
+/// read-only mount, where root's permissions do not help.
+pub fn may_write(path: &std::path::Path) -> std::io::Result<()> {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).map_err(Into::into)
+}
+
 /// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that
 /// processes a job detached from its group still end up as our children, where a sweep finds
 /// them.

@@ -14,6 +14,7 @@ mod helpers;
 mod human_output;
 mod library;
 mod readback;
+mod readonly;
 mod redesign;
 mod scale_out;
 mod settings;

@@ -602,10 +602,10 @@ fn the_ssh_socket_folder_is_private_and_a_killed_runs_folder_is_cleaned_up() {
 }
 
 /// A small tmpfs of our own (root only), unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
+pub(crate) struct Tmpfs(pub(crate) std::path::PathBuf);
 
 impl Tmpfs {
-    fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(&at).ok()?;
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", opts, "tmpfs"])

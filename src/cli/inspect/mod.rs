@@ -51,7 +51,12 @@ pub(super) fn cmd_inspect(cmd: Command, state_dir: Option<PathBuf>) -> i32 {
 
 fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError> {
     let root = store::default_state_dir(state_dir.as_deref())?;
-    let mut db = RunStore::open_existing(&root)?;
+    let mut db = match &cmd {
+        // These write the history; the others read it, and can on a read-only store.
+        Command::Gc { .. } => RunStore::open_existing_writable(&root, "`orchestrate gc`")?,
+        Command::Kill { .. } => RunStore::open_existing_writable(&root, "`orchestrate kill`")?,
+        _ => RunStore::open_existing(&root)?,
+    };
     let db = &mut db;
     let mut out = std::io::stdout().lock();
     let out = &mut out;
