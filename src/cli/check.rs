@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::report_error;
 use crate::error::exit;
-use crate::plan::{Input, Plan, PlannedJob, Target};
+use crate::plan::{Condition, Input, Plan, PlannedJob, Target};
 use crate::record::Secrets;
 use crate::run;
 
@@ -44,6 +44,10 @@ fn write_json(out: &mut dyn Write, plan: &Plan) {
             "timeout": j.timeout.map(|t| t.as_secs_f64()),
             "stdout": target_text(&j.stdout),
             "stderr": target_text(&j.stderr),
+            "needs": j.needs.iter().map(|n| serde_json::json!({
+                "job": n.name,
+                "if": n.when.as_str(),
+            })).collect::<Vec<_>>(),
         });
         let _ = writeln!(out, "{v}");
     }
@@ -80,6 +84,9 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
 /// What a job sets besides its command, each as a short phrase.
 fn settings_text(j: &PlannedJob) -> Vec<String> {
     let mut extra = Vec::new();
+    if !j.needs.is_empty() {
+        extra.push(format!("needs {}", needs_text(j)));
+    }
     if let Some(c) = &j.cwd {
         extra.push(format!("cwd {}", c.display()));
     }
@@ -108,6 +115,19 @@ fn settings_text(j: &PlannedJob) -> Vec<String> {
         extra.push(format!("stderr {}", target_text(&j.stderr)));
     }
     extra
+}
+
+/// `build, tests if failure`: each need by name, with its condition unless it is `success`.
+fn needs_text(j: &PlannedJob) -> String {
+    let parts: Vec<String> = j
+        .needs
+        .iter()
+        .map(|n| match n.when {
+            Condition::Success => n.name.clone(),
+            other => format!("{} if {}", n.name, other.as_str()),
+        })
+        .collect();
+    parts.join(", ")
 }
 
 fn target_text(t: &Target) -> String {

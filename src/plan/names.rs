@@ -15,7 +15,7 @@ pub(super) struct Entry {
     pub(super) fanned: bool,
     pub(super) jobs: std::ops::Range<usize>,
     /// `needs:` as written, resolved once every entry is known.
-    pub(super) needs: Vec<String>,
+    pub(super) needs: Vec<crate::spec::NeedSpec>,
 }
 
 /// Characters that print nothing or reorder what follows: a name holding one reads as another
