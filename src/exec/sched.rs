@@ -249,6 +249,9 @@ impl Shared {
     /// recorded without running is passed on in turn.
     fn settle(&self, st: &mut State, index: usize, status: Status, what: String) {
         let queue = &self.queue;
+        if queue.dependents(index).is_empty() {
+            return;
+        }
         let mut todo = VecDeque::from([(index, status, what)]);
         while let Some((done, status, what)) = todo.pop_front() {
             for &(d, k) in queue.dependents(done) {
