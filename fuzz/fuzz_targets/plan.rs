@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             for j in &plan.jobs {
                 assert!(names.insert(j.name.clone()), "duplicate name {}", j.name);
                 assert!(!j.argv.is_empty() && !j.argv[0].is_empty());
-                assert!(j.needs.iter().all(|&n| n < plan.jobs.len()));
+                assert!(j.needed_jobs().all(|n| n < plan.jobs.len()));
             }
         }
         Err(e) => {

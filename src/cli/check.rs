@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::report_error;
 use crate::error::exit;
-use crate::plan::{Input, Plan, PlannedJob, Target};
+use crate::plan::{Condition, Input, Plan, PlannedJob, Target};
 use crate::record::Secrets;
 use crate::run;
 
@@ -44,6 +44,10 @@ fn write_json(out: &mut dyn Write, plan: &Plan) {
             "timeout": j.timeout.map(|t| t.as_secs_f64()),
             "stdout": target_text(&j.stdout),
             "stderr": target_text(&j.stderr),
+            "needs": j.needs.iter().map(|n| serde_json::json!({
+                "job": n.name,
+                "if": n.when.as_str(),
+            })).collect::<Vec<_>>(),
         });
         let _ = writeln!(out, "{v}");
     }
@@ -61,8 +65,12 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
         plan.jobs.len(),
         if plan.jobs.len() == 1 { "" } else { "s" }
     );
+    // Jobs start in the job file's folder: only another folder is worth a mention.
+    let home = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
     for j in &plan.jobs {
-        let extra = settings_text(j);
+        let extra = settings_text(j, home.as_deref());
         let _ = writeln!(
             out,
             "  {:<24} {}{}",
@@ -78,9 +86,12 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
 }
 
 /// What a job sets besides its command, each as a short phrase.
-fn settings_text(j: &PlannedJob) -> Vec<String> {
+fn settings_text(j: &PlannedJob, home: Option<&std::path::Path>) -> Vec<String> {
     let mut extra = Vec::new();
-    if let Some(c) = &j.cwd {
+    if !j.needs.is_empty() {
+        extra.push(format!("needs {}", needs_text(j)));
+    }
+    if let Some(c) = j.cwd.as_deref().filter(|c| Some(*c) != home) {
         extra.push(format!("cwd {}", c.display()));
     }
     if let Some(t) = j.timeout {
@@ -108,6 +119,19 @@ fn settings_text(j: &PlannedJob) -> Vec<String> {
         extra.push(format!("stderr {}", target_text(&j.stderr)));
     }
     extra
+}
+
+/// `build, tests if failure`: each need by name, with its condition unless it is `success`.
+fn needs_text(j: &PlannedJob) -> String {
+    let parts: Vec<String> = j
+        .needs
+        .iter()
+        .map(|n| match n.when {
+            Condition::Success => n.name.clone(),
+            other => format!("{} if {}", n.name, other.as_str()),
+        })
+        .collect();
+    parts.join(", ")
 }
 
 fn target_text(t: &Target) -> String {

@@ -1,6 +1,6 @@
 //! Every way a job can end, as its record: ran (the process layer fills in the outcome),
-//! could not start, skipped, cancelled or never started, given up after an internal error,
-//! and started in the background. All records of a job start from [`base`], so that name,
+//! could not start, skipped, not needed, cancelled or never started, given up after an
+//! internal error, and started in the background. All records of a job start from [`base`], so that name,
 //! index, arguments, directory and definition hash are the same whichever way it ended; the
 //! scheduler then seals each one (`record::Sealed`: secrets redacted from every text field)
 //! before it leaves the executor.
@@ -33,6 +33,15 @@ pub fn not_started(job: &PlannedJob, status: Status, why: String) -> CompletedPr
     let mut rec = base(job);
     rec.status = status;
     rec.error = Some(why);
+    rec
+}
+
+/// A job not run because a condition on how a job it needs ended was not met: not a failure,
+/// so the reason is a note, not an error.
+pub fn not_needed(job: &PlannedJob, why: String) -> CompletedProcess {
+    let mut rec = base(job);
+    rec.status = Status::NotNeeded;
+    rec.notes.push(why);
     rec
 }
 

@@ -1,14 +1,16 @@
 //! The executor: runs a `Plan` with bounded concurrency and reports through events. It knows
 //! nothing of terminals or SQL; reporters and the store consume its events.
 //!
-//! `sched` decides what runs when (ready set, slots, groups, halting, skips); `backend` is
-//! the one seam through which a job runs (here, as a Slurm step, through sbatch, on ssh
-//! hosts, or under a background supervisor); `process` runs one process; `remote` holds what
-//! Slurm and ssh add; `ends` builds the record of every way a job can end.
+//! `sched` decides what runs when (ready set, slots, groups, halting, skips), with `needs`
+//! judging the conditions of a job's needs; `backend` is the one seam through which a job
+//! runs (here, as a Slurm step, through sbatch, on ssh hosts, or under a background
+//! supervisor); `process` runs one process; `remote` holds what Slurm and ssh add; `ends`
+//! builds the record of every way a job can end.
 
 pub mod backend;
 pub mod background;
 pub mod ends;
+mod needs;
 pub mod process;
 mod queue;
 pub mod remote;

@@ -5,20 +5,22 @@
 
 use std::sync::Arc;
 
-use crate::plan::{HaltSpec, Plan, PlannedJob};
+use crate::plan::{Condition, HaltSpec, Plan, PlannedJob};
 
 pub struct JobQueue {
     plan: Arc<Plan>,
-    /// For each job, the jobs that need it.
-    dependents: Vec<Vec<usize>>,
+    /// For each job, the jobs that need it, each with which of their needs names it.
+    dependents: Vec<Vec<(usize, usize)>>,
 }
 
 impl JobQueue {
     pub fn new(plan: Arc<Plan>) -> JobQueue {
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); plan.jobs.len()];
+        let mut dependents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); plan.jobs.len()];
         for j in &plan.jobs {
-            for &d in &j.needs {
-                dependents[d].push(j.index);
+            for (k, n) in j.needs.iter().enumerate() {
+                for &d in &n.jobs {
+                    dependents[d].push((j.index, k));
+                }
             }
         }
         JobQueue { plan, dependents }
@@ -38,14 +40,16 @@ impl JobQueue {
         self.plan.jobs.iter()
     }
 
-    /// How many jobs `index` waits for.
-    pub fn needs_count(&self, index: usize) -> usize {
-        self.plan.jobs[index].needs.len()
+    /// The jobs that need `index`, as (job, which of its needs).
+    pub fn dependents(&self, index: usize) -> &[(usize, usize)] {
+        &self.dependents[index]
     }
 
-    /// The jobs that need `index`.
-    pub fn dependents(&self, index: usize) -> &[usize] {
-        &self.dependents[index]
+    /// Whether `index` may still start after a failure halted the run: it is a handler, all of
+    /// whose needs are `if: failure` or `if: always`.
+    pub fn runs_after_halt(&self, index: usize) -> bool {
+        let needs = &self.plan.jobs[index].needs;
+        !needs.is_empty() && needs.iter().all(|n| n.when != Condition::Success)
     }
 
     /// Jobs of `group` that may run at once (no limit: `usize::MAX`).

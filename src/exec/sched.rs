@@ -1,14 +1,17 @@
 //! The scheduler's state: which job starts when. Ready jobs start in job-file order while a
-//! slot is free (and their group has room); a finished job frees its slot and makes what
-//! needed it ready, or skips it; the halt policy and cancellation stop what has not started.
-//! Every job of the plan ends as exactly one sealed record, emitted here.
+//! slot is free (and their group has room); a finished job frees its slot and, by the
+//! conditions of their needs (`if: success | failure | always`), makes what needed it ready,
+//! skips it or finds it not needed; the halt policy and cancellation stop what has not
+//! started (after a halt, jobs that only run on failure or always still start). Every job of
+//! the plan ends as exactly one sealed record, emitted here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
 use super::backend::Backends;
+use super::needs::{self, Waiting};
 use super::queue::JobQueue;
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
 use crate::plan::HaltSpec;
@@ -20,8 +23,11 @@ pub(super) struct State {
     /// Ready jobs by group, each in job-file order; the earliest startable one goes first.
     pub(super) ready: BTreeMap<Option<String>, BTreeSet<usize>>,
     pub(super) group_running: HashMap<String, usize>,
-    pub(super) waiting_on: Vec<usize>,
+    /// For each job, how far each of its needs has got.
+    pub(super) waiting: Vec<Vec<Waiting>>,
     pub(super) recorded: Vec<bool>,
+    /// Jobs started after a halt: `on_failure: kill` does not stop them.
+    pub(super) late: HashSet<usize>,
     /// Jobs started and not yet recorded, on all workers.
     pub(super) running: usize,
     pub(super) summary: ExecSummary,
@@ -45,6 +51,9 @@ pub(super) struct Shared {
     /// Jobs see this channel: it carries the user's cancellation and `on_failure: kill`.
     pub(super) stop_tx: watch::Sender<Cancel>,
     pub(super) stop_rx: watch::Receiver<Cancel>,
+    /// The user's cancellation alone, for jobs started after a halt.
+    pub(super) interrupt_tx: watch::Sender<Cancel>,
+    interrupt_rx: watch::Receiver<Cancel>,
     /// The back ends jobs run on (one set per run: ssh hosts share their connections).
     pub(super) backends: Backends,
 }
@@ -64,15 +73,21 @@ impl Shared {
                 ready.entry(j.group.clone()).or_default().insert(j.index);
             }
         }
+        let waiting = queue
+            .jobs()
+            .map(|j| j.needs.iter().map(Waiting::new).collect())
+            .collect();
         let (stop_tx, stop_rx) = watch::channel(initial);
+        let (interrupt_tx, interrupt_rx) = watch::channel(initial);
         let n = opts.concurrency.max(1);
         Shared {
             state: std::sync::Mutex::new(State {
                 free_slots: (0..n).rev().collect(),
                 ready,
                 group_running: HashMap::new(),
-                waiting_on: (0..n_jobs).map(|i| queue.needs_count(i)).collect(),
+                waiting,
                 recorded: vec![false; n_jobs],
+                late: HashSet::new(),
                 running: 0,
                 summary: ExecSummary::default(),
                 halted: None,
@@ -88,6 +103,23 @@ impl Shared {
             events,
             stop_tx,
             stop_rx,
+            interrupt_tx,
+            interrupt_rx,
+        }
+    }
+
+    /// Settles the jobs whose needs are decided before anything runs (`--resume` left out
+    /// every job one of their needs names).
+    pub(super) fn start(&self) {
+        let mut st = self.state();
+        for d in 0..self.queue.len() {
+            if !st.recorded[d]
+                && !self.queue.job(d).needs.is_empty()
+                && st.waiting[d].iter().all(Waiting::settled)
+                && let Some(rec) = self.release(&mut st, d)
+            {
+                self.record_unrun(&mut st, rec);
+            }
         }
     }
 
@@ -118,14 +150,11 @@ impl Shared {
         let _ = self.events.send(Event::JobFinished(Box::new(rec)));
     }
 
-    /// The next job to start and its slot, if one may start now.
-    pub(super) fn pick(&self) -> Option<(usize, usize)> {
+    /// The next job to start, its slot, and whether it starts after a halt, if one may start
+    /// now. After a halt, only jobs that may start then are ready.
+    pub(super) fn pick(&self) -> Option<(usize, usize, bool)> {
         let mut st = self.state();
-        if st.cancelled
-            || st.halted.is_some()
-            || st.worker_error.is_some()
-            || st.free_slots.is_empty()
-        {
+        if st.cancelled || st.worker_error.is_some() || st.free_slots.is_empty() {
             return None;
         }
         let queue = &self.queue;
@@ -148,8 +177,12 @@ impl Shared {
             *st.group_running.entry(g).or_default() += 1;
         }
         st.running += 1;
+        let late = st.halted.is_some();
+        if late {
+            st.late.insert(index);
+        }
         let slot = st.free_slots.pop().expect("checked non-empty");
-        Some((index, slot))
+        Some((index, slot, late))
     }
 
     /// Whether no job can start any more: none runs (a running one could make others ready),
@@ -158,12 +191,11 @@ impl Shared {
         let st = self.state();
         st.running == 0
             && (st.cancelled
-                || st.halted.is_some()
                 || st.worker_error.is_some()
                 || st.ready.values().all(BTreeSet::is_empty))
     }
 
-    /// Records a finished job and makes what it unblocks ready.
+    /// Records a finished job and passes its end on to what needs it.
     pub(super) fn complete(&self, slot: usize, index: usize, rec: CompletedProcess) {
         let queue = &self.queue;
         let mut st = self.state();
@@ -174,41 +206,37 @@ impl Shared {
         {
             *c -= 1;
         }
-        let failed = rec.status.is_failure();
+        let status = rec.status;
         let what = describe(&rec);
         let mut rec = rec;
         if rec.status == Status::Cancelled && rec.error.is_none() {
             // Why it was stopped: the halt policy, or the user.
-            rec.error = Some(match &st.halted {
+            let by_halt = st
+                .halted
+                .as_ref()
+                .filter(|_| queue.on_failure() == HaltSpec::Kill && !st.late.contains(&index));
+            rec.error = Some(match by_halt {
                 Some(h) => format!("stopped: {h} (on_failure: kill)"),
                 None => "stopped: the run was interrupted".to_string(),
             });
         }
         self.emit(&mut st, rec);
-        if failed {
-            self.skip_dependents(&mut st, index, &what);
-            if st.halted.is_none() && !st.cancelled && queue.on_failure() != HaltSpec::Continue {
-                st.halted = Some(format!(
-                    "`{}` {what} and the run stops on failure",
-                    queue.job(index).name
-                ));
-                if queue.on_failure() == HaltSpec::Kill {
-                    let _ = self.stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
-                }
+        let halts = status.is_failure()
+            && st.halted.is_none()
+            && !st.cancelled
+            && queue.on_failure() != HaltSpec::Continue;
+        if halts {
+            st.halted = Some(format!(
+                "`{}` {what} and the run stops on failure",
+                queue.job(index).name
+            ));
+            if queue.on_failure() == HaltSpec::Kill {
+                let _ = self.stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
             }
-        } else {
-            for &d in queue.dependents(index) {
-                if st.recorded[d] {
-                    continue;
-                }
-                st.waiting_on[d] -= 1;
-                if st.waiting_on[d] == 0 {
-                    st.ready
-                        .entry(queue.job(d).group.clone())
-                        .or_default()
-                        .insert(d);
-                }
-            }
+        }
+        self.settle(&mut st, index, status, what);
+        if halts {
+            self.halt_ready(&mut st);
         }
         drop(st);
         // Wakes only workers waiting with room for a job; a worker busy with its own jobs is
@@ -216,34 +244,102 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Records every job that (transitively) needs `failed` as skipped, with the reason.
-    fn skip_dependents(&self, st: &mut State, failed: usize, what: &str) {
-        let jobs = &self.queue;
-        let failed_name = &jobs.job(failed).name;
-        let mut todo: std::collections::VecDeque<(usize, String)> = jobs
-            .dependents(failed)
-            .iter()
-            .map(|&d| (d, format!("needs `{failed_name}`, which {what}")))
-            .collect();
-        while let Some((d, why)) = todo.pop_front() {
-            if st.recorded[d] {
-                continue;
-            }
-            let job = jobs.job(d);
-            self.emit(st, ends::not_started(job, Status::Skipped, why));
-            for &dd in jobs.dependents(d) {
-                todo.push_back((dd, format!("needs `{}`, which was skipped", job.name)));
+    /// Passes how `index` ended on to what needs it: a job needing it to succeed is skipped
+    /// at once if it did not, and a job whose needs have all ended is released. What is
+    /// recorded without running is passed on in turn.
+    fn settle(&self, st: &mut State, index: usize, status: Status, what: String) {
+        let queue = &self.queue;
+        if queue.dependents(index).is_empty() {
+            return;
+        }
+        let mut todo = VecDeque::from([(index, status, what)]);
+        while let Some((done, status, what)) = todo.pop_front() {
+            for &(d, k) in queue.dependents(done) {
+                if st.recorded[d] {
+                    continue;
+                }
+                st.waiting[d][k].ended(done, status);
+                let job = queue.job(d);
+                let end = if needs::skips(&job.needs[k], status) {
+                    let why = format!("needs `{}`, which {what}", queue.job(done).name);
+                    Some(ends::not_started(job, Status::Skipped, why))
+                } else if st.waiting[d].iter().all(Waiting::settled) {
+                    self.release(st, d)
+                } else {
+                    None
+                };
+                if let Some(rec) = end {
+                    todo.push_back((d, rec.status, describe(&rec)));
+                    self.emit(st, rec);
+                }
             }
         }
     }
 
-    pub(super) fn ctx(&self, slot: usize) -> process::JobCtx {
+    /// A job whose needs have all ended (none that had to succeed failed): made ready, or
+    /// the record of why it does not run.
+    fn release(&self, st: &mut State, d: usize) -> Option<CompletedProcess> {
+        let job = self.queue.job(d);
+        let name = |i: usize| self.queue.job(i).name.as_str();
+        for (need, w) in job.needs.iter().zip(&st.waiting[d]) {
+            if let Some(why) = w.unmet(need, name) {
+                return Some(ends::not_needed(job, why));
+            }
+        }
+        if let Some(h) = &st.halted
+            && !self.queue.runs_after_halt(d)
+        {
+            return Some(ends::not_started(
+                job,
+                Status::Skipped,
+                format!("not started: {h}"),
+            ));
+        }
+        st.ready.entry(job.group.clone()).or_default().insert(d);
+        None
+    }
+
+    /// Once a failure halted the run: every ready job that may not start now is recorded as
+    /// not started, and passed on (a job that runs on failure or always may need it).
+    fn halt_ready(&self, st: &mut State) {
+        let Some(h) = st.halted.clone() else { return };
+        let stuck: Vec<usize> = st
+            .ready
+            .values()
+            .flatten()
+            .copied()
+            .filter(|&i| !self.queue.runs_after_halt(i))
+            .collect();
+        for i in stuck {
+            let job = self.queue.job(i);
+            if let Some(set) = st.ready.get_mut(&job.group) {
+                set.remove(&i);
+            }
+            let rec = ends::not_started(job, Status::Skipped, format!("not started: {h}"));
+            self.record_unrun(st, rec);
+        }
+    }
+
+    /// Records a job that does not run, and passes that on to what needs it.
+    fn record_unrun(&self, st: &mut State, rec: CompletedProcess) {
+        let (index, status, what) = (rec.index, rec.status, describe(&rec));
+        self.emit(st, rec);
+        self.settle(st, index, status, what);
+    }
+
+    /// What a job is given to run; one started after a halt hears only the user's
+    /// cancellation, not `on_failure: kill`.
+    pub(super) fn ctx(&self, slot: usize, late: bool) -> process::JobCtx {
         process::JobCtx {
             slot,
             capture: self.opts.capture.clone(),
             events: self.events.clone(),
             forward_output: self.opts.forward_output,
-            cancel: self.stop_rx.clone(),
+            cancel: if late {
+                self.interrupt_rx.clone()
+            } else {
+                self.stop_rx.clone()
+            },
             launcher: self.opts.launcher.clone(),
             run_env: self.opts.run_env.clone(),
             secrets: self.opts.secrets.clone(),
@@ -259,6 +355,7 @@ fn describe(rec: &CompletedProcess) -> String {
         Status::Cancelled => "was cancelled".to_string(),
         Status::SpawnError => "could not start".to_string(),
         Status::Skipped => "was skipped".to_string(),
+        Status::NotNeeded => "was not needed".to_string(),
         other => other.to_string(),
     }
 }

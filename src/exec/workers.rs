@@ -15,10 +15,11 @@ use super::{Cancel, EventSink, ExecOptions, ExecSummary, ends};
 use crate::plan::Plan;
 use crate::record::{CompletedProcess, Status};
 
-/// Runs every job of `plan`: a job starts once the jobs it needs succeeded, in job-file order
-/// among the ready ones, while fewer than `opts.concurrency` run (and fewer than its group's
-/// limit). Every job ends as exactly one `JobFinished` event, including jobs skipped because a
-/// job they need failed, and jobs never started because the run was stopped.
+/// Runs every job of `plan`: a job starts once the jobs it needs ended as its needs ask (by
+/// default: succeeded), in job-file order among the ready ones, while fewer than
+/// `opts.concurrency` run (and fewer than its group's limit). Every job ends as exactly one
+/// `JobFinished` event, including jobs skipped because a job they need failed, jobs not
+/// needed, and jobs never started because the run was stopped.
 ///
 /// Jobs run on worker threads, one per CPU at most, each with its own single-threaded runtime:
 /// a worker that finishes a job records it and starts the next ready one itself, so in a steady
@@ -38,6 +39,7 @@ pub async fn execute(
     let per_worker = n.div_ceil(workers);
     let initial = *cancel.borrow();
     let shared = Arc::new(Shared::new(queue, opts, events, initial, workers));
+    shared.start();
 
     let threads = start_workers(&shared, workers, per_worker);
     pass_cancel(&shared, &mut cancel).await;
@@ -102,6 +104,7 @@ async fn pass_cancel(shared: &Shared, cancel: &mut watch::Receiver<Cancel>) {
                     let c = *cancel.borrow();
                     shared.state().cancelled = c != Cancel::None;
                     let _ = shared.stop_tx.send(c);
+                    let _ = shared.interrupt_tx.send(c);
                     shared.changed.notify_waiters();
                 }
                 Err(_) => cancel_open = false,
@@ -170,11 +173,11 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
         tokio::pin!(changed);
         changed.as_mut().enable();
         while local.len() < cap {
-            let Some((index, slot)) = shared.pick() else {
+            let Some((index, slot, late)) = shared.pick() else {
                 break;
             };
             held.fetch_add(1, Ordering::AcqRel);
-            let ctx = shared.ctx(slot);
+            let ctx = shared.ctx(slot, late);
             let job_shared = shared.clone();
             let handle = local.spawn(async move {
                 let job = job_shared.queue.job(index);

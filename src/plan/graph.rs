@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
-use super::PlannedJob;
 use super::locator::Locator;
 use super::names::Entry;
+use super::{Need, PlannedJob};
 use crate::error::SpecError;
 use crate::spec::Seg;
 
 /// The needs of each entry, as entries (for the cycle check) and as the jobs to wait for.
 struct Edges {
     entries: Vec<Vec<usize>>,
-    jobs: Vec<Vec<usize>>,
+    needs: Vec<Vec<Need>>,
 }
 
 /// Sets every job's `needs` from its entry's `needs:`, once the names are final.
@@ -22,7 +22,7 @@ pub(super) fn resolve_needs(
     wait: bool,
     loc: &Locator<'_>,
 ) -> Result<(), SpecError> {
-    let edges = edges_of(entries, jobs, wait, loc)?;
+    let mut edges = edges_of(entries, jobs, wait, loc)?;
     if let Some(cycle) = find_cycle(&edges.entries) {
         let names: Vec<&str> = cycle.iter().map(|&e| entries[e].base.as_str()).collect();
         return Err(loc.err(
@@ -36,9 +36,12 @@ pub(super) fn resolve_needs(
         ));
     }
     for (i, e) in entries.iter().enumerate() {
-        let mut needs = edges.jobs[i].clone();
-        needs.sort_unstable();
-        needs.dedup();
+        let mut needs: Vec<Need> = Vec::with_capacity(edges.needs[i].len());
+        for n in std::mem::take(&mut edges.needs[i]) {
+            if !needs.contains(&n) {
+                needs.push(n);
+            }
+        }
         for j in e.jobs.clone() {
             jobs[j].needs = needs.clone();
         }
@@ -57,10 +60,11 @@ fn edges_of(
     let by_name = Names::new(entries, jobs);
     let mut edges = Edges {
         entries: vec![Vec::new(); entries.len()],
-        jobs: vec![Vec::new(); entries.len()],
+        needs: vec![Vec::new(); entries.len()],
     };
     for (i, e) in entries.iter().enumerate() {
-        for (k, need) in e.needs.iter().enumerate() {
+        for (k, spec) in e.needs.iter().enumerate() {
+            let need = &spec.job;
             let mut at = loc.key(i, "needs");
             at.push(Seg::Index(k));
             let Some((target_entry, idxs)) = by_name.resolve(need, entries, jobs) else {
@@ -83,7 +87,11 @@ fn edges_of(
                 ));
             }
             edges.entries[i].push(target_entry);
-            edges.jobs[i].extend(idxs);
+            edges.needs[i].push(Need {
+                name: need.clone(),
+                jobs: idxs,
+                when: spec.when,
+            });
         }
     }
     Ok(edges)

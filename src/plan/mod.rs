@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::error::SpecError;
 use crate::spec;
-pub use crate::spec::HaltSpec;
+pub use crate::spec::{Condition, HaltSpec};
 pub use names::name_problem;
 use names::{Entry, make_unique_entries};
 
@@ -114,8 +114,8 @@ pub struct PlannedJob {
     pub kill_after: Duration,
     /// Start from an empty environment (`inherit_env: false`) rather than orchestrate's.
     pub env_clear: bool,
-    /// Jobs (indices) that must succeed before this one starts.
-    pub needs: Vec<usize>,
+    /// What must end, and how, before this one starts.
+    pub needs: Vec<Need>,
     pub group: Option<String>,
     pub retry: Retry,
     /// Exit codes that count as success (empty: only 0).
@@ -134,6 +134,24 @@ pub struct PlannedJob {
     /// Where the job runs: here, on a Slurm cluster, or on ssh hosts.
     #[serde(default)]
     pub executor: Executor,
+}
+
+/// One entry of a job's `needs:`: the jobs it names and the condition on how they end.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Need {
+    /// The name as written (a fanned-out job's base name stands for all its items).
+    pub name: String,
+    /// The jobs (indices) it waits for. Empty when all of them succeeded in the run that
+    /// `--resume` resumes.
+    pub jobs: Vec<usize>,
+    pub when: Condition,
+}
+
+impl PlannedJob {
+    /// Every job this one waits for, need by need (a job may appear more than once).
+    pub fn needed_jobs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.needs.iter().flat_map(|n| n.jobs.iter().copied())
+    }
 }
 
 /// Where a job runs (`executor:`).

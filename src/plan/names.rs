@@ -15,7 +15,7 @@ pub(super) struct Entry {
     pub(super) fanned: bool,
     pub(super) jobs: std::ops::Range<usize>,
     /// `needs:` as written, resolved once every entry is known.
-    pub(super) needs: Vec<String>,
+    pub(super) needs: Vec<crate::spec::NeedSpec>,
 }
 
 /// Why a user-given job name cannot be used, if it cannot.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::Plan;
+use super::{Condition, Plan};
 
 impl Plan {
     /// Keeps the jobs named by `only` (all if empty) minus those named by `skip`. With
@@ -35,7 +35,7 @@ impl Plan {
         if with_deps && !skip.is_empty() {
             self.drop_dependents(&mut keep);
         }
-        self.retain_jobs(&keep);
+        self.retain_jobs(&keep, false);
         if self.jobs.is_empty() {
             return Err("the selection leaves no job to run".to_string());
         }
@@ -70,7 +70,7 @@ impl Plan {
     fn keep_needed(&self, keep: &mut [bool]) {
         let mut stack: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
         while let Some(i) = stack.pop() {
-            for &d in &self.jobs[i].needs {
+            for d in self.jobs[i].needed_jobs() {
                 if !keep[d] {
                     keep[d] = true;
                     stack.push(d);
@@ -86,7 +86,7 @@ impl Plan {
         while changed {
             changed = false;
             for i in 0..keep.len() {
-                if keep[i] && self.jobs[i].needs.iter().any(|&d| !keep[d]) {
+                if keep[i] && self.jobs[i].needed_jobs().any(|d| !keep[d]) {
                     keep[i] = false;
                     changed = true;
                 }
@@ -95,7 +95,9 @@ impl Plan {
     }
 
     /// Keeps the jobs marked in `keep`, renumbered in order; needs on dropped jobs are dropped.
-    fn retain_jobs(&mut self, keep: &[bool]) {
+    /// When the dropped jobs are those that `succeeded` earlier, an `if: failure` need on them
+    /// alone stays, with no job left to wait for: it is unmet, so the job is not needed.
+    fn retain_jobs(&mut self, keep: &[bool], succeeded: bool) {
         let mut new_index = vec![usize::MAX; keep.len()];
         let mut jobs = Vec::with_capacity(keep.iter().filter(|k| **k).count());
         for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {
@@ -106,18 +108,23 @@ impl Plan {
             }
         }
         for j in &mut jobs {
-            j.needs = j
-                .needs
-                .iter()
-                .filter(|&&d| new_index[d] != usize::MAX)
-                .map(|&d| new_index[d])
-                .collect();
+            j.needs.retain_mut(|n| {
+                let had = !n.jobs.is_empty();
+                n.jobs = n
+                    .jobs
+                    .iter()
+                    .filter(|&&d| new_index[d] != usize::MAX)
+                    .map(|&d| new_index[d])
+                    .collect();
+                !n.jobs.is_empty() || (n.when == Condition::Failure && (succeeded || !had))
+            });
         }
         self.jobs = jobs;
     }
 
     /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
-    /// run; what needed them runs without waiting. Returns how many were left out.
+    /// run; what needed them runs without waiting, and what runs only if they fail is not
+    /// needed. Returns how many were left out.
     pub fn resume_from(&mut self, succeeded: &HashSet<(String, String)>) -> usize {
         let n = self.jobs.len();
         let keep: Vec<bool> = self
@@ -125,7 +132,55 @@ impl Plan {
             .iter()
             .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
             .collect();
-        self.retain_jobs(&keep);
+        self.retain_jobs(&keep, true);
         n - self.jobs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "jobs:
+  - {name: build, command: 'true'}
+  - {name: report, command: 'true', needs: [{job: build, if: failure}]}
+  - {name: cleanup, command: 'true', needs: [{job: build, if: always}]}
+  - {name: docs, command: 'true'}
+";
+
+    fn names(p: &Plan) -> Vec<&str> {
+        p.jobs.iter().map(|j| j.name.as_str()).collect()
+    }
+
+    fn plan() -> Plan {
+        Plan::from_text(std::path::Path::new("t.yaml"), YAML).unwrap()
+    }
+
+    #[test]
+    fn only_and_skip_follow_conditioned_needs() {
+        let p = plan().select(&["report".into()], &[], true).unwrap();
+        assert_eq!(names(&p), ["build", "report"]);
+        assert_eq!(p.jobs[1].needs[0].jobs, [0]);
+        assert_eq!(p.jobs[1].needs[0].when, Condition::Failure);
+        let p = plan().select(&[], &["build".into()], true).unwrap();
+        assert_eq!(names(&p), ["docs"]);
+    }
+
+    #[test]
+    fn without_deps_a_conditioned_need_on_a_dropped_job_is_forgotten() {
+        let p = plan().select(&["report".into()], &[], false).unwrap();
+        assert_eq!(names(&p), ["report"]);
+        assert!(p.jobs[0].needs.is_empty());
+    }
+
+    #[test]
+    fn resume_keeps_a_failure_need_on_jobs_that_succeeded_with_nothing_to_wait_for() {
+        let mut p = plan();
+        let done = [("build".to_string(), p.jobs[0].def_hash.clone())];
+        p.resume_from(&done.into_iter().collect());
+        assert_eq!(names(&p), ["report", "cleanup", "docs"]);
+        assert_eq!(p.jobs[0].needs.len(), 1);
+        assert!(p.jobs[0].needs[0].jobs.is_empty());
+        assert!(p.jobs[1].needs.is_empty(), "always is met: it runs at once");
     }
 }

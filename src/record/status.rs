@@ -16,6 +16,9 @@ pub enum Status {
     Cancelled,
     SpawnError,
     Skipped,
+    /// Not run because it runs only if a job it needs fails (`if: failure`), and that job
+    /// succeeded. Not a failure.
+    NotNeeded,
     /// Started detached; its final record is written by its supervisor.
     Background,
     /// A background job whose supervisor vanished without writing a record.
@@ -28,13 +31,14 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Succeeded,
         Status::Failed,
         Status::TimedOut,
         Status::Cancelled,
         Status::SpawnError,
         Status::Skipped,
+        Status::NotNeeded,
         Status::Background,
         Status::Lost,
         Status::Interrupted,
@@ -50,6 +54,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::SpawnError => "spawn_error",
             Status::Skipped => "skipped",
+            Status::NotNeeded => "not_needed",
             Status::Background => "background",
             Status::Lost => "lost",
             Status::Interrupted => "interrupted",
@@ -66,6 +71,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::SpawnError => "could not start",
             Status::Skipped => "skipped",
+            Status::NotNeeded => "not needed",
             Status::Background => "running in the background",
             Status::Lost => "lost",
             Status::Interrupted => "interrupted",
@@ -81,7 +87,7 @@ impl Status {
     pub fn is_failure(self) -> bool {
         !matches!(
             self,
-            Status::Succeeded | Status::Background | Status::Running
+            Status::Succeeded | Status::NotNeeded | Status::Background | Status::Running
         )
     }
 
@@ -282,7 +288,7 @@ mod tests {
     fn sql_lists_follow_the_enum() {
         assert_eq!(
             Status::sql_list(|s| !s.is_failure()),
-            "'succeeded', 'background', 'running'"
+            "'succeeded', 'not_needed', 'background', 'running'"
         );
     }
 }

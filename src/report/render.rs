@@ -38,6 +38,7 @@ fn status_label(status: Status) -> (&'static str, &'static str) {
         Status::Cancelled => ("CANCELLED", "33"),
         Status::SpawnError => ("NOSTART", "31"),
         Status::Skipped => ("SKIPPED", "33"),
+        Status::NotNeeded => ("NOTNEEDED", "36"),
         Status::Background => ("BG", "36"),
         Status::Lost => ("LOST", "31"),
         Status::Interrupted => ("INTERRUPTED", "33"),

@@ -211,11 +211,7 @@ pub fn run_plan(
         run_id: opts.store.then_some(run_id),
         // A run that could not record what happened says so in its exit code, whatever its
         // jobs did: cron must hear of it.
-        exit_code: if store_lost {
-            exit::SOFTWARE
-        } else {
-            exit_code(interrupted, &summary)
-        },
+        exit_code: exit_code(store_lost, interrupted, &summary),
         summary,
         interrupted,
         records,
@@ -328,7 +324,10 @@ fn interrupted_by(cancel: Cancel) -> Option<i32> {
     }
 }
 
-fn exit_code(interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
+fn exit_code(store_lost: bool, interrupted: Option<i32>, summary: &ExecSummary) -> i32 {
+    if store_lost {
+        return exit::SOFTWARE;
+    }
     match interrupted {
         Some(sig) if sig == crate::sys::SIGINT => exit::SIGINT,
         Some(sig) => 128 + sig,

@@ -47,7 +47,7 @@ pub enum JobSpec {
 pub struct JobMap {
     pub name: Option<String>,
     #[serde(default)]
-    pub needs: Vec<String>,
+    pub needs: Vec<NeedSpec>,
     pub for_each: Option<ForEachSpec>,
     pub chunk: Option<usize>,
     /// Start detached, like `cmd &`; a supervisor collects its exit status.
@@ -134,6 +134,87 @@ impl<'de> Deserialize<'de> for CommandSpec {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// One entry of `needs:`: a job's name (it must succeed first), or `{job: NAME, if: WHEN}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeedSpec {
+    pub job: String,
+    pub when: Condition,
+}
+
+/// When a job runs, given how a job it needs ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// It succeeded (what a plain name means).
+    #[default]
+    Success,
+    /// It ended in a failure status (failed, timed out, skipped, cancelled, could not start).
+    Failure,
+    /// It ended, whatever its status.
+    Always,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Success => "success",
+            Condition::Failure => "failure",
+            Condition::Always => "always",
+        }
+    }
+}
+
+/// The mapping form of a need.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeedMap {
+    job: Word,
+    #[serde(rename = "if", default)]
+    when: Condition,
+}
+
+impl<'de> Deserialize<'de> for NeedSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NeedSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a job name, or `{job: NAME, if: success | failure | always}`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<NeedSpec, E> {
+                Ok(NeedSpec::plain(s.to_string()))
+            }
+            // Job names such as `true` or `7` read as YAML booleans and numbers.
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<NeedSpec, E> {
+                Ok(NeedSpec::plain(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NeedSpec, E> {
+                Ok(NeedSpec::plain(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NeedSpec, E> {
+                Ok(NeedSpec::plain(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NeedSpec, A::Error> {
+                let m = NeedMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(NeedSpec {
+                    job: m.job.0,
+                    when: m.when,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl NeedSpec {
+    fn plain(job: String) -> NeedSpec {
+        NeedSpec {
+            job,
+            when: Condition::Success,
+        }
     }
 }
 

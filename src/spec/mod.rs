@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub use for_each::{ForEachSpec, Item, MAX_ITEMS};
-pub use job::{CommandSpec, Defaults, JOB_KEYS, JobMap, JobSpec};
+pub use job::{CommandSpec, Condition, Defaults, JOB_KEYS, JobMap, JobSpec, NeedSpec};
 pub use load::{MAX_CONCURRENCY, MAX_FILE_BYTES, load, parse};
 pub use locate::{Positions, Seg, Source, locate};
 pub use streams::{OutputSpec, StdinSpec};

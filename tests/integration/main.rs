@@ -2,6 +2,7 @@
 
 mod background;
 mod bad_input;
+mod conditions;
 mod core;
 mod corpus;
 mod crash;

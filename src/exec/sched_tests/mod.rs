@@ -1,6 +1,7 @@
 //! The scheduler against a fake back end: no processes, only what the scheduler decides.
-//! A job's first word says what the fake does: `ok`, `fail`, `sleep MS` (then succeeds), or
-//! `hang` (runs until the run stops it, then reports itself cancelled).
+//! A job's first word says what the fake does: `ok`, `fail`, `sleep MS` (then succeeds, unless
+//! the run stops it first), or `hang` (runs until the run stops it); a job stopped reports
+//! itself cancelled.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,9 @@ use super::backend::{Backend, Running};
 use super::process::{JobCtx, wait_cancel};
 use super::{Cancel, CaptureRoot, Event, ExecOptions, Local, ends, execute};
 use crate::plan::{Plan, PlannedJob};
-use crate::record::{CompletedProcess, Secrets, Status};
+use crate::record::{CompletedProcess, Counts, Secrets, Status};
+
+mod conditions;
 
 /// What the fake saw: starts and ends in order, and how many jobs ran at once at most.
 #[derive(Default)]
@@ -46,8 +49,10 @@ impl Fake {
             "fail" => Status::Failed,
             "sleep" => {
                 let ms = job.argv[1].parse().unwrap();
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Status::Succeeded
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => Status::Succeeded,
+                    _ = wait_cancel(&mut ctx.cancel) => Status::Cancelled,
+                }
             }
             _ => {
                 wait_cancel(&mut ctx.cancel).await;
@@ -70,7 +75,15 @@ impl Fake {
 /// Runs `yaml` with `concurrency` slots on the fake; returns its records by job name (in
 /// job-file order) and what the fake saw.
 fn run(yaml: &str, concurrency: usize, cancel: Cancel) -> (Vec<CompletedProcess>, Arc<Fake>) {
-    let plan = Arc::new(Plan::from_text(std::path::Path::new("t.yaml"), yaml).unwrap());
+    run_plan(plan(yaml), concurrency, cancel)
+}
+
+fn plan(yaml: &str) -> Plan {
+    Plan::from_text(std::path::Path::new("t.yaml"), yaml).unwrap()
+}
+
+fn run_plan(plan: Plan, concurrency: usize, cancel: Cancel) -> (Vec<CompletedProcess>, Arc<Fake>) {
+    let plan = Arc::new(plan);
     let fake = Arc::new(Fake::default());
     let dir = tempfile::tempdir().unwrap();
     let opts = ExecOptions {
