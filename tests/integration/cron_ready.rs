@@ -265,9 +265,9 @@ fn job_files_of_the_same_name_in_two_folders_never_share_a_cron_log() {
         let ran = Command::new("sh")
             .arg("-c")
             .arg(line.strip_prefix("@daily ").unwrap())
-            .status()
+            .output()
             .unwrap();
-        assert_eq!(ran.code(), Some(1), "the job fails");
+        assert_eq!(ran.status.code(), Some(1), "the job fails");
         logs.push(log);
     }
     assert_ne!(logs[0], logs[1], "both job files append to one log");
