@@ -37,8 +37,15 @@ pub enum Command {
     Check {
         job_file: PathBuf,
         /// Print the plan as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "as_cron")]
         json: bool,
+        /// Check the job file as its crontab line will run it (cron's environment, the line's
+        /// PATH, no terminal) and report what differs from this shell; exit 1 if something does.
+        #[arg(long)]
+        as_cron: bool,
+        /// With --as-cron: run the line now, as cron would.
+        #[arg(long, requires = "as_cron")]
+        run: bool,
     },
     /// List recent runs.
     Runs {

@@ -90,6 +90,23 @@ fn crontab_line(
     log: Option<PathBuf>,
     state_dir: Option<PathBuf>,
 ) -> Result<String, String> {
+    let planned = planned_line(schedule, abs, log, state_dir)?;
+    if let Some(dir) = planned.log.parent()
+        && let Err(e) = store::create_private_dir(dir)
+    {
+        return Err(format!("cannot create {}: {e}", dir.display()));
+    }
+    private_log(&planned.log)?;
+    Ok(planned.line)
+}
+
+/// The line `crontab_line` would write, without making anything.
+pub(super) fn planned_line(
+    schedule: &str,
+    abs: &Path,
+    log: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> Result<PlannedLine, String> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .unwrap_or_else(|_| PathBuf::from("orchestrate"));
@@ -104,23 +121,16 @@ fn crontab_line(
     // The line names the store it resolved now ($XDG_STATE_HOME, the home), so that the cron
     // run and a run by hand share one history and one lock, whatever cron's environment.
     let root = std::path::absolute(&root).unwrap_or(root);
-    let explicit_state = Some(root.clone());
     let log = log_path(log, &root, abs);
-    if let Some(dir) = log.parent()
-        && let Err(e) = store::create_private_dir(dir)
-    {
-        return Err(format!("cannot create {}: {e}", dir.display()));
-    }
-    private_log(&log)?;
     let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    crate::cron::line(
-        schedule,
-        abs,
-        &exe,
-        &path_env,
-        explicit_state.as_deref(),
-        &log,
-    )
+    let line = crate::cron::line(schedule, abs, &exe, &path_env, Some(&root), &log)?;
+    Ok(PlannedLine { line, log })
+}
+
+/// The crontab line for a job file as `--install` writes it, and its log.
+pub(super) struct PlannedLine {
+    pub line: String,
+    pub log: PathBuf,
 }
 
 /// The log made now, 0600 whatever the umask cron runs under: the shell's `>>` keeps the mode

@@ -2,6 +2,7 @@
 //! errors and warnings reach stderr.
 
 mod args;
+mod as_cron;
 mod background;
 mod check;
 mod cron_cmd;
@@ -43,7 +44,13 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             }
             run_cmd::cmd_run(cli.run, state_dir, term)
         }
-        Some(Command::Check { job_file, json }) => check::cmd_check(&job_file, json),
+        Some(Command::Check {
+            job_file,
+            as_cron: true,
+            run,
+            ..
+        }) => as_cron::cmd_check_as_cron(&job_file, run, &mut std::io::stdout()),
+        Some(Command::Check { job_file, json, .. }) => check::cmd_check(&job_file, json),
         Some(Command::Cron {
             action: Some(args::CronAction::Status { json }),
             ..

@@ -39,14 +39,14 @@ pub fn parse_all(crontab: &str) -> Vec<Installed> {
     crontab.lines().filter_map(parse_line).collect()
 }
 
-fn parse_line(line: &str) -> Option<Installed> {
+/// A line of ours split into its schedule and its command as the shell gets it (cron's
+/// escapes undone, the marker left out).
+pub fn split_line(line: &str) -> Option<(String, String)> {
     let line = line.trim();
     if line.starts_with('#') {
         return None;
     }
-    let at = line.rfind(MARK)?;
-    let job_file = PathBuf::from(unescape(&line[at + MARK.len()..]));
-    let head = &line[..at];
+    let head = &line[..line.rfind(MARK)?];
     let words: Vec<&str> = head.split_whitespace().collect();
     let n = if words.first()?.starts_with('@') {
         1
@@ -56,8 +56,14 @@ fn parse_line(line: &str) -> Option<Installed> {
     if words.len() <= n {
         return None;
     }
-    let schedule = words[..n].join(" ");
-    let command = unescape(&words[n..].join(" "));
+    Some((words[..n].join(" "), unescape(&words[n..].join(" "))))
+}
+
+fn parse_line(line: &str) -> Option<Installed> {
+    let line = line.trim();
+    let at = line.rfind(MARK)?;
+    let job_file = PathBuf::from(unescape(&line[at + MARK.len()..]));
+    let (schedule, command) = split_line(line)?;
     let tokens = shell_words::split(&command).ok()?;
     let state_dir = tokens
         .iter()

@@ -4,7 +4,7 @@
 mod installed;
 mod schedule;
 
-pub use installed::{Installed, parse_all};
+pub use installed::{Installed, parse_all, split_line};
 pub use schedule::Schedule;
 
 use std::io::Write;
@@ -200,6 +200,15 @@ fn write_crontab(text: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// The installed line of a job file, if there is one.
+pub fn installed_line(job_file: &Path) -> Result<Option<String>, String> {
+    let mark = marker(job_file);
+    Ok(read_crontab()?
+        .lines()
+        .find(|l| l.ends_with(&mark))
+        .map(str::to_string))
 }
 
 /// Whether a cron daemon runs on this machine (Vixie cron and cronie, busybox, fcron, dcron).

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real processes, real files and the real store.
 
+mod as_cron;
 mod background;
 mod bad_input;
 mod conditions;
