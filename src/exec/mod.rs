@@ -4,11 +4,13 @@
 //! `sched` decides what runs when (ready set, slots, groups, halting, skips); `backend` is
 //! the one seam through which a job runs (here, as a Slurm step, through sbatch, on ssh
 //! hosts, or under a background supervisor); `process` runs one process; `remote` holds what
-//! Slurm and ssh add; `ends` builds the record of every way a job can end.
+//! Slurm and ssh add; `ends` builds the record of every way a job can end; `hooks` runs
+//! hooks through the same back ends.
 
 pub mod backend;
 pub mod background;
 pub mod ends;
+pub mod hooks;
 pub mod process;
 mod queue;
 pub mod remote;
@@ -70,6 +72,9 @@ pub enum Event {
     },
     /// How a job ended: every job ends as exactly one of these, sealed (secrets redacted).
     JobFinished(Box<Sealed>),
+    /// How one of a job's hooks ended (`CompletedProcess::hook` says which): kept with the
+    /// run, never counted.
+    HookFinished(Box<Sealed>),
 }
 
 /// Events go to one consumer thread (reporter and store), so sending never blocks a job.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render::{self, Retry};
-use super::{OutputMode, ReportConfig, json, tail_lines};
+use super::{OutputMode, ReportConfig, tail_lines, write_json_record};
 use crate::exec::{Event, Stream};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
@@ -199,7 +199,25 @@ impl Reporter {
                 self.say(&line);
             }
             Event::JobFinished(rec) => self.finished(rec),
+            Event::HookFinished(rec) => self.hook_finished(rec),
         }
+    }
+
+    /// A hook's or a notification's record: a JSON line with `--json`, else its status line
+    /// (not under `-q`: a failed one is a warning of the run, which is printed even then).
+    /// It is no job: the bars and the counts leave it out.
+    pub fn hook_finished(&mut self, rec: &CompletedProcess) {
+        if self.cfg.json {
+            let _ = write_json_record(&mut self.out, rec, crate::environ::inherited_env_keys());
+            self.flush_out();
+            return;
+        }
+        if self.cfg.quiet {
+            return;
+        }
+        let line = self.status_line(rec);
+        self.say(&line);
+        self.flush_both();
     }
 
     /// One line of a running job's output: its bar's message, and in `stream` mode our output.
@@ -231,11 +249,7 @@ impl Reporter {
                 self.pending.insert(rec.index, rec.clone());
                 self.flush_ordered();
             } else {
-                let _ = json::write_json_record(
-                    &mut self.out,
-                    rec,
-                    crate::environ::inherited_env_keys(),
-                );
+                let _ = write_json_record(&mut self.out, rec, crate::environ::inherited_env_keys());
             }
             self.flush_out();
             return;
@@ -265,11 +279,8 @@ impl Reporter {
     fn flush_ordered(&mut self) {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
-                let _ = json::write_json_record(
-                    &mut self.out,
-                    &rec,
-                    crate::environ::inherited_env_keys(),
-                );
+                let _ =
+                    write_json_record(&mut self.out, &rec, crate::environ::inherited_env_keys());
             } else {
                 self.dump(&rec);
             }

@@ -26,6 +26,8 @@ pub(super) struct Consumed {
     pub unrecorded: Vec<Sealed>,
     /// Jobs whose output could not be kept whole (a full disk, no inodes).
     pub output_lost: usize,
+    /// What the run's hooks and notifications are told, when it has some.
+    pub facts: Option<super::facts::Facts>,
 }
 
 /// How one window of events ended.
@@ -55,6 +57,7 @@ struct Consumer {
     /// Running records of jobs that were running at the last commit: still running at the
     /// next, they are stored then.
     older: HashMap<usize, Sealed>,
+    gather: Option<super::facts::Gather>,
 }
 
 impl Consumer {
@@ -76,8 +79,21 @@ impl Consumer {
             if rec.stdout.incomplete || rec.stderr.incomplete {
                 self.output_lost += 1;
             }
+            if let Some(g) = &mut self.gather {
+                g.record(&rec);
+            }
             if self.keep_records {
                 self.records.push(rec.as_ref().clone().into_inner());
+            }
+            if self.db.is_some() {
+                self.batch.push(*rec);
+            }
+        } else if let Event::HookFinished(rec) = ev {
+            if rec.status.is_failure() {
+                self.warnings.push(super::hooks::failed_hook(&rec));
+            }
+            if let Some(g) = &mut self.gather {
+                g.record(&rec);
             }
             if self.db.is_some() {
                 self.batch.push(*rec);
@@ -188,6 +204,7 @@ pub(super) fn consume(
     db: Option<RunStore>,
     run_id: String,
     keep_records: bool,
+    gather: Option<super::facts::Gather>,
 ) -> Consumed {
     let mut c = Consumer {
         reporter,
@@ -203,6 +220,7 @@ pub(super) fn consume(
         output_lost: 0,
         fresh: HashMap::new(),
         older: HashMap::new(),
+        gather,
     };
     // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
     // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
@@ -244,5 +262,6 @@ pub(super) fn consume(
         warnings: c.warnings,
         unrecorded: c.unrecorded,
         output_lost: c.output_lost,
+        facts: c.gather.map(super::facts::Gather::finish),
     }
 }

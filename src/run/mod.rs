@@ -4,7 +4,9 @@
 
 mod capture;
 mod consume;
+mod facts;
 mod finish;
+mod hooks;
 mod signals;
 mod survivors;
 
@@ -142,16 +144,8 @@ pub fn run_plan(
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
-    if !opts.store && plan.jobs.iter().any(|j| j.background) {
-        return Err(RunError::Invalid(
-            "background jobs need the store to record how they end; drop --no-store".into(),
-        ));
-    }
-    let plan = Arc::new(effective_plan(plan, &opts));
-    let job_file = plan
-        .source
-        .as_ref()
-        .map(|p| absolute(p).display().to_string());
+    let plan = Arc::new(effective_plan(plan, &opts)?);
+    let job_file = plan.source.as_deref().map(absolute_text);
     let capture::Capture {
         run_id,
         dir,
@@ -163,28 +157,31 @@ pub fn run_plan(
 
     let reporter = Reporter::new(opts.report.clone(), plan.clone(), out, err);
     let (tx, rx) = mpsc::channel::<Event>();
-    let keep_records = opts.keep_records;
-    let consumer_run_id = run_id.clone();
-    let consumer = std::thread::Builder::new()
-        .name("orchestrate-events".into())
-        .spawn(move || consume::consume(rx, reporter, db, consumer_run_id, keep_records))
-        .expect("spawning the event thread");
-
-    let spill_root = state_root.clone();
-    let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
+    let consumer = start_consumer(&plan, &opts, rx, reporter, db, &run_id, &dir);
+    let spill = state_root.clone();
+    let ping = plan.notify.as_ref().and_then(crate::notify::start_ping);
+    let exec_opts = exec_options(&plan, &opts, dir.clone(), state_root, &run_id);
     let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
-    let consume::Consumed {
-        mut reporter,
-        db,
-        records,
-        mut warnings,
-        unrecorded,
-        output_lost,
-    } = consumer.join().expect("the event thread does not panic");
+    let mut consumed = consumer.join().expect("the event thread does not panic");
     let interrupted = interrupted_by(cancel_state);
+    if let Some(facts) = consumed.facts.take() {
+        let after = hooks::AfterJobs {
+            plan: &plan,
+            opts: &opts,
+            run_id: &run_id,
+            dir: &dir,
+            job_file: job_file.as_deref(),
+            started,
+            summary: &summary,
+            interrupted,
+            facts,
+            ping,
+        };
+        hooks::after_jobs(after, &mut consumed);
+    }
     let lost = finish::Lost {
-        unrecorded,
-        output_lost,
+        unrecorded: consumed.unrecorded,
+        output_lost: consumed.output_lost,
     };
     let end = finish::RunEnd {
         run_id: &run_id,
@@ -193,9 +190,11 @@ pub fn run_plan(
         retention: plan.retention,
         job_file: job_file.as_deref(),
     };
-    let store_lost = finish::record_end(db, spill_root.as_deref(), &end, lost, &mut warnings);
-    reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
-    let records = with_output(records, opts.keep_output);
+    let mut warnings = consumed.warnings;
+    let store_lost = finish::record_end(consumed.db, spill.as_deref(), &end, lost, &mut warnings);
+    let run_shown = opts.store.then_some(run_id.as_str());
+    consumed.reporter.finish(&summary, run_shown, interrupted);
+    let records = with_output(consumed.records, opts.keep_output);
     drop(tmp);
     Ok(RunOutcome {
         run_id: opts.store.then_some(run_id),
@@ -213,15 +212,40 @@ pub fn run_plan(
     })
 }
 
+/// The event thread; with hooks or notifications to run at the end, it gathers what they are
+/// told as records come.
+fn start_consumer(
+    plan: &Plan,
+    opts: &RunOptions,
+    rx: mpsc::Receiver<Event>,
+    reporter: Reporter,
+    db: Option<crate::store::RunStore>,
+    run_id: &str,
+    dir: &std::path::Path,
+) -> std::thread::JoinHandle<consume::Consumed> {
+    let keep_records = opts.keep_records;
+    let run_id = run_id.to_string();
+    let gather = (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir));
+    std::thread::Builder::new()
+        .name("orchestrate-events".into())
+        .spawn(move || consume::consume(rx, reporter, db, run_id, keep_records, gather))
+        .expect("spawning the event thread")
+}
+
 /// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job
 /// file's, settled once before anything runs (the scheduler reads them from the plan).
-fn effective_plan(plan: Plan, opts: &RunOptions) -> Plan {
-    Plan {
+fn effective_plan(plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> {
+    if !opts.store && plan.jobs.iter().any(|j| j.background) {
+        return Err(RunError::Invalid(
+            "background jobs need the store to record how they end; drop --no-store".into(),
+        ));
+    }
+    Ok(Plan {
         on_failure: opts.on_failure.unwrap_or(plan.on_failure),
         wait: opts.wait.unwrap_or(plan.wait),
         retention: opts.retention.or(plan.retention),
         ..plan
-    }
+    })
 }
 
 fn exec_options(
@@ -351,6 +375,11 @@ fn supervisor_exe() -> PathBuf {
         }
         _ => PathBuf::from("orchestrate"),
     }
+}
+
+/// A path made absolute, as the store names job files.
+fn absolute_text(p: &std::path::Path) -> String {
+    absolute(p).display().to_string()
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {

@@ -1,11 +1,11 @@
-//! Records as JSON lines, for `--json` runs and `show --json`: the record's fields, then its
+//! Records as JSON lines, for `--json` runs, `show --json` and the records hooks are given: the record's fields, then its
 //! stdout and stderr streamed from the capture files into JSON strings.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::record::{CompletedProcess, format_time};
+use super::{CompletedProcess, format_time};
 
 /// One record as a JSON line: the record's fields, with stdout and stderr inline as text
 /// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
@@ -40,7 +40,10 @@ pub fn write_json_record(
         "env_keys": rec.all_env_keys(inherited_env),
     });
     if let Some(sig) = rec.signal {
-        head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
+        head["signal_name"] = serde_json::Value::from(super::signal_name(sig));
+    }
+    if let Some(h) = &rec.hook {
+        head["hook"] = serde_json::Value::from(h.clone());
     }
     if let Some(id) = &rec.slurm_job_id {
         head["slurm_job_id"] = serde_json::Value::from(id.clone());
