@@ -42,7 +42,7 @@ impl Change {
     pub fn of(failed: bool, before: Streak) -> Change {
         let was_failing = before.previous.is_some_and(|s| s != RunStatus::Succeeded);
         match (failed, was_failing) {
-            (true, true) => Change::StillFailing(before.failing + 1),
+            (true, true) => Change::StillFailing(before.failing.max(1) + 1),
             (true, false) => Change::Failed,
             (false, true) => Change::Recovered,
             (false, false) => Change::Succeeded,
@@ -56,7 +56,7 @@ impl Change {
             NotifyWhen::Always => true,
             NotifyWhen::Failure => matches!(self, Change::Failed | Change::StillFailing(_)),
             NotifyWhen::Change => match self {
-                Change::StillFailing(n) => n.is_power_of_two(),
+                Change::StillFailing(n) => n >= 2 && n.is_power_of_two(),
                 Change::Succeeded => false,
                 Change::Failed | Change::Recovered => true,
             },
@@ -314,4 +314,36 @@ fn record_of(channel: &str, index: usize, sent: &[Sent]) -> CompletedProcess {
         }
     }
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streak(previous: Option<RunStatus>, failing: u32) -> Streak {
+        Streak { previous, failing }
+    }
+
+    #[test]
+    fn a_streak_is_told_at_its_powers_of_two() {
+        // A failed run after N - 1 failed ones.
+        let sent: Vec<u32> = (1..=20)
+            .map(|before| Change::of(true, streak(Some(RunStatus::Failed), before)))
+            .filter(|c| c.worth_sending(NotifyWhen::Change))
+            .map(|c| match c {
+                Change::StillFailing(n) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, [2, 4, 8, 16]);
+        let first = Change::of(true, streak(Some(RunStatus::Succeeded), 0));
+        assert_eq!(first, Change::Failed);
+        assert!(first.worth_sending(NotifyWhen::Change));
+        assert_eq!(Change::of(true, streak(None, 0)), Change::Failed);
+        let back = Change::of(false, streak(Some(RunStatus::Interrupted), 3));
+        assert_eq!(back, Change::Recovered);
+        assert!(back.worth_sending(NotifyWhen::Change) && !back.worth_sending(NotifyWhen::Failure));
+        let ok = Change::of(false, streak(Some(RunStatus::Succeeded), 0));
+        assert!(!ok.worth_sending(NotifyWhen::Change) && ok.worth_sending(NotifyWhen::Always));
+    }
 }
