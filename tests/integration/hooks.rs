@@ -261,3 +261,22 @@ fn a_malformed_hook_is_a_job_file_error_at_its_line() {
         assert!(!env.path("marker").exists(), "a job ran for\n{yaml}");
     }
 }
+
+#[test]
+fn check_lists_hooks_and_notifications() {
+    let env = Env::new();
+    env.write(
+        "jobs.yaml",
+        "hooks: {on_exit: {command: [logger, done]}}\nnotify: {webhook: 'http://127.0.0.1:9/h', when: change}\njobs:\n  - name: build\n    command: make\n    hooks: {on_failure: {shell: x}, on_exit: {shell: y}}\n",
+    );
+    let r = env.run(&["check", "jobs.yaml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("[hooks on_failure,on_exit]"), "{r:?}");
+    assert!(r.stdout.contains("run.on_exit"), "{r:?}");
+    assert!(r.stdout.contains("logger done   [hook]"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("notify: webhook http://127.0.0.1:9/h (when: change)"),
+        "{r:?}"
+    );
+}
