@@ -204,8 +204,8 @@ impl Reporter {
     }
 
     /// A hook's or a notification's record: a JSON line with `--json`, else its status line
-    /// (not under `-q`: a failed one is a warning of the run, which is printed even then).
-    /// It is no job: the bars and the counts leave it out.
+    /// and its output as `--output` says (not under `-q`: a failed one is a warning of the
+    /// run, which is printed even then). It is no job: the bars and the counts leave it out.
     pub fn hook_finished(&mut self, rec: &CompletedProcess) {
         if self.cfg.json {
             let _ = write_json_record(&mut self.out, rec, crate::environ::inherited_env_keys());
@@ -217,6 +217,11 @@ impl Reporter {
         }
         let line = self.status_line(rec);
         self.say(&line);
+        match self.cfg.output {
+            OutputMode::All | OutputMode::Ordered => self.dump(rec),
+            OutputMode::Failed if rec.status.is_failure() => self.tail(rec),
+            _ => {}
+        }
         self.flush_both();
     }
 
