@@ -12,6 +12,9 @@ use crate::record::{CompletedProcess, write_json_record};
 /// Failed jobs named to hooks and notifications at most; every record is in the file.
 pub const MAX_FAILED_NAMED: usize = 1000;
 
+/// The most bytes of names in `ORCHESTRATE_FAILED_JOBS`.
+const MAX_NAMES_BYTES: usize = 64 * 1024;
+
 /// Gathers the facts while the run goes on.
 pub struct Gather {
     path: PathBuf,
@@ -102,9 +105,19 @@ impl Gather {
 }
 
 impl Facts {
-    /// `ORCHESTRATE_FAILED_JOBS`: the names, one per line.
+    /// `ORCHESTRATE_FAILED_JOBS`: the names, one per line, as many as fit in 64 KiB (one
+    /// environment string may hold 128 KiB at most: more and the hook could not start).
     pub fn failed_names(&self) -> String {
-        let names: Vec<&str> = self.failed.iter().map(|f| f.name.as_str()).collect();
-        names.join("\n")
+        let mut out = String::new();
+        for f in &self.failed {
+            if out.len() + f.name.len() + 1 > MAX_NAMES_BYTES {
+                break;
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&f.name);
+        }
+        out
     }
 }
