@@ -26,6 +26,7 @@ pub mod environ;
 pub mod error;
 pub mod exec;
 pub mod lock;
+pub mod notify;
 pub mod plan;
 pub mod record;
 pub mod report;

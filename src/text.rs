@@ -1,4 +1,5 @@
-//! Small text helpers every layer uses: OS error text, hashes, names made from command lines.
+//! Small text helpers every layer uses: OS error text, hashes, names made from command lines,
+//! unified diffs.
 
 /// The OS error text without Rust's " (os error 2)" suffix.
 pub fn os_text(e: &std::io::Error) -> String {
@@ -34,6 +35,16 @@ pub fn slug(command: &str) -> String {
     } else {
         out
     }
+}
+
+/// What changed from `old` to `new`, line by line, as a unified diff with 3 lines of context
+/// under the two labels: `orchestrate diff`, and a notification's digest of a failing job.
+pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_label, new_label)
+        .to_string()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::report_error;
 use crate::error::exit;
-use crate::plan::{Condition, Input, Plan, PlannedJob, Target};
+use crate::plan::{
+    Condition, HookKind, Input, Plan, PlannedJob, RUN_HOOK_OWNER, Target, hook_name,
+};
 use crate::record::Secrets;
 use crate::run;
 
@@ -70,7 +72,10 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
         .ok()
         .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
     for j in &plan.jobs {
-        let extra = settings_text(j, home.as_deref());
+        let mut extra = settings_text(j, home.as_deref());
+        if let Some(h) = plan.job_hooks.get(&j.entry) {
+            extra.push(format!("hooks {}", hook_kinds(h)));
+        }
         let _ = writeln!(
             out,
             "  {:<24} {}{}",
@@ -83,6 +88,40 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
             }
         );
     }
+    write_run_hooks(out, plan);
+}
+
+/// The run's hooks, each on a line as a job's, and where the run's end is sent.
+fn write_run_hooks(out: &mut dyn Write, plan: &Plan) {
+    for kind in HookKind::ALL {
+        if let Some(h) = plan.hooks.get(kind) {
+            let name = hook_name(RUN_HOOK_OWNER, kind);
+            let argv = shell_words::join(h.argv.iter().map(String::as_str));
+            let _ = writeln!(out, "  {name:<24} {argv}   [hook]");
+        }
+    }
+    if let Some(n) = &plan.notify {
+        let to: Vec<String> = [
+            ("webhook", &n.webhook),
+            ("ping", &n.ping),
+            ("mail", &n.mail),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect();
+        let when = format!("{:?}", n.when).to_lowercase();
+        let _ = writeln!(out, "  notify: {} (when: {when})", to.join(", "));
+    }
+}
+
+/// `on_failure,on_exit`: the hooks a job has.
+fn hook_kinds(h: &crate::plan::Hooks) -> String {
+    let kinds: Vec<&str> = HookKind::ALL
+        .into_iter()
+        .filter(|k| h.get(*k).is_some())
+        .map(HookKind::as_str)
+        .collect();
+    kinds.join(",")
 }
 
 /// What a job sets besides its command, each as a short phrase.

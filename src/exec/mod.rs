@@ -5,11 +5,13 @@
 //! judging the conditions of a job's needs; `backend` is the one seam through which a job
 //! runs (here, as a Slurm step, through sbatch, on ssh hosts, or under a background
 //! supervisor); `process` runs one process; `remote` holds what Slurm and ssh add; `ends`
-//! builds the record of every way a job can end.
+//! builds the record of every way a job can end; `hooks` runs hooks through the same back
+//! ends.
 
 pub mod backend;
 pub mod background;
 pub mod ends;
+pub mod hooks;
 mod needs;
 pub mod process;
 mod queue;
@@ -80,6 +82,9 @@ pub enum Event {
     },
     /// How a job ended: every job ends as exactly one of these, sealed (secrets redacted).
     JobFinished(Box<Sealed>),
+    /// How one of a job's hooks ended (`CompletedProcess::hook` says which): kept with the
+    /// run, never counted.
+    HookFinished(Box<Sealed>),
 }
 
 /// Events go to one consumer thread (reporter and store), so sending never blocks a job.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::plan::{Condition, HaltSpec, Plan, PlannedJob};
+use crate::plan::{Condition, HaltSpec, Hooks, Plan, PlannedJob};
 
 pub struct JobQueue {
     plan: Arc<Plan>,
@@ -55,6 +55,14 @@ impl JobQueue {
     /// Jobs of `group` that may run at once (no limit: `usize::MAX`).
     pub fn group_limit(&self, group: &str) -> usize {
         self.plan.groups.get(group).copied().unwrap_or(usize::MAX)
+    }
+
+    /// The hooks that run after `job`'s final attempt, if it has any.
+    pub fn hooks(&self, job: &PlannedJob) -> Option<&Hooks> {
+        self.plan
+            .job_hooks
+            .get(&job.entry)
+            .filter(|h| !h.is_empty())
     }
 
     pub fn on_failure(&self) -> HaltSpec {

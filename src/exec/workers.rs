@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 
 use super::queue::JobQueue;
 use super::sched::Shared;
-use super::{Cancel, EventSink, ExecOptions, ExecSummary, ends};
+use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends};
 use crate::plan::Plan;
-use crate::record::{CompletedProcess, Status};
+use crate::record::{CompletedProcess, Sealed, Status};
 
 /// Runs every job of `plan`: a job starts once the jobs it needs ended as its needs ask (by
 /// default: succeeded), in job-file order among the ready ones, while fewer than
@@ -165,7 +165,8 @@ impl Drop for WorkerEnd {
 /// One worker: starts jobs while it has room (`cap` at once) and a job is ready, records them
 /// as they end, and returns once no job can start any more.
 async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
-    let mut local: JoinSet<CompletedProcess> = JoinSet::new();
+    // A job's record, and its hooks' records, sent after it.
+    let mut local: JoinSet<(CompletedProcess, Vec<Sealed>)> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
     loop {
         // Listening before looking, so that a change between the two is not missed.
@@ -181,7 +182,9 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
             let job_shared = shared.clone();
             let handle = local.spawn(async move {
                 let job = job_shared.queue.job(index);
-                job_shared.backends.for_job(job).run(job, ctx).await
+                let rec = job_shared.backends.for_job(job).run(job, ctx.clone()).await;
+                let hooks = job_shared.after_job(job, &rec, ctx).await;
+                (rec, hooks)
             });
             in_flight.insert(handle.id(), (slot, index));
         }
@@ -194,8 +197,8 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
         }
         tokio::select! {
             joined = local.join_next_with_id() => {
-                let (id, rec) = match joined {
-                    Some(Ok((id, rec))) => (id, rec),
+                let (id, (rec, hooks)) = match joined {
+                    Some(Ok((id, done))) => (id, done),
                     Some(Err(e)) => {
                         // A job task panicked: the job still gets a record saying so.
                         let Some(&(_, index)) = in_flight.get(&e.id()) else { continue };
@@ -204,12 +207,15 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
                             Status::Failed,
                             format!("internal error while running the job: {e}"),
                         );
-                        (e.id(), rec)
+                        (e.id(), (rec, Vec::new()))
                     }
                     None => continue,
                 };
                 let Some((slot, index)) = in_flight.remove(&id) else { continue };
                 shared.complete(slot, index, rec);
+                for h in hooks {
+                    let _ = shared.events.send(Event::HookFinished(Box::new(h)));
+                }
                 held.fetch_sub(1, Ordering::AcqRel);
             }
             _ = &mut changed, if local.len() < cap => {}

@@ -7,9 +7,9 @@ use super::env::{global_env, secret_values};
 use super::executor::FileExecutor;
 use super::locator::Locator;
 use super::names::{self, Entry, make_unique_entries};
-use super::{Plan, PlannedJob, Retention, definition_hash, graph};
+use super::{Plan, PlannedJob, Retention, definition_hash, graph, hooks};
 use crate::error::SpecError;
-use crate::spec::JobFile;
+use crate::spec::{HooksSpec, JobFile, JobSpec};
 
 /// Checks and merges everything in `file`; `path` and `text` are where errors point.
 pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, SpecError> {
@@ -25,6 +25,14 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     check_groups(&file, &loc)?;
     let exec = FileExecutor::new(&file, &base_dir, &loc)?;
     let specs = std::mem::take(&mut file.jobs);
+    let hook_specs: Vec<(usize, HooksSpec)> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, js)| match js {
+            JobSpec::Full(m) => m.hooks.clone().map(|h| (i, h)),
+            JobSpec::Short(_) => None,
+        })
+        .collect();
     let cx = FileCx {
         file: &file,
         loc: &loc,
@@ -37,20 +45,29 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     for (i, js) in specs.into_iter().enumerate() {
         entries.push(plan_entry(js, i, &cx, &mut jobs)?);
     }
-    let secrets = secret_values(&file.secret_env, &jobs, file.inherit_env);
+    let run_hooks = hooks::run_hooks(&cx)?;
+    let job_hooks = hooks::job_hooks(hook_specs, &entries, &jobs, &cx)?;
+    let notify = hooks::notify(file.notify.as_ref(), &loc)?;
+    let every = jobs.iter().chain(hooks::templates(&run_hooks, &job_hooks));
+    let secrets = secret_values(&file.secret_env, every, file.inherit_env);
     names::hide_secrets(&mut entries, &mut jobs, &secrets, &loc)?;
     // Explicit names must be unique; generated ones are made unique around them.
     names::check_duplicates(&entries, &loc)?;
     make_unique_entries(&mut entries, &mut jobs);
     names::check_unique(&jobs, &loc)?;
     check_sbatch_secrets(&jobs, &secrets, &loc)?;
+    hooks::check_names(&jobs, &run_hooks, &job_hooks, notify.as_ref(), &loc)?;
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
     let start_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     for j in &mut jobs {
         in_job_file_dir(j, &start_dir);
         j.def_hash = definition_hash(j);
     }
-    Ok(plan_of(path, text, file, jobs, secrets))
+    let mut plan = plan_of(path, text, file, jobs, secrets);
+    plan.hooks = run_hooks;
+    plan.job_hooks = job_hooks;
+    plan.notify = notify;
+    Ok(plan)
 }
 
 /// sbatch writes a batch job's output files itself, on the node, where nothing of ours can
@@ -140,5 +157,8 @@ fn plan_of(
             max_age: r.age.map(|a| a.0),
             max_bytes: r.bytes.map(|b| b.0),
         }),
+        hooks: Default::default(),
+        job_hooks: Default::default(),
+        notify: None,
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::executor::{FileExecutor, executor_of};
 use super::expand::{Subst, chunks_of, expand_argv, expand_text};
-use super::locator::{EntryAt, Locator};
+use super::locator::{EntryAt, Locator, Place};
 use super::names::{self, Entry};
 use super::{DEFAULT_KILL_AFTER, Input, PlannedJob, Retry, Target};
 use crate::error::SpecError;
@@ -26,8 +26,8 @@ pub(super) struct FileCx<'a> {
     pub(super) exec: FileExecutor,
 }
 
-/// A job entry's command before items are substituted.
-enum Body {
+/// A job entry's (or a hook's) command before items are substituted.
+pub(super) enum Body {
     Argv(Vec<String>),
     Shell(String),
 }
@@ -38,6 +38,14 @@ impl Body {
         match self {
             Body::Shell(_) => "shell",
             Body::Argv(_) => "command",
+        }
+    }
+
+    /// The words to run: the command's, or `sh -c SCRIPT`.
+    pub(super) fn into_argv(self) -> Vec<String> {
+        match self {
+            Body::Argv(words) => words,
+            Body::Shell(script) => vec!["sh".to_string(), "-c".to_string(), script],
         }
     }
 
@@ -173,42 +181,52 @@ fn template<'m>(
 
 /// `command:` (a line split into words, or the words) or `shell:`: exactly one, not empty.
 fn body_of(m: &JobMap, ex: &EntryAt<'_>) -> Result<Body, SpecError> {
-    let body = match (&m.command, &m.shell) {
+    body_parts(m.command.as_ref(), m.shell.as_ref(), ex)
+}
+
+/// A job's or a hook's command from its `command:` and `shell:` keys.
+pub(super) fn body_parts(
+    command: Option<&CommandSpec>,
+    shell: Option<&String>,
+    at: &dyn Place,
+) -> Result<Body, SpecError> {
+    let what = at.what();
+    let body = match (command, shell) {
         (Some(_), Some(_)) => {
-            return Err(ex.err_here(
-                "a job has either `command:` or `shell:`, not both".to_string(),
+            return Err(at.err_here(
+                format!("a {what} has either `command:` or `shell:`, not both"),
                 Some("use `shell:` when you need pipes, redirections or `&&`".to_string()),
             ));
         }
         (None, None) => {
-            return Err(ex.err_here("a job needs `command:` or `shell:`".to_string(), None));
+            return Err(at.err_here(format!("a {what} needs `command:` or `shell:`"), None));
         }
-        (Some(CommandSpec::Line(line)), None) => Body::Argv(split_line(line, ex)?),
+        (Some(CommandSpec::Line(line)), None) => Body::Argv(split_line(line, at)?),
         (Some(CommandSpec::Argv(words)), None) => {
             if words.is_empty() || words[0].is_empty() {
-                return Err(ex.err_key("command", "the command is empty".to_string(), None));
+                return Err(at.err_key("command", "the command is empty".to_string(), None));
             }
             Body::Argv(words.clone())
         }
         (None, Some(script)) => {
             if script.trim().is_empty() {
-                return Err(ex.err_key("shell", "the shell script is empty".to_string(), None));
+                return Err(at.err_key("shell", "the shell script is empty".to_string(), None));
             }
             Body::Shell(script.clone())
         }
     };
     if body.has_nul() {
-        return Err(ex.err_here("the command contains a NUL byte".to_string(), None));
+        return Err(at.err_here("the command contains a NUL byte".to_string(), None));
     }
     Ok(body)
 }
 
 /// A command line split into words as a shell would, without running one.
-fn split_line(line: &str, ex: &EntryAt<'_>) -> Result<Vec<String>, SpecError> {
+fn split_line(line: &str, at: &dyn Place) -> Result<Vec<String>, SpecError> {
     match shell_words::split(line) {
-        Ok(words) if words.is_empty() => Err(ex.err_here("the command is empty".to_string(), None)),
+        Ok(words) if words.is_empty() => Err(at.err_here("the command is empty".to_string(), None)),
         Ok(words) => Ok(words),
-        Err(_) => Err(ex.err_key_or_here(
+        Err(_) => Err(at.err_key_or_here(
             "command",
             format!("cannot split the command line `{line}`: a quote is not closed"),
             Some(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::PlannedJob;
-use super::locator::{EntryAt, Locator};
+use super::locator::{EntryAt, Locator, Place};
 use crate::error::SpecError;
 use crate::spec::{Defaults, JobFile, JobMap};
 
@@ -102,29 +102,39 @@ pub(super) fn job_env(
     for (k, v) in d.env.iter().chain(m.env.iter()) {
         env.insert(k.clone(), v.0.clone());
     }
+    check_env(&env, ex)?;
+    Ok(env)
+}
+
+/// Every name and value can be put in an environment (no `=` in names, no NUL anywhere).
+pub(super) fn check_env(env: &BTreeMap<String, String>, at: &dyn Place) -> Result<(), SpecError> {
     if let Some(k) = env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
-        return Err(ex.err_key(
+        return Err(at.err_key(
             "env",
             format!("invalid environment variable name {k:?}"),
             None,
         ));
     }
     if let Some(k) = env.iter().find(|(_, v)| v.contains('\0')).map(|(k, _)| k) {
-        return Err(ex.err_key(
+        return Err(at.err_key(
             "env",
             format!("the value of environment variable `{k}` contains a NUL byte"),
             Some("an environment value cannot hold NUL; remove it".into()),
         ));
     }
-    Ok(env)
+    Ok(())
 }
 
-/// The values of the secret variables, as each job will see them, longest first (so that a
+/// The values of the secret variables, as each job (and hook) will see them, longest first (so that a
 /// secret containing another is redacted whole).
-pub(super) fn secret_values(keys: &[String], jobs: &[PlannedJob], inherit: bool) -> Vec<String> {
+pub(super) fn secret_values<'j>(
+    keys: &[String],
+    jobs: impl Iterator<Item = &'j PlannedJob> + Clone,
+    inherit: bool,
+) -> Vec<String> {
     let mut vals: Vec<String> = Vec::new();
     for k in keys {
-        for j in jobs {
+        for j in jobs.clone() {
             if let Some((_, v)) = j.env.iter().find(|(key, _)| key == k) {
                 vals.push(v.clone());
             }

@@ -128,3 +128,73 @@ impl EntryAt<'_> {
         }
     }
 }
+
+/// A node whose errors point at it or at one of its keys: a `jobs:` entry, or a hook.
+pub(super) trait Place {
+    /// What the node is, for messages: "job", "hook".
+    fn what(&self) -> &'static str;
+    fn err_here(&self, message: String, hint: Option<String>) -> SpecError;
+    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError;
+    fn err_key_or_here(
+        &self,
+        key: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError;
+}
+
+impl Place for EntryAt<'_> {
+    fn what(&self) -> &'static str {
+        "job"
+    }
+    fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
+        EntryAt::err_here(self, message, hint)
+    }
+    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError {
+        EntryAt::err_key(self, key, message, hint)
+    }
+    fn err_key_or_here(
+        &self,
+        key: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
+        EntryAt::err_key_or_here(self, key, message, hint)
+    }
+}
+
+/// A hook (`hooks.on_failure` of the run, or of a job): where it stands, and the job it
+/// belongs to, if any.
+pub(super) struct HookAt<'a> {
+    pub(super) loc: &'a Locator<'a>,
+    pub(super) base: Vec<Seg>,
+    pub(super) label: Option<String>,
+}
+
+impl Place for HookAt<'_> {
+    fn what(&self) -> &'static str {
+        "hook"
+    }
+    fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
+        self.loc.err(&self.base, self.label.clone(), message, hint)
+    }
+    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError {
+        let mut segs = self.base.clone();
+        segs.push(Seg::Key(key));
+        self.loc.err(&segs, self.label.clone(), message, hint)
+    }
+    fn err_key_or_here(
+        &self,
+        key: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
+        let mut segs = self.base.clone();
+        segs.push(Seg::Key(key));
+        if self.loc.position(&segs).is_some() {
+            self.loc.err(&segs, self.label.clone(), message, hint)
+        } else {
+            self.err_here(message, hint)
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod env;
 mod executor;
 mod expand;
 mod graph;
+mod hooks;
 mod locator;
 mod names;
 mod select;
@@ -18,6 +19,10 @@ use std::time::Duration;
 use crate::error::SpecError;
 use crate::spec;
 pub use crate::spec::{Condition, HaltSpec};
+pub use hooks::{
+    HookKind, Hooks, NOTIFY_CHANNELS, Notify, NotifyWhen, RUN_HOOK_OWNER, hook_index, hook_name,
+    notify_index,
+};
 pub use names::name_problem;
 use names::{Entry, make_unique_entries};
 
@@ -46,6 +51,13 @@ pub struct Plan {
     pub retention: Option<Retention>,
     /// Wait for background jobs before the run ends.
     pub wait: bool,
+    /// The run's hooks, run once its jobs have all ended.
+    pub hooks: Hooks,
+    /// The hooks of jobs, by `jobs:` entry (`PlannedJob::entry`); every job of a fanned-out
+    /// entry has them.
+    pub job_hooks: std::collections::BTreeMap<usize, Hooks>,
+    /// Where the run's outcome is sent.
+    pub notify: Option<Notify>,
 }
 
 /// What to keep of a job file's history when pruning.
@@ -286,6 +298,9 @@ impl Plan {
             secrets: Vec::new(),
             retention: None,
             wait: false,
+            hooks: Hooks::default(),
+            job_hooks: Default::default(),
+            notify: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The domain types every layer shares: the record of a job (`CompletedProcess`), how it
 //! ended (`status`), the one door through which records leave the executor (`redact`), and
-//! how times are written (`time`).
+//! how times are written (`time`), and records as JSON lines (`json`).
 
+mod json;
 mod redact;
 mod status;
 mod time;
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub use json::write_json_record;
 pub use redact::{REDACTED, Redactor, Sealed, Secrets};
 pub use status::{Counts, RunStatus, Status};
 pub use time::{format_duration, format_time, from_millis, to_millis};
@@ -91,6 +93,10 @@ pub struct CompletedProcess {
     /// The Slurm job a job ran as (`executor: slurm`).
     #[serde(default)]
     pub slurm_job_id: Option<String>,
+    /// A hook's or a notification's record (`on_failure`, `notify.webhook`), not a job's:
+    /// kept and shown with the run, never counted in its jobs or its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
 }
 
 /// Identifies a process (a run's orchestrate, a background job's supervisor, a job) beyond
@@ -206,6 +212,7 @@ impl CompletedProcess {
             supervisor: None,
             process: None,
             slurm_job_id: None,
+            hook: None,
         }
     }
 

@@ -229,6 +229,15 @@ impl Counts {
             .filter(|(_, n)| *n > 0)
     }
 
+    /// "succeeded=3 failed=1": the counts as a script reads them (`ORCHESTRATE_COUNTS`).
+    pub fn pairs(&self) -> String {
+        let parts: Vec<String> = self
+            .nonzero()
+            .map(|(s, n)| format!("{}={n}", s.as_str()))
+            .collect();
+        parts.join(" ")
+    }
+
     /// "3 succeeded, 1 failed, 1 timed out": the counts as people read them.
     pub fn describe(&self) -> String {
         let parts: Vec<String> = self
@@ -282,6 +291,7 @@ mod tests {
             r#"{"succeeded":1,"failed":1,"timed_out":1,"skipped":1}"#
         );
         assert_eq!(serde_json::from_str::<Counts>(&json).unwrap(), c);
+        assert_eq!(c.pairs(), "succeeded=1 failed=1 timed_out=1 skipped=1");
     }
 
     #[test]

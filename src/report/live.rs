@@ -3,6 +3,7 @@
 //! mode, holding records back in `ordered` mode until their turn.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render::{self, Retry};
-use super::{OutputMode, ReportConfig, json, tail_lines};
+use super::{OutputMode, ReportConfig, tail_lines, write_json_record};
 use crate::exec::{CaptureRoot, Event, Readback, Stream};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
@@ -215,7 +216,36 @@ impl Reporter {
                 self.say(&line);
             }
             Event::JobFinished(rec) => self.finished(rec),
+            Event::HookFinished(rec) => self.hook_finished(rec),
         }
+    }
+
+    /// A hook's or a notification's record: a JSON line with `--json`, else its status line
+    /// and its output as `--output` says (not under `-q`: a failed one is a warning of the
+    /// run, which is printed even then). It is no job: the bars and the counts leave it out.
+    pub fn hook_finished(&mut self, rec: &CompletedProcess) {
+        if self.cfg.json {
+            let outputs = self.outputs(rec);
+            let _ = write_json_record(
+                &mut self.out,
+                rec,
+                crate::environ::inherited_env_keys(),
+                outputs,
+            );
+            self.flush_out();
+            return;
+        }
+        if self.cfg.quiet {
+            return;
+        }
+        let line = self.status_line(rec);
+        self.say(&line);
+        match self.cfg.output {
+            OutputMode::All | OutputMode::Ordered => self.dump(rec),
+            OutputMode::Failed if rec.status.is_failure() => self.tail(rec),
+            _ => {}
+        }
+        self.flush_both();
     }
 
     /// One line of a running job's output: its bar's message, and in `stream` mode our output.
@@ -248,7 +278,7 @@ impl Reporter {
                 self.flush_ordered();
             } else {
                 let outputs = self.outputs(rec);
-                let _ = json::write_json_record(
+                let _ = write_json_record(
                     &mut self.out,
                     rec,
                     crate::environ::inherited_env_keys(),
@@ -284,7 +314,7 @@ impl Reporter {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
                 let outputs = self.outputs(&rec);
-                let _ = json::write_json_record(
+                let _ = write_json_record(
                     &mut self.out,
                     &rec,
                     crate::environ::inherited_env_keys(),
@@ -312,10 +342,10 @@ impl Reporter {
             .unwrap_or(Readback::NotKept)
     }
 
-    fn outputs(&self, rec: &CompletedProcess) -> [Readback; 2] {
+    fn outputs(&self, rec: &CompletedProcess) -> [Option<File>; 2] {
         [
-            self.output(rec, Stream::Stdout),
-            self.output(rec, Stream::Stderr),
+            self.output(rec, Stream::Stdout).into_file(),
+            self.output(rec, Stream::Stderr).into_file(),
         ]
     }
 

@@ -3,16 +3,14 @@
 //!
 //! - `live`: the [`Reporter`] consuming exec events during a run.
 //! - `summary`: the closing summary line.
-//! - `json`: records as JSON lines.
 //! - `render`: the texts both the live reporter and the inspection commands print.
 
-mod json;
 mod live;
 mod render;
 mod summary;
 mod term;
 
-pub use json::write_json_record;
+pub use crate::record::write_json_record;
 pub use live::Reporter;
 pub use render::{outcome_text, record_detail, status_line, tail_lines, visible};
 

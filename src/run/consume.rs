@@ -26,6 +26,8 @@ pub(super) struct Consumed {
     pub unrecorded: Vec<Sealed>,
     /// Jobs whose output could not be kept whole (a full disk, no inodes).
     pub output_lost: usize,
+    /// What the run's hooks and notifications are told, when it has some.
+    pub facts: Option<super::facts::Facts>,
 }
 
 /// How one window of events ended.
@@ -55,6 +57,7 @@ struct Consumer {
     /// Running records of jobs that were running at the last commit: still running at the
     /// next, they are stored then.
     older: HashMap<usize, Sealed>,
+    gather: Option<super::facts::Gather>,
 }
 
 impl Consumer {
@@ -76,8 +79,21 @@ impl Consumer {
             if rec.stdout.incomplete || rec.stderr.incomplete {
                 self.output_lost += 1;
             }
+            if let Some(g) = &mut self.gather {
+                g.record(&rec);
+            }
             if self.keep_records {
                 self.records.push(rec.as_ref().clone().into_inner());
+            }
+            if self.db.is_some() {
+                self.batch.push(*rec);
+            }
+        } else if let Event::HookFinished(rec) = ev {
+            if rec.status.is_failure() {
+                self.warnings.push(super::hooks::failed_hook(&rec));
+            }
+            if let Some(g) = &mut self.gather {
+                g.record(&rec);
             }
             if self.db.is_some() {
                 self.batch.push(*rec);
@@ -180,28 +196,15 @@ impl Consumer {
     }
 }
 
-/// Starts the event thread.
-pub(super) fn spawn(
-    rx: mpsc::Receiver<Event>,
-    reporter: Reporter,
-    db: Option<RunStore>,
-    run_id: String,
-    keep_records: bool,
-) -> std::thread::JoinHandle<Consumed> {
-    std::thread::Builder::new()
-        .name("orchestrate-events".into())
-        .spawn(move || consume(rx, reporter, db, run_id, keep_records))
-        .expect("spawning the event thread")
-}
-
 /// The one consumer of events: reports them and commits finished records in batches (every
 /// event that arrived while the previous batch was written goes into the next transaction).
-fn consume(
+pub(super) fn consume(
     rx: mpsc::Receiver<Event>,
     reporter: Reporter,
     db: Option<RunStore>,
     run_id: String,
     keep_records: bool,
+    gather: Option<super::facts::Gather>,
 ) -> Consumed {
     let mut c = Consumer {
         reporter,
@@ -217,6 +220,7 @@ fn consume(
         output_lost: 0,
         fresh: HashMap::new(),
         older: HashMap::new(),
+        gather,
     };
     // Idle, the thread blocks on the channel. Once an event came, it sleeps a window at a time
     // and takes what arrived meanwhile: jobs sending events then never wake it (a wakeup costs
@@ -258,5 +262,6 @@ fn consume(
         warnings: c.warnings,
         unrecorded: c.unrecorded,
         output_lost: c.output_lost,
+        facts: c.gather.map(super::facts::Gather::finish),
     }
 }

@@ -4,8 +4,11 @@
 
 mod capture;
 mod consume;
+mod facts;
 mod finish;
+mod hooks;
 mod log;
+mod options;
 mod signals;
 mod survivors;
 
@@ -21,120 +24,12 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::error::exit;
-use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, Launcher, Local};
-use crate::plan::{HaltSpec, Plan, Retention};
+use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary};
+use crate::plan::Plan;
 use crate::record::CompletedProcess;
-use crate::report::{ReportConfig, Reporter};
-use crate::store::StoreError;
+use crate::report::Reporter;
 
-/// Everything a run needs besides its plan.
-pub struct RunOptions {
-    /// Jobs in flight at once; `None`: the job file's `concurrency`, else the number of CPUs.
-    pub concurrency: Option<usize>,
-    pub report: ReportConfig,
-    /// Keep the run in the store (the default) or capture to a temporary folder.
-    pub store: bool,
-    /// `--state-dir`; `None` resolves as documented (env var, XDG, home).
-    pub state_dir: Option<PathBuf>,
-    /// Return every record in `RunOutcome::records` (library use).
-    pub keep_records: bool,
-    /// Read captured output into memory before a temporary capture folder goes away.
-    pub keep_output: bool,
-    pub launcher: Arc<dyn Launcher>,
-    /// Handle signals (SIGINT/SIGTERM cancel the run). Off for library calls.
-    pub handle_signals: bool,
-    /// The overlap lock on the job file (only for runs of a job file with the store on).
-    pub lock: crate::lock::LockMode,
-    /// Ignore SIGHUP (under cron and pipes); otherwise it stops the run like SIGTERM.
-    pub ignore_hangup: bool,
-    /// Records of jobs that succeeded in the run being resumed: kept in this run as they are,
-    /// so that the new run is complete and can itself be resumed.
-    pub carried: Vec<CompletedProcess>,
-    /// The run `carried` comes from (`--resume`): its jobs still running are survivors too.
-    pub resumed: Option<String>,
-    /// What to do about jobs still running from an earlier run of the job file.
-    pub survivors: Survivors,
-    /// Append the full report to this file as well (`--log`).
-    pub log: Option<PathBuf>,
-    /// What a failure does to the rest of the run; `None`: the plan's `on_failure`.
-    pub on_failure: Option<HaltSpec>,
-    /// Wait for background jobs before the run ends; `None`: the plan's `wait`.
-    pub wait: Option<bool>,
-    /// What to keep of the job file's history after the run; `None`: the plan's retention,
-    /// else the store's default.
-    pub retention: Option<Retention>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            concurrency: None,
-            report: ReportConfig::default(),
-            store: true,
-            state_dir: None,
-            keep_records: false,
-            keep_output: false,
-            launcher: Arc::new(Local),
-            handle_signals: false,
-            lock: crate::lock::LockMode::Off,
-            ignore_hangup: true,
-            carried: Vec::new(),
-            resumed: None,
-            survivors: Survivors::Refuse,
-            log: None,
-            on_failure: None,
-            wait: None,
-            retention: None,
-        }
-    }
-}
-
-/// A job's stdout and stderr, read back into memory.
-pub type CapturedBytes = (Vec<u8>, Vec<u8>);
-
-/// How a run ended.
-#[derive(Debug)]
-pub struct RunOutcome {
-    pub run_id: Option<String>,
-    pub summary: ExecSummary,
-    /// The signal that interrupted the run, if one did.
-    pub interrupted: Option<i32>,
-    pub exit_code: i32,
-    /// With `keep_records`: every record, in job-file order, and with `keep_output` their bytes.
-    pub records: Vec<(CompletedProcess, Option<CapturedBytes>)>,
-    /// Problems recording the run that did not stop it (e.g. a full disk under the store).
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot create a temporary folder for captured output: {0}")]
-    Temp(std::io::Error),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Survivors(String),
-    #[error("{0}")]
-    Log(String),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::Lock(crate::lock::LockError::Busy { .. }) | RunError::Survivors(_) => {
-                exit::LOCKED
-            }
-            RunError::Invalid(_) => exit::USAGE,
-            _ => exit::SOFTWARE,
-        }
-    }
-}
+pub use options::{CapturedBytes, RunError, RunOptions, RunOutcome};
 
 pub fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -148,12 +43,8 @@ pub fn run_plan(
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
-    check_options(&plan, &opts)?;
-    let plan = Arc::new(effective_plan(plan, &opts));
-    let job_file = plan
-        .source
-        .as_ref()
-        .map(|p| absolute(p).display().to_string());
+    let plan = Arc::new(effective_plan(plan, &opts)?);
+    let job_file = plan.source.as_deref().map(absolute_text);
     let mut log_file = opts.log.as_deref().map(log::open).transpose()?;
     let capture::Capture {
         run_id,
@@ -175,24 +66,28 @@ pub fn run_plan(
         reporter = reporter.with_log(log::reporter(f, &opts.report, &plan, &files)?);
     }
     let (tx, rx) = mpsc::channel::<Event>();
-    let consumer = consume::spawn(rx, reporter, db, run_id.clone(), opts.keep_records);
-
-    let spill_root = state_root.clone();
-    let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
+    let consumer = start_consumer(&plan, &opts, rx, reporter, db, &run_id, &dir);
+    let spill = state_root.clone();
+    let ping = plan.notify.as_ref().and_then(crate::notify::start_ping);
+    let exec_opts = exec_options(&plan, &opts, dir.clone(), state_root, &run_id);
     let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
-    let consume::Consumed {
-        mut reporter,
-        db,
-        records,
-        mut warnings,
-        unrecorded,
-        output_lost,
-    } = consumer.join().expect("the event thread does not panic");
+    let mut consumed = consumer.join().expect("the event thread does not panic");
     let interrupted = interrupted_by(cancel_state);
-    let lost = finish::Lost {
-        unrecorded,
-        output_lost,
-    };
+    if let Some(facts) = consumed.facts.take() {
+        let after = hooks::AfterJobs {
+            plan: &plan,
+            opts: &opts,
+            run_id: &run_id,
+            dir: &dir,
+            job_file: job_file.as_deref(),
+            started,
+            summary: &summary,
+            interrupted,
+            facts,
+            ping,
+        };
+        hooks::after_jobs(after, &mut consumed);
+    }
     let end = finish::RunEnd {
         run_id: &run_id,
         interrupted: interrupted.is_some(),
@@ -200,11 +95,14 @@ pub fn run_plan(
         retention: plan.retention,
         job_file: job_file.as_deref(),
     };
-    let store_lost = finish::record_end(db, spill_root.as_deref(), &end, lost, &mut warnings);
-    reporter.finish(&summary, opts.store.then_some(run_id.as_str()), interrupted);
-    if let Some(f) = &mut log_file {
-        log::warnings(f, &warnings);
-    }
+    let (records, warnings, store_lost) = wind_up(
+        consumed,
+        &end,
+        spill.as_deref(),
+        (&summary, interrupted),
+        &opts,
+        log_file.as_mut(),
+    );
     let records = with_output(records, opts.keep_output, &files);
     drop(tmp);
     Ok(RunOutcome {
@@ -219,25 +117,64 @@ pub fn run_plan(
     })
 }
 
-/// What cannot work whatever the jobs do.
-fn check_options(plan: &Plan, opts: &RunOptions) -> Result<(), RunError> {
+/// The run's end recorded (or kept elsewhere), the report closed, the log told the
+/// warnings: the records, the warnings, and whether anything could not be stored.
+fn wind_up(
+    consumed: consume::Consumed,
+    end: &finish::RunEnd<'_>,
+    spill: Option<&std::path::Path>,
+    (summary, interrupted): (&ExecSummary, Option<i32>),
+    opts: &RunOptions,
+    log_file: Option<&mut std::fs::File>,
+) -> (Vec<CompletedProcess>, Vec<String>, bool) {
+    let lost = finish::Lost {
+        unrecorded: consumed.unrecorded,
+        output_lost: consumed.output_lost,
+    };
+    let mut warnings = consumed.warnings;
+    let store_lost = finish::record_end(consumed.db, spill, end, lost, &mut warnings);
+    let mut reporter = consumed.reporter;
+    reporter.finish(summary, opts.store.then_some(end.run_id), interrupted);
+    if let Some(f) = log_file {
+        log::warnings(f, &warnings);
+    }
+    (consumed.records, warnings, store_lost)
+}
+
+/// The event thread; with hooks or notifications to run at the end, it gathers what they are
+/// told as records come.
+fn start_consumer(
+    plan: &Plan,
+    opts: &RunOptions,
+    rx: mpsc::Receiver<Event>,
+    reporter: Reporter,
+    db: Option<crate::store::RunStore>,
+    run_id: &str,
+    dir: &std::path::Path,
+) -> std::thread::JoinHandle<consume::Consumed> {
+    let keep_records = opts.keep_records;
+    let run_id = run_id.to_string();
+    let gather = (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir));
+    std::thread::Builder::new()
+        .name("orchestrate-events".into())
+        .spawn(move || consume::consume(rx, reporter, db, run_id, keep_records, gather))
+        .expect("spawning the event thread")
+}
+
+/// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job
+/// file's, settled once before anything runs (the scheduler reads them from the plan).
+fn effective_plan(plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> {
     if !opts.store && plan.jobs.iter().any(|j| j.background) {
         return Err(RunError::Invalid(
             "background jobs need the store to record how they end; drop --no-store".into(),
         ));
     }
-    Ok(())
-}
-
-/// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job
-/// file's, settled once before anything runs (the scheduler reads them from the plan).
-fn effective_plan(plan: Plan, opts: &RunOptions) -> Plan {
-    Plan {
+    Ok(Plan {
         on_failure: opts.on_failure.unwrap_or(plan.on_failure),
         wait: opts.wait.unwrap_or(plan.wait),
         retention: opts.retention.or(plan.retention),
         ..plan
-    }
+    })
 }
 
 fn exec_options(
@@ -380,6 +317,11 @@ fn supervisor_exe() -> PathBuf {
         }
         _ => PathBuf::from("orchestrate"),
     }
+}
+
+/// A path made absolute, as the store names job files.
+fn absolute_text(p: &std::path::Path) -> String {
+    absolute(p).display().to_string()
 }
 
 fn absolute(p: &std::path::Path) -> PathBuf {

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    DurationSpec, ExecutorSpec, ForEachSpec, OutputSpec, Size, SlurmSpec, StdinSpec, Word,
+    DurationSpec, ExecutorSpec, ForEachSpec, HooksSpec, OutputSpec, Size, SlurmSpec, StdinSpec,
+    Word,
 };
 
 /// Settings merged into every job; a job's own value wins (for `env`, key by key).
@@ -78,6 +79,8 @@ pub struct JobMap {
     pub slurm: Option<SlurmSpec>,
     /// Overrides the top-level `hosts:`.
     pub hosts: Option<Vec<String>>,
+    /// Commands run after the job's final attempt.
+    pub hooks: Option<HooksSpec>,
 }
 
 impl<'de> Deserialize<'de> for JobSpec {
@@ -247,4 +250,5 @@ pub const JOB_KEYS: &[&str] = &[
     "kill_after",
     "stdout",
     "stderr",
+    "hooks",
 ];

@@ -6,6 +6,7 @@
 //! a whole and its top-level keys; the submodules hold jobs, values, and the position index.
 
 mod for_each;
+mod hooks;
 mod job;
 mod job_names;
 mod load;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub use for_each::{ForEachSpec, Item, MAX_ITEMS};
+pub use hooks::{HookSpec, HooksSpec, NotifySpec, NotifyWhen};
 pub use job::{CommandSpec, Condition, Defaults, JOB_KEYS, JobMap, JobSpec, NeedSpec};
 pub use load::{MAX_CONCURRENCY, MAX_FILE_BYTES, load, parse};
 pub use locate::{Positions, Seg, Source, locate};
@@ -59,6 +61,9 @@ pub struct JobFile {
     pub ssh: Option<SshSpec>,
     pub hosts: Option<Vec<String>>,
     pub on_host_failure: HostFailureSpec,
+    /// Commands run once the run's jobs have all ended.
+    pub hooks: HooksSpec,
+    pub notify: Option<NotifySpec>,
 }
 
 /// Where a job runs.
@@ -132,6 +137,9 @@ struct JobFileMap {
     ssh: Option<SshSpec>,
     hosts: Option<Vec<String>>,
     on_host_failure: Option<HostFailureSpec>,
+    #[serde(default)]
+    hooks: HooksSpec,
+    notify: Option<NotifySpec>,
 }
 
 /// What a failed job does to the rest of the run.
@@ -194,6 +202,8 @@ impl<'de> Deserialize<'de> for JobFile {
                     ssh: m.ssh,
                     hosts: m.hosts,
                     on_host_failure: m.on_host_failure.unwrap_or_default(),
+                    hooks: m.hooks,
+                    notify: m.notify,
                 })
             }
         }

@@ -19,6 +19,7 @@ mod runs;
 mod schema;
 mod spill;
 mod status_sql;
+mod streak;
 mod survivors;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -35,6 +36,7 @@ pub use records::{ShowRow, not_found_job};
 pub use runs::{NewRun, RunFilter, RunRow};
 pub use schema::SCHEMA_VERSION;
 pub use spill::spill;
+pub use streak::Streak;
 pub use survivors::Survivor;
 
 #[derive(Debug, thiserror::Error)]

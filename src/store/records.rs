@@ -17,6 +17,8 @@ pub struct ShowRow {
     pub duration: Duration,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
+    /// The record is a hook's or a notification's.
+    pub hook: bool,
 }
 
 impl RunStore {
@@ -77,7 +79,7 @@ impl RunStore {
             .conn
             .prepare_cached(
                 "SELECT idx, job, status, returncode, json_extract(record, '$.signal'), duration_ms,
-                        stdout_bytes, stderr_bytes
+                        stdout_bytes, stderr_bytes, hook IS NOT NULL
                  FROM records WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(self.sql_err())?;
@@ -102,6 +104,7 @@ impl RunStore {
                 duration: Duration::from_millis(r.get::<_, i64>(5).map_err(get)?.max(0) as u64),
                 stdout_bytes: r.get::<_, i64>(6).map_err(get)? as u64,
                 stderr_bytes: r.get::<_, i64>(7).map_err(get)? as u64,
+                hook: r.get(8).map_err(get)?,
             };
             n += 1;
             if f(row).is_err() {
@@ -140,12 +143,13 @@ impl RunStore {
             .collect())
     }
 
-    /// The records of the jobs that succeeded in a run, for `--resume`.
+    /// The records of the jobs that succeeded in a run, for `--resume` (a hook is not a job: the
+    /// new run runs its own).
     pub fn succeeded_jobs(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
         Ok(self
             .records(run_id)?
             .into_iter()
-            .filter(|r| r.status == Status::Succeeded)
+            .filter(|r| r.status == Status::Succeeded && r.hook.is_none())
             .collect())
     }
 
@@ -242,13 +246,14 @@ impl RecordTable {
             let running = Status::sql_list(Status::is_running);
             format!(
             "INSERT INTO {table}
-             (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen, hook)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (run_id, job) DO UPDATE SET
                idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
                started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
                stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
-               record = excluded.record, background = excluded.background, seen = excluded.seen
+               record = excluded.record, background = excluded.background, seen = excluded.seen,
+               hook = excluded.hook
              WHERE {table}.status IN ({running}) OR excluded.status NOT IN ({running})"
             )
         })
@@ -288,7 +293,8 @@ pub(super) fn insert_record(
         r.stderr.bytes as i64,
         json,
         i64::from(r.background),
-        if seen { super::Viewer::ALL_BITS } else { 0 }
+        if seen { super::Viewer::ALL_BITS } else { 0 },
+        r.hook
     ])?;
     Ok(())
 }

@@ -134,12 +134,14 @@ impl RunStore {
         self.recount(run_id)
     }
 
-    /// A run's records counted by status, as they are now.
+    /// A run's jobs counted by status, as they are now: hooks and notifications are not jobs,
+    /// and never count.
     pub fn count_records(&mut self, run_id: &str) -> Result<Counts> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT status, COUNT(*) FROM records WHERE run_id = ?1 GROUP BY status",
+                "SELECT status, COUNT(*) FROM records WHERE run_id = ?1 AND hook IS NULL
+                 GROUP BY status",
             )
             .map_err(self.sql_err())?;
         let rows: Vec<(String, i64)> = stmt

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{Result, RunStore, StoreError, mkdir_private};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -56,6 +56,9 @@ const MIGRATIONS: &[&str] = &[
     // 4 -> 5: `seen` becomes bits, one per command that reports a background job's end
     // (`status` 1, `wait` 2), so that one looking does not hide the end from the other.
     "UPDATE records SET seen = 3 WHERE seen = 1;",
+    // 5 -> 6: records of hooks and notifications (`CompletedProcess::hook`), kept with the
+    // run and left out of its counts.
+    "ALTER TABLE records ADD COLUMN hook TEXT;",
 ];
 
 impl RunStore {

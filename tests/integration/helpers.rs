@@ -84,6 +84,17 @@ impl Env {
             .env("ORCHESTRATE_STATE_DIR", self.state())
             .env_remove("NO_COLOR")
             .stdin(Stdio::null());
+        // The tests' HTTP servers are on 127.0.0.1: nothing may send their requests elsewhere.
+        for v in [
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ] {
+            c.env_remove(v);
+        }
         c
     }
 
@@ -232,4 +243,184 @@ pub fn cron_log(line: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no log in {line}"))
         .1;
     PathBuf::from(&shell_words::split(rest).unwrap()[0])
+}
+
+/// One request a `TestServer` took.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 for the test that starts it: it answers each request
+/// with the next of its statuses (200 once they are used up), one request per connection,
+/// and records what it was sent. It stops when dropped.
+pub struct TestServer {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<HttpRequest>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(statuses: &[u16]) -> TestServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stopped) = (requests.clone(), stop.clone());
+        let mut statuses: std::collections::VecDeque<u16> = statuses.iter().copied().collect();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let status = statuses.pop_front().unwrap_or(200);
+                        if let Some(req) = serve_one(conn, status) {
+                            seen.lock().unwrap().push(req);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TestServer {
+            url,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one request (headers, then a `Content-Length` body) and answers `status`.
+fn serve_one(conn: std::net::TcpStream, status: u16) -> Option<HttpRequest> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.set_nonblocking(false).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).ok()?;
+    let reason = if status < 400 { "OK" } else { "Error" };
+    let mut conn = conn;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    Some(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// A URL where nothing listens: a port that was just free.
+pub fn closed_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+impl Env {
+    /// A stand-in `sendmail` in `bin/` (put first on PATH by `cmd_with_bin`) that appends
+    /// its arguments and the message it is given to `mail.log`, one `---` line after each.
+    pub fn fake_sendmail(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let log = self.path("mail.log");
+        let script = format!(
+            "#!/bin/sh\n{{ echo \"ARGS: $*\"; cat; echo; echo ---; }} >> '{}'\n",
+            log.display()
+        );
+        let p = self.write("bin/sendmail", &script);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        log
+    }
+
+    /// Runs with `bin/` of the test's folder first on PATH.
+    pub fn run_with_bin(&self, args: &[&str]) -> Run {
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Run::from(
+            self.cmd()
+                .args(args)
+                .env("PATH", path)
+                .output()
+                .expect("run orchestrate"),
+        )
+    }
+}
+
+/// The messages a stand-in sendmail logged, each split into its `ARGS:` line and the rest.
+pub fn mails(log: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .split("\n---\n")
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| {
+            let (args, msg) = m.split_once('\n').unwrap_or((m, ""));
+            (args.to_string(), msg.to_string())
+        })
+        .collect()
 }

@@ -63,13 +63,15 @@ pub(super) fn diff(
     }
     let a = String::from_utf8_lossy(&a);
     let b = String::from_utf8_lossy(&b);
-    let d = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
     write!(
         out,
         "{}",
-        d.unified_diff()
-            .context_radius(3)
-            .header(&format!("{job} @ {old_id}"), &format!("{job} @ {new_id}"))
+        crate::text::unified_diff(
+            &a,
+            &b,
+            &format!("{job} @ {old_id}"),
+            &format!("{job} @ {new_id}")
+        )
     )?;
     Ok(exit::JOB_FAILED)
 }

@@ -121,10 +121,10 @@ fn read_back_both(
     root: &std::path::Path,
     run_id: &str,
     rec: &CompletedProcess,
-) -> std::io::Result<[Readback; 2]> {
+) -> std::io::Result<[Option<std::fs::File>; 2]> {
     Ok([
-        read_back(root, run_id, rec, Stream::Stdout)?,
-        read_back(root, run_id, rec, Stream::Stderr)?,
+        read_back(root, run_id, rec, Stream::Stdout)?.into_file(),
+        read_back(root, run_id, rec, Stream::Stderr)?.into_file(),
     ])
 }
 

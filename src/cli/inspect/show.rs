@@ -71,12 +71,19 @@ fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(
             "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR"
         ])
     )?;
-    let shown = db.each_row(id, |r| {
+    let mut shown = 0u64;
+    db.each_row(id, |r| {
+        shown += u64::from(!r.hook);
         writeln!(
             out,
             "{}",
             line([
-                &r.index.to_string(),
+                // A hook's record is no job: its place in the run is no job number.
+                &if r.hook {
+                    "hook".into()
+                } else {
+                    r.index.to_string()
+                },
                 &r.job,
                 &r.status,
                 &r.outcome,
@@ -86,11 +93,11 @@ fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(
             ])
         )
     })?;
-    if (shown as u64) < row.total {
+    if shown < row.total {
         writeln!(
             out,
             "({} of {} jobs have no record{})",
-            row.total - shown as u64,
+            row.total - shown,
             row.total,
             if row.status == crate::record::RunStatus::Running {
                 ": still running"

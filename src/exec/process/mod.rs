@@ -28,6 +28,12 @@ use super::{Cancel, Event, EventSink};
 use crate::plan::PlannedJob;
 use crate::record::{Attempt, CompletedProcess, Secrets, Status};
 
+/// Where a bare program name is found on orchestrate's own PATH, as execvp looks.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let search = std::env::var_os("PATH")?;
+    path::find_in_path(std::ffi::OsStr::new(program), &search, None)
+}
+
 /// How long to keep reading a pipe after the job's own process exited: a process the job left
 /// behind (`sleep 60 &`) may hold it open, and the run must not hang on it.
 pub const PIPE_GRACE: Duration = Duration::from_millis(300);

@@ -22,6 +22,16 @@ pub enum Readback {
     NotKept,
 }
 
+impl Readback {
+    /// The capture file to read, if there is one.
+    pub fn into_file(self) -> Option<File> {
+        match self {
+            Readback::Captured(f) => f,
+            _ => None,
+        }
+    }
+}
+
 impl CaptureRoot {
     /// Opens `job`'s capture file of `stream`: `<folder>/<job dir>/<stream>`, each component
     /// opened without following a symlink, and only a regular file.

@@ -1,11 +1,10 @@
-//! Records as JSON lines, for `--json` runs and `show --json`: the record's fields, then its
+//! Records as JSON lines, for `--json` runs, `show --json` and the records hooks are given: the record's fields, then its
 //! stdout and stderr streamed from the capture files into JSON strings.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 
-use crate::exec::Readback;
-use crate::record::{CompletedProcess, format_time};
+use super::{CompletedProcess, format_time};
 
 /// One record as a JSON line: the record's fields, with stdout and stderr inline as text
 /// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
@@ -15,7 +14,7 @@ pub fn write_json_record(
     w: &mut dyn Write,
     rec: &CompletedProcess,
     inherited_env: &[String],
-    outputs: [Readback; 2],
+    outputs: [Option<File>; 2],
 ) -> io::Result<()> {
     let mut head = serde_json::json!({
         "job": rec.job,
@@ -42,7 +41,10 @@ pub fn write_json_record(
         "env_keys": rec.all_env_keys(inherited_env),
     });
     if let Some(sig) = rec.signal {
-        head["signal_name"] = serde_json::Value::from(crate::record::signal_name(sig));
+        head["signal_name"] = serde_json::Value::from(super::signal_name(sig));
+    }
+    if let Some(h) = &rec.hook {
+        head["hook"] = serde_json::Value::from(h.clone());
     }
     if let Some(id) = &rec.slurm_job_id {
         head["slurm_job_id"] = serde_json::Value::from(id.clone());
@@ -53,8 +55,8 @@ pub fn write_json_record(
     for (name, out) in ["stdout", "stderr"].into_iter().zip(outputs) {
         write!(w, ",\"{name}\":")?;
         let lossy = match out {
-            Readback::Captured(Some(f)) => write_json_string_from_file(w, f)?,
-            _ => {
+            Some(f) => write_json_string_from_file(w, f)?,
+            None => {
                 w.write_all(b"\"\"")?;
                 false
             }
