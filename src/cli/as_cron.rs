@@ -46,17 +46,18 @@ pub(super) fn cmd_check_as_cron(path: &Path, run: bool, out: &mut dyn Write) -> 
     if run {
         return run_as_cron(&command);
     }
-    let cron_path = shell_words::split(&command)
-        .ok()
-        .and_then(|t| {
-            t.iter()
-                .find_map(|w| w.strip_prefix("PATH=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "/usr/bin:/bin".into());
+    let words = shell_words::split(&command).unwrap_or_default();
+    let word = |key: &str| {
+        words
+            .iter()
+            .find_map(|w| w.strip_prefix(key).map(str::to_string))
+    };
+    let cron_path = word("PATH=").unwrap_or_else(|| "/usr/bin:/bin".into());
+    let lock = lock_state(word("ORCHESTRATE_STATE_DIR=").map(PathBuf::from), &abs);
     let findings = differences(&plan, &cron_path);
     let _ = writeln!(
         out,
-        "{} under cron ({}):\n  PATH    {cron_path}\n  folder  {} (jobs start there, as by hand)\n  no terminal: no progress bars or colours; only failures are printed (and mailed by cron)",
+        "{} under cron ({}):\n  PATH    {cron_path}\n  folder  {} (jobs start there, as by hand)\n  lock    {lock}\n  no terminal: no progress bars or colours; only failures are printed (and mailed by cron)",
         abs.display(),
         if installed {
             "its installed line"
@@ -73,6 +74,20 @@ pub(super) fn cmd_check_as_cron(path: &Path, run: bool, out: &mut dyn Write) -> 
         let _ = writeln!(out, "  - {f}");
     }
     exit::JOB_FAILED
+}
+
+/// Whether a start now would find the job file's lock free (nothing is made to find out).
+fn lock_state(state_dir: Option<PathBuf>, abs: &Path) -> String {
+    let Ok(root) = crate::store::default_state_dir(state_dir.as_deref()) else {
+        return "unknown (no state dir)".into();
+    };
+    if !crate::lock::lock_path(&root, abs).exists() {
+        return "free".into();
+    }
+    match crate::lock::acquire(&root, abs, crate::lock::LockMode::NoWait) {
+        Ok(_) => "free".into(),
+        Err(e) => format!("{e}: a start now would exit 75"),
+    }
 }
 
 /// The installed line of the job file, else the one `--install` would write.
