@@ -17,6 +17,8 @@ use crate::store::{self, RunFilter, RunStore};
 
 /// How late cron may start a job and still count as having started it.
 const LATE: Duration = Duration::from_secs(600);
+/// How early a start may be logged before its due time (clocks drift).
+const EARLY: Duration = Duration::from_secs(5);
 /// Due times this recent are not judged yet.
 const SETTLING: Duration = Duration::from_secs(90);
 /// How far back missed runs are looked for.
@@ -196,16 +198,22 @@ fn missed(schedule: &Schedule, starts: &Starts, now: SystemTime, s: &mut LineSta
         .iter()
         .filter(|(t, refused)| *refused && *t >= since)
         .count();
-    let started = |due: SystemTime| {
+    // A start belongs to a due time if it came at most a few seconds before it (clocks) and
+    // before the next one (or `LATE` after it, whichever is first).
+    let started = |due: SystemTime, next: Option<SystemTime>| {
+        let until = next.map_or(due + LATE, |n| n.min(due + LATE));
         starts
             .times
             .iter()
-            .any(|(t, _)| *t + Duration::from_secs(60) >= due && *t <= due + LATE)
+            .any(|(t, _)| *t + EARLY >= due && *t < until)
     };
-    s.missed = schedule
-        .due_between(since, now - SETTLING)
-        .into_iter()
-        .filter(|due| !started(*due))
+    let due = schedule.due_between(since, now - SETTLING);
+    let next = schedule.due_between(since, now);
+    s.missed = due
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| !started(**d, next.get(i + 1).copied()))
+        .map(|(_, d)| *d)
         .collect();
     if let Some(last) = s.missed.last() {
         s.problems.push(format!(

@@ -36,18 +36,21 @@ impl Schedule {
         cron.find_next_occurrence(&t, false).ok().map(Into::into)
     }
 
-    /// The due times after `from` and up to `to`, oldest first (at most `MAX_DUE`).
+    /// The due times after `from` and up to `to`, oldest first: the latest `MAX_DUE` of them.
     pub fn due_between(&self, from: SystemTime, to: SystemTime) -> Vec<SystemTime> {
         let Some(cron) = self.0.as_ref() else {
             return Vec::new();
         };
         let from: DateTime<Local> = from.into();
         let to: DateTime<Local> = to.into();
-        cron.iter_after(from)
-            .take_while(|t| *t <= to)
-            .take(MAX_DUE)
-            .map(Into::into)
-            .collect()
+        let mut due: std::collections::VecDeque<SystemTime> = std::collections::VecDeque::new();
+        for t in cron.iter_after(from).take_while(|t| *t <= to) {
+            if due.len() == MAX_DUE {
+                due.pop_front();
+            }
+            due.push_back(t.into());
+        }
+        due.into()
     }
 }
 
