@@ -59,6 +59,8 @@ pub fn supervise() -> i32 {
         launcher: Arc::new(Local),
         run_env: spec.run_env.clone(),
         secrets: secrets.clone(),
+        history: Default::default(),
+        slow_told: false,
     };
     let job = spec.job.clone();
     // Processes the job detaches from its group (setsid) become our children when their

@@ -12,7 +12,7 @@ use super::names::{self, Entry};
 use super::{DEFAULT_KILL_AFTER, Input, PlannedJob, Retry, Target};
 use crate::error::SpecError;
 use crate::spec::{
-    self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec,
+    self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec, TimeoutSpec,
 };
 
 /// What every entry is planned against: the file's settings, checked once.
@@ -144,9 +144,14 @@ fn template<'m>(
         ));
     }
     let executor = executor_of(&cx.exec, m, d, ex)?;
+    let timeout = m.timeout.or(d.timeout);
     let job = PlannedJob {
         env_clear: !cx.file.inherit_env,
-        timeout: m.timeout.or(d.timeout).map(|t| t.0),
+        timeout: match timeout {
+            Some(TimeoutSpec::After(t)) => Some(t),
+            _ => None,
+        },
+        timeout_auto: timeout == Some(TimeoutSpec::Auto),
         kill_after: m
             .kill_after
             .or(d.kill_after)

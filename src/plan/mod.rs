@@ -111,6 +111,9 @@ pub struct PlannedJob {
     pub stdout: Target,
     pub stderr: Target,
     pub timeout: Option<Duration>,
+    /// `timeout: auto`: `run` sets `timeout` from the job's history before the run starts.
+    #[serde(default)]
+    pub timeout_auto: bool,
     pub kill_after: Duration,
     /// Start from an empty environment (`inherit_env: false`) rather than orchestrate's.
     pub env_clear: bool,
@@ -303,6 +306,7 @@ impl PlannedJob {
             stdout: Target::Capture,
             stderr: Target::Capture,
             timeout: None,
+            timeout_auto: false,
             kill_after: DEFAULT_KILL_AFTER,
             env_clear: false,
             needs: Vec::new(),
@@ -349,7 +353,11 @@ pub fn definition_hash(j: &PlannedJob) -> String {
         j.max_output,
         &j.executor,
     );
-    let bytes = serde_json::to_vec(&key).expect("a job definition serializes");
+    let mut bytes = serde_json::to_vec(&key).expect("a job definition serializes");
+    // Only when set, so that the hashes of jobs written before `auto` existed stay the same.
+    if j.timeout_auto {
+        bytes.extend_from_slice(b"\0timeout: auto");
+    }
     let mut hex = crate::text::hex(&Sha256::digest(&bytes));
     hex.truncate(16);
     hex

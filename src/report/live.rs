@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::render::{self, Retry};
+use super::render::{self, Retry, SlowJob};
 use super::{OutputMode, ReportConfig, json, tail_lines};
 use crate::exec::{CaptureRoot, Event, Readback, Stream};
 use crate::plan::Plan;
@@ -29,6 +29,8 @@ pub struct Reporter {
     bars: Option<Bars>,
     failed: usize,
     done: usize,
+    /// Jobs that succeeded only after retries, for the summary.
+    pub(super) flaky: usize,
     pub(super) started: Instant,
     /// A second reporter that writes the full report to a log (`--log`), whatever this one
     /// shows.
@@ -133,6 +135,7 @@ impl Reporter {
             bars,
             failed: 0,
             done: 0,
+            flaky: 0,
             started: Instant::now(),
             log: None,
         }
@@ -214,6 +217,24 @@ impl Reporter {
                 let line = render::retry_line(&self.cfg, self.name_width, &retry);
                 self.say(&line);
             }
+            Event::JobSlow {
+                index,
+                running_for,
+                usual,
+                runs,
+            } => {
+                if self.cfg.json || self.cfg.quiet {
+                    return;
+                }
+                let slow = SlowJob {
+                    job: &self.plan.jobs[*index].name,
+                    running_for: *running_for,
+                    usual: *usual,
+                    runs: *runs,
+                };
+                let line = render::slow_line(&self.cfg, &slow);
+                self.say(&line);
+            }
             Event::JobFinished(rec) => self.finished(rec),
         }
     }
@@ -239,6 +260,7 @@ impl Reporter {
         if rec.status.is_failure() {
             self.failed += 1;
         }
+        self.flaky += usize::from(rec.flaky);
         if let Some(b) = &mut self.bars {
             b.job_finished(rec.index, self.failed);
         }

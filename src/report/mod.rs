@@ -14,7 +14,7 @@ mod term;
 
 pub use json::write_json_record;
 pub use live::Reporter;
-pub use render::{outcome_text, record_detail, status_line, tail_lines, visible};
+pub use render::{outcome_text, record_detail, status_line, status_text, tail_lines, visible};
 
 /// How job output is shown during a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -1,10 +1,12 @@
-//! One run of a plan, end to end: store opened before anything starts (`capture`), the
+//! One run of a plan, end to end: store opened before anything starts (`capture`), what the
+//! job file's history says settled into the plan and the executor's options (`history`), the
 //! executor on a tokio runtime, its events consumed by one thread (`consume`), signals turned
 //! into cancellation (`signals`), and the outcome mapped to an exit code.
 
 mod capture;
 mod consume;
 mod finish;
+mod history;
 mod log;
 mod signals;
 mod survivors;
@@ -12,6 +14,7 @@ mod survivors;
 pub use signals::sweep_orphans;
 pub use survivors::{Survivors, settle as settle_survivors};
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::error::exit;
-use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, Launcher, Local};
+use crate::exec::{
+    self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, JobHistory, Launcher, Local,
+};
 use crate::plan::{HaltSpec, Plan, Retention};
 use crate::record::CompletedProcess;
 use crate::report::{ReportConfig, Reporter};
@@ -149,7 +154,7 @@ pub fn run_plan(
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
     check_options(&plan, &opts)?;
-    let plan = Arc::new(effective_plan(plan, &opts));
+    let plan = effective_plan(plan, &opts);
     let job_file = plan
         .source
         .as_ref()
@@ -162,11 +167,14 @@ pub fn run_plan(
         state_root,
         lock: _lock,
         tmp,
+        recent,
     } = capture::prepare(&plan, &opts, started).inspect_err(|e| {
         if let Some(f) = &mut log_file {
             log::refused(f, job_file.as_deref(), e);
         }
     })?;
+    let (plan, history) = history::settle(plan, &recent);
+    let plan = Arc::new(plan);
 
     let files = CaptureRoot(dir.clone());
     let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), files.clone(), out, err);
@@ -178,7 +186,7 @@ pub fn run_plan(
     let consumer = consume::spawn(rx, reporter, db, run_id.clone(), opts.keep_records);
 
     let spill_root = state_root.clone();
-    let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id);
+    let exec_opts = exec_options(&plan, &opts, dir, state_root, &run_id, history);
     let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
     let consume::Consumed {
         mut reporter,
@@ -246,6 +254,7 @@ fn exec_options(
     capture: PathBuf,
     state_root: Option<PathBuf>,
     run_id: &str,
+    history: HashMap<usize, JobHistory>,
 ) -> ExecOptions {
     let concurrency = opts
         .concurrency
@@ -266,6 +275,7 @@ fn exec_options(
             wait: plan.wait,
         }),
         backend: None,
+        history,
     }
 }
 
