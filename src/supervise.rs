@@ -59,7 +59,11 @@ pub fn supervise() -> i32 {
         launcher: Arc::new(Local),
         run_env: spec.run_env.clone(),
         secrets: secrets.clone(),
-        history: Default::default(),
+        // No slow warning: no run hears this supervisor's events.
+        history: crate::exec::JobHistory {
+            slow: None,
+            notes: spec.notes.clone(),
+        },
         slow_told: false,
     };
     let job = spec.job.clone();
