@@ -140,9 +140,9 @@ fn timeout_auto_comes_from_the_jobs_history_and_is_none_without_one() {
     assert_eq!(rec["error"], "timed out after 10s", "{shown:?}");
     let notes = rec["notes"].as_array().unwrap();
     assert!(
-        notes.iter().any(|n| n
-            .as_str()
-            .is_some_and(|n| n.starts_with("timeout: auto is 10s (3 × 0.1s, the p95 of its last 5 runs"))),
+        notes.iter().any(|n| n.as_str().is_some_and(
+            |n| n.starts_with("timeout: auto is 10s (3 × 0.1s, the p95 of its last 5 runs")
+        )),
         "{shown:?}"
     );
 }
@@ -156,8 +156,9 @@ fn a_timeout_that_is_neither_a_duration_nor_auto_is_refused_where_it_stands() {
     );
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.stderr
-            .starts_with("error: jobs.yaml:4:14: invalid timeout `sometimes`; write a duration like `30s`"),
+        r.stderr.starts_with(
+            "error: jobs.yaml:4:14: invalid timeout `sometimes`; write a duration like `30s`"
+        ),
         "{r:?}"
     );
     assert!(r.stderr.contains("or `auto`"), "{r:?}");
