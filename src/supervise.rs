@@ -59,6 +59,12 @@ pub fn supervise() -> i32 {
         launcher: Arc::new(Local),
         run_env: spec.run_env.clone(),
         secrets: secrets.clone(),
+        // No slow warning: no run hears this supervisor's events.
+        history: crate::exec::JobHistory {
+            slow: None,
+            notes: spec.notes.clone(),
+        },
+        slow_told: false,
     };
     let job = spec.job.clone();
     // Processes the job detaches from its group (setsid) become our children when their

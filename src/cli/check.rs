@@ -43,7 +43,11 @@ fn write_json(out: &mut dyn Write, plan: &Plan) {
             "args": j.argv,
             "cwd": j.cwd,
             "env": j.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            "timeout": j.timeout.map(|t| t.as_secs_f64()),
+            "timeout": if j.timeout_auto {
+                serde_json::Value::from("auto")
+            } else {
+                serde_json::Value::from(j.timeout.map(|t| t.as_secs_f64()))
+            },
             "stdout": target_text(&j.stdout),
             "stderr": target_text(&j.stderr),
             "needs": j.needs.iter().map(|n| serde_json::json!({
@@ -135,6 +139,9 @@ fn settings_text(j: &PlannedJob, home: Option<&std::path::Path>) -> Vec<String> 
     }
     if let Some(t) = j.timeout {
         extra.push(format!("timeout {}", humantime::format_duration(t)));
+    }
+    if j.timeout_auto {
+        extra.push("timeout auto".to_string());
     }
     if !j.env.is_empty() {
         extra.push(format!(

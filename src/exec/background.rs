@@ -40,6 +40,9 @@ pub struct SuperviseSpec {
     /// The run waits for this job and reports its end itself: `status` need not show it again.
     #[serde(default)]
     pub reported: bool,
+    /// Notes from the job's history for its record (how `timeout: auto` was settled).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The supervisor's first line: the job started (`started PID`) or ended at once
@@ -119,6 +122,7 @@ async fn start_supervisor(
         run_env: ctx.run_env.clone(),
         secrets: ctx.secrets.values().to_vec(),
         reported: bg.wait,
+        notes: ctx.history.notes.clone(),
     };
     let mut cmd = std::process::Command::new(&bg.exe);
     cmd.arg("__supervise")

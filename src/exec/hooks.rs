@@ -74,6 +74,9 @@ pub fn hook_ctx(ctx: &JobCtx, vars: Vec<(String, String)>) -> JobCtx {
         events,
         forward_output: false,
         run_env: vars,
+        // The job's history (its slow time, its notes) is not the hook's.
+        history: Default::default(),
+        slow_told: false,
         ..ctx.clone()
     }
 }

@@ -72,6 +72,15 @@ pub enum Event {
         stream: Stream,
         line: Vec<u8>,
     },
+    /// A job running well over its usual time (its history says how long; see
+    /// `JobHistory::slow`): sent once per job, while it runs.
+    JobSlow {
+        index: usize,
+        running_for: std::time::Duration,
+        usual: std::time::Duration,
+        /// How many of its earlier runs `usual` comes from.
+        runs: usize,
+    },
     /// A failed attempt; the job runs again after `delay`.
     JobRetrying {
         index: usize,
@@ -115,6 +124,28 @@ pub struct ExecOptions {
     pub background: Option<background::BackgroundCtx>,
     /// Runs every job, instead of the back end its executor names (tests, embedders).
     pub backend: Option<Arc<dyn backend::Backend>>,
+    /// What each job's history says, by job index (read by `run` before the run starts);
+    /// a job without an entry has none worth using.
+    pub history: std::collections::HashMap<usize, JobHistory>,
+}
+
+/// What a job's earlier runs say before it starts: plain data, settled before the run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobHistory {
+    /// When the job counts as running slow, if its history is long enough to say.
+    pub slow: Option<Slow>,
+    /// Notes for its record (how `timeout: auto` was settled).
+    pub notes: Vec<String>,
+}
+
+/// A job's usual time, and how long it may run before it counts as slow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slow {
+    pub after: std::time::Duration,
+    /// The p95 of its recent successful runs.
+    pub usual: std::time::Duration,
+    /// How many runs `usual` comes from.
+    pub runs: usize,
 }
 
 /// How many jobs ended in each status.

@@ -329,7 +329,7 @@ impl Shared {
 
     /// What a job is given to run; one started after a halt hears only the user's
     /// cancellation, not `on_failure: kill`.
-    pub(super) fn ctx(&self, slot: usize, late: bool) -> process::JobCtx {
+    pub(super) fn ctx(&self, index: usize, slot: usize, late: bool) -> process::JobCtx {
         process::JobCtx {
             slot,
             capture: self.opts.capture.clone(),
@@ -343,6 +343,8 @@ impl Shared {
             launcher: self.opts.launcher.clone(),
             run_env: self.opts.run_env.clone(),
             secrets: self.opts.secrets.clone(),
+            history: self.opts.history.get(&index).cloned().unwrap_or_default(),
+            slow_told: false,
         }
     }
 }

@@ -178,7 +178,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
                 break;
             };
             held.fetch_add(1, Ordering::AcqRel);
-            let ctx = shared.ctx(slot, late);
+            let ctx = shared.ctx(index, slot, late);
             let job_shared = shared.clone();
             let handle = local.spawn(async move {
                 let job = job_shared.queue.job(index);

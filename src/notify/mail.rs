@@ -47,6 +47,8 @@ impl Mailer {
         let (_keep, cancel) = tokio::sync::watch::channel(Cancel::None);
         let (events, _) = std::sync::mpsc::channel();
         let ctx = JobCtx {
+            history: Default::default(),
+            slow_told: false,
             slot: 0,
             capture: self.capture.clone(),
             events,

@@ -12,7 +12,7 @@ use super::names::{self, Entry};
 use super::{DEFAULT_KILL_AFTER, Input, PlannedJob, Retry, Target};
 use crate::error::SpecError;
 use crate::spec::{
-    self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec,
+    self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec, TimeoutSpec,
 };
 
 /// What every entry is planned against: the file's settings, checked once.
@@ -152,9 +152,14 @@ fn template<'m>(
         ));
     }
     let executor = executor_of(&cx.exec, m, d, ex)?;
+    let timeout = m.timeout.or(d.timeout);
     let job = PlannedJob {
         env_clear: !cx.file.inherit_env,
-        timeout: m.timeout.or(d.timeout).map(|t| t.0),
+        timeout: match timeout {
+            Some(TimeoutSpec::After(t)) => Some(t),
+            _ => None,
+        },
+        timeout_auto: timeout == Some(TimeoutSpec::Auto),
         kill_after: m
             .kill_after
             .or(d.kill_after)
@@ -357,7 +362,7 @@ fn instance(
                 path: plain_path(path)?,
                 append: *append,
             },
-            other => target(other),
+            other => Target::of(other),
         })
     };
     let mut env = Vec::with_capacity(t.env.len());
@@ -379,17 +384,4 @@ fn instance(
         stderr: target_of(t.stderr)?,
         ..t.job.clone()
     })
-}
-
-fn target(spec: Option<&OutputSpec>) -> Target {
-    match spec {
-        None | Some(OutputSpec::Capture) => Target::Capture,
-        Some(OutputSpec::Inherit) => Target::Inherit,
-        Some(OutputSpec::Null) => Target::Null,
-        Some(OutputSpec::Stdout) => Target::Stdout,
-        Some(OutputSpec::File { path, append }) => Target::File {
-            path: path.clone(),
-            append: *append,
-        },
-    }
 }

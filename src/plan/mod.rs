@@ -123,6 +123,9 @@ pub struct PlannedJob {
     pub stdout: Target,
     pub stderr: Target,
     pub timeout: Option<Duration>,
+    /// `timeout: auto`: `run` sets `timeout` from the job's history before the run starts.
+    #[serde(default)]
+    pub timeout_auto: bool,
     pub kill_after: Duration,
     /// Start from an empty environment (`inherit_env: false`) rather than orchestrate's.
     pub env_clear: bool,
@@ -248,6 +251,23 @@ pub enum Target {
     Stdout,
 }
 
+impl Target {
+    /// Where `spec` sends a stream, its file path as written (placeholders not filled in).
+    pub(crate) fn of(spec: Option<&crate::spec::OutputSpec>) -> Target {
+        use crate::spec::OutputSpec;
+        match spec {
+            None | Some(OutputSpec::Capture) => Target::Capture,
+            Some(OutputSpec::Inherit) => Target::Inherit,
+            Some(OutputSpec::Null) => Target::Null,
+            Some(OutputSpec::Stdout) => Target::Stdout,
+            Some(OutputSpec::File { path, append }) => Target::File {
+                path: path.clone(),
+                append: *append,
+            },
+        }
+    }
+}
+
 impl Plan {
     /// Builds a plan from job-file text. `path` labels errors and is kept as the plan's source.
     pub fn from_text(path: &Path, text: &str) -> Result<Plan, SpecError> {
@@ -318,6 +338,7 @@ impl PlannedJob {
             stdout: Target::Capture,
             stderr: Target::Capture,
             timeout: None,
+            timeout_auto: false,
             kill_after: DEFAULT_KILL_AFTER,
             env_clear: false,
             needs: Vec::new(),
@@ -364,7 +385,11 @@ pub fn definition_hash(j: &PlannedJob) -> String {
         j.max_output,
         &j.executor,
     );
-    let bytes = serde_json::to_vec(&key).expect("a job definition serializes");
+    let mut bytes = serde_json::to_vec(&key).expect("a job definition serializes");
+    // Only when set, so that the hashes of jobs written before `auto` existed stay the same.
+    if j.timeout_auto {
+        bytes.extend_from_slice(b"\0timeout: auto");
+    }
     let mut hex = crate::text::hex(&Sha256::digest(&bytes));
     hex.truncate(16);
     hex

@@ -31,6 +31,7 @@ pub fn write_json_record(
         "end": format_time(rec.finished),
         "duration": (rec.duration.as_secs_f64() * 1e6).round() / 1e6,
         "attempts": rec.attempts,
+        "flaky": rec.flaky,
         "host": rec.host,
         "notes": rec.notes,
         "stdout_bytes": rec.stdout.bytes,

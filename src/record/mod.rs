@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use json::write_json_record;
 pub use redact::{REDACTED, Redactor, Sealed, Secrets};
 pub use status::{Counts, RunStatus, Status};
-pub use time::{format_duration, format_time, from_millis, to_millis};
+pub use time::{format_duration, format_tenths, format_time, from_millis, to_millis};
 use time::{secs_f64, unix_millis};
 
 /// Where one of a job's output streams ended up.
@@ -63,6 +63,10 @@ pub struct CompletedProcess {
     #[serde(with = "secs_f64")]
     pub duration: Duration,
     pub attempts: u32,
+    /// Succeeded only after retries (see [`CompletedProcess::settle_flaky`]); the status stays
+    /// `succeeded`, so counts, exit codes and `--resume` treat it as any success.
+    #[serde(default)]
+    pub flaky: bool,
     pub host: Option<String>,
     /// Things worth knowing about how the job ended (e.g. a leftover process kept a pipe open).
     pub notes: Vec<String>,
@@ -202,6 +206,7 @@ impl CompletedProcess {
             finished: now,
             duration: Duration::ZERO,
             attempts: 0,
+            flaky: false,
             host: None,
             notes: Vec::new(),
             earlier_attempts: Vec::new(),
@@ -214,6 +219,12 @@ impl CompletedProcess {
             slurm_job_id: None,
             hook: None,
         }
+    }
+
+    /// Sets `flaky` once the job's last attempt is known: the one rule for what is flaky, a
+    /// job that succeeded after at least one failed attempt.
+    pub fn settle_flaky(&mut self) {
+        self.flaky = self.status == Status::Succeeded && self.attempts > 1;
     }
 
     /// "exit 1", "signal 15 (SIGTERM)", "no process": the short form used in tables.

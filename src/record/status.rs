@@ -240,9 +240,17 @@ impl Counts {
 
     /// "3 succeeded, 1 failed, 1 timed out": the counts as people read them.
     pub fn describe(&self) -> String {
+        self.describe_noting(|_| None)
+    }
+
+    /// Like `describe`, with a remark after a status's count: "3 succeeded (1 flaky)".
+    pub fn describe_noting(&self, remark: impl Fn(Status) -> Option<String>) -> String {
         let parts: Vec<String> = self
             .nonzero()
-            .map(|(s, n)| format!("{n} {}", s.label()))
+            .map(|(s, n)| match remark(s) {
+                Some(r) => format!("{n} {} ({r})", s.label()),
+                None => format!("{n} {}", s.label()),
+            })
             .collect();
         if parts.is_empty() {
             "no jobs".to_string()

@@ -39,6 +39,16 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A duration to a tenth of a second (`0.1s`, `12.0s`), longer ones as `format_duration`:
+/// for texts that compare two durations.
+pub fn format_tenths(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format_duration(d)
+    }
+}
+
 pub(super) mod unix_millis {
     use super::*;
     use serde::{Deserializer, Serializer};

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-
-use super::render::{self, Retry};
+use super::bars::Bars;
+use super::render::{self, Retry, SlowJob};
 use super::{OutputMode, ReportConfig, tail_lines, write_json_record};
 use crate::exec::{CaptureRoot, Event, Readback, Stream};
 use crate::plan::Plan;
@@ -30,80 +29,12 @@ pub struct Reporter {
     bars: Option<Bars>,
     failed: usize,
     done: usize,
+    /// Jobs that succeeded only after retries, for the summary.
+    pub(super) flaky: usize,
     pub(super) started: Instant,
     /// A second reporter that writes the full report to a log (`--log`), whatever this one
     /// shows.
     pub(super) log: Option<Box<Reporter>>,
-}
-
-/// The progress bars: one for the whole run, one per running job above it.
-struct Bars {
-    multi: MultiProgress,
-    overall: ProgressBar,
-    running: BTreeMap<usize, ProgressBar>,
-}
-
-impl Bars {
-    fn new(jobs: usize) -> Self {
-        let multi = MultiProgress::with_draw_target(super::term::stderr_target());
-        let overall = multi.add(ProgressBar::new(jobs as u64));
-        overall.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs {msg} ETA {eta}",
-            )
-            .expect("static template is valid")
-            .progress_chars("=> "),
-        );
-        overall.enable_steady_tick(Duration::from_millis(100));
-        Bars {
-            multi,
-            overall,
-            running: BTreeMap::new(),
-        }
-    }
-
-    fn job_started(&mut self, index: usize, name: String) {
-        let pb = self
-            .multi
-            .insert_before(&self.overall, ProgressBar::new_spinner());
-        pb.set_style(
-            ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
-                .expect("static template is valid"),
-        );
-        pb.set_prefix(name);
-        pb.enable_steady_tick(Duration::from_millis(200));
-        self.running.insert(index, pb);
-    }
-
-    /// A running job's latest output line, as its bar's message.
-    fn job_line(&self, index: usize, line: &[u8]) {
-        if let Some(pb) = self.running.get(&index) {
-            let text = String::from_utf8_lossy(line);
-            pb.set_message(super::render::visible(
-                &text.trim_end().chars().take(200).collect::<String>(),
-            ));
-        }
-    }
-
-    fn job_finished(&mut self, index: usize, failed_so_far: usize) {
-        if let Some(pb) = self.running.remove(&index) {
-            pb.finish_and_clear();
-            self.multi.remove(&pb);
-        }
-        self.overall.inc(1);
-        if failed_so_far > 0 {
-            self.overall
-                .set_message(format!("({failed_so_far} failed)"));
-        }
-    }
-
-    fn clear(self) {
-        for (_, pb) in self.running {
-            pb.finish_and_clear();
-        }
-        self.overall.finish_and_clear();
-        let _ = self.multi.clear();
-    }
 }
 
 impl Reporter {
@@ -134,9 +65,15 @@ impl Reporter {
             bars,
             failed: 0,
             done: 0,
+            flaky: 0,
             started: Instant::now(),
             log: None,
         }
+    }
+
+    /// The run folder this reporter reads outputs back from.
+    pub fn files(&self) -> &CaptureRoot {
+        &self.captures
     }
 
     /// This reporter, with `log` given every event too.
@@ -215,6 +152,24 @@ impl Reporter {
                 let line = render::retry_line(&self.cfg, self.name_width, &retry);
                 self.say(&line);
             }
+            Event::JobSlow {
+                index,
+                running_for,
+                usual,
+                runs,
+            } => {
+                if self.cfg.json || self.cfg.quiet {
+                    return;
+                }
+                let slow = SlowJob {
+                    job: &self.plan.jobs[*index].name,
+                    running_for: *running_for,
+                    usual: *usual,
+                    runs: *runs,
+                };
+                let line = render::slow_line(&self.cfg, &slow);
+                self.say(&line);
+            }
             Event::JobFinished(rec) => self.finished(rec),
             Event::HookFinished(rec) => self.hook_finished(rec),
         }
@@ -269,6 +224,7 @@ impl Reporter {
         if rec.status.is_failure() {
             self.failed += 1;
         }
+        self.flaky += usize::from(rec.flaky);
         if let Some(b) = &mut self.bars {
             b.job_finished(rec.index, self.failed);
         }

@@ -5,6 +5,7 @@
 //! - `summary`: the closing summary line.
 //! - `render`: the texts both the live reporter and the inspection commands print.
 
+mod bars;
 mod live;
 mod render;
 mod summary;
@@ -12,7 +13,7 @@ mod term;
 
 pub use crate::record::write_json_record;
 pub use live::Reporter;
-pub use render::{outcome_text, record_detail, status_line, tail_lines, visible};
+pub use render::{outcome_text, record_detail, status_line, status_text, tail_lines, visible};
 
 /// How job output is shown during a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

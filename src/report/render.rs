@@ -6,7 +6,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, SystemTime};
 
 use super::ReportConfig;
-use crate::record::{CompletedProcess, Status, StoredOutput, format_duration, format_time};
+use crate::record::{
+    CompletedProcess, Status, StoredOutput, format_duration, format_tenths, format_time,
+};
 
 /// How a process ended, in a few words: the signal's name ("SIGTERM"), "exit 1", or "-" when no
 /// process ran. The one place the report builds this text (records and attempts alike).
@@ -46,6 +48,16 @@ fn status_label(status: Status) -> (&'static str, &'static str) {
     }
 }
 
+/// A record's status as `show` writes it: its name, and `(flaky)` after a success that
+/// took retries.
+pub fn status_text(status: &str, flaky: bool) -> String {
+    if flaky {
+        format!("{status} (flaky)")
+    } else {
+        status.to_string()
+    }
+}
+
 /// A label padded to the width of the label column, coloured when colours are on.
 fn label(cfg: &ReportConfig, text: &str, color: &str) -> String {
     if cfg.color {
@@ -66,7 +78,11 @@ fn line_start(cfg: &ReportConfig, t: SystemTime) -> String {
 
 /// The line shown when a job ends: label, name, outcome, duration, error and notes.
 pub fn status_line(cfg: &ReportConfig, name_width: usize, rec: &CompletedProcess) -> String {
-    let (text, color) = status_label(rec.status);
+    let (text, color) = if rec.flaky {
+        ("FLAKY", "33")
+    } else {
+        status_label(rec.status)
+    };
     let mut s = line_start(cfg, rec.finished);
     s.push_str(&format!(
         "{} {:<w$}  {:<8} {:>8}",
@@ -109,6 +125,27 @@ pub(super) fn retry_line(cfg: &ReportConfig, name_width: usize, r: &Retry) -> St
         r.of,
         format_duration(r.delay),
         w = name_width
+    ));
+    line
+}
+
+/// A job running well over its usual time, and what its usual time is.
+pub(super) struct SlowJob<'a> {
+    pub job: &'a str,
+    pub running_for: Duration,
+    pub usual: Duration,
+    pub runs: usize,
+}
+
+/// The line shown once when a running job turns slow.
+pub(super) fn slow_line(cfg: &ReportConfig, s: &SlowJob) -> String {
+    let mut line = line_start(cfg, SystemTime::now());
+    line.push_str(&format!(
+        "slow: `{}` running for {}, usually {} (p95 of its last {} runs)",
+        s.job,
+        format_tenths(s.running_for),
+        format_tenths(s.usual),
+        s.runs
     ));
     line
 }
@@ -184,7 +221,7 @@ pub fn record_detail(rec: &CompletedProcess, inherited_env: &[String]) -> String
 /// What ran, and how it ended.
 fn command_fields(f: &mut Fields, rec: &CompletedProcess) {
     f.field("job", rec.job.clone());
-    f.field("status", rec.status.to_string());
+    f.field("status", status_text(rec.status.as_str(), rec.flaky));
     f.field(
         "args",
         shell_words::join(rec.args.iter().map(String::as_str)),

@@ -5,19 +5,23 @@ use std::time::Duration;
 
 use super::Reporter;
 use crate::exec::ExecSummary;
-use crate::record::format_duration;
+use crate::record::{Status, format_duration};
 
-/// "3 jobs in 1.20s: 2 succeeded, 1 timed out (interrupted by SIGTERM); run ID".
+/// "3 jobs in 1.20s: 2 succeeded (1 flaky), 1 timed out (interrupted by SIGTERM); run ID".
+/// `flaky`: jobs that succeeded only after retries (counted among the succeeded).
 fn summary_line(
     summary: &ExecSummary,
     elapsed: Duration,
+    flaky: usize,
     run_id: Option<&str>,
     interrupted: Option<i32>,
 ) -> String {
     let parts = if summary.total() == 0 {
         "nothing ran".to_string()
     } else {
-        summary.describe()
+        summary.describe_noting(|st| {
+            (st == Status::Succeeded && flaky > 0).then(|| format!("{flaky} flaky"))
+        })
     };
     let mut line = format!(
         "{} job{} in {}: {}",
@@ -54,7 +58,8 @@ impl Reporter {
             self.flush_out();
             return;
         }
-        let line = summary_line(summary, self.started.elapsed(), run_id, interrupted);
+        let elapsed = self.started.elapsed();
+        let line = summary_line(summary, elapsed, self.flaky, run_id, interrupted);
         self.say(&line);
         self.flush_both();
     }
@@ -63,7 +68,6 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Status;
 
     #[test]
     fn counts_follow_the_order_of_statuses() {
@@ -81,14 +85,18 @@ mod tests {
         let mut s = ExecSummary::default();
         let d = Duration::from_millis(5);
         assert_eq!(
-            summary_line(&s, d, None, None),
+            summary_line(&s, d, 0, None, None),
             "0 jobs in 5ms: nothing ran"
         );
         s.add_n(Status::Succeeded, 2);
         s.add(Status::TimedOut);
         assert_eq!(
-            summary_line(&s, d, Some("r1"), Some(15)),
+            summary_line(&s, d, 0, Some("r1"), Some(15)),
             "3 jobs in 5ms: 2 succeeded, 1 timed out (interrupted by SIGTERM); run r1"
+        );
+        assert_eq!(
+            summary_line(&s, d, 1, None, None),
+            "3 jobs in 5ms: 2 succeeded (1 flaky), 1 timed out"
         );
     }
 }

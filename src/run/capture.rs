@@ -1,10 +1,12 @@
 //! Where a run's records and captured output go, settled before any job starts: the store's
-//! run folder (under the job file's overlap lock), or a temporary folder.
+//! run folder (under the job file's overlap lock), or a temporary folder; and the job file's
+//! history, read from the store before the run begins.
 
 use crate::record::Sealed;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::history::Recent;
 use super::{RunError, RunOptions, absolute};
 use crate::lock::RunLock;
 use crate::plan::Plan;
@@ -20,6 +22,8 @@ pub(super) struct Capture {
     pub state_root: Option<PathBuf>,
     pub lock: Option<RunLock>,
     pub tmp: Option<tempfile::TempDir>,
+    /// The job file's history, read before the run begins (none without the store).
+    pub recent: Recent,
 }
 
 /// Opens the store and begins the run there, or makes a temporary folder with `--no-store`.
@@ -41,6 +45,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
     let root = store::default_state_dir(opts.state_dir.as_deref())?;
     let mut s = RunStore::open(&root)?;
     let mut lock = None;
+    let mut recent = Recent::default();
     if let Some(src) = &plan.source {
         lock = crate::lock::acquire(&root, src, opts.lock)?;
         // The run starts once it holds the lock (--wait-lock may have waited).
@@ -53,6 +58,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
             opts.survivors,
             quiet,
         )?;
+        recent = Recent::read(&mut s, plan, &job_file)?;
         started = SystemTime::now();
         run_id = store::new_run_id(started);
     }
@@ -78,6 +84,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
         state_root: Some(root),
         lock,
         tmp: None,
+        recent,
     })
 }
 
@@ -93,5 +100,6 @@ fn in_temp(started: SystemTime) -> Result<Capture, RunError> {
         state_root: None,
         lock: None,
         tmp: Some(t),
+        recent: Recent::default(),
     })
 }

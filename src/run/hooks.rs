@@ -109,6 +109,8 @@ fn run_hooks(a: &AfterJobs<'_>, status: RunStatus, exit_code: i32) -> Vec<Sealed
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
     let (events, _) = mpsc::channel();
     let ctx = JobCtx {
+        history: Default::default(),
+        slow_told: false,
         slot: 0,
         capture: CaptureRoot(a.dir.to_path_buf()),
         events,

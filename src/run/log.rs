@@ -42,7 +42,7 @@ pub(super) fn open(path: &Path) -> Result<File, RunError> {
 }
 
 /// The line that opens a run's part of the log.
-pub(super) fn header(log: &mut File, run_id: &str, job_file: Option<&str>) {
+fn header(log: &mut File, run_id: &str, job_file: Option<&str>) {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let _ = writeln!(
         log,
@@ -53,7 +53,8 @@ pub(super) fn header(log: &mut File, run_id: &str, job_file: Option<&str>) {
 
 /// A run that could not begin (locked out, survivors, no store) leaves its line too: the
 /// log then has a line for every time cron started the job file (`cron status` reads them).
-pub(super) fn refused(log: &mut File, job_file: Option<&str>, err: &RunError) {
+pub(super) fn refused(log: Option<&mut File>, job_file: Option<&str>, err: &RunError) {
+    let Some(log) = log else { return };
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let _ = writeln!(
         log,
@@ -61,6 +62,19 @@ pub(super) fn refused(log: &mut File, job_file: Option<&str>, err: &RunError) {
         job_file.unwrap_or("(no job file)"),
         err.exit_code()
     );
+}
+
+/// `reporter`, with the log given its header and the full report too.
+pub(super) fn attach(
+    log: &mut File,
+    reporter: Reporter,
+    (run_id, job_file): (&str, Option<&str>),
+    opts: &super::RunOptions,
+    plan: &Arc<Plan>,
+) -> Result<Reporter, RunError> {
+    header(log, run_id, job_file);
+    let files = reporter.files().clone();
+    Ok(reporter.with_log(self::reporter(log, &opts.report, plan, &files)?))
 }
 
 /// The reporter that writes the full report to the log.

@@ -1,4 +1,5 @@
-//! One run of a plan, end to end: store opened before anything starts (`capture`), the
+//! One run of a plan, end to end: store opened before anything starts (`capture`), what the
+//! job file's history says settled into the plan and the executor's options (`history`), the
 //! executor on a tokio runtime, its events consumed by one thread (`consume`), signals turned
 //! into cancellation (`signals`), and the outcome mapped to an exit code.
 
@@ -6,6 +7,7 @@ mod capture;
 mod consume;
 mod facts;
 mod finish;
+mod history;
 mod hooks;
 mod log;
 mod options;
@@ -15,6 +17,7 @@ mod survivors;
 pub use signals::sweep_orphans;
 pub use survivors::{Survivors, settle as settle_survivors};
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::error::exit;
-use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary};
+use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, JobHistory};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
 use crate::report::Reporter;
@@ -43,7 +46,7 @@ pub fn run_plan(
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
     let started = SystemTime::now();
-    let plan = Arc::new(effective_plan(plan, &opts)?);
+    let plan = effective_plan(plan, &opts)?;
     let job_file = plan.source.as_deref().map(absolute_text);
     let mut log_file = opts.log.as_deref().map(log::open).transpose()?;
     let capture::Capture {
@@ -53,23 +56,21 @@ pub fn run_plan(
         state_root,
         lock: _lock,
         tmp,
-    } = capture::prepare(&plan, &opts, started).inspect_err(|e| {
-        if let Some(f) = &mut log_file {
-            log::refused(f, job_file.as_deref(), e);
-        }
-    })?;
-
+        recent,
+    } = capture::prepare(&plan, &opts, started)
+        .inspect_err(|e| log::refused(log_file.as_mut(), job_file.as_deref(), e))?;
+    let (plan, history) = history::settle(plan, &recent);
+    let plan = Arc::new(plan);
     let files = CaptureRoot(dir.clone());
     let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), files.clone(), out, err);
     if let Some(f) = &mut log_file {
-        log::header(f, &run_id, job_file.as_deref());
-        reporter = reporter.with_log(log::reporter(f, &opts.report, &plan, &files)?);
+        reporter = log::attach(f, reporter, (&run_id, job_file.as_deref()), &opts, &plan)?;
     }
     let (tx, rx) = mpsc::channel::<Event>();
     let consumer = start_consumer(&plan, &opts, rx, reporter, db, &run_id, &dir);
     let spill = state_root.clone();
     let ping = plan.notify.as_ref().and_then(crate::notify::start_ping);
-    let exec_opts = exec_options(&plan, &opts, dir.clone(), state_root, &run_id);
+    let exec_opts = exec_options(&plan, &opts, dir.clone(), state_root, &run_id, history);
     let (summary, cancel_state) = execute(plan.clone(), &opts, exec_opts, tx, consumer.thread())?;
     let mut consumed = consumer.join().expect("the event thread does not panic");
     let interrupted = interrupted_by(cancel_state);
@@ -95,20 +96,21 @@ pub fn run_plan(
         retention: plan.retention,
         job_file: job_file.as_deref(),
     };
+    let ended = (&summary, interrupted);
     let (records, warnings, store_lost) = wind_up(
         consumed,
         &end,
         spill.as_deref(),
-        (&summary, interrupted),
+        ended,
         &opts,
         log_file.as_mut(),
     );
     let records = with_output(records, opts.keep_output, &files);
     drop(tmp);
+    // A run that could not record what happened says so in its exit code, whatever its jobs
+    // did: cron must hear of it.
     Ok(RunOutcome {
         run_id: opts.store.then_some(run_id),
-        // A run that could not record what happened says so in its exit code, whatever its
-        // jobs did: cron must hear of it.
         exit_code: exit_code(store_lost, interrupted, &summary),
         summary,
         interrupted,
@@ -183,6 +185,7 @@ fn exec_options(
     capture: PathBuf,
     state_root: Option<PathBuf>,
     run_id: &str,
+    history: HashMap<usize, JobHistory>,
 ) -> ExecOptions {
     let concurrency = opts
         .concurrency
@@ -203,6 +206,7 @@ fn exec_options(
             wait: plan.wait,
         }),
         backend: None,
+        history,
     }
 }
 

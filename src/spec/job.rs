@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{
     DurationSpec, ExecutorSpec, ForEachSpec, HooksSpec, OutputSpec, Size, SlurmSpec, StdinSpec,
-    Word,
+    TimeoutSpec, Word,
 };
 
 /// Settings merged into every job; a job's own value wins (for `env`, key by key).
@@ -20,7 +20,7 @@ pub struct Defaults {
     #[serde(default)]
     pub env: BTreeMap<String, Word>,
     pub stdin: Option<StdinSpec>,
-    pub timeout: Option<DurationSpec>,
+    pub timeout: Option<TimeoutSpec>,
     pub kill_after: Option<DurationSpec>,
     #[serde(default, deserialize_with = "de_output")]
     pub stdout: Option<OutputSpec>,
@@ -60,7 +60,7 @@ pub struct JobMap {
     #[serde(default)]
     pub env: BTreeMap<String, Word>,
     pub stdin: Option<StdinSpec>,
-    pub timeout: Option<DurationSpec>,
+    pub timeout: Option<TimeoutSpec>,
     pub kill_after: Option<DurationSpec>,
     #[serde(default, deserialize_with = "de_output")]
     pub stdout: Option<OutputSpec>,

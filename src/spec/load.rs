@@ -113,7 +113,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::spec::{CommandSpec, DurationSpec, JobSpec};
+    use crate::spec::{CommandSpec, JobSpec, TimeoutSpec};
 
     fn p(text: &str) -> Result<JobFile, SpecError> {
         parse(Path::new("t.yaml"), text)
@@ -146,11 +146,14 @@ mod tests {
         let JobSpec::Full(a) = &f.jobs[0] else {
             panic!()
         };
-        assert_eq!(a.timeout, Some(DurationSpec(Duration::from_secs(90))));
+        assert_eq!(a.timeout, Some(TimeoutSpec::After(Duration::from_secs(90))));
         let JobSpec::Full(b) = &f.jobs[1] else {
             panic!()
         };
-        assert_eq!(b.timeout, Some(DurationSpec(Duration::from_millis(2500))));
+        assert_eq!(
+            b.timeout,
+            Some(TimeoutSpec::After(Duration::from_millis(2500)))
+        );
     }
 
     #[test]

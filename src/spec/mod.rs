@@ -30,7 +30,9 @@ pub use job::{CommandSpec, Condition, Defaults, JOB_KEYS, JobMap, JobSpec, NeedS
 pub use load::{MAX_CONCURRENCY, MAX_FILE_BYTES, load, parse};
 pub use locate::{Positions, Seg, Source, locate};
 pub use streams::{OutputSpec, StdinSpec};
-pub use values::{DurationSpec, Limit, MAX_DURATION, PathList, Size, Word, parse_size};
+pub use values::{
+    DurationSpec, Limit, MAX_DURATION, PathList, Size, TimeoutSpec, Word, parse_size,
+};
 
 /// A parsed job file, not yet validated as a whole (see `plan`).
 #[derive(Debug, Default)]

@@ -198,3 +198,51 @@ impl<'de> Deserialize<'de> for DurationSpec {
         d.deserialize_any(V)
     }
 }
+
+/// A job's `timeout:`: a duration, or `auto`, which the run settles from the job's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutSpec {
+    After(Duration),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for TimeoutSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use de::value::{F64Deserializer, I64Deserializer, StrDeserializer, U64Deserializer};
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TimeoutSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as `30s`, `10m` or `1h 30m`, or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<TimeoutSpec, E> {
+                let t = s.trim();
+                if t == "auto" {
+                    return Ok(TimeoutSpec::Auto);
+                }
+                if t.starts_with(char::is_alphabetic) {
+                    return Err(E::custom(format!(
+                        "invalid timeout `{s}`; write a duration like `30s`, `10m` or `1h 30m`, or `auto` to take it from the job's history"
+                    )));
+                }
+                DurationSpec::deserialize(StrDeserializer::<E>::new(s)).map(TimeoutSpec::from)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TimeoutSpec, E> {
+                DurationSpec::deserialize(U64Deserializer::<E>::new(v)).map(TimeoutSpec::from)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TimeoutSpec, E> {
+                DurationSpec::deserialize(I64Deserializer::<E>::new(v)).map(TimeoutSpec::from)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TimeoutSpec, E> {
+                DurationSpec::deserialize(F64Deserializer::<E>::new(v)).map(TimeoutSpec::from)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl From<DurationSpec> for TimeoutSpec {
+    fn from(d: DurationSpec) -> Self {
+        TimeoutSpec::After(d.0)
+    }
+}

@@ -13,6 +13,8 @@ pub struct ShowRow {
     pub index: usize,
     pub job: String,
     pub status: String,
+    /// Succeeded only after retries (`CompletedProcess::flaky`).
+    pub flaky: bool,
     pub outcome: String,
     pub duration: Duration,
     pub stdout_bytes: u64,
@@ -79,7 +81,8 @@ impl RunStore {
             .conn
             .prepare_cached(
                 "SELECT idx, job, status, returncode, json_extract(record, '$.signal'), duration_ms,
-                        stdout_bytes, stderr_bytes, hook IS NOT NULL
+                        stdout_bytes, stderr_bytes, hook IS NOT NULL,
+                        COALESCE(json_extract(record, '$.flaky'), 0)
                  FROM records WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(self.sql_err())?;
@@ -96,6 +99,7 @@ impl RunStore {
                 index: r.get::<_, i64>(0).map_err(get)? as usize,
                 job: r.get(1).map_err(get)?,
                 status: r.get(2).map_err(get)?,
+                flaky: r.get::<_, i64>(9).map_err(get)? != 0,
                 outcome: match (code, signal) {
                     (_, Some(sig)) => format!("signal {sig} ({})", crate::record::signal_name(sig)),
                     (Some(c), None) => format!("exit {c}"),
@@ -123,6 +127,19 @@ impl RunStore {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as usize)
+            .map_err(self.sql_err())
+    }
+
+    /// Whether a job of the run succeeded only after retries (the `show` table then makes
+    /// room for `succeeded (flaky)`).
+    pub fn has_flaky(&mut self, run_id: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records
+                 WHERE run_id = ?1 AND json_extract(record, '$.flaky') = 1)",
+                params![run_id],
+                |r| r.get(0),
+            )
             .map_err(self.sql_err())
     }
 
@@ -207,6 +224,44 @@ impl RunStore {
             .into_iter()
             .filter_map(|(id, j)| serde_json::from_str(&j).ok().map(|r| (id, r)))
             .collect())
+    }
+
+    /// How many runs of `job_file` the store holds: no job of it has a longer history.
+    pub fn runs_of_job_file(&mut self, job_file: &str) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE job_file = ?1",
+                params![job_file],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.sql_err())
+    }
+
+    /// How long `job` took in its last `limit` succeeded records in runs of `job_file`, newest
+    /// first: the history that slow warnings and `timeout: auto` go by.
+    pub fn recent_durations(
+        &mut self,
+        job_file: &str,
+        job: &str,
+        limit: usize,
+    ) -> Result<Vec<Duration>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.duration_ms FROM records r JOIN runs u ON u.id = r.run_id
+                 WHERE r.job = ?1 AND u.job_file = ?2 AND r.status = ?3
+                 ORDER BY r.started_ms DESC LIMIT ?4",
+            )
+            .map_err(self.sql_err())?;
+        let ok = Status::Succeeded.as_str();
+        stmt.query_map(params![job, job_file, ok, limit as i64], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(self.sql_err())?
+        .map(|ms| ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        .collect::<rusqlite::Result<_>>()
+        .map_err(self.sql_err())
     }
 
     /// Every recorded job name of a run, for suggestions (names only: no record is decoded).

@@ -54,8 +54,9 @@ fn invalid_duration_text() {
         &format!("jobs:\n{MARK}  - name: x\n    command: true\n    timeout: soon\n"),
         &[
             "jobs.yaml:5:14:",
-            "invalid duration `soon`",
-            "write it like `30s`",
+            "invalid timeout `soon`",
+            "write a duration like `30s`",
+            "or `auto`",
         ],
     );
 }

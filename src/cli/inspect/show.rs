@@ -56,9 +56,14 @@ fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(
         row.status
     )?;
     let w = db.widest_job_name(id)?.max(3);
+    let sw = if db.has_flaky(id)? {
+        report::status_text("succeeded", true).len()
+    } else {
+        11
+    };
     let line = |cells: [&str; 7]| {
         format!(
-            "{:<6} {:<w$}  {:<11} {:<20} {:<9} {:<10} {}",
+            "{:<6} {:<w$}  {:<sw$} {:<20} {:<9} {:<10} {}",
             cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
         )
         .trim_end()
@@ -85,7 +90,7 @@ fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(
                     r.index.to_string()
                 },
                 &r.job,
-                &r.status,
+                &report::status_text(&r.status, r.flaky),
                 &r.outcome,
                 &format_duration(r.duration),
                 &r.stdout_bytes.to_string(),

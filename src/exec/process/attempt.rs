@@ -1,6 +1,6 @@
 //! One attempt of a job: start its process, drain its pipes while waiting for it, enforce its
-//! timeout and the run's cancellation on its whole process group, and turn its end into the
-//! attempt's record.
+//! timeout and the run's cancellation on its whole process group, watch whether it runs slow,
+//! and turn its end into the attempt's record.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use super::drain::Drain;
 use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
-use super::spawn::{Child, ChildExit, ChildIo, spawn_child};
+use super::slow::SlowWatch;
+use super::spawn::{Child, ChildExit, ChildIo, spawn_child, spawn_failure};
 use super::stdio::{FileTarget, Streams, open_streams};
 use super::{JobCtx, Launch, PIPE_GRACE};
 use crate::environ::JobEnv;
@@ -122,15 +123,6 @@ async fn spawn_held(launch: &Launch, io: &[ChildIo; 3]) -> std::io::Result<Child
     }
 }
 
-/// What a failed spawn means, as a shell would say it.
-fn spawn_failure(program: &str, e: &std::io::Error) -> (String, i32) {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => (format!("command not found: {program}"), 127),
-        std::io::ErrorKind::PermissionDenied => (format!("permission denied: {program}"), 126),
-        _ => (format!("cannot start {program}: {}", os_text(e)), 126),
-    }
-}
-
 async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -163,6 +155,7 @@ pub(super) struct Watch {
     pub(super) cancel_open: bool,
     pub(super) notes: Vec<String>,
     pub(super) index: usize,
+    pub(super) slow: SlowWatch,
 }
 
 impl Watch {
@@ -228,6 +221,7 @@ impl Watch {
             cancel_open: true,
             notes: Vec::new(),
             index: job.index,
+            slow: SlowWatch::start(ctx),
         };
         // A stop requested before the job started (a cancel racing with the spawn).
         if *ctx.cancel.borrow() != Cancel::None {
@@ -282,6 +276,7 @@ impl Watch {
                     self.signal(ctx, sys::SIGTERM);
                     self.kill_at = Some(Instant::now() + self.kill_after);
                 },
+                _ = sleep_opt(self.slow.at()), if self.status.is_none() => self.slow.passed(self.index, ctx),
                 _ = sleep_opt(self.kill_at), if !self.killed => {
                     self.killed = true;
                     self.signal(ctx, sys::SIGKILL);

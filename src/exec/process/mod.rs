@@ -1,8 +1,8 @@
 //! The process layer: one job on this machine's process table (its own, or a remote
 //! client's). Split by action: `launch` (the back ends' seam), `stdio` (where the streams go),
 //! `spawn` (starting the process), `drain` and `pipe` (reading its output), `readback`
-//! (reading it again later), `attempt` (one run under its timeout and cancellation), `stop`
-//! (signals), `path` (finding programs).
+//! (reading it again later), `attempt` (one run under its timeout and cancellation), `slow`
+//! (the slow warning), `stop` (signals), `path` (finding programs).
 
 mod attempt;
 mod drain;
@@ -11,6 +11,7 @@ mod outcome;
 mod path;
 mod pipe;
 mod readback;
+mod slow;
 mod spawn;
 mod stdio;
 mod stop;
@@ -24,7 +25,7 @@ pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};
 
-use super::{Cancel, Event, EventSink};
+use super::{Cancel, Event, EventSink, JobHistory};
 use crate::plan::PlannedJob;
 use crate::record::{Attempt, CompletedProcess, Secrets, Status};
 
@@ -51,6 +52,10 @@ pub struct JobCtx {
     pub run_env: Vec<(String, String)>,
     /// Values redacted from captured output (records are sealed by the scheduler).
     pub secrets: Secrets,
+    /// What the job's history says (empty for a job without one).
+    pub history: JobHistory,
+    /// The run heard that this job runs slow (once per job, whatever its attempts).
+    pub slow_told: bool,
 }
 
 /// Runs one job to its end, with its retries, and returns its record. Never fails: a job that
@@ -68,8 +73,7 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
                 || rec.returncode.is_some_and(|c| job.retry.on.contains(&c)))
             && *ctx.cancel.borrow() == Cancel::None;
         if !again {
-            rec.earlier_attempts = earlier;
-            return rec;
+            return last_attempt(rec, earlier, &ctx);
         }
         earlier.push(Attempt {
             attempt,
@@ -93,10 +97,21 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
             _ = wait_cancel(&mut ctx.cancel) => true,
         };
         if stopped {
-            rec.earlier_attempts = earlier;
-            return rec;
+            return last_attempt(rec, earlier, &ctx);
         }
     }
+}
+
+/// The job's record: its last attempt, with the ones before it and what its history said.
+fn last_attempt(
+    mut rec: CompletedProcess,
+    earlier: Vec<Attempt>,
+    ctx: &JobCtx,
+) -> CompletedProcess {
+    rec.earlier_attempts = earlier;
+    rec.notes.extend(ctx.history.notes.iter().cloned());
+    rec.settle_flaky();
+    rec
 }
 
 /// Returns once the run is being stopped.

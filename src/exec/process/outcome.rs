@@ -31,6 +31,7 @@ impl Watch {
             notes.extend(d.error.iter().cloned());
             notes.extend(d.truncated.iter().cloned());
         }
+        notes.extend(self.slow.note());
         let mut rec = ends::base(job);
         rec.status = status;
         rec.returncode = returncode;

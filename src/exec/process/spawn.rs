@@ -163,6 +163,18 @@ pub(super) fn spawn_child(
     Ok(child)
 }
 
+/// What a failed spawn means, as a shell would say it.
+pub(super) fn spawn_failure(program: &str, e: &std::io::Error) -> (String, i32) {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => (format!("command not found: {program}"), 127),
+        std::io::ErrorKind::PermissionDenied => (format!("permission denied: {program}"), 126),
+        _ => (
+            format!("cannot start {program}: {}", crate::text::os_text(e)),
+            126,
+        ),
+    }
+}
+
 fn nul_error() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

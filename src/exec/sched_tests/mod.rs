@@ -95,6 +95,7 @@ fn run_plan(plan: Plan, concurrency: usize, cancel: Cancel) -> (Vec<CompletedPro
         secrets: Secrets::default(),
         background: None,
         backend: Some(fake.clone()),
+        history: Default::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let (_cancel_tx, cancel_rx) = watch::channel(cancel);

@@ -1,0 +1,77 @@
+//! The progress bars of a run on a terminal: one for the whole run, one per running job
+//! showing its latest output line (escaped).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// The progress bars: one for the whole run, one per running job above it.
+pub(super) struct Bars {
+    pub(super) multi: MultiProgress,
+    overall: ProgressBar,
+    running: BTreeMap<usize, ProgressBar>,
+}
+
+impl Bars {
+    pub(super) fn new(jobs: usize) -> Self {
+        let multi = MultiProgress::with_draw_target(super::term::stderr_target());
+        let overall = multi.add(ProgressBar::new(jobs as u64));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs {msg} ETA {eta}",
+            )
+            .expect("static template is valid")
+            .progress_chars("=> "),
+        );
+        overall.enable_steady_tick(Duration::from_millis(100));
+        Bars {
+            multi,
+            overall,
+            running: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn job_started(&mut self, index: usize, name: String) {
+        let pb = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
+                .expect("static template is valid"),
+        );
+        pb.set_prefix(name);
+        pb.enable_steady_tick(Duration::from_millis(200));
+        self.running.insert(index, pb);
+    }
+
+    /// A running job's latest output line, as its bar's message.
+    pub(super) fn job_line(&self, index: usize, line: &[u8]) {
+        if let Some(pb) = self.running.get(&index) {
+            let text = String::from_utf8_lossy(line);
+            pb.set_message(super::render::visible(
+                &text.trim_end().chars().take(200).collect::<String>(),
+            ));
+        }
+    }
+
+    pub(super) fn job_finished(&mut self, index: usize, failed_so_far: usize) {
+        if let Some(pb) = self.running.remove(&index) {
+            pb.finish_and_clear();
+            self.multi.remove(&pb);
+        }
+        self.overall.inc(1);
+        if failed_so_far > 0 {
+            self.overall
+                .set_message(format!("({failed_so_far} failed)"));
+        }
+    }
+
+    pub(super) fn clear(self) {
+        for (_, pb) in self.running {
+            pb.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}

@@ -1,0 +1,147 @@
+//! What a job file's history says before a run starts, read once from the store: when each
+//! job counts as slow, and the timeout of each `timeout: auto` job. Settled here into the plan
+//! the run runs and into the executor's options, so that the executor gets plain data.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::exec::{JobHistory, Slow};
+use crate::plan::Plan;
+use crate::record::format_tenths;
+use crate::store::{Result, RunStore};
+
+/// Runs of a job looked at: its last 20 successful ones.
+const RECENT: usize = 20;
+/// Fewer successful runs than this say nothing about a job's usual time.
+const ENOUGH: usize = 5;
+/// A job is slow past twice its usual time, and at least a second over it.
+const SLOW_FACTOR: u32 = 2;
+const SLOW_MARGIN: Duration = Duration::from_secs(1);
+/// `timeout: auto` is three times the usual time, and at least 10 s.
+const AUTO_FACTOR: u32 = 3;
+const AUTO_FLOOR: Duration = Duration::from_secs(10);
+
+/// How long each job's recent successful runs took, newest first, by job index (jobs with
+/// none are left out).
+#[derive(Default)]
+pub(super) struct Recent(HashMap<usize, Vec<Duration>>);
+
+impl Recent {
+    /// The history of the plan's jobs in the runs of `job_file`.
+    pub(super) fn read(db: &mut RunStore, plan: &Plan, job_file: &str) -> Result<Recent> {
+        // No job's history is longer than its job file's: with too few runs, only the jobs
+        // whose note says how many they have are looked up (one query per job is the cost).
+        let short = db.runs_of_job_file(job_file)? < ENOUGH;
+        let mut by_job = HashMap::new();
+        for job in plan.jobs.iter().filter(|j| !short || j.timeout_auto) {
+            let d = db.recent_durations(job_file, &job.name, RECENT)?;
+            if !d.is_empty() {
+                by_job.insert(job.index, d);
+            }
+        }
+        Ok(Recent(by_job))
+    }
+}
+
+/// A job's usual time: the p95 (nearest rank) of its recent runs, when there are enough.
+fn usual(runs: &[Duration]) -> Option<Duration> {
+    if runs.len() < ENOUGH {
+        return None;
+    }
+    let mut sorted = runs.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * 95).div_ceil(100);
+    Some(sorted[rank - 1])
+}
+
+/// The plan with each `timeout: auto` settled, and what the executor is told of each job's
+/// history (by job index; jobs with nothing to tell are left out).
+pub(super) fn settle(mut plan: Plan, recent: &Recent) -> (Plan, HashMap<usize, JobHistory>) {
+    let mut told = HashMap::new();
+    for job in &mut plan.jobs {
+        let runs = recent.0.get(&job.index).map_or(0, Vec::len);
+        let usual = recent.0.get(&job.index).and_then(|d| usual(d));
+        let mut h = JobHistory {
+            slow: usual.map(|usual| Slow {
+                after: (usual * SLOW_FACTOR).max(usual + SLOW_MARGIN),
+                usual,
+                runs,
+            }),
+            notes: Vec::new(),
+        };
+        if job.timeout_auto {
+            h.notes.push(match usual {
+                Some(u) => {
+                    let t = (u * AUTO_FACTOR).max(AUTO_FLOOR);
+                    job.timeout = Some(t);
+                    format!(
+                        "timeout: auto is {} ({AUTO_FACTOR} × {}, the p95 of its last {runs} runs; at least {})",
+                        humantime::format_duration(t),
+                        format_tenths(u),
+                        humantime::format_duration(AUTO_FLOOR)
+                    )
+                }
+                None => format!(
+                    "timeout: auto has too little history ({runs} run{}); no timeout this time",
+                    if runs == 1 { "" } else { "s" }
+                ),
+            });
+        }
+        if h != JobHistory::default() {
+            told.insert(job.index, h);
+        }
+    }
+    (plan, told)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn usual_time_is_the_p95_of_enough_runs() {
+        assert_eq!(usual(&ms(&[100, 100, 100, 100])), None);
+        assert_eq!(
+            usual(&ms(&[100, 500, 100, 100, 100])),
+            Some(Duration::from_millis(500))
+        );
+        let mut twenty: Vec<u64> = (1..=19).map(|_| 100).collect();
+        twenty.push(9000);
+        // One outlier in 20 is above the 95th percentile.
+        assert_eq!(usual(&ms(&twenty)), Some(Duration::from_millis(100)));
+    }
+
+    fn plan(text: &str) -> Plan {
+        Plan::from_text(std::path::Path::new("t.yaml"), text).unwrap()
+    }
+
+    #[test]
+    fn auto_timeouts_and_slow_thresholds() {
+        let p = plan(
+            "jobs:\n  - name: a\n    command: x\n    timeout: auto\n  - name: b\n    command: x\n    timeout: auto\n  - name: c\n    command: x\n",
+        );
+        let mut recent = Recent::default();
+        recent.0.insert(0, ms(&[100; 5]));
+        recent.0.insert(1, ms(&[100; 2]));
+        recent.0.insert(2, ms(&[4000; 6]));
+        let (p, told) = settle(p, &recent);
+        assert_eq!(p.jobs[0].timeout, Some(AUTO_FLOOR));
+        assert!(told[&0].notes[0].starts_with("timeout: auto is 10s (3 × 0.1s"));
+        assert_eq!(p.jobs[1].timeout, None);
+        assert_eq!(
+            told[&1].notes,
+            ["timeout: auto has too little history (2 runs); no timeout this time"]
+        );
+        assert_eq!(told[&1].slow, None);
+        let a = told[&0].slow.unwrap();
+        assert_eq!(a.after, Duration::from_millis(1100));
+        let c = told[&2].slow.unwrap();
+        assert_eq!((c.after, c.runs), (Duration::from_secs(8), 6));
+        assert!(told[&2].notes.is_empty());
+        assert_eq!(p.jobs[2].timeout, None);
+    }
+}

@@ -1,0 +1,166 @@
+//! Jobs judged by how they ran before: a success after retries is flaky (and stays a success),
+//! a job running well over its usual time is warned about while it runs, and `timeout: auto`
+//! takes the job's timeout from its history.
+
+use crate::helpers::{Env, Run};
+
+/// Fails on its first attempt and succeeds on its second (the attempt count is in a file).
+const FLAKY: &str = "jobs:
+  - name: flaky
+    shell: 'n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 1 ]'
+    retries: 2
+    retry_delay: 0
+  - name: steady
+    command: 'true'
+";
+
+#[test]
+fn a_success_after_a_retry_is_flaky_and_still_a_success() {
+    let env = Env::new();
+    let r = env.run_jobs(FLAKY, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains(" flaky ") && !l.contains("RETRY"));
+    assert!(line.is_some_and(|l| l.contains("FLAKY")), "{r:?}");
+    assert!(
+        r.stderr.contains("2 jobs in") && r.stderr.contains(": 2 succeeded (1 flaky); run "),
+        "{r:?}"
+    );
+    let steady = r.stderr.lines().find(|l| l.contains(" steady ")).unwrap();
+    assert!(steady.contains(" ok "), "{r:?}");
+
+    let shown = env.run(&["show", "last", "--job", "flaky", "--json"]);
+    let rec = &shown.json()[0];
+    assert_eq!(rec["flaky"], true, "{shown:?}");
+    assert_eq!(rec["status"], "succeeded", "{shown:?}");
+    assert_eq!(rec["attempts"], 2, "{shown:?}");
+    let steady = env.run(&["show", "last", "--job", "steady", "--json"]);
+    assert_eq!(steady.json()[0]["flaky"], false, "{steady:?}");
+    let table = env.run(&["show", "last"]);
+    assert!(table.stdout.contains("succeeded (flaky)"), "{table:?}");
+    let runs = env.run(&["runs", "--json"]);
+    assert_eq!(runs.json()[0]["status"], "succeeded", "{runs:?}");
+
+    // The same in a run's own JSON lines.
+    std::fs::remove_file(env.path("count")).unwrap();
+    let r = env.run_jobs(FLAKY, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(Run::record(&r.json(), "flaky")["flaky"], true, "{r:?}");
+}
+
+/// `export` has a history from the start; `young` fails (which is no history) until `ready`
+/// exists. Each sleeps as long as `dur` says.
+const SLOW: &str = "jobs:
+  - name: export
+    shell: 'sleep $(cat dur)'
+  - name: young
+    shell: '[ -e ready ] && sleep $(cat dur)'
+";
+
+#[test]
+fn a_job_running_well_over_its_usual_time_is_warned_about_once_it_is() {
+    let env = Env::new();
+    env.write("dur", "0.1");
+    for i in 0..5 {
+        if i == 4 {
+            env.write("ready", "");
+        }
+        let r = env.run_jobs(SLOW, &[]);
+        assert!(!r.stderr.contains("slow: `"), "run {i}: {r:?}");
+    }
+    env.write("dur", "2");
+    let r = env.run_jobs(SLOW, &["--log", "run.log"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let slow: Vec<&str> = r.stderr.lines().filter(|l| l.contains("slow: `")).collect();
+    assert_eq!(slow.len(), 1, "{r:?}");
+    assert!(
+        slow[0].contains("slow: `export` running for ")
+            && slow[0].contains(", usually 0.1s (p95 of its last 5 runs)"),
+        "{r:?}"
+    );
+    let log = std::fs::read_to_string(env.path("run.log")).unwrap();
+    assert!(log.contains("slow: `export` running for "), "{log}");
+
+    let export = env.run(&["show", "last", "--job", "export", "--json"]);
+    let notes = export.json()[0]["notes"].clone();
+    let notes: Vec<&str> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("ran slow: ") && n.ends_with(", usually 0.1s")),
+        "{export:?}"
+    );
+    // One successful run is too little to know what is usual.
+    let young = env.run(&["show", "last", "--job", "young", "--json"]);
+    assert_eq!(young.json()[0]["status"], "succeeded", "{young:?}");
+    assert_eq!(young.json()[0]["notes"], serde_json::json!([]), "{young:?}");
+}
+
+/// `timeout: auto` for every job, from `defaults:`; the job sleeps as long as `dur` says.
+const AUTO: &str = "defaults:
+  timeout: auto
+jobs:
+  - name: hang
+    shell: 'sleep $(cat dur)'
+";
+
+#[test]
+fn timeout_auto_comes_from_the_jobs_history_and_is_none_without_one() {
+    let env = Env::new();
+    env.write("dur", "0.1");
+    for i in 0..5 {
+        let r = env.run_jobs(AUTO, &["--json"]);
+        assert_eq!(r.code, 0, "run {i}: {r:?}");
+        let rec = &r.json()[0];
+        assert_eq!(rec["status"], "succeeded", "{r:?}");
+        let want = format!(
+            "timeout: auto has too little history ({i} run{}); no timeout this time",
+            if i == 1 { "" } else { "s" }
+        );
+        assert_eq!(rec["notes"], serde_json::json!([want]), "{r:?}");
+    }
+    // Now it would hang: 3 × its usual 0.1 s is under the 10 s floor. Quiet, the slow
+    // warning is not shown, but the log has it.
+    env.write("dur", "60");
+    let r = env.run_jobs(AUTO, &["-q", "--log", "run.log"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(!r.stderr.contains("slow: `"), "{r:?}");
+    let log = std::fs::read_to_string(env.path("run.log")).unwrap();
+    assert!(log.contains("slow: `hang` running for "), "{log}");
+    let shown = env.run(&["show", "last", "--job", "hang", "--json"]);
+    let rec = &shown.json()[0];
+    assert_eq!(rec["status"], "timed_out", "{shown:?}");
+    assert_eq!(rec["error"], "timed out after 10s", "{shown:?}");
+    let notes = rec["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().is_some_and(
+            |n| n.starts_with("timeout: auto is 10s (3 × 0.1s, the p95 of its last 5 runs")
+        )),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn a_timeout_that_is_neither_a_duration_nor_auto_is_refused_where_it_stands() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: x\n    shell: 'touch marker'\n    timeout: sometimes\n",
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with(
+            "error: jobs.yaml:4:14: invalid timeout `sometimes`; write a duration like `30s`"
+        ),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("or `auto`"), "{r:?}");
+    assert!(!env.path("marker").exists(), "a job ran");
+}
