@@ -31,7 +31,9 @@ impl Recent {
     pub(super) fn read(db: &mut RunStore, plan: &Plan, job_file: &str) -> Result<Recent> {
         // No job's history is longer than its job file's: with too few runs, only the jobs
         // whose note says how many they have are looked up (one query per job is the cost).
-        let short = db.runs_of_job_file(job_file)? < ENOUGH;
+        // A large fan-out is not looked up job by job for slow warnings (100,000 lookups take
+        // seconds before the first job starts); its `timeout: auto` jobs still are.
+        let short = plan.jobs.len() > SLOW_LOOKUPS || db.runs_of_job_file(job_file)? < ENOUGH;
         let mut by_job = HashMap::new();
         for job in plan.jobs.iter().filter(|j| !short || j.timeout_auto) {
             let d = db.recent_durations(job_file, &job.name, RECENT)?;
@@ -42,6 +44,9 @@ impl Recent {
         Ok(Recent(by_job))
     }
 }
+
+/// Job files with more jobs than this get no slow warnings.
+const SLOW_LOOKUPS: usize = 2000;
 
 /// A job's usual time: the p95 (nearest rank) of its recent runs, when there are enough.
 fn usual(runs: &[Duration]) -> Option<Duration> {
