@@ -20,6 +20,10 @@ pub(super) struct CronArgs {
 pub(super) fn cmd_cron(args: CronArgs, state_dir: Option<PathBuf>) -> i32 {
     let abs = match std::fs::canonicalize(&args.job_file) {
         Ok(p) => p,
+        // A line is found by its marker: the line of a job file that is gone can be removed.
+        Err(_) if args.remove => {
+            std::path::absolute(&args.job_file).unwrap_or(args.job_file.clone())
+        }
         Err(e) => {
             let msg = format!("{}: {e}", args.job_file.display());
             return report_error(&msg, exit::USAGE);

@@ -101,6 +101,12 @@ fn line_status(l: &Installed, now: SystemTime) -> LineStatus {
         }
     };
     s.next_due = schedule.next_after(now);
+    if !l.job_file.exists() {
+        s.problems.push(format!(
+            "the job file is gone: every start fails; remove the line with `orchestrate cron {} --remove`",
+            l.job_file.display()
+        ));
+    }
     history(l, &mut s);
     match l.log.as_deref().map(log_starts) {
         Some(Some(starts)) => missed(&schedule, &starts, now, &mut s),

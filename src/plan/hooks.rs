@@ -13,6 +13,9 @@ use crate::error::SpecError;
 pub use crate::spec::NotifyWhen;
 use crate::spec::{HookSpec, HooksSpec, NotifySpec, Seg};
 
+/// The timeout of a hook that sets none.
+pub const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// When a hook runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookKind {
@@ -202,7 +205,9 @@ fn plan_hook(
     Ok(PlannedJob {
         env: env.into_iter().collect(),
         cwd: s.cwd.clone(),
-        timeout: s.timeout.map(|t| t.0),
+        // A hook that hangs would hold the job file's lock (cron's next starts refused): it
+        // gets a timeout unless it sets one.
+        timeout: Some(s.timeout.map_or(HOOK_TIMEOUT, |t| t.0)),
         env_clear: !cx.file.inherit_env,
         ..PlannedJob::new(0, kind.as_str().to_string(), argv)
     })
@@ -318,4 +323,26 @@ pub(super) fn check_names(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    #[test]
+    fn a_hook_without_a_timeout_gets_one() {
+        let text = "hooks:\n  on_exit: {shell: 'sleep 1000'}\n  on_failure: {shell: 'true', timeout: 5s}\njobs:\n  - name: a\n    command: 'true'\n    hooks: {on_success: {shell: 'true'}}\n";
+        let plan = Plan::from_text(std::path::Path::new("hooks.yaml"), text).unwrap();
+        assert_eq!(
+            plan.hooks.on_exit.as_ref().unwrap().timeout,
+            Some(HOOK_TIMEOUT)
+        );
+        assert_eq!(
+            plan.hooks.on_failure.as_ref().unwrap().timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        let job = &plan.job_hooks[&0];
+        assert_eq!(job.on_success.as_ref().unwrap().timeout, Some(HOOK_TIMEOUT));
+    }
 }

@@ -147,3 +147,32 @@ fn cron_status_shows_missed_runs_failures_and_overlaps() {
     }
     assert_eq!(env.run(&["cron", "yearly.yaml", "--remove"]).code, 0);
 }
+
+#[test]
+fn a_job_file_deleted_after_install_is_reported_and_its_line_can_be_removed() {
+    let Some(before) = crontab() else {
+        crate::helpers::skipped("cron_status_gone", "no crontab command");
+        return;
+    };
+    let _lock = crate::helpers::crontab_lock();
+    let _back = CrontabBack(before);
+    let env = Env::new();
+    env.write("gone.yaml", "jobs:\n  - 'true'\n");
+    install(&env, "gone.yaml", "0 3 * * *");
+    std::fs::remove_file(env.path("gone.yaml")).unwrap();
+    let status = env.run(&["cron", "status", "--json"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    let all = status.json();
+    let g = status_of(&all, "/gone.yaml");
+    assert!(
+        g["problems"].to_string().contains("the job file is gone"),
+        "{g}"
+    );
+    let removed = env.run(&["cron", "gone.yaml", "--remove"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(
+        removed.stdout.contains("removed the crontab line"),
+        "{removed:?}"
+    );
+    assert!(!crontab().unwrap().contains("gone.yaml"));
+}
