@@ -237,6 +237,12 @@ fn the_job_outlives_a_killed_run() {
     );
     let mut run = env.spawn(&["jobs.yaml"]);
     await_pids(&env.path("fg.pid"), 1);
+    // The background job's supervisor has recorded it (under load that can come after `fg`
+    // started).
+    assert!(wait_for(Duration::from_secs(20), || env
+        .run(&["status", "--all", "--json"])
+        .stdout
+        .contains("\"job\":\"bg\"")));
     signal(run.id(), "KILL");
     run.wait().unwrap();
     for pid in read_pids(&env.path("fg.pid")) {
