@@ -230,6 +230,13 @@ fn redact_spans(line: &str) -> String {
         if starts_word && digits > 0 && follows_the_word_pid(&out) {
             out.push_str(PID);
             i += digits;
+            // A pid in a padded column: the padding keeps the column's width whatever the
+            // pid's (pids wrap to 3 digits on a fresh machine).
+            let after = b[i..].iter().take_while(|&&c| c == b' ').count();
+            if after >= 1 && i + after < b.len() {
+                out.push_str(&" ".repeat((digits + after).saturating_sub(PID.len()).max(1)));
+                i += after;
+            }
             continue;
         }
         let ch = line[i..].chars().next().expect("in bounds");
