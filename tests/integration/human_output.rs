@@ -91,7 +91,7 @@ fn redact(text: &str, tmp: &Path) -> String {
     }
     let lines: Vec<String> = text
         .lines()
-        .map(|l| redact_spans(&fixed_width_tokens(l)))
+        .map(|l| same_gap_after_pid(&redact_spans(&fixed_width_tokens(l))))
         .collect();
     let mut out = relayout_pid_tables(lines).join("\n");
     out.push('\n');
@@ -230,13 +230,6 @@ fn redact_spans(line: &str) -> String {
         if starts_word && digits > 0 && follows_the_word_pid(&out) {
             out.push_str(PID);
             i += digits;
-            // A pid in a padded column: the padding keeps the column's width whatever the
-            // pid's (pids wrap to 3 digits on a fresh machine).
-            let after = b[i..].iter().take_while(|&&c| c == b' ').count();
-            if after >= 1 && i + after < b.len() {
-                out.push_str(&" ".repeat((digits + after).saturating_sub(PID.len()).max(1)));
-                i += after;
-            }
             continue;
         }
         let ch = line[i..].chars().next().expect("in bounds");
@@ -244,6 +237,21 @@ fn redact_spans(line: &str) -> String {
         i += ch.len_utf8();
     }
     out
+}
+
+/// The gap between a redacted pid and the duration after it, made one width: the pid's
+/// digits decide it (pids wrap to 3 digits on a fresh machine).
+fn same_gap_after_pid(line: &str) -> String {
+    let Some(at) = line.find("pid [PID] ") else {
+        return line.to_string();
+    };
+    let start = at + "pid [PID]".len();
+    let rest = &line[start..];
+    let gap = rest.len() - rest.trim_start_matches(' ').len();
+    if !rest[gap..].starts_with("[DUR]") {
+        return line.to_string();
+    }
+    format!("{}    {}", &line[..start], &rest[gap..])
 }
 
 /// Whether `text` ends with the word `pid` and spaces.
