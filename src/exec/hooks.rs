@@ -4,7 +4,6 @@
 //! after its final attempt; the run's hooks are run by `run` once every job has ended.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Cancel;
@@ -93,19 +92,7 @@ pub async fn run_hook(backends: &Backends, job: &PlannedJob, ctx: JobCtx, hook: 
 /// Creates (or truncates) a file of the run's folder for this user alone, as capture files
 /// are: folders 0700, the file 0600, never through a symlink.
 pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    super::process::open_capture(path)
 }
 
 /// Where a job's record is written for its hooks: a folder no job's output folder can be

@@ -246,7 +246,9 @@ impl Drain {
     }
 }
 
-fn open_capture(path: &Path) -> std::io::Result<File> {
+/// A file of the run folder for this user alone (0600, its folders 0700, never through a
+/// symlink), made empty: capture files, and the records files hooks are given.
+pub(crate) fn open_capture(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)

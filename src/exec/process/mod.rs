@@ -6,6 +6,7 @@
 
 mod attempt;
 mod drain;
+pub(crate) use drain::open_capture;
 mod launch;
 mod outcome;
 mod path;
