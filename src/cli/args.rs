@@ -192,6 +192,10 @@ pub struct RunArgs {
     /// Which job output to show.
     #[arg(long, value_enum, default_value_t = OutputMode::Failed)]
     pub output: OutputMode,
+    /// Prefix each line of job output with the job's name and a tab, like GNU parallel's
+    /// --tag (--output all and ordered; stream always does).
+    #[arg(long)]
+    pub tag: bool,
     /// One JSON record per line on stdout instead of the human report.
     #[arg(long)]
     pub json: bool,

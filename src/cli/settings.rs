@@ -182,6 +182,7 @@ fn report_config(args: &RunArgs, term: Terminal) -> ReportConfig {
     };
     ReportConfig {
         output: args.output,
+        tag: args.tag,
         json: args.json,
         quiet: args.quiet,
         progress,

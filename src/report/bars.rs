@@ -9,13 +9,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 /// The progress bars: one for the whole run, one per running job above it.
 pub(super) struct Bars {
     pub(super) multi: MultiProgress,
+    /// Drawn on stderr although it is no terminal (`--progress always` in CI logs, pipes).
+    pub(super) forced: bool,
     overall: ProgressBar,
     running: BTreeMap<usize, ProgressBar>,
 }
 
 impl Bars {
     pub(super) fn new(jobs: usize) -> Self {
-        let multi = MultiProgress::with_draw_target(super::term::stderr_target());
+        let (target, forced) = super::term::stderr_target();
+        let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(jobs as u64));
         overall.set_style(
             ProgressStyle::with_template(
@@ -27,6 +30,7 @@ impl Bars {
         overall.enable_steady_tick(Duration::from_millis(100));
         Bars {
             multi,
+            forced,
             overall,
             running: BTreeMap::new(),
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::bars::Bars;
 use super::render::{self, Retry, SlowJob};
+use super::tag;
 use super::{OutputMode, ReportConfig, tail_lines, write_json_record};
 use crate::exec::{CaptureRoot, Event, Readback, Stream};
 use crate::plan::Plan;
@@ -82,12 +83,21 @@ impl Reporter {
         self
     }
 
-    /// A line for the human on stderr, above the bars when they are drawn.
+    /// A line for the human on stderr, above the bars when they are drawn. Bars forced on a
+    /// file or a pipe are cleared for it instead: indicatif's `println` ends its lines by
+    /// filling the terminal's width, no newline, so in a log every line ran into the next.
     pub(super) fn say(&mut self, line: &str) {
-        if let Some(b) = &self.bars {
-            let _ = b.multi.println(line);
-        } else {
-            let _ = writeln!(self.err, "{line}");
+        match &self.bars {
+            Some(b) if !b.forced => {
+                let _ = b.multi.println(line);
+            }
+            Some(b) => b.multi.suspend(|| {
+                let _ = writeln!(self.err, "{line}");
+                let _ = self.err.flush();
+            }),
+            None => {
+                let _ = writeln!(self.err, "{line}");
+            }
         }
     }
 
@@ -209,12 +219,7 @@ impl Reporter {
             b.job_line(index, line);
         }
         if self.cfg.output == OutputMode::Stream && !self.cfg.json && !self.cfg.quiet {
-            let name = self.plan.jobs[index].name.clone();
-            let mut buf = Vec::with_capacity(line.len() + name.len() + 3);
-            buf.extend_from_slice(name.as_bytes());
-            buf.extend_from_slice(b": ");
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
+            let buf = tag::line(&self.plan.jobs[index].name, line);
             self.raw(stream, &buf);
         }
     }
@@ -305,23 +310,32 @@ impl Reporter {
         ]
     }
 
-    /// The job's whole stdout to our stdout and stderr to our stderr.
+    /// The job's whole stdout to our stdout and stderr to our stderr; with `--tag`, each line
+    /// after the job's name and a tab.
     fn dump(&mut self, rec: &CompletedProcess) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let Readback::Captured(Some(mut f)) = self.output(rec, stream) else {
                 continue;
             };
+            let mut tagger = self.cfg.tag.then(|| tag::Tagger::new(&rec.job));
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match f.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => self.raw(stream, &buf[..n]),
+                    Ok(n) => match &mut tagger {
+                        Some(t) => self.raw(stream, &t.piece(&buf[..n])),
+                        None => self.raw(stream, &buf[..n]),
+                    },
                 }
+            }
+            if let Some(t) = &tagger {
+                self.raw(stream, t.end());
             }
         }
     }
 
-    /// The last lines of a failed job's stderr (or stdout, when stderr is empty), indented.
+    /// The last lines of a failed job's stderr, indented; when it has none, those of its
+    /// stdout under a line that says so (a job that reports its failure on stdout).
     fn tail(&mut self, rec: &CompletedProcess) {
         let src = [(Stream::Stderr, &rec.stderr), (Stream::Stdout, &rec.stdout)]
             .into_iter()
@@ -333,6 +347,14 @@ impl Reporter {
             return;
         };
         let lines = tail_lines(f, self.cfg.tail_lines);
+        if stream == Stream::Stdout && !lines.is_empty() {
+            let why = if rec.stderr.captured {
+                "stderr is empty"
+            } else {
+                "stderr is not captured"
+            };
+            self.say(&format!("    (stdout, as {why})"));
+        }
         for l in lines {
             self.say(&format!("    | {l}"));
         }

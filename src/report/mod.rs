@@ -9,6 +9,7 @@ mod bars;
 mod live;
 mod render;
 mod summary;
+mod tag;
 mod term;
 
 pub use crate::record::write_json_record;
@@ -27,7 +28,7 @@ pub enum OutputMode {
     All,
     /// Each job's stdout and stderr, whole, in job-file order (like Pool.map).
     Ordered,
-    /// Live, line by line, each line prefixed with the job name.
+    /// Live, line by line, each line prefixed with the job name and a tab.
     Stream,
 }
 
@@ -35,6 +36,9 @@ pub enum OutputMode {
 #[derive(Clone, Debug)]
 pub struct ReportConfig {
     pub output: OutputMode,
+    /// Prefix each line of job output with the job's name and a tab (`--tag`), as `stream`
+    /// mode always does.
+    pub tag: bool,
     pub json: bool,
     pub quiet: bool,
     /// Draw progress bars (only meaningful when stderr is a terminal).
@@ -50,6 +54,7 @@ impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             output: OutputMode::Failed,
+            tag: false,
             json: false,
             quiet: false,
             progress: false,
@@ -70,6 +75,7 @@ impl ReportConfig {
             } else {
                 self.output
             },
+            tag: self.tag,
             json: false,
             quiet: false,
             progress: false,

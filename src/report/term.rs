@@ -1,6 +1,7 @@
 //! Where progress bars are drawn. On a terminal, indicatif's own stderr target; with
 //! `--progress always` and no terminal (CI logs, `2>&1 | tee`), a target that draws anyway:
 //! indicatif hides its stderr target there, and with it every line printed above the bars.
+//! On that target the reporter writes its lines itself, with the bars cleared (`Bars::forced`).
 
 use std::io::IsTerminal;
 
@@ -9,12 +10,17 @@ use indicatif::{ProgressDrawTarget, TermLike};
 /// Redraws per second.
 const HZ: u8 = 10;
 
-/// The draw target for bars on stderr, whether or not it is a terminal.
-pub fn stderr_target() -> ProgressDrawTarget {
+/// The draw target for bars on stderr, whether or not it is a terminal, and whether it is
+/// forced (stderr is no terminal).
+pub fn stderr_target() -> (ProgressDrawTarget, bool) {
     if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr_with_hz(HZ)
+        (ProgressDrawTarget::stderr_with_hz(HZ), false)
     } else {
-        ProgressDrawTarget::term_like_with_hz(Box::new(Forced(console::Term::stderr())), HZ)
+        let forced = Forced(console::Term::stderr());
+        (
+            ProgressDrawTarget::term_like_with_hz(Box::new(forced), HZ),
+            true,
+        )
     }
 }
 

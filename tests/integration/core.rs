@@ -124,9 +124,9 @@ fn output_mode_stream_prefixes_live_lines() {
     let r = env.run_jobs(MODES_YAML, &["--output", "stream", "-j", "2"]);
     let mut out: Vec<&str> = r.stdout.lines().collect();
     out.sort();
-    assert_eq!(out, ["bad: out-bad", "good: out-good"], "{r:?}");
-    assert!(r.stderr.contains("good: err-good\n"), "{r:?}");
-    assert!(r.stderr.contains("bad: err-bad-2\n"), "{r:?}");
+    assert_eq!(out, ["bad\tout-bad", "good\tout-good"], "{r:?}");
+    assert!(r.stderr.contains("good\terr-good\n"), "{r:?}");
+    assert!(r.stderr.contains("bad\terr-bad-2\n"), "{r:?}");
 }
 
 #[test]

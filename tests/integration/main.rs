@@ -18,6 +18,7 @@ mod hooks;
 mod human_output;
 mod library;
 mod notify;
+mod output;
 mod readback;
 mod readonly;
 mod redesign;
