@@ -17,6 +17,7 @@ mod helpers;
 mod hooks;
 mod human_output;
 mod library;
+mod listings;
 mod notify;
 mod output;
 mod readback;
