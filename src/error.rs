@@ -35,7 +35,12 @@ pub struct SpecError {
     pub hint: Option<String>,
     /// The text of the offending line, for the caret display.
     pub source_line: Option<String>,
+    /// The file's other independent errors, reported after this one, as a compiler does.
+    pub more: Vec<SpecError>,
 }
+
+/// Most errors of one job file reported at once; past that, how many more there are.
+pub const MAX_SPEC_ERRORS: usize = 20;
 
 impl std::error::Error for SpecError {}
 
@@ -49,7 +54,36 @@ impl SpecError {
             message,
             hint: None,
             source_line: None,
+            more: Vec::new(),
         }
+    }
+
+    /// The errors of one file as one, in file order: the first, with the others after it
+    /// (at most [`MAX_SPEC_ERRORS`], then a line saying that there are more). `unseen`: how
+    /// many errors are known to exist beyond `errors`, `None` when the search stopped early.
+    pub fn many(mut errors: Vec<SpecError>, unseen: Option<usize>) -> SpecError {
+        errors.sort_by_key(|e| (e.line, e.column));
+        errors.dedup_by(|a, b| (a.line, a.column, &a.message) == (b.line, b.column, &b.message));
+        let cut = errors.len().saturating_sub(MAX_SPEC_ERRORS);
+        errors.truncate(MAX_SPEC_ERRORS);
+        let mut errors = errors.into_iter();
+        let mut first = errors.next().expect("at least one error");
+        first.more.extend(errors.flat_map(|mut e| {
+            let more = std::mem::take(&mut e.more);
+            std::iter::once(e).chain(more)
+        }));
+        let note = match unseen.map(|n| n + cut) {
+            Some(0) => None,
+            Some(n) => Some(format!("{n} more error{} not shown", plural(n))),
+            None => Some("more errors not shown".to_string()),
+        };
+        if let Some(note) = note {
+            let file = first.file.clone();
+            first
+                .more
+                .push(SpecError::plain(&file, format!("{note}; fix these first")));
+        }
+        first
     }
 
     pub fn io(file: &Path, e: &std::io::Error) -> Self {
@@ -77,6 +111,7 @@ impl SpecError {
             message,
             hint,
             source_line: None,
+            more: Vec::new(),
         }
     }
 
@@ -129,8 +164,17 @@ impl fmt::Display for SpecError {
         if let Some(hint) = &self.hint {
             write!(f, "\n  = help: {hint}")?;
         }
+        // The printer puts `error: ` before the first; each further one starts the same way,
+        // after a blank line.
+        for e in &self.more {
+            write!(f, "\n\nerror: {e}")?;
+        }
         Ok(())
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a typo.

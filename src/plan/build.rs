@@ -42,8 +42,19 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     };
     let mut jobs: Vec<PlannedJob> = Vec::with_capacity(specs.len());
     let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
+    // Each entry is planned on its own, so that every entry's error is reported at once.
+    let mut errors = Vec::new();
     for (i, js) in specs.into_iter().enumerate() {
-        entries.push(plan_entry(js, i, &cx, &mut jobs)?);
+        match plan_entry(js, i, &cx, &mut jobs) {
+            Ok(e) => entries.push(e),
+            Err(e) => errors.push(e),
+        }
+        if errors.len() > crate::error::MAX_SPEC_ERRORS {
+            return Err(SpecError::many(errors, None));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SpecError::many(errors, Some(0)));
     }
     let run_hooks = hooks::run_hooks(&cx)?;
     let job_hooks = hooks::job_hooks(hook_specs, &entries, &jobs, &cx)?;

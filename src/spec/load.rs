@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{JobFile, Source, yaml_error};
+use super::{JobFile, Source, many, yaml_error};
 use crate::error::SpecError;
 
 /// More jobs in flight than this is a typo, not a plan (and would exhaust file descriptors).
@@ -78,8 +78,12 @@ pub fn parse(path: &Path, text: &str) -> Result<JobFile, SpecError> {
         ));
     }
     let source = Source::new(path, text);
-    let file =
-        serde_yaml::from_str::<JobFile>(text).map_err(|e| yaml_error::from_serde(&source, &e))?;
+    let file = serde_yaml::from_str::<JobFile>(text).map_err(|e| {
+        if e.to_string().contains("more than one document") {
+            return many::second_document(&source);
+        }
+        many::with_job_errors(&source, yaml_error::from_serde(&source, &e))
+    })?;
     if let Some((line, col, tag)) = super::tags::first_refused_tag(text) {
         return Err(SpecError::at(
             path,

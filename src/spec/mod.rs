@@ -11,6 +11,7 @@ mod job;
 mod job_names;
 mod load;
 mod locate;
+mod many;
 mod scalar;
 mod streams;
 mod tags;

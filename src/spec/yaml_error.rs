@@ -32,6 +32,7 @@ pub(super) fn from_serde(source: &Source, e: &serde_yaml::Error) -> SpecError {
         message,
         hint,
         source_line: None,
+        more: Vec::new(),
     }
     .with_source(source.text)
 }

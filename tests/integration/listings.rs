@@ -8,11 +8,17 @@ use crate::helpers::{Env, Run, wait_for};
 /// `jobs/<name>` of this checkout, copied into `env` (so that runs write nothing into the
 /// checkout), and its documented commands: the comment lines that start with `orchestrate`.
 fn job_file(env: &Env, name: &str) -> Vec<String> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs").join(name);
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("jobs")
+        .join(name);
     let text = std::fs::read_to_string(&src).unwrap();
     env.write(name, &text);
     text.lines()
-        .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("orchestrate "))
+        .filter_map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .strip_prefix("orchestrate ")
+        })
         .map(|rest| rest.split(" #").next().unwrap().trim().to_string())
         .collect()
 }
@@ -35,13 +41,15 @@ fn pool_map_prints_the_list_pool_map_returns() {
     let r = run_documented(&env, &docs[0]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
-        r.stdout,
-        "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196]\n",
+        r.stdout, "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196]\n",
         "{r:?}"
     );
     // 14 items in chunks of 3: five processes.
     for i in 0..5 {
-        assert!(r.stderr.contains(&format!("ok        square[{i}]")), "{r:?}");
+        assert!(
+            r.stderr.contains(&format!("ok        square[{i}]")),
+            "{r:?}"
+        );
     }
     assert!(!r.stderr.contains("square[5]"), "{r:?}");
 }
@@ -122,7 +130,11 @@ fn df_is_recorded_as_a_completed_process() {
     for r in [&direct, &later] {
         assert_eq!(r.code, 0, "{r:?}");
         let rec = &r.json()[0];
-        assert_eq!(rec["args"], serde_json::json!(["df", "-h", "/home"]), "{rec}");
+        assert_eq!(
+            rec["args"],
+            serde_json::json!(["df", "-h", "/home"]),
+            "{rec}"
+        );
         assert_eq!(rec["returncode"], 0, "{rec}");
         assert!(
             rec["stdout"]

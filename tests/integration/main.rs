@@ -16,6 +16,7 @@ mod hardening;
 mod helpers;
 mod hooks;
 mod human_output;
+mod job_file_errors;
 mod library;
 mod listings;
 mod notify;
