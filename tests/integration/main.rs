@@ -10,6 +10,7 @@ mod crash;
 mod cron_mail;
 mod cron_ready;
 mod cron_status;
+mod daemons;
 mod flaky_slow;
 mod graph;
 mod hardening;

@@ -1,49 +1,12 @@
 //! `executor: slurm` and `executor: ssh` against a real single-node Slurm cluster and a real sshd
-//! on 127.0.0.1, started once per test binary by ../shared/cluster's scripts.
+//! on 127.0.0.1, started once per test process by ../shared/cluster's scripts and stopped when
+//! it ends (`daemons`).
 
-use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::helpers::{Env, Run, assert_gone, read_pids, skipped};
 
-pub(crate) type Exports = Vec<(String, String)>;
-
-/// The `shared/cluster` folder of the nearest ancestor that has one: `../shared` from the main
-/// checkout, `../../shared` from a worktree under `wt/`.
-fn cluster_dir() -> Result<std::path::PathBuf, String> {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/cluster"))
-        .find(|d| d.is_dir())
-        .ok_or_else(|| format!("no shared/cluster next to {} or above", here.display()))
-}
-
-/// Runs `<shared>/cluster/<script> DIR` and returns its `export` lines, or why it could not.
-fn start(script: &str, dir: &str, env: &[(&str, &str)]) -> Result<Exports, String> {
-    let path = cluster_dir()?.join(script);
-    if !path.exists() {
-        return Err(format!("{} is missing", path.display()));
-    }
-    let out = Command::new(&path)
-        .arg(dir)
-        .envs(env.iter().copied())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{script} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
-        .collect())
-}
+pub(crate) use crate::daemons::Exports;
 
 /// The daemon's exports, or `None` when it cannot run here: then `test` is skipped, and says so
 /// on stderr. Under CI the daemon must run.
@@ -52,10 +15,7 @@ fn daemon(
     what: &str,
     test: &str,
 ) -> Option<&'static Exports> {
-    let got = cell.get_or_init(|| match what {
-        "slurm" => start("slurm-up.sh", "/tmp/orch-it-slurm", &[("SLURM_CPUS", "8")]),
-        _ => start("sshd-up.sh", "/tmp/orch-it-sshd", &[("SSHD_PORT", "2233")]),
-    });
+    let got = cell.get_or_init(|| crate::daemons::start(what));
     match got {
         Ok(e) => Some(e),
         Err(why) if std::env::var_os("CI").is_some() => {

@@ -1,0 +1,179 @@
+//! The Slurm and sshd test daemons: started at most once per test process by
+//! ../shared/cluster's scripts, each in a state dir of its own (`/tmp/orch-it-<pid>-<kind>`) on
+//! free ports, and stopped when the test process ends, however it ends.
+//!
+//! libtest has no hook for the end of a run and statics are never dropped, so each daemon gets
+//! a watchdog: a shell that ignores the terminal's signals and blocks reading a pipe whose only
+//! writer is this process. The kernel closes that pipe when the process exits (pass, fail,
+//! panic, Ctrl-C, kill -9); the watchdog then runs the matching `*-down.sh DIR --rm`. Keying
+//! the dir and ports per process keeps two checkouts (or two `cargo test`s) from sharing, or
+//! stopping, each other's daemons.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+pub(crate) type Exports = Vec<(String, String)>;
+
+/// The `shared/cluster` folder of the nearest ancestor that has one: `../shared` from the main
+/// checkout, `../../shared` from a worktree under `wt/`.
+fn cluster_dir() -> Result<std::path::PathBuf, String> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/cluster"))
+        .find(|d| d.is_dir())
+        .ok_or_else(|| format!("no shared/cluster next to {} or above", here.display()))
+}
+
+/// The state dir of this process's daemon of `kind`.
+pub(crate) fn state_dir(pid: u32, kind: &str) -> String {
+    format!("/tmp/orch-it-{pid}-{kind}")
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+fn free_port() -> Result<String, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    Ok(l.local_addr()
+        .map_err(|e| e.to_string())?
+        .port()
+        .to_string())
+}
+
+/// Starts the daemon of `kind` (`slurm`, `sshd`) for this process and returns its `export`
+/// lines, or why it could not.
+pub(crate) fn start(kind: &str) -> Result<Exports, String> {
+    let dir = state_dir(std::process::id(), kind);
+    let (up, down, env) = match kind {
+        "slurm" => (
+            "slurm-up.sh",
+            "slurm-down.sh",
+            vec![
+                ("SLURM_CPUS", "8".to_string()),
+                ("SLURMCTLD_PORT", free_port()?),
+                ("SLURMD_PORT", free_port()?),
+            ],
+        ),
+        _ => (
+            "sshd-up.sh",
+            "sshd-down.sh",
+            vec![("SSHD_PORT", free_port()?)],
+        ),
+    };
+    let cluster = cluster_dir()?;
+    let up = cluster.join(up);
+    if !up.exists() {
+        return Err(format!("{} is missing", up.display()));
+    }
+    // Before the daemons: a start that fails halfway is cleaned up too.
+    stop_at_exit(&cluster.join(down), &dir)?;
+    let out = Command::new(&up)
+        .arg(&dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", up.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            up.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+        .collect())
+}
+
+/// The watchdog that runs `down DIR --rm` once this process has exited. Its stdin is a pipe
+/// whose write end (close-on-exec, so no other child holds it) is kept open until then.
+fn stop_at_exit(down: &std::path::Path, dir: &str) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .args(["-c", r#"trap '' INT TERM HUP; read _; exec "$0" "$1" --rm"#])
+        .arg(down)
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the watchdog of {dir}: {e}"))?;
+    // Never written to, never closed by us: the kernel closes it when this process exits.
+    std::mem::forget(child.stdin.take());
+    Ok(())
+}
+
+/// Processes whose command line names `needle` (pid, command line).
+pub(crate) fn naming(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) && crate::helpers::alive(pid) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_test_process_stops_the_daemons_it_started_when_it_ends() {
+    let test = "daemons::a_test_process_stops_the_daemons_it_started_when_it_ends";
+    let before: std::collections::HashSet<u32> = naming("/tmp/orch-it-")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    // This test binary again, running one Slurm and one ssh test: a test process of its own.
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "--test-threads", "2"])
+        .args([
+            "scale_out::ssh_exit_codes_and_streams_are_exact",
+            "scale_out::slurm_exit_codes_streams_job_id_and_node",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("SKIPPED: ") {
+        crate::helpers::skipped(test, &format!("the daemons cannot run here: {stderr}"));
+        return;
+    }
+    assert!(
+        out.status.success() && stdout.contains("2 passed"),
+        "{stdout}\n{stderr}"
+    );
+    // Its daemons: those naming its state dirs, or the shared fixed ones tests used before.
+    let mine = format!("/tmp/orch-it-{pid}-");
+    let left = || -> Vec<(u32, String)> {
+        naming("/tmp/orch-it-")
+            .into_iter()
+            .filter(|(p, cmd)| {
+                !before.contains(p)
+                    && (cmd.contains(&mine)
+                        || cmd.contains("/tmp/orch-it-slurm/")
+                        || cmd.contains("/tmp/orch-it-sshd/"))
+            })
+            .collect()
+    };
+    assert!(
+        crate::helpers::wait_for(std::time::Duration::from_secs(90), || left().is_empty()),
+        "still running after the test process {pid} ended: {:?}",
+        left()
+    );
+    for kind in ["slurm", "sshd"] {
+        let dir = state_dir(pid, kind);
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} was left");
+    }
+}
