@@ -21,7 +21,8 @@ pub use render::{outcome_text, record_detail, status_line, status_text, tail_lin
 pub enum OutputMode {
     /// No job output, only status lines.
     None,
-    /// The tail of stderr of each failed job (the default).
+    /// The tail of stderr of each failed job, or of its stdout (said so) when it has no
+    /// stderr (the default).
     #[default]
     Failed,
     /// Each job's stdout and stderr, whole, as each job finishes.
