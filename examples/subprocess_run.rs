@@ -5,8 +5,13 @@
 fn main() -> Result<(), orchestrate::Error> {
     let done = orchestrate::run(["df", "-h", "/"])?;
     let rec = &done.record;
-    println!("args:       {:?}", rec.args);
-    println!("{}", returncode(rec));
+    // CompletedProcess(args=['df', '-h', '/'], returncode=0), as Python shows it.
+    let args: Vec<String> = rec.args.iter().map(|a| format!("'{a}'")).collect();
+    println!(
+        "CompletedProcess(args=[{}], {})",
+        args.join(", "),
+        returncode(rec)
+    );
     println!("status:     {}", rec.status);
     println!("duration:   {:?}", rec.duration);
     print!("stdout:\n{}", done.stdout_text());

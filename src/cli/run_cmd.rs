@@ -169,9 +169,9 @@ fn resume_set(
 /// store that cannot be read is the store's (exit 70).
 fn invalid(e: store::StoreError) -> RunError {
     match e {
-        store::StoreError::NotFound(_) | store::StoreError::Empty(_) => {
-            RunError::Invalid(e.to_string())
-        }
+        store::StoreError::NotFound(_)
+        | store::StoreError::Empty(_)
+        | store::StoreError::Ambiguous(_) => RunError::Invalid(e.to_string()),
         e => RunError::Store(e),
     }
 }

@@ -34,7 +34,9 @@ impl InspectError {
             // What was named (a run, a job) is not in the history, or there is no history.
             InspectError::Store(store::StoreError::NotFound(_))
             | InspectError::Store(store::StoreError::Empty(_)) => exit::NOT_FOUND,
-            InspectError::Usage(_) => exit::USAGE,
+            InspectError::Usage(_) | InspectError::Store(store::StoreError::Ambiguous(_)) => {
+                exit::USAGE
+            }
             _ => exit::SOFTWARE,
         }
     }
