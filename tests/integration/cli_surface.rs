@@ -308,14 +308,30 @@ fn refusals_say_what_and_why_in_plain_words() {
 fn the_subprocess_example_prints_returncode_as_python_does() {
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_orchestrate"));
     let example = bin.parent().unwrap().join("examples/subprocess_run");
-    if !example.exists() {
-        let built = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "subprocess_run", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .status()
-            .expect("cargo build --example");
-        assert!(built.success());
+    // Built from the current source: `cargo test --test integration` builds no example, and
+    // one left from an earlier build would be tested instead.
+    // Without the variables cargo gave this test, which would make it build everything anew.
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME")
+            || (name.starts_with("RUST") && !name.starts_with("RUSTUP"))
+        {
+            cargo.env_remove(&*name);
+        }
     }
+    let built = cargo
+        .args([
+            "build",
+            "-q",
+            "--example",
+            "subprocess_run",
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .status()
+        .expect("cargo build --example");
+    assert!(built.success());
     let out = std::process::Command::new(&example)
         .current_dir(std::env::temp_dir())
         .output()
