@@ -145,9 +145,6 @@ pub enum Command {
         /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
-        /// Refused (`cli::parse`); its own flag, so that the global one is not shown here.
-        #[arg(long, hide = true, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
     },
     /// Print the manual page (roff), e.g. `orchestrate man | man -l -`; with --dir, write it
     /// and a page for each command into a folder.
@@ -155,9 +152,6 @@ pub enum Command {
         /// Write orchestrate.1 and orchestrate-<command>.1 for each command into DIR.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// Refused (`cli::parse`); its own flag, so that the global one is not shown here.
-        #[arg(long, hide = true, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
     },
     /// Background jobs that are running, or that ended since you last looked.
     Status {

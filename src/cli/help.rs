@@ -56,9 +56,52 @@ pub(super) const STATE_DIR_ORDER: &str = "--state-dir, else $ORCHESTRATE_STATE_D
 /// What flags before a command do (`cli::parse`).
 pub(super) const LEADING_FLAGS: &str = "Flags of a run go with a job file (orchestrate [FLAGS] JOBFILE, or orchestrate run [FLAGS] JOBFILE). Before another command, --json and --color count for the commands that have them; any other run flag, or a job file, there is a usage error.";
 
-/// The command line as `--help`, parsing and completions see it.
+/// The command line as `--help` and parsing see it.
 pub fn command() -> clap::Command {
-    Cli::command().after_help(after_help())
+    without_state_dir(Cli::command().after_help(after_help()))
+}
+
+/// The commands that have no state directory.
+pub(super) const NO_STATE_DIR: [&str; 2] = ["completions", "man"];
+
+/// `cmd` with a hidden `--state-dir` of their own on the commands that have no state
+/// directory: clap gives a global flag to every command that has none of that name, and
+/// `cli::parse` refuses this one.
+pub(super) fn without_state_dir(mut cmd: clap::Command) -> clap::Command {
+    for name in NO_STATE_DIR {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            sub.arg(
+                clap::Arg::new("state_dir")
+                    .long("state-dir")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(std::path::PathBuf))
+                    .hide(true),
+            )
+        });
+    }
+    cmd
+}
+
+/// The command line as completion scripts offer it: `--state-dir` only where it is used (the
+/// generators offer hidden flags too, so it is given to those commands alone, not global).
+pub(super) fn completion_command() -> clap::Command {
+    fn offer(cmd: clap::Command, flag: &clap::Arg) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .filter(|n| !NO_STATE_DIR.contains(&n.as_str()))
+            .collect();
+        names.iter().fold(cmd, |cmd, name| {
+            cmd.mut_subcommand(name, |sub| offer(sub.arg(flag.clone()), flag))
+        })
+    }
+    let cmd = Cli::command().mut_arg("state_dir", |a| a.global(false));
+    let flag = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == "state_dir")
+        .expect("--state-dir is defined")
+        .clone();
+    offer(cmd, &flag)
 }
 
 fn after_help() -> String {

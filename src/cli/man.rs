@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use super::args::Cli;
-use super::help::{EXIT_CODES, LEADING_FLAGS, STATE_DIR_ORDER, codes};
+use super::help::{EXIT_CODES, LEADING_FLAGS, STATE_DIR_ORDER, codes, without_state_dir};
 
 /// The top-level keys of a job file, with what each is for.
 const FILE_KEYS: &[(&str, &str)] = &[
@@ -187,7 +187,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// The command as the manual shows it: no `help` command, which has no page.
 fn man_command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = without_state_dir(Cli::command()).disable_help_subcommand(true);
     cmd.build();
     cmd
 }

@@ -76,13 +76,13 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             };
             cron_cmd::cmd_cron(args, state_dir)
         }
-        Some(Command::Completions { shell, .. }) => {
-            let mut cmd = command();
+        Some(Command::Completions { shell }) => {
+            let mut cmd = help::completion_command();
             clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
             exit::OK
         }
         Some(Command::Supervise) => crate::supervise::supervise(),
-        Some(Command::Man { dir, .. }) => man(dir.as_deref()),
+        Some(Command::Man { dir }) => man(dir.as_deref()),
         Some(other) => inspect::cmd_inspect(other, state_dir),
     }
 }

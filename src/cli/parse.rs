@@ -6,7 +6,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
 
 use super::args::{Cli, Command, CronAction, When};
-use super::help::command;
+use super::help::{NO_STATE_DIR, command};
 
 /// Parses the process's arguments; a usage error is printed and exits 2, as clap's own.
 pub fn parse() -> Cli {
@@ -32,19 +32,9 @@ fn settle_leading(cli: &mut Cli, matches: &ArgMatches) -> Result<(), String> {
     let Some((name, sub)) = matches.subcommand() else {
         return Ok(());
     };
-    let no_state_dir = matches!(
-        cli.command,
-        Some(
-            Command::Man {
-                state_dir: Some(_),
-                ..
-            } | Command::Completions {
-                state_dir: Some(_),
-                ..
-            }
-        )
-    );
-    if (cli.state_dir.is_some() || no_state_dir) && matches!(name, "man" | "completions") {
+    let own = sub.try_contains_id("state_dir").unwrap_or(false)
+        && sub.value_source("state_dir") == Some(ValueSource::CommandLine);
+    if (cli.state_dir.is_some() || own) && NO_STATE_DIR.contains(&name) {
         return Err(format!(
             "`orchestrate {name}` does not use a state directory; leave out --state-dir"
         ));

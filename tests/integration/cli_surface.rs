@@ -233,6 +233,15 @@ fn help_says_every_exit_code_and_the_real_state_dir() {
         let help = env.run(&[cmd, "--help"]);
         assert!(!help.stdout.contains("--state-dir"), "{help:?}");
     }
+    let fish = env.run(&["completions", "fish"]).stdout;
+    let offered = |cmd: &str| {
+        fish.lines().any(|l| {
+            l.contains(&format!("__fish_orchestrate_using_subcommand {cmd}\""))
+                && l.contains("-l state-dir")
+        })
+    };
+    assert!(offered("runs") && offered("show"), "{fish}");
+    assert!(!offered("man") && !offered("completions"), "{fish}");
     for argv in [
         &["man", "--state-dir", "x"][..],
         &["--state-dir", "x", "completions", "bash"],
