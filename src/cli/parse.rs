@@ -58,10 +58,16 @@ fn settle_leading(cli: &mut Cli, matches: &ArgMatches) -> Result<(), String> {
         match id {
             "json" if set_json(command)? => {}
             "color" if set_color(command, color, sub)? => {}
-            _ if name == "run" => {
+            // The command has a flag of that name (`run`: all of them; `gc --keep-runs`,
+            // `cron --log`), which it reads after its name only.
+            _ if top
+                .find_subcommand(name)
+                .is_some_and(|c| c.get_arguments().any(|a| a.get_id() == id)) =>
+            {
                 return Err(format!(
-                    "{} comes before `run`; give it after: orchestrate run [FLAGS] JOBFILE",
-                    flag(id)
+                    "{} comes before `{name}`; give it after the command: orchestrate {name} ... {}",
+                    flag(id),
+                    flag(id).rsplit('/').next().unwrap_or_default()
                 ));
             }
             _ => {
