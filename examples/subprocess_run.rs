@@ -5,8 +5,13 @@
 fn main() -> Result<(), orchestrate::Error> {
     let done = orchestrate::run(["df", "-h", "/"])?;
     let rec = &done.record;
-    println!("args:       {:?}", rec.args);
-    println!("returncode: {:?}", rec.returncode);
+    // CompletedProcess(args=['df', '-h', '/'], returncode=0), as Python shows it.
+    let args: Vec<String> = rec.args.iter().map(|a| format!("'{a}'")).collect();
+    println!(
+        "CompletedProcess(args=[{}], {})",
+        args.join(", "),
+        returncode(rec)
+    );
     println!("status:     {}", rec.status);
     println!("duration:   {:?}", rec.duration);
     print!("stdout:\n{}", done.stdout_text());
@@ -14,10 +19,19 @@ fn main() -> Result<(), orchestrate::Error> {
     // A program that does not exist is a record, not a panic (the shell would say 127).
     let missing = orchestrate::run(["no-such-program"])?;
     println!(
-        "missing:    {} ({:?}): {}",
+        "missing:    {} ({}): {}",
         missing.record.status,
-        missing.record.returncode,
+        returncode(&missing.record),
         missing.record.error.as_deref().unwrap_or("")
     );
     Ok(())
+}
+
+/// As Python shows it: `returncode=0`, or `returncode=-15` for a job killed by SIGTERM.
+fn returncode(rec: &orchestrate::CompletedProcess) -> String {
+    match (rec.returncode, rec.signal) {
+        (Some(code), _) => format!("returncode={code}"),
+        (None, Some(sig)) => format!("returncode=-{sig}"),
+        (None, None) => "returncode=None".to_string(),
+    }
 }

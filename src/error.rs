@@ -12,10 +12,16 @@ pub mod exit {
     pub const JOB_FAILED: i32 = 1;
     /// Usage error or invalid job file: no job was started.
     pub const USAGE: i32 = 2;
+    /// A run or job named on the command line is not in the history (`show RUN`, `logs JOB`).
+    pub const NOT_FOUND: i32 = 3;
     /// Another run of the same job file holds the lock.
     pub const LOCKED: i32 = 75;
     /// orchestrate could not do its own work (store unwritable, internal error).
     pub const SOFTWARE: i32 = 70;
+    /// `orchestrate wait --timeout` ran out before the jobs ended (as timeout(1) says it).
+    pub const WAIT_TIMEOUT: i32 = 124;
+    /// Interrupted by SIGHUP (128 + 1).
+    pub const SIGHUP: i32 = 129;
     /// Interrupted by SIGINT (128 + 2).
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM (128 + 15).

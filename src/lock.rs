@@ -28,15 +28,31 @@ pub struct RunLock {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "{job_file} is already running{holder}; not starting a second run (use --wait-lock to wait, or --no-lock)"
-    )]
-    Busy { job_file: String, holder: String },
+    #[error("{}", busy(job_file, holder, *waited))]
+    Busy {
+        job_file: String,
+        holder: String,
+        /// How long `--wait-lock D` waited before giving up.
+        waited: Option<Duration>,
+    },
     #[error("cannot use the lock file {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Why a run did not start: another holds the lock, and what to do about it.
+fn busy(job_file: &str, holder: &str, waited: Option<Duration>) -> String {
+    match waited {
+        None => format!(
+            "{job_file} is already running{holder}; not starting a second run (use --wait-lock to wait, or --no-lock)"
+        ),
+        Some(d) => format!(
+            "{job_file} is still running{holder} after waiting {} for it; not starting a second run (wait longer with --wait-lock, or use --no-lock)",
+            humantime::format_duration(d)
+        ),
+    }
 }
 
 /// The lock file of a job file: its name for people, a hash of its absolute path for uniqueness.
@@ -99,6 +115,10 @@ pub fn acquire(
                             String::new()
                         } else {
                             format!(" ({holder})")
+                        },
+                        waited: match mode {
+                            LockMode::Wait(limit) => limit,
+                            _ => None,
                         },
                     });
                 }

@@ -14,8 +14,7 @@ use crate::run::Survivors;
     name = "orchestrate",
     version,
     about = "Run the commands of a YAML job file with bounded concurrency, and keep a record of every job.",
-    long_about = None,
-    after_help = "Exit codes: 0 all jobs succeeded, 1 a job failed, 2 invalid job file or usage, 75 locked (or jobs of a killed run still running), 130/143 interrupted.\nRecords and output are kept under --state-dir (default ~/.local/state/orchestrate)."
+    long_about = None
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +34,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a job file and print the plan, without running anything.
     Check {
+        /// The YAML job file to check.
+        #[arg(value_name = "JOBFILE")]
         job_file: PathBuf,
         /// Print the plan as JSON.
         #[arg(long, conflicts_with = "as_cron")]
@@ -58,8 +59,10 @@ pub enum Command {
         /// Only runs started within this long ago (`1d`, `12h`).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         since: Option<Duration>,
-        #[arg(long, default_value_t = 20)]
+        /// Show at most this many runs, newest first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
+        /// One JSON object per run, per line.
         #[arg(long)]
         json: bool,
     },
@@ -77,8 +80,10 @@ pub enum Command {
     },
     /// Print a job's captured output, bytes exactly as written.
     Logs {
+        /// The job's name, as `show` lists it.
         job: String,
-        #[arg(long, default_value = "last")]
+        /// The run: an id, a unique prefix, `last` or `last~N`.
+        #[arg(long, value_name = "RUN", default_value = "last")]
         run: String,
         /// stderr instead of stdout.
         #[arg(long)]
@@ -89,20 +94,28 @@ pub enum Command {
     },
     /// One job across runs: when it ran, how it ended.
     History {
+        /// The job's name, as `show` lists it.
         job: String,
-        #[arg(long, default_value_t = 20)]
+        /// Show at most this many runs of it, newest first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
+        /// One JSON object per run of the job, per line.
         #[arg(long)]
         json: bool,
     },
     /// What changed in a job's stdout between two runs (default: its last two).
     Diff {
+        /// The job's name, as `show` lists it.
         job: String,
         /// The runs to compare (give twice: older, then newer).
         #[arg(long = "run", value_name = "RUN", num_args = 1)]
         runs: Vec<String>,
+        /// Compare stderr instead of stdout.
         #[arg(long)]
         stderr: bool,
+        /// Color the diff: auto means when stdout is a terminal and NO_COLOR is unset.
+        #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
+        color: When,
     },
     /// Print a crontab line that runs a job file on a schedule; --install adds it to your
     /// crontab. `cron status` checks the installed lines.
@@ -110,7 +123,8 @@ pub enum Command {
     Cron {
         #[command(subcommand)]
         action: Option<CronAction>,
-        #[arg(required = true)]
+        /// The YAML job file the line runs.
+        #[arg(required = true, value_name = "JOBFILE")]
         job_file: Option<PathBuf>,
         /// When to run: five cron fields (`*/15 * * * *`) or a nickname (`@daily`).
         #[arg(long, value_name = "CRON", required_unless_present = "remove")]
@@ -128,16 +142,23 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `orchestrate man | man -l -`.
-    Man,
+    /// Print the manual page (roff), e.g. `orchestrate man | man -l -`; with --dir, write it
+    /// and a page for each command into a folder.
+    Man {
+        /// Write orchestrate.1 and orchestrate-<command>.1 for each command into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Background jobs that are running, or that ended since you last looked.
     Status {
         /// Every background job on record, not only running and unseen ones.
         #[arg(long)]
         all: bool,
+        /// One JSON object per background job, per line.
         #[arg(long)]
         json: bool,
     },
@@ -146,12 +167,14 @@ pub enum Command {
     Wait {
         /// Run ids (or prefixes, `last`) and/or job names.
         targets: Vec<String>,
+        /// Give up after D (`30s`, `10m`) and exit 124 if a job still runs.
         #[arg(long, value_name = "D", value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
     /// Stop a background job (TERM to its process group, KILL after its grace) and record it as
     /// cancelled.
     Kill {
+        /// The background job's name.
         job: String,
         /// The run it belongs to (default: its latest running one).
         #[arg(long)]
@@ -159,16 +182,17 @@ pub enum Command {
     },
     #[command(name = "__supervise", hide = true)]
     Supervise,
-    /// Remove old runs and their output.
+    /// Remove old runs and their output, by at least one of the limits.
+    #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true)))]
     Gc {
         /// Keep at most this many runs.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", group = "limits")]
         keep_runs: Option<usize>,
         /// Remove runs older than this (`30d`).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "limits")]
         max_age: Option<Duration>,
         /// Keep at most this much captured output (`500M`, `2G`).
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, group = "limits")]
         max_bytes: Option<u64>,
     },
 }
@@ -199,8 +223,9 @@ pub struct RunArgs {
     /// One JSON record per line on stdout instead of the human report.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing when every job succeeds; on failure, the failed jobs and their stderr tails.
-    #[arg(short, long)]
+    /// Print nothing when every job succeeds; on failure, the failed jobs and their stderr tails
+    /// (so not with --output, whose modes it replaces).
+    #[arg(short, long, conflicts_with = "output")]
     pub quiet: bool,
     /// Progress bars: auto means when stderr is a terminal.
     #[arg(long, value_enum, default_value_t = When::Auto)]
@@ -265,6 +290,7 @@ pub enum CronAction {
     /// (due, but cron never started them), refused overlaps and failing streaks. Exits 1
     /// when a run was missed or the last run failed, so that it can be monitored itself.
     Status {
+        /// One JSON object per installed line, per line.
         #[arg(long)]
         json: bool,
     },

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::inspect::InspectError;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Sealed, Status};
-use crate::store::{RunStore, Viewer};
+use crate::store::{RunStore, StoreError, Viewer};
 
 /// A background job: its run and its record.
 type Background = (String, CompletedProcess);
@@ -92,7 +92,7 @@ pub(super) fn wait(
                 out,
                 "{pending} background job(s) still running after the timeout"
             )?;
-            return Ok(124);
+            return Ok(exit::WAIT_TIMEOUT);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -135,7 +135,7 @@ fn wait_targets(
                 if let Some(s) = crate::error::suggest(t, &names) {
                     msg.push_str(&format!("; did you mean `{s}`?"));
                 }
-                return Err(InspectError::Usage(msg));
+                return Err(InspectError::Store(StoreError::NotFound(msg)));
             }
         }
     }
@@ -160,9 +160,9 @@ pub(super) fn kill(
             && (rec.status == Status::Background || (rec.status == Status::Lost && orphaned(rec)))
             && run_id.as_ref().is_none_or(|id| id == r)
     }) else {
-        return Err(InspectError::Usage(format!(
+        return Err(InspectError::Store(StoreError::NotFound(format!(
             "no background job `{job}` is running"
-        )));
+        ))));
     };
     if rec.status == Status::Lost {
         return stop_orphan(db, &run, rec, out);

@@ -25,7 +25,7 @@ pub(super) fn cmd_cron(args: CronArgs, state_dir: Option<PathBuf>) -> i32 {
             std::path::absolute(&args.job_file).unwrap_or(args.job_file.clone())
         }
         Err(e) => {
-            let msg = format!("{}: {e}", args.job_file.display());
+            let msg = crate::error::SpecError::io(&args.job_file, &e);
             return report_error(&msg, exit::USAGE);
         }
     };

@@ -7,7 +7,10 @@ mod background;
 mod check;
 mod cron_cmd;
 mod cron_status;
+mod help;
 mod inspect;
+mod man;
+mod parse;
 mod run_cmd;
 mod settings;
 mod table;
@@ -15,6 +18,8 @@ mod table;
 use std::fmt::Display;
 
 pub use args::{Cli, Command, OnFailure, RunArgs, WaitLimit, When};
+pub use help::command;
+pub use parse::{parse, try_parse_from};
 pub use settings::{RunSettings, Selection, Terminal};
 
 use crate::error::exit;
@@ -38,8 +43,7 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
         Some(Command::Run(args)) => run_cmd::cmd_run(args, state_dir, term),
         None => {
             if cli.run.job_file.is_none() {
-                let mut cmd = <Cli as clap::CommandFactory>::command();
-                let _ = cmd.print_help();
+                let _ = command().print_help();
                 return exit::USAGE;
             }
             run_cmd::cmd_run(cli.run, state_dir, term)
@@ -73,22 +77,40 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             cron_cmd::cmd_cron(args, state_dir)
         }
         Some(Command::Completions { shell }) => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = help::completion_command();
             clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
             exit::OK
         }
         Some(Command::Supervise) => crate::supervise::supervise(),
-        Some(Command::Man) => man(),
+        Some(Command::Man { dir }) => man(dir.as_deref()),
         Some(other) => inspect::cmd_inspect(other, state_dir),
     }
 }
 
-/// `orchestrate man`: the manual page in roff.
-fn man() -> i32 {
-    let cmd = <Cli as clap::CommandFactory>::command();
-    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(e) => report_error(&e, exit::SOFTWARE),
+/// `orchestrate man`: the main manual page in roff on stdout, or with `--dir` every page
+/// written there.
+fn man(dir: Option<&std::path::Path>) -> i32 {
+    let Some(dir) = dir else {
+        return match man::main_page(&mut std::io::stdout()) {
+            Ok(()) => exit::OK,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            Err(e) => report_error(&e, exit::SOFTWARE),
+        };
+    };
+    match man::write_pages(dir) {
+        Ok(pages) => {
+            for p in pages {
+                println!("{}", p.display());
+            }
+            exit::OK
+        }
+        Err(e) => report_error(
+            &format_args!(
+                "cannot write the manual pages into {}: {}",
+                dir.display(),
+                crate::text::os_text(&e)
+            ),
+            exit::SOFTWARE,
+        ),
     }
 }

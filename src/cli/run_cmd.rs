@@ -17,6 +17,13 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
     let Some(path) = args.job_file.clone() else {
         return report_error(&"give a job file to run", exit::USAGE);
     };
+    if let Some(cmd) = mistyped_command(&path) {
+        let msg = format!(
+            "no job file `{}`; did you mean `orchestrate {cmd}`?",
+            path.display()
+        );
+        return report_error(&msg, exit::USAGE);
+    }
     let plan = match Plan::load(&path) {
         Ok(p) => p,
         Err(e) => return report_error(&e, exit::USAGE),
@@ -44,6 +51,20 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         }
         Err(e) => report_error(&format_args!("{e}; no job was started"), e.exit_code()),
     }
+}
+
+/// The command a job file that does not exist was probably meant to be (`orchestrate rnus`).
+fn mistyped_command(path: &Path) -> Option<String> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return None;
+    }
+    let word = path.to_str()?;
+    let names: Vec<String> = super::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    crate::error::suggest(word, &names)
 }
 
 /// The jobs this run starts, the records it carries over, and the run they come from.
@@ -148,9 +169,9 @@ fn resume_set(
 /// store that cannot be read is the store's (exit 70).
 fn invalid(e: store::StoreError) -> RunError {
     match e {
-        store::StoreError::NotFound(_) | store::StoreError::Empty(_) => {
-            RunError::Invalid(e.to_string())
-        }
+        store::StoreError::NotFound(_)
+        | store::StoreError::Empty(_)
+        | store::StoreError::Ambiguous(_) => RunError::Invalid(e.to_string()),
         e => RunError::Store(e),
     }
 }

@@ -63,6 +63,9 @@ pub enum StoreError {
     Empty(PathBuf),
     #[error("{0}")]
     NotFound(String),
+    /// A run id prefix that more than one run has.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error(
         "no state directory: HOME is not set and the password database has no home for this user; set ORCHESTRATE_STATE_DIR or pass --state-dir"
     )]

@@ -275,7 +275,7 @@ impl RunStore {
         match ids.len() {
             1 => Ok(ids.into_iter().next().expect("one id")),
             0 => Err(StoreError::NotFound(self.no_run_matches(spec)?)),
-            _ => Err(StoreError::NotFound(format!(
+            _ => Err(StoreError::Ambiguous(format!(
                 "`{spec}` matches several runs ({}{}); give more of the id",
                 ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
                 if ids.len() > 5 { ", ..." } else { "" }

@@ -77,7 +77,7 @@ fn kill_stops_the_job_and_records_it_cancelled() {
     let show = env.run(&["show", "--job", "forever", "--json"]).json();
     assert_eq!(show[0]["status"], "cancelled");
     let none = env.run(&["kill", "forever"]);
-    assert_eq!(none.code, 2);
+    assert_eq!(none.code, 3, "nothing of that name runs: {none:?}");
 }
 
 #[test]

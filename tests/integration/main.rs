@@ -3,6 +3,7 @@
 mod as_cron;
 mod background;
 mod bad_input;
+mod cli_surface;
 mod conditions;
 mod core;
 mod corpus;

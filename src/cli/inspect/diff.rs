@@ -1,8 +1,9 @@
 //! `orchestrate diff`: what changed in a job's output between two runs, as a unified diff.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use super::{InspectError, not_captured, read_back};
+use crate::cli::When;
 use crate::error::exit;
 use crate::exec::{Readback, Stream};
 use crate::store::RunStore;
@@ -12,6 +13,7 @@ pub(super) fn diff(
     job: &str,
     runs: &[String],
     stderr: bool,
+    color: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let (old_id, new_id) = match runs {
@@ -63,15 +65,51 @@ pub(super) fn diff(
     }
     let a = String::from_utf8_lossy(&a);
     let b = String::from_utf8_lossy(&b);
-    write!(
-        out,
-        "{}",
-        crate::text::unified_diff(
-            &a,
-            &b,
-            &format!("{job} @ {old_id}"),
-            &format!("{job} @ {new_id}")
-        )
-    )?;
+    let text = crate::text::unified_diff(
+        &a,
+        &b,
+        &format!("{job} @ {old_id}"),
+        &format!("{job} @ {new_id}"),
+    );
+    if color {
+        for line in text.split_inclusive('\n') {
+            write_colored(line, out)?;
+        }
+    } else {
+        write!(out, "{text}")?;
+    }
     Ok(exit::JOB_FAILED)
+}
+
+/// `--color`: always, never, or when stdout is a terminal and NO_COLOR is unset.
+pub(super) fn colored(when: When) -> bool {
+    match when {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// One line of a unified diff in git's colors: headers bold, hunks cyan, removed red, added
+/// green.
+fn write_colored(line: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    let code = if line.starts_with("---") || line.starts_with("+++") {
+        "1"
+    } else if line.starts_with("@@") {
+        "36"
+    } else if line.starts_with('-') {
+        "31"
+    } else if line.starts_with('+') {
+        "32"
+    } else {
+        return write!(out, "{line}");
+    };
+    let (body, end) = match line.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (line, ""),
+    };
+    write!(out, "\x1b[{code}m{body}\x1b[0m{end}")
 }

@@ -27,12 +27,15 @@ pub(super) fn gc(
         },
         None,
     )?;
+    removed(rep.runs_removed, rep.bytes_removed, out)?;
+    Ok(exit::OK)
+}
+
+/// The line `gc` ends with.
+pub(super) fn removed(runs: usize, bytes: u64, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "removed {} run{} ({} bytes of output)",
-        rep.runs_removed,
-        if rep.runs_removed == 1 { "" } else { "s" },
-        rep.bytes_removed
-    )?;
-    Ok(exit::OK)
+        "removed {runs} run{} ({bytes} bytes of output)",
+        if runs == 1 { "" } else { "s" },
+    )
 }

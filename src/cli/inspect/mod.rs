@@ -31,9 +31,12 @@ pub(super) enum InspectError {
 impl InspectError {
     fn exit_code(&self) -> i32 {
         match self {
+            // What was named (a run, a job) is not in the history, or there is no history.
             InspectError::Store(store::StoreError::NotFound(_))
-            | InspectError::Store(store::StoreError::Empty(_))
-            | InspectError::Usage(_) => exit::USAGE,
+            | InspectError::Store(store::StoreError::Empty(_)) => exit::NOT_FOUND,
+            InspectError::Usage(_) | InspectError::Store(store::StoreError::Ambiguous(_)) => {
+                exit::USAGE
+            }
             _ => exit::SOFTWARE,
         }
     }
@@ -51,15 +54,19 @@ pub(super) fn cmd_inspect(cmd: Command, state_dir: Option<PathBuf>) -> i32 {
 
 fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError> {
     let root = store::default_state_dir(state_dir.as_deref())?;
-    let mut db = match &cmd {
-        // These write the history; the others read it, and can on a read-only store.
-        Command::Gc { .. } => RunStore::open_existing_writable(&root, "`orchestrate gc`")?,
-        Command::Kill { .. } => RunStore::open_existing_writable(&root, "`orchestrate kill`")?,
-        _ => RunStore::open_existing(&root)?,
-    };
-    let db = &mut db;
     let mut out = std::io::stdout().lock();
     let out = &mut out;
+    let opened = match &cmd {
+        // These write the history; the others read it, and can on a read-only store.
+        Command::Gc { .. } => RunStore::open_existing_writable(&root, "`orchestrate gc`"),
+        Command::Kill { .. } => RunStore::open_existing_writable(&root, "`orchestrate kill`"),
+        _ => RunStore::open_existing(&root),
+    };
+    let mut db = match opened {
+        Err(store::StoreError::Empty(dir)) if lists(&cmd) => return nothing_yet(&cmd, &dir, out),
+        opened => opened?,
+    };
+    let db = &mut db;
     match cmd {
         Command::Runs {
             failed,
@@ -86,7 +93,12 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             follow,
         } => logs::logs(db, &run, &job, stderr, follow, out),
         Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
-        Command::Diff { job, runs, stderr } => diff::diff(db, &job, &runs, stderr, out),
+        Command::Diff {
+            job,
+            runs,
+            stderr,
+            color,
+        } => diff::diff(db, &job, &runs, stderr, diff::colored(color), out),
         Command::Gc {
             keep_runs,
             max_age,
@@ -100,8 +112,36 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         | Command::Cron { .. }
         | Command::Completions { .. }
         | Command::Supervise
-        | Command::Man => unreachable!("handled by main_with"),
+        | Command::Man { .. } => unreachable!("handled by main_with"),
     }
+}
+
+/// Whether the command lists what there is (so that no history is an empty list), rather
+/// than naming something that must be there (`show RUN`, `logs JOB`: not found, exit 3).
+fn lists(cmd: &Command) -> bool {
+    match cmd {
+        Command::Runs { .. } | Command::Status { .. } | Command::Gc { .. } => true,
+        Command::Wait { targets, .. } => targets.is_empty(),
+        _ => false,
+    }
+}
+
+/// What a listing command says on a state directory where nothing has run yet: what it says
+/// when there is nothing to list (no JSON lines at all), and exit 0.
+fn nothing_yet(
+    cmd: &Command,
+    dir: &std::path::Path,
+    out: &mut dyn std::io::Write,
+) -> Result<i32, InspectError> {
+    match cmd {
+        Command::Runs { json: false, .. } => {
+            eprintln!("orchestrate: no runs yet in {}", dir.display());
+        }
+        Command::Status { json: false, .. } => status::none_to_show(out)?,
+        Command::Gc { .. } => gc::removed(0, 0, out)?,
+        _ => {}
+    }
+    Ok(exit::OK)
 }
 
 /// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture

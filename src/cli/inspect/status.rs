@@ -30,10 +30,7 @@ pub(super) fn status(
             writeln!(out, "{v}")?;
         }
     } else if jobs.is_empty() {
-        writeln!(
-            out,
-            "no background jobs running or ended since last looked at"
-        )?;
+        none_to_show(out)?;
     } else {
         write_status_table(&jobs, out)?;
     }
@@ -44,6 +41,14 @@ pub(super) fn status(
         .collect();
     db.mark_seen(&ended, Viewer::Status)?;
     Ok(exit::OK)
+}
+
+/// The line `status` prints when it has no job to show.
+pub(super) fn none_to_show(out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "no background jobs running or ended since last looked at"
+    )
 }
 
 fn write_status_table(
