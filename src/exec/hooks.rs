@@ -134,6 +134,7 @@ impl Shared {
             });
             write_json_record(
                 &mut f,
+                self.opts.run_id(),
                 &sealed,
                 crate::environ::inherited_env_keys(),
                 outputs,

@@ -20,6 +20,8 @@ pub struct Reporter {
     plan: Arc<Plan>,
     /// Where this run's output is captured: the only place records' output is read from.
     captures: CaptureRoot,
+    /// The run's id, which its JSON records carry.
+    run_id: String,
     out: Box<dyn Write + Send>,
     err: Box<dyn Write + Send>,
     /// Ordered mode: finished records waiting for their turn.
@@ -42,6 +44,7 @@ impl Reporter {
         cfg: ReportConfig,
         plan: Arc<Plan>,
         captures: CaptureRoot,
+        run_id: &str,
         out: Box<dyn Write + Send>,
         err: Box<dyn Write + Send>,
     ) -> Self {
@@ -57,6 +60,7 @@ impl Reporter {
             cfg,
             plan,
             captures,
+            run_id: run_id.to_string(),
             out,
             err,
             pending: BTreeMap::new(),
@@ -183,6 +187,7 @@ impl Reporter {
             let outputs = self.outputs(rec);
             let _ = write_json_record(
                 &mut self.out,
+                &self.run_id,
                 rec,
                 crate::environ::inherited_env_keys(),
                 outputs,
@@ -236,6 +241,7 @@ impl Reporter {
                 let outputs = self.outputs(rec);
                 let _ = write_json_record(
                     &mut self.out,
+                    &self.run_id,
                     rec,
                     crate::environ::inherited_env_keys(),
                     outputs,
@@ -272,6 +278,7 @@ impl Reporter {
                 let outputs = self.outputs(&rec);
                 let _ = write_json_record(
                     &mut self.out,
+                    &self.run_id,
                     &rec,
                     crate::environ::inherited_env_keys(),
                     outputs,

@@ -16,6 +16,7 @@ mod hardening;
 mod helpers;
 mod hooks;
 mod human_output;
+mod inspect;
 mod library;
 mod notify;
 mod readback;

@@ -21,7 +21,7 @@ pub(super) fn show(
         let rec = db.record(&id, job)?;
         if json {
             let outputs = read_back_both(db.root(), &id, &rec)?;
-            report::write_json_record(out, &rec, &inherited, outputs)?;
+            report::write_json_record(out, &id, &rec, &inherited, outputs)?;
         } else {
             write!(
                 out,
@@ -35,7 +35,7 @@ pub(super) fn show(
         let root = db.root().to_path_buf();
         db.each_record(&id, |r| {
             let outputs = read_back_both(&root, &id, &r)?;
-            report::write_json_record(out, &r, &inherited, outputs)
+            report::write_json_record(out, &id, &r, &inherited, outputs)
         })?;
         return Ok(exit::OK);
     }

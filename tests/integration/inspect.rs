@@ -1,0 +1,98 @@
+//! The inspection commands as the README shows them: `logs --follow` of a background job,
+//! `logs`/`show --job` finding a job's latest run, job indexes under `--resume`/`--only`,
+//! one shape for every JSON record, and `rerun`.
+
+use crate::helpers::Env;
+
+#[test]
+fn logs_follow_keeps_printing_a_background_job_after_its_run_ended() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: bg\n    shell: 'echo first; sleep 1; echo second; sleep 1; echo third'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // The run has ended; the job still runs under its supervisor.
+    let follow = env.run(&["logs", "bg", "--follow"]);
+    assert_eq!(follow.code, 0, "{follow:?}");
+    assert_eq!(follow.stdout, "first\nsecond\nthird\n", "{follow:?}");
+}
+
+/// The keys of a JSON record, sorted.
+fn keys(rec: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = rec
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {rec}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn every_json_record_has_the_same_fields_with_its_run() {
+    let env = Env::new();
+    let yaml = "\
+hooks:
+  on_exit: {shell: 'cat > run-records.jsonl'}
+jobs:
+  - {name: ok, command: 'true'}
+  - name: bad
+    command: 'false'
+    hooks: {on_failure: {shell: 'cat > job-record.json'}}
+  - {name: sig, shell: 'kill -TERM $$'}
+  - {name: slow, command: 'sleep 5', timeout: 200ms}
+  - {name: after-bad, command: 'true', needs: [bad]}
+  - {name: bg, command: 'true', background: true}
+";
+    let r = env.run_jobs(yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let id = env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ran = r.json();
+    assert!(crate::helpers::wait_for(
+        std::time::Duration::from_secs(10),
+        || env.run(&["show", "--job", "bg", "--json"]).json()[0]["status"] == "succeeded"
+    ));
+    let shown = env.run(&["show", "--json"]).json();
+    let hook_file = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(env.path(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let history = env.run(&["history", "bad", "--json"]).json();
+    let mut all: Vec<(&str, serde_json::Value)> = Vec::new();
+    for (from, recs) in [
+        ("--json", ran),
+        ("show --json", shown),
+        ("job hook's record", hook_file("job-record.json")),
+        ("run hook's records", hook_file("run-records.jsonl")),
+        ("history --json", history),
+    ] {
+        assert!(!recs.is_empty(), "no record from {from}");
+        all.extend(recs.into_iter().map(|r| (from, r)));
+    }
+    let statuses: std::collections::BTreeSet<&str> =
+        all.iter().map(|(_, r)| r["status"].as_str().unwrap()).collect();
+    for s in ["succeeded", "failed", "timed_out", "skipped", "background"] {
+        assert!(statuses.contains(s), "no {s} record in {statuses:?}");
+    }
+    let first = keys(&all[0].1);
+    for k in ["run", "signal_name", "hook", "slurm_job_id"] {
+        assert!(first.contains(&k.to_string()), "no `{k}` in {first:?}");
+    }
+    for (from, rec) in &all {
+        assert_eq!(keys(rec), first, "{from}: {rec}");
+        assert_eq!(rec["run"], id.as_str(), "{from}: {rec}");
+    }
+    let sig = all.iter().find(|(_, r)| r["job"] == "sig").unwrap();
+    assert_eq!(sig.1["signal_name"], "SIGTERM", "{}", sig.1);
+    let ok = all.iter().find(|(_, r)| r["job"] == "ok").unwrap();
+    assert!(ok.1["signal_name"].is_null(), "{}", ok.1);
+    assert!(ok.1["hook"].is_null(), "{}", ok.1);
+}
