@@ -65,9 +65,9 @@ pub enum Command {
     },
     /// Show one run's records (default: the last run).
     Show {
-        /// Run id, unique prefix, `last` or `last~N`.
-        #[arg(default_value = "last")]
-        run: String,
+        /// Run id, unique prefix, `last` or `last~N` (default: the last run; with --job, the
+        /// job's latest run).
+        run: Option<String>,
         /// One job's record in full.
         #[arg(long, value_name = "NAME")]
         job: Option<String>,
@@ -78,8 +78,9 @@ pub enum Command {
     /// Print a job's captured output, bytes exactly as written.
     Logs {
         job: String,
-        #[arg(long, default_value = "last")]
-        run: String,
+        /// The run (default: the job's latest run).
+        #[arg(long)]
+        run: Option<String>,
         /// stderr instead of stdout.
         #[arg(long)]
         stderr: bool,

@@ -96,3 +96,33 @@ jobs:
     assert!(ok.1["signal_name"].is_null(), "{}", ok.1);
     assert!(ok.1["hook"].is_null(), "{}", ok.1);
 }
+
+#[test]
+fn logs_and_show_job_find_the_jobs_latest_run_after_another_job_file_ran() {
+    let env = Env::new();
+    env.write("greet.yaml", "jobs:\n  - {name: greet, shell: 'echo hello'}\n");
+    env.write("other.yaml", "jobs:\n  - {name: other, shell: 'echo other'}\n");
+    assert_eq!(env.run(&["greet.yaml"]).code, 0);
+    let greet_run = env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(env.run(&["other.yaml"]).code, 0);
+    let logs = env.run(&["logs", "greet"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert_eq!(logs.stdout, "hello\n");
+    let show = env.run(&["show", "--job", "greet"]);
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains(&format!("run         {greet_run}")), "{show:?}");
+    let json = env.run(&["show", "--job", "greet", "--json"]).json();
+    assert_eq!(json[0]["stdout"], "hello\n");
+    // `show` alone is the last run; an explicit --run is looked in as before.
+    assert!(env.run(&["show"]).stdout.contains("other.yaml"));
+    let explicit = env.run(&["logs", "greet", "--run", "last"]);
+    assert_ne!(explicit.code, 0, "{explicit:?}");
+    assert!(explicit.stderr.contains("greet"), "{explicit:?}");
+    // A job in no run at all is named as such.
+    let none = env.run(&["logs", "nobody"]);
+    assert_ne!(none.code, 0, "{none:?}");
+    assert!(none.stderr.contains("`nobody`"), "{none:?}");
+}

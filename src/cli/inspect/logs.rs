@@ -11,13 +11,13 @@ use crate::store::{self, RunStore};
 
 pub(super) fn logs(
     db: &mut RunStore,
-    run: &str,
+    run: Option<&str>,
     job: &str,
     stderr: bool,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let run_id = db.resolve_run(run)?;
+    let run_id = super::run_of_job(db, job, run)?;
     let stream = if stderr {
         Stream::Stderr
     } else {

@@ -78,13 +78,13 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             },
             out,
         ),
-        Command::Show { run, job, json } => show::show(db, &run, job.as_deref(), json, out),
+        Command::Show { run, job, json } => show::show(db, run.as_deref(), job.as_deref(), json, out),
         Command::Logs {
             job,
             run,
             stderr,
             follow,
-        } => logs::logs(db, &run, &job, stderr, follow, out),
+        } => logs::logs(db, run.as_deref(), &job, stderr, follow, out),
         Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
         Command::Diff { job, runs, stderr } => diff::diff(db, &job, &runs, stderr, out),
         Command::Gc {
@@ -101,6 +101,28 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         | Command::Completions { .. }
         | Command::Supervise
         | Command::Man => unreachable!("handled by main_with"),
+    }
+}
+
+/// The run to look for `job` in: `run` as given, else the job's latest run, the one `history`
+/// lists first (a run of another job file since does not hide it). A job that has no record
+/// anywhere may be running in the last run, before its first record: then the last run.
+fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String, InspectError> {
+    if let Some(run) = run {
+        return Ok(db.resolve_run(run)?);
+    }
+    match db.history(job, 1) {
+        Ok(latest) if !latest.is_empty() => Ok(latest[0].0.clone()),
+        Ok(_) => Ok(db.resolve_run("last")?),
+        Err(store::StoreError::NotFound(msg)) => {
+            let last = db.resolve_run("last")?;
+            if db.run(&last)?.status == crate::record::RunStatus::Running {
+                Ok(last)
+            } else {
+                Err(InspectError::Store(store::StoreError::NotFound(msg)))
+            }
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -10,12 +10,15 @@ use crate::store::RunStore;
 
 pub(super) fn show(
     db: &mut RunStore,
-    run: &str,
+    run: Option<&str>,
     job: Option<&str>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let id = db.resolve_run(run)?;
+    let id = match job {
+        Some(job) => super::run_of_job(db, job, run)?,
+        None => db.resolve_run(run.unwrap_or("last"))?,
+    };
     let inherited = db.run_env_keys(&id)?;
     if let Some(job) = job {
         let rec = db.record(&id, job)?;
