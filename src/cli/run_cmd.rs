@@ -73,16 +73,16 @@ fn choose_jobs(
         .iter()
         .map(|r| (r.job.clone(), r.def_hash.clone()))
         .collect();
-    let before: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
-    let skipped = plan.resume_from(&keys);
-    let still: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+    let left_out = plan.resume_from(&keys);
+    let skipped = left_out.len();
     let carried = done
         .into_iter()
-        .filter(|r| before.contains(&r.job) && !still.contains(&r.job))
-        .map(|mut r| {
+        .filter_map(|mut r| {
+            // Its job's place in the job file as it is now.
+            r.index = *left_out.get(&r.job)?;
             r.notes
                 .push(format!("succeeded in run {id}; carried over by --resume"));
-            r
+            Some(r)
         })
         .collect();
     if !settings.report.quiet && !settings.report.json {

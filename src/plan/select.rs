@@ -122,18 +122,37 @@ impl Plan {
         self.jobs = jobs;
     }
 
+    /// Where the job at `file_index` of the job file's whole plan stands in this one (a
+    /// record's `index` is its job's `file_index`), if this plan has it.
+    pub fn position(&self, file_index: usize) -> Option<usize> {
+        // Narrowing keeps the jobs in job-file order.
+        self.jobs
+            .binary_search_by_key(&file_index, |j| j.file_index)
+            .ok()
+    }
+
     /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
     /// run; what needed them runs without waiting, and what runs only if they fail is not
-    /// needed. Returns how many were left out.
-    pub fn resume_from(&mut self, succeeded: &HashSet<(String, String)>) -> usize {
-        let n = self.jobs.len();
+    /// needed. Returns the jobs left out, by name, with their place in the job file (the
+    /// records carried over for them take it).
+    pub fn resume_from(
+        &mut self,
+        succeeded: &HashSet<(String, String)>,
+    ) -> std::collections::HashMap<String, usize> {
         let keep: Vec<bool> = self
             .jobs
             .iter()
             .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
             .collect();
+        let left_out = self
+            .jobs
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| !**k)
+            .map(|(j, _)| (j.name.clone(), j.file_index))
+            .collect();
         self.retain_jobs(&keep, true);
-        n - self.jobs.len()
+        left_out
     }
 }
 

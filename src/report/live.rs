@@ -230,12 +230,14 @@ impl Reporter {
             self.failed += 1;
         }
         self.flaky += usize::from(rec.flaky);
+        // Its place in this run's plan (`rec.index` is the job file's).
+        let at = self.plan.position(rec.index).unwrap_or(rec.index);
         if let Some(b) = &mut self.bars {
-            b.job_finished(rec.index, self.failed);
+            b.job_finished(at, self.failed);
         }
         if self.cfg.json {
             if self.cfg.output == OutputMode::Ordered {
-                self.pending.insert(rec.index, rec.clone());
+                self.pending.insert(at, rec.clone());
                 self.flush_ordered();
             } else {
                 let outputs = self.outputs(rec);
@@ -264,7 +266,7 @@ impl Reporter {
             }
             OutputMode::All => self.dump(rec),
             OutputMode::Ordered => {
-                self.pending.insert(rec.index, rec.clone());
+                self.pending.insert(at, rec.clone());
                 self.flush_ordered();
             }
             OutputMode::None | OutputMode::Stream => {}

@@ -62,14 +62,8 @@ pub fn run_plan(
     let (plan, history) = history::settle(plan, &recent);
     let plan = Arc::new(plan);
     let files = CaptureRoot(dir.clone());
-    let mut reporter = Reporter::new(
-        opts.report.clone(),
-        plan.clone(),
-        files.clone(),
-        &run_id,
-        out,
-        err,
-    );
+    let cfg = opts.report.clone();
+    let mut reporter = Reporter::new(cfg, plan.clone(), files.clone(), &run_id, out, err);
     if let Some(f) = &mut log_file {
         reporter = log::attach(f, reporter, (&run_id, job_file.as_deref()), &opts, &plan)?;
     }
@@ -163,7 +157,8 @@ fn start_consumer(
 ) -> std::thread::JoinHandle<consume::Consumed> {
     let keep_records = opts.keep_records;
     let run_id = run_id.to_string();
-    let gather = (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir, &run_id));
+    let gather =
+        (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir, &run_id));
     std::thread::Builder::new()
         .name("orchestrate-events".into())
         .spawn(move || consume::consume(rx, reporter, db, run_id, keep_records, gather))

@@ -77,8 +77,10 @@ jobs:
         assert!(!recs.is_empty(), "no record from {from}");
         all.extend(recs.into_iter().map(|r| (from, r)));
     }
-    let statuses: std::collections::BTreeSet<&str> =
-        all.iter().map(|(_, r)| r["status"].as_str().unwrap()).collect();
+    let statuses: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|(_, r)| r["status"].as_str().unwrap())
+        .collect();
     for s in ["succeeded", "failed", "timed_out", "skipped", "background"] {
         assert!(statuses.contains(s), "no {s} record in {statuses:?}");
     }
@@ -100,8 +102,14 @@ jobs:
 #[test]
 fn logs_and_show_job_find_the_jobs_latest_run_after_another_job_file_ran() {
     let env = Env::new();
-    env.write("greet.yaml", "jobs:\n  - {name: greet, shell: 'echo hello'}\n");
-    env.write("other.yaml", "jobs:\n  - {name: other, shell: 'echo other'}\n");
+    env.write(
+        "greet.yaml",
+        "jobs:\n  - {name: greet, shell: 'echo hello'}\n",
+    );
+    env.write(
+        "other.yaml",
+        "jobs:\n  - {name: other, shell: 'echo other'}\n",
+    );
     assert_eq!(env.run(&["greet.yaml"]).code, 0);
     let greet_run = env.run(&["runs", "--json"]).json()[0]["id"]
         .as_str()
@@ -113,7 +121,10 @@ fn logs_and_show_job_find_the_jobs_latest_run_after_another_job_file_ran() {
     assert_eq!(logs.stdout, "hello\n");
     let show = env.run(&["show", "--job", "greet"]);
     assert_eq!(show.code, 0, "{show:?}");
-    assert!(show.stdout.contains(&format!("run         {greet_run}")), "{show:?}");
+    assert!(
+        show.stdout.contains(&format!("run         {greet_run}")),
+        "{show:?}"
+    );
     let json = env.run(&["show", "--job", "greet", "--json"]).json();
     assert_eq!(json[0]["stdout"], "hello\n");
     // `show` alone is the last run; an explicit --run is looked in as before.
@@ -125,4 +136,73 @@ fn logs_and_show_job_find_the_jobs_latest_run_after_another_job_file_ran() {
     let none = env.run(&["logs", "nobody"]);
     assert_ne!(none.code, 0, "{none:?}");
     assert!(none.stderr.contains("`nobody`"), "{none:?}");
+}
+
+/// `(index, job)` of each record, as `show --json` lists them.
+fn indexes(env: &Env) -> Vec<(u64, String)> {
+    env.run(&["show", "--json"])
+        .json()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["job"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn records_keep_their_job_file_index_under_resume_only_and_skip() {
+    let env = Env::new();
+    let yaml = "jobs:
+  - {name: first, command: 'true'}
+  - {name: flaky, shell: 'test -e fixed'}
+  - {name: third, command: 'true'}
+  - {name: fourth, command: 'true', needs: [flaky]}
+";
+    let full = |names: &[&str]| -> Vec<(u64, String)> {
+        let all = ["first", "flaky", "third", "fourth"];
+        names
+            .iter()
+            .map(|n| {
+                (
+                    all.iter().position(|a| a == n).unwrap() as u64,
+                    n.to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(env.run_jobs(yaml, &[]).code, 1);
+    assert_eq!(indexes(&env), full(&["first", "flaky", "third", "fourth"]));
+    env.write("fixed", "");
+    let resumed = env.run_jobs(yaml, &["--resume", "last", "--json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    // The jobs run again and the records carried over, each at its place in the job file,
+    // and `show` in that order.
+    let ran: Vec<(u64, String)> = resumed
+        .json()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["job"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ran, full(&["flaky", "fourth"]), "{resumed:?}");
+    assert_eq!(indexes(&env), full(&["first", "flaky", "third", "fourth"]));
+    let table = env.run(&["show"]).stdout;
+    let rows: Vec<&str> = table.lines().skip(2).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for (row, (i, name)) in rows
+        .iter()
+        .zip(full(&["first", "flaky", "third", "fourth"]))
+    {
+        assert!(row.starts_with(&format!("{i:<6} {name} ")), "{table}");
+    }
+    assert_eq!(env.run_jobs(yaml, &["--only", "third"]).code, 0);
+    assert_eq!(indexes(&env), full(&["third"]));
+    assert_eq!(env.run_jobs(yaml, &["--skip", "first,third"]).code, 0);
+    assert_eq!(indexes(&env), full(&["flaky", "fourth"]));
 }

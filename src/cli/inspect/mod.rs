@@ -78,7 +78,9 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             },
             out,
         ),
-        Command::Show { run, job, json } => show::show(db, run.as_deref(), job.as_deref(), json, out),
+        Command::Show { run, job, json } => {
+            show::show(db, run.as_deref(), job.as_deref(), json, out)
+        }
         Command::Logs {
             job,
             run,
