@@ -105,6 +105,22 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
     },
+    /// Run one recorded job again, as a new run: the command line and directory its record
+    /// holds, the environment its job file gives it now. Exit code as a run's.
+    Rerun {
+        /// The run that ran it: id, unique prefix, `last` or `last~N`.
+        run: String,
+        job: String,
+        /// Also the jobs that need it, directly or not (after it, in need order).
+        #[arg(long)]
+        with_dependents: bool,
+        /// One JSON record per line on stdout instead of the human report.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing when every job succeeds.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Print a crontab line that runs a job file on a schedule; --install adds it to your
     /// crontab. `cron status` checks the installed lines.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

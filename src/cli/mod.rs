@@ -8,6 +8,7 @@ mod check;
 mod cron_cmd;
 mod cron_status;
 mod inspect;
+mod rerun;
 mod run_cmd;
 mod settings;
 mod table;
@@ -76,6 +77,22 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
             exit::OK
+        }
+        Some(Command::Rerun {
+            run,
+            job,
+            with_dependents,
+            json,
+            quiet,
+        }) => {
+            let a = rerun::Rerun {
+                run,
+                job,
+                with_dependents,
+                json,
+                quiet,
+            };
+            rerun::cmd_rerun(a, state_dir, term)
         }
         Some(Command::Supervise) => crate::supervise::supervise(),
         Some(Command::Man) => man(),

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::args::RunArgs;
-use super::settings::{RunSettings, Selection, Terminal};
+use super::settings::{RunSettings, Terminal};
 use super::{report_error, report_warning};
 use crate::error::exit;
 use crate::plan::Plan;
@@ -25,11 +25,20 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         report_warning(&w);
     }
     let settings = RunSettings::resolve(args, state_dir, &plan, term);
-    let (plan, carried, resumed) = match choose_jobs(plan, &path, &settings) {
-        Ok(Some(chosen)) => chosen,
-        Ok(None) => return exit::OK,
-        Err(e) => return report_error(&e, e.exit_code()),
-    };
+    match choose_jobs(plan, &path, &settings) {
+        Ok(Some((plan, carried, resumed))) => run_chosen(plan, settings, carried, resumed),
+        Ok(None) => exit::OK,
+        Err(e) => report_error(&e, e.exit_code()),
+    }
+}
+
+/// Runs the chosen jobs of the job file the plan came from (`rerun` too); returns the exit code.
+pub(super) fn run_chosen(
+    plan: Plan,
+    settings: RunSettings,
+    carried: Vec<CompletedProcess>,
+    resumed: Option<String>,
+) -> i32 {
     match run::run_plan(
         plan,
         settings.run_options(carried, resumed),
@@ -37,9 +46,7 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         Box::new(std::io::stderr()),
     ) {
         Ok(outcome) => {
-            for w in &outcome.warnings {
-                report_warning(w);
-            }
+            outcome.warnings.iter().for_each(|w| report_warning(w));
             outcome.exit_code
         }
         Err(e) => report_error(&format_args!("{e}; no job was started"), e.exit_code()),
@@ -56,16 +63,11 @@ fn choose_jobs(
     path: &Path,
     settings: &RunSettings,
 ) -> Result<Option<Chosen>, RunError> {
-    let Selection {
-        only,
-        skip,
-        with_deps,
-        resume,
-    } = &settings.selection;
+    let sel = &settings.selection;
     let mut plan = plan
-        .select(only, skip, *with_deps)
+        .select(&sel.only, &sel.skip, sel.with_deps)
         .map_err(RunError::Invalid)?;
-    let Some(from) = resume else {
+    let Some(from) = &sel.resume else {
         return Ok(Some((plan, Vec::new(), None)));
     };
     let (id, done) = resume_set(settings, from, path)?;
@@ -157,7 +159,7 @@ fn invalid(e: store::StoreError) -> RunError {
 
 /// Like cron and sudo with their files: a job file that others can change, run as root, runs
 /// their commands as root.
-fn unsafe_job_file(path: &Path) -> Option<String> {
+pub(super) fn unsafe_job_file(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if !crate::sys::is_root() {
         return None;

@@ -1,6 +1,8 @@
-//! Choosing which jobs of a plan run: `--only`/`--skip` selections and `--resume`.
+//! Choosing which jobs of a plan run: `--only`/`--skip` selections, `--resume`, and `rerun`'s
+//! one job (with what needs it).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use super::{Condition, Plan};
 
@@ -120,6 +122,38 @@ impl Plan {
             });
         }
         self.jobs = jobs;
+    }
+
+    /// Keeps only the job named `name` (exactly: one item of a fanned-out job) for `rerun`, and
+    /// with `dependents` every job that needs it, directly or not; their needs on the jobs
+    /// left out are forgotten, so they run in need order after it. `None`: no such job.
+    pub fn rerun_of(mut self, name: &str, dependents: bool) -> Option<Plan> {
+        let at = self.jobs.iter().position(|j| j.name == name)?;
+        let mut keep = vec![false; self.jobs.len()];
+        keep[at] = true;
+        let mut changed = dependents;
+        while changed {
+            changed = false;
+            for i in 0..keep.len() {
+                if !keep[i] && self.jobs[i].needed_jobs().any(|d| keep[d]) {
+                    keep[i] = true;
+                    changed = true;
+                }
+            }
+        }
+        self.retain_jobs(&keep, false);
+        Some(self)
+    }
+
+    /// The job named `name` given another command line and directory (`rerun` runs the ones
+    /// its record holds); its definition hash follows, as it says what the record ran.
+    pub fn with_command(mut self, name: &str, argv: Vec<String>, cwd: Option<PathBuf>) -> Plan {
+        if let Some(j) = self.jobs.iter_mut().find(|j| j.name == name) {
+            j.argv = argv;
+            j.cwd = cwd;
+            j.def_hash = super::definition_hash(j);
+        }
+        self
     }
 
     /// Where the job at `file_index` of the job file's whole plan stands in this one (a

@@ -206,3 +206,82 @@ fn records_keep_their_job_file_index_under_resume_only_and_skip() {
     assert_eq!(env.run_jobs(yaml, &["--skip", "first,third"]).code, 0);
     assert_eq!(indexes(&env), full(&["flaky", "fourth"]));
 }
+
+#[test]
+fn rerun_runs_one_recorded_job_again_as_a_new_run() {
+    let env = Env::new();
+    let yaml = |greeting: &str, cmd: &str| {
+        format!(
+            "env: {{GREETING: {greeting}}}
+jobs:
+  - {{name: build, shell: '{cmd}'}}
+  - {{name: test, shell: 'echo test >> order.log; exit $FAIL', needs: [build], env: {{FAIL: '0'}}}}
+  - {{name: deploy, shell: 'echo deploy >> order.log', needs: [test]}}
+  - {{name: other, shell: 'echo other >> order.log'}}
+"
+        )
+    };
+    let build = "echo build >> order.log; echo $GREETING";
+    env.write("jobs.yaml", &yaml("hello", build));
+    assert_eq!(env.run(&["jobs.yaml"]).code, 0);
+    let first = env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(env.path("order.log")).unwrap();
+    // The environment is the job file's as it is now.
+    env.write("jobs.yaml", &yaml("bonjour", build));
+    let r = env.run(&["rerun", &first, "build", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["stdout"], "bonjour\n");
+    assert_eq!(recs[0]["index"], 0);
+    let runs = env.run(&["runs", "--json"]).json();
+    assert_eq!(runs.len(), 2, "a new run");
+    assert_eq!(recs[0]["run"], runs[0]["id"]);
+    assert_eq!(std::fs::read_to_string(env.path("order.log")).unwrap(), "build\n");
+    let shown = env.run(&["show", "--json"]).json();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    // With what needs it, in need order; nothing else.
+    std::fs::remove_file(env.path("order.log")).unwrap();
+    let r = env.run(&["rerun", &first, "build", "--with-dependents"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("order.log")).unwrap(),
+        "build\ntest\ndeploy\n"
+    );
+    assert!(r.stderr.contains("with 2 jobs that need it"), "{r:?}");
+    // Its exit code is a run's.
+    env.write("jobs.yaml", &yaml("hello", build).replace("FAIL: '0'", "FAIL: '3'"));
+    let r = env.run(&["rerun", &first, "test"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    // A job changed since: the command it ran then, and a note saying so.
+    env.write("jobs.yaml", &yaml("hello", "echo changed"));
+    let r = env.run(&["rerun", &first, "build", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()[0]["stdout"], "hello\n", "{r:?}");
+    assert!(r.stderr.contains("changed in its job file since"), "{r:?}");
+    assert!(r.stderr.contains("echo changed"), "{r:?}");
+}
+
+#[test]
+fn rerun_names_the_job_file_and_the_job_it_cannot_find() {
+    let env = Env::new();
+    env.write("jobs.yaml", "jobs:\n  - {name: build, command: 'true'}\n");
+    assert_eq!(env.run(&["jobs.yaml"]).code, 0);
+    env.write("jobs.yaml", "jobs:\n  - {name: make, command: 'true'}\n");
+    let r = env.run(&["rerun", "last", "build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no longer has a job `build`"), "{r:?}");
+    assert!(r.stderr.contains("jobs.yaml"), "{r:?}");
+    std::fs::remove_file(env.path("jobs.yaml")).unwrap();
+    let r = env.run(&["rerun", "last", "build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("jobs.yaml is gone"), "{r:?}");
+    assert!(r.stderr.contains("`build`"), "{r:?}");
+    assert_eq!(env.run(&["runs", "--json"]).json().len(), 1, "no run started");
+    let r = env.run(&["rerun", "last", "nosuch"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("nosuch"), "{r:?}");
+}

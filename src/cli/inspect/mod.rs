@@ -29,7 +29,7 @@ pub(super) enum InspectError {
 }
 
 impl InspectError {
-    fn exit_code(&self) -> i32 {
+    pub(super) fn exit_code(&self) -> i32 {
         match self {
             InspectError::Store(store::StoreError::NotFound(_))
             | InspectError::Store(store::StoreError::Empty(_))
@@ -98,6 +98,7 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         Command::Wait { targets, timeout } => background::wait(db, &targets, timeout, out),
         Command::Kill { job, run } => background::kill(db, &job, run.as_deref(), out),
         Command::Run(_)
+        | Command::Rerun { .. }
         | Command::Check { .. }
         | Command::Cron { .. }
         | Command::Completions { .. }
