@@ -18,6 +18,49 @@ fn logs_follow_keeps_printing_a_background_job_after_its_run_ended() {
     assert_eq!(follow.stdout, "first\nsecond\nthird\n", "{follow:?}");
 }
 
+#[test]
+fn logs_follow_of_a_running_job_whose_output_goes_to_its_own_file_says_so() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: bg\n    shell: 'echo first; sleep 30'\n    background: true\n    stdout: {file: own.log}\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // As without --follow: there is nothing here to follow (before: silence until the job
+    // ended, exit 0).
+    let follow = env.run(&["logs", "bg", "--follow"]);
+    assert_eq!(follow.code, 2, "{follow:?}");
+    assert!(
+        follow.stderr.contains("was not captured; it went to") && follow.stderr.contains("own.log"),
+        "{follow:?}"
+    );
+    assert_eq!(env.run(&["kill", "bg"]).code, 0);
+}
+
+#[test]
+fn logs_follow_follows_the_run_in_which_a_job_runs_again() {
+    let env = Env::new();
+    let yaml = "jobs:\n  - name: ticker\n    shell: 'echo start; test -e go || exit 0; for i in 1 2 3; do echo tick $i; sleep 0.3; done'\n";
+    assert_eq!(env.run_jobs(yaml, &[]).code, 0);
+    env.write("go", "");
+    let mut run = env.spawn(&["jobs.yaml"]);
+    // The new run's capture file is there: `logs` follows that run, not the one before.
+    assert!(crate::helpers::wait_for(std::time::Duration::from_secs(10), || {
+        let ids = env.run(&["runs", "--json"]).json();
+        ids.len() == 2
+            && env
+                .state()
+                .join("runs")
+                .join(ids[0]["id"].as_str().unwrap())
+                .join("ticker/stdout")
+                .exists()
+    }));
+    let follow = env.run(&["logs", "ticker", "--follow"]);
+    assert_eq!(follow.code, 0, "{follow:?}");
+    assert_eq!(follow.stdout, "start\ntick 1\ntick 2\ntick 3\n", "{follow:?}");
+    assert!(run.wait().unwrap().success());
+}
+
 /// The keys of a JSON record, sorted.
 fn keys(rec: &serde_json::Value) -> Vec<String> {
     let mut k: Vec<String> = rec
@@ -240,7 +283,10 @@ jobs:
     let runs = env.run(&["runs", "--json"]).json();
     assert_eq!(runs.len(), 2, "a new run");
     assert_eq!(recs[0]["run"], runs[0]["id"]);
-    assert_eq!(std::fs::read_to_string(env.path("order.log")).unwrap(), "build\n");
+    assert_eq!(
+        std::fs::read_to_string(env.path("order.log")).unwrap(),
+        "build\n"
+    );
     let shown = env.run(&["show", "--json"]).json();
     assert_eq!(shown.len(), 1, "{shown:?}");
     // With what needs it, in need order; nothing else.
@@ -253,7 +299,10 @@ jobs:
     );
     assert!(r.stderr.contains("with 2 jobs that need it"), "{r:?}");
     // Its exit code is a run's.
-    env.write("jobs.yaml", &yaml("hello", build).replace("FAIL: '0'", "FAIL: '3'"));
+    env.write(
+        "jobs.yaml",
+        &yaml("hello", build).replace("FAIL: '0'", "FAIL: '3'"),
+    );
     let r = env.run(&["rerun", &first, "test"]);
     assert_eq!(r.code, 1, "{r:?}");
     // A job changed since: the command it ran then, and a note saying so.
@@ -280,7 +329,11 @@ fn rerun_names_the_job_file_and_the_job_it_cannot_find() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("jobs.yaml is gone"), "{r:?}");
     assert!(r.stderr.contains("`build`"), "{r:?}");
-    assert_eq!(env.run(&["runs", "--json"]).json().len(), 1, "no run started");
+    assert_eq!(
+        env.run(&["runs", "--json"]).json().len(),
+        1,
+        "no run started"
+    );
     let r = env.run(&["rerun", "last", "nosuch"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("nosuch"), "{r:?}");

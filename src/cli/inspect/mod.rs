@@ -108,23 +108,25 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
 }
 
 /// The run to look for `job` in: `run` as given, else the job's latest run, the one `history`
-/// lists first (a run of another job file since does not hide it). A job that has no record
-/// anywhere may be running in the last run, before its first record: then the last run.
+/// lists first (a run of another job file since does not hide it). A job in the last run
+/// while it runs may have output and no record yet: then the last run.
 fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String, InspectError> {
     if let Some(run) = run {
         return Ok(db.resolve_run(run)?);
     }
+    let last = db.resolve_run("last")?;
+    let running = db.run(&last)?.status == crate::record::RunStatus::Running;
+    let files = CaptureRoot(db.run_dir(&last));
+    if running
+        && (files.open(job, Stream::Stdout)?.is_some()
+            || files.open(job, Stream::Stderr)?.is_some())
+    {
+        return Ok(last);
+    }
     match db.history(job, 1) {
         Ok(latest) if !latest.is_empty() => Ok(latest[0].0.clone()),
-        Ok(_) => Ok(db.resolve_run("last")?),
-        Err(store::StoreError::NotFound(msg)) => {
-            let last = db.resolve_run("last")?;
-            if db.run(&last)?.status == crate::record::RunStatus::Running {
-                Ok(last)
-            } else {
-                Err(InspectError::Store(store::StoreError::NotFound(msg)))
-            }
-        }
+        Err(store::StoreError::NotFound(_)) if running => Ok(last),
+        Ok(_) => Ok(last),
         Err(e) => Err(e.into()),
     }
 }
