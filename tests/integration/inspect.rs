@@ -45,19 +45,25 @@ fn logs_follow_follows_the_run_in_which_a_job_runs_again() {
     env.write("go", "");
     let mut run = env.spawn(&["jobs.yaml"]);
     // The new run's capture file is there: `logs` follows that run, not the one before.
-    assert!(crate::helpers::wait_for(std::time::Duration::from_secs(10), || {
-        let ids = env.run(&["runs", "--json"]).json();
-        ids.len() == 2
-            && env
-                .state()
-                .join("runs")
-                .join(ids[0]["id"].as_str().unwrap())
-                .join("ticker/stdout")
-                .exists()
-    }));
+    assert!(crate::helpers::wait_for(
+        std::time::Duration::from_secs(10),
+        || {
+            let ids = env.run(&["runs", "--json"]).json();
+            ids.len() == 2
+                && env
+                    .state()
+                    .join("runs")
+                    .join(ids[0]["id"].as_str().unwrap())
+                    .join("ticker/stdout")
+                    .exists()
+        }
+    ));
     let follow = env.run(&["logs", "ticker", "--follow"]);
     assert_eq!(follow.code, 0, "{follow:?}");
-    assert_eq!(follow.stdout, "start\ntick 1\ntick 2\ntick 3\n", "{follow:?}");
+    assert_eq!(
+        follow.stdout, "start\ntick 1\ntick 2\ntick 3\n",
+        "{follow:?}"
+    );
     assert!(run.wait().unwrap().success());
 }
 
