@@ -64,8 +64,8 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
     if let Some(w) = unsafe_job_file(&path) {
         report_warning(&w);
     }
-    if let Some(n) = note {
-        report_warning(&n);
+    if let Some(n) = &note {
+        report_warning(n);
     }
     if !a.quiet && !a.json {
         let others = plan.jobs.len() - 1;
@@ -85,7 +85,13 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
         quiet: a.quiet,
         ..Default::default()
     };
-    let settings = RunSettings::resolve(args, state_dir, &plan, term);
+    let mut settings = RunSettings::resolve(args, state_dir, &plan, term);
+    // The new record says where it comes from, and what changed since.
+    let name = a.job.clone();
+    settings.notes = std::iter::once(format!("rerun of run {id}"))
+        .chain(note)
+        .map(|n| (name.clone(), n))
+        .collect();
     run_chosen(plan, settings, Vec::new(), None)
 }
 

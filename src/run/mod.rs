@@ -59,7 +59,7 @@ pub fn run_plan(
         recent,
     } = capture::prepare(&plan, &opts, started)
         .inspect_err(|e| log::refused(log_file.as_mut(), job_file.as_deref(), e))?;
-    let (plan, history) = history::settle(plan, &recent);
+    let (plan, history) = history::settle(plan, &recent, &opts.notes);
     let plan = Arc::new(plan);
     let files = CaptureRoot(dir.clone());
     let cfg = opts.report.clone();

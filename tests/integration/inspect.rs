@@ -286,6 +286,11 @@ jobs:
     assert_eq!(recs.len(), 1, "{r:?}");
     assert_eq!(recs[0]["stdout"], "bonjour\n");
     assert_eq!(recs[0]["index"], 0);
+    assert_eq!(
+        recs[0]["notes"][0],
+        format!("rerun of run {first}"),
+        "{r:?}"
+    );
     let runs = env.run(&["runs", "--json"]).json();
     assert_eq!(runs.len(), 2, "a new run");
     assert_eq!(recs[0]["run"], runs[0]["id"]);
@@ -315,8 +320,11 @@ jobs:
     env.write("jobs.yaml", &yaml("hello", "echo changed"));
     let r = env.run(&["rerun", &first, "build", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.json()[0]["stdout"], "hello\n", "{r:?}");
+    let rec = &r.json()[0];
+    assert_eq!(rec["stdout"], "hello\n", "{r:?}");
     assert!(r.stderr.contains("changed in its job file since"), "{r:?}");
+    let notes = rec["notes"].to_string();
+    assert!(notes.contains("changed in its job file since"), "{rec}");
     assert!(r.stderr.contains("echo changed"), "{r:?}");
 }
 
