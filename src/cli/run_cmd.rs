@@ -63,11 +63,11 @@ fn choose_jobs(
     path: &Path,
     settings: &RunSettings,
 ) -> Result<Option<Chosen>, RunError> {
-    let sel = &settings.selection;
+    let s = &settings.selection;
     let mut plan = plan
-        .select(&sel.only, &sel.skip, sel.with_deps)
+        .select(&s.only, &s.skip, s.with_deps)
         .map_err(RunError::Invalid)?;
-    let Some(from) = &sel.resume else {
+    let Some(from) = &s.resume else {
         return Ok(Some((plan, Vec::new(), None)));
     };
     let (id, done) = resume_set(settings, from, path)?;
