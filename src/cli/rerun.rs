@@ -92,7 +92,7 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
         .chain(note)
         .map(|n| (name.clone(), n))
         .collect();
-    run_chosen(plan, settings, Vec::new(), None)
+    run_chosen((plan, Vec::new(), None), settings)
 }
 
 /// The run, the job's record in it, and the job file the run ran.

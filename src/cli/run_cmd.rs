@@ -26,19 +26,14 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
     }
     let settings = RunSettings::resolve(args, state_dir, &plan, term);
     match choose_jobs(plan, &path, &settings) {
-        Ok(Some((plan, carried, resumed))) => run_chosen(plan, settings, carried, resumed),
+        Ok(Some(chosen)) => run_chosen(chosen, settings),
         Ok(None) => exit::OK,
         Err(e) => report_error(&e, e.exit_code()),
     }
 }
 
 /// Runs the chosen jobs of the job file the plan came from (`rerun` too); returns the exit code.
-pub(super) fn run_chosen(
-    plan: Plan,
-    settings: RunSettings,
-    carried: Vec<CompletedProcess>,
-    resumed: Option<String>,
-) -> i32 {
+pub(super) fn run_chosen((plan, carried, resumed): Chosen, settings: RunSettings) -> i32 {
     match run::run_plan(
         plan,
         settings.run_options(carried, resumed),
@@ -54,7 +49,7 @@ pub(super) fn run_chosen(
 }
 
 /// The jobs this run starts, the records it carries over, and the run they come from.
-type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
+pub(super) type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
 
 /// The plan narrowed to the jobs this run starts, with the records it carries over from the
 /// run it resumes; `None` when `--resume` found every job already succeeded.
