@@ -352,3 +352,32 @@ fn rerun_names_the_job_file_and_the_job_it_cannot_find() {
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("nosuch"), "{r:?}");
 }
+
+#[test]
+fn rerun_of_a_record_that_hides_a_secret_runs_the_job_files_command() {
+    let env = Env::new();
+    let yaml = |extra: &str| {
+        format!(
+            "secret_env: [TOKEN]\nenv: {{TOKEN: s3cr3t-value-long}}\njobs:\n  - name: call\n    command: [sh, -c, 'test \"$1\" = \"$TOKEN\" && echo same{extra}', x, s3cr3t-value-long]\n"
+        )
+    };
+    env.write("jobs.yaml", &yaml(""));
+    assert_eq!(env.run(&["jobs.yaml"]).code, 0);
+    let shown = env.run(&["show", "--job", "call", "--json"]).json();
+    assert!(shown[0]["args"].to_string().contains("[REDACTED]"), "{shown:?}");
+    // Unchanged: the job file's command is the recorded one, secret and all.
+    let r = env.run(&["rerun", "last", "call", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()[0]["stdout"], "same\n", "{r:?}");
+    assert!(!r.stderr.contains("changed"), "{r:?}");
+    // Changed: the record cannot be run as it stands; the job file's command runs.
+    env.write("jobs.yaml", &yaml(" again"));
+    let r = env.run(&["rerun", "last", "call", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()[0]["stdout"], "same again\n", "{r:?}");
+    assert!(r.stderr.contains("hides a secret"), "{r:?}");
+    assert!(
+        crate::helpers::files_holding(&env.state(), "s3cr3t-value-long").is_empty(),
+        "the secret reached the store"
+    );
+}
