@@ -209,6 +209,8 @@ impl Shared {
         let status = rec.status;
         let what = describe(&rec);
         let mut rec = rec;
+        // The job's place in the job file, whatever a back end made of it.
+        rec.index = queue.job(index).file_index;
         if rec.status == Status::Cancelled && rec.error.is_none() {
             // Why it was stopped: the halt policy, or the user.
             let by_halt = st

@@ -364,7 +364,10 @@ fn rerun_of_a_record_that_hides_a_secret_runs_the_job_files_command() {
     env.write("jobs.yaml", &yaml(""));
     assert_eq!(env.run(&["jobs.yaml"]).code, 0);
     let shown = env.run(&["show", "--job", "call", "--json"]).json();
-    assert!(shown[0]["args"].to_string().contains("[REDACTED]"), "{shown:?}");
+    assert!(
+        shown[0]["args"].to_string().contains("[REDACTED]"),
+        "{shown:?}"
+    );
     // Unchanged: the job file's command is the recorded one, secret and all.
     let r = env.run(&["rerun", "last", "call", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
