@@ -105,11 +105,14 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
     },
-    /// Run one recorded job again, as a new run: the command line and directory its record
-    /// holds, the environment its job file gives it now. Exit code as a run's.
+    /// Run one recorded job again, as a new run of its job file.
+    ///
+    /// The job gets the command line and directory its record holds and the environment its
+    /// job file gives it now. Report and exit code as a run's.
     Rerun {
         /// The run that ran it: id, unique prefix, `last` or `last~N`.
         run: String,
+        /// The job's name in that run.
         job: String,
         /// Also the jobs that need it, directly or not (after it, in need order).
         #[arg(long)]
