@@ -68,9 +68,9 @@ pub enum Command {
     },
     /// Show one run's records (default: the last run).
     Show {
-        /// Run id, unique prefix, `last` or `last~N`.
-        #[arg(default_value = "last")]
-        run: String,
+        /// Run id, unique prefix, `last` or `last~N` (default: the last run; with --job, the
+        /// job's latest run).
+        run: Option<String>,
         /// One job's record in full.
         #[arg(long, value_name = "NAME")]
         job: Option<String>,
@@ -82,9 +82,9 @@ pub enum Command {
     Logs {
         /// The job's name, as `show` lists it.
         job: String,
-        /// The run: an id, a unique prefix, `last` or `last~N`.
-        #[arg(long, value_name = "RUN", default_value = "last")]
-        run: String,
+        /// The run: an id, a unique prefix, `last` or `last~N` (default: the job's latest run).
+        #[arg(long, value_name = "RUN")]
+        run: Option<String>,
         /// stderr instead of stdout.
         #[arg(long)]
         stderr: bool,
@@ -116,6 +116,25 @@ pub enum Command {
         /// Color the diff: auto means when stdout is a terminal and NO_COLOR is unset.
         #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
         color: When,
+    },
+    /// Run one recorded job again, as a new run of its job file.
+    ///
+    /// The job gets the command line and directory its record holds and the environment its
+    /// job file gives it now. Report and exit code as a run's.
+    Rerun {
+        /// The run that ran it: id, unique prefix, `last` or `last~N`.
+        run: String,
+        /// The job's name in that run.
+        job: String,
+        /// Also the jobs that need it, directly or not (after it, in need order).
+        #[arg(long)]
+        with_dependents: bool,
+        /// One JSON record per line on stdout instead of the human report.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing when every job succeeds.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Print a crontab line that runs a job file on a schedule; --install adds it to your
     /// crontab. `cron status` checks the installed lines.

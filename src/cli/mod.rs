@@ -11,6 +11,7 @@ mod help;
 mod inspect;
 mod man;
 mod parse;
+mod rerun;
 mod run_cmd;
 mod settings;
 mod table;
@@ -80,6 +81,22 @@ pub fn main_with(cli: Cli, term: Terminal) -> i32 {
             let mut cmd = help::completion_command();
             clap_complete::generate(shell, &mut cmd, "orchestrate", &mut std::io::stdout());
             exit::OK
+        }
+        Some(Command::Rerun {
+            run,
+            job,
+            with_dependents,
+            json,
+            quiet,
+        }) => {
+            let a = rerun::Rerun {
+                run,
+                job,
+                with_dependents,
+                json,
+                quiet,
+            };
+            rerun::cmd_rerun(a, state_dir, term)
         }
         Some(Command::Supervise) => crate::supervise::supervise(),
         Some(Command::Man { dir }) => man(dir.as_deref()),

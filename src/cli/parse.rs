@@ -101,7 +101,8 @@ fn set_json(command: &mut Command) -> Result<bool, String> {
         Command::Runs { json, .. }
         | Command::Show { json, .. }
         | Command::History { json, .. }
-        | Command::Status { json, .. } => json,
+        | Command::Status { json, .. }
+        | Command::Rerun { json, .. } => json,
         Command::Check { as_cron: true, .. } => {
             return Err("--json cannot be used with `check --as-cron`".into());
         }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::args::RunArgs;
-use super::settings::{RunSettings, Selection, Terminal};
+use super::settings::{RunSettings, Terminal};
 use super::{report_error, report_warning};
 use crate::error::exit;
 use crate::plan::Plan;
@@ -32,11 +32,15 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         report_warning(&w);
     }
     let settings = RunSettings::resolve(args, state_dir, &plan, term);
-    let (plan, carried, resumed) = match choose_jobs(plan, &path, &settings) {
-        Ok(Some(chosen)) => chosen,
-        Ok(None) => return exit::OK,
-        Err(e) => return report_error(&e, e.exit_code()),
-    };
+    match choose_jobs(plan, &path, &settings) {
+        Ok(Some(chosen)) => run_chosen(chosen, settings),
+        Ok(None) => exit::OK,
+        Err(e) => report_error(&e, e.exit_code()),
+    }
+}
+
+/// Runs the chosen jobs of the job file the plan came from (`rerun` too); returns the exit code.
+pub(super) fn run_chosen((plan, carried, resumed): Chosen, settings: RunSettings) -> i32 {
     match run::run_plan(
         plan,
         settings.run_options(carried, resumed),
@@ -44,9 +48,7 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
         Box::new(std::io::stderr()),
     ) {
         Ok(outcome) => {
-            for w in &outcome.warnings {
-                report_warning(w);
-            }
+            outcome.warnings.iter().for_each(|w| report_warning(w));
             outcome.exit_code
         }
         Err(e) => report_error(&format_args!("{e}; no job was started"), e.exit_code()),
@@ -68,7 +70,7 @@ fn mistyped_command(path: &Path) -> Option<String> {
 }
 
 /// The jobs this run starts, the records it carries over, and the run they come from.
-type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
+pub(super) type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
 
 /// The plan narrowed to the jobs this run starts, with the records it carries over from the
 /// run it resumes; `None` when `--resume` found every job already succeeded.
@@ -77,16 +79,11 @@ fn choose_jobs(
     path: &Path,
     settings: &RunSettings,
 ) -> Result<Option<Chosen>, RunError> {
-    let Selection {
-        only,
-        skip,
-        with_deps,
-        resume,
-    } = &settings.selection;
+    let s = &settings.selection;
     let mut plan = plan
-        .select(only, skip, *with_deps)
+        .select(&s.only, &s.skip, s.with_deps)
         .map_err(RunError::Invalid)?;
-    let Some(from) = resume else {
+    let Some(from) = &s.resume else {
         return Ok(Some((plan, Vec::new(), None)));
     };
     let (id, done) = resume_set(settings, from, path)?;
@@ -94,16 +91,16 @@ fn choose_jobs(
         .iter()
         .map(|r| (r.job.clone(), r.def_hash.clone()))
         .collect();
-    let before: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
-    let skipped = plan.resume_from(&keys);
-    let still: HashSet<String> = plan.jobs.iter().map(|j| j.name.clone()).collect();
+    let left_out = plan.resume_from(&keys);
+    let skipped = left_out.len();
     let carried = done
         .into_iter()
-        .filter(|r| before.contains(&r.job) && !still.contains(&r.job))
-        .map(|mut r| {
+        .filter_map(|mut r| {
+            // Its job's place in the job file as it is now.
+            r.index = *left_out.get(&r.job)?;
             r.notes
                 .push(format!("succeeded in run {id}; carried over by --resume"));
-            r
+            Some(r)
         })
         .collect();
     if !settings.report.quiet && !settings.report.json {
@@ -178,7 +175,7 @@ fn invalid(e: store::StoreError) -> RunError {
 
 /// Like cron and sudo with their files: a job file that others can change, run as root, runs
 /// their commands as root.
-fn unsafe_job_file(path: &Path) -> Option<String> {
+pub(super) fn unsafe_job_file(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if !crate::sys::is_root() {
         return None;

@@ -63,6 +63,8 @@ pub struct RunSettings {
     /// Ignore SIGHUP: there is no terminal to lose (cron, pipes).
     pub ignore_hangup: bool,
     pub selection: Selection,
+    /// Notes for the records of the jobs they name (`rerun`).
+    pub notes: Vec<(String, String)>,
 }
 
 impl RunSettings {
@@ -108,6 +110,7 @@ impl RunSettings {
                 with_deps: !args.no_deps,
                 resume: args.resume,
             },
+            notes: Vec::new(),
         }
     }
 
@@ -133,6 +136,7 @@ impl RunSettings {
             on_failure: Some(self.on_failure),
             wait: Some(self.wait),
             retention: self.retention,
+            notes: self.notes,
             ..Default::default()
         }
     }

@@ -15,7 +15,7 @@ use crate::record::{CompletedProcess, Status};
 pub fn base(job: &PlannedJob) -> CompletedProcess {
     let mut rec = CompletedProcess::not_started(
         &job.name,
-        job.index,
+        job.file_index,
         job.argv.clone(),
         Status::Skipped,
         String::new(),

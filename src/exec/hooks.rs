@@ -58,6 +58,7 @@ pub fn instance(
     env.extend(template.env.iter().cloned());
     PlannedJob {
         index,
+        file_index: index,
         name,
         stdin,
         env,
@@ -134,6 +135,7 @@ impl Shared {
             });
             write_json_record(
                 &mut f,
+                self.opts.run_id(),
                 &sealed,
                 crate::environ::inherited_env_keys(),
                 outputs,
@@ -152,7 +154,7 @@ impl Shared {
         }
         .env(&ctx.run_env);
         for (kind, template) in hooks.after(failed) {
-            let index = hook_index(self.queue.len(), Some(job.index), kind);
+            let index = hook_index(self.queue.file_jobs(), Some(job.file_index), kind);
             let stdin = if written.is_ok() {
                 Input::File(path.clone())
             } else {

@@ -129,6 +129,17 @@ pub struct ExecOptions {
     pub history: std::collections::HashMap<usize, JobHistory>,
 }
 
+impl ExecOptions {
+    /// The run's id, as its jobs are given it (`ORCHESTRATE_RUN`); empty when the options
+    /// name no run (tests, embedders).
+    pub fn run_id(&self) -> &str {
+        self.run_env
+            .iter()
+            .find(|(k, _)| k == "ORCHESTRATE_RUN")
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 /// What a job's earlier runs say before it starts: plain data, settled before the run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobHistory {

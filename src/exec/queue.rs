@@ -31,6 +31,18 @@ impl JobQueue {
         self.plan.jobs.len()
     }
 
+    /// The index of the job a record (its `index` is the job-file index) is of.
+    pub fn position(&self, rec: &crate::record::CompletedProcess) -> usize {
+        self.plan
+            .position(rec.index)
+            .expect("a record of a job of the plan")
+    }
+
+    /// How many jobs the job file's whole plan has (`Plan::file_jobs`).
+    pub fn file_jobs(&self) -> usize {
+        self.plan.file_jobs
+    }
+
     pub fn job(&self, index: usize) -> &PlannedJob {
         &self.plan.jobs[index]
     }

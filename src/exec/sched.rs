@@ -145,7 +145,7 @@ impl Shared {
     /// The one way a record leaves the executor: sealed, counted, sent.
     pub(super) fn emit(&self, st: &mut State, rec: CompletedProcess) {
         let rec = Sealed::new(rec, &self.opts.secrets);
-        st.recorded[rec.index] = true;
+        st.recorded[self.queue.position(&rec)] = true;
         st.summary.add(rec.status);
         let _ = self.events.send(Event::JobFinished(Box::new(rec)));
     }
@@ -209,6 +209,8 @@ impl Shared {
         let status = rec.status;
         let what = describe(&rec);
         let mut rec = rec;
+        // The job's place in the job file, whatever a back end made of it.
+        rec.index = queue.job(index).file_index;
         if rec.status == Status::Cancelled && rec.error.is_none() {
             // Why it was stopped: the halt policy, or the user.
             let by_halt = st
@@ -322,7 +324,7 @@ impl Shared {
 
     /// Records a job that does not run, and passes that on to what needs it.
     fn record_unrun(&self, st: &mut State, rec: CompletedProcess) {
-        let (index, status, what) = (rec.index, rec.status, describe(&rec));
+        let (index, status, what) = (self.queue.position(&rec), rec.status, describe(&rec));
         self.emit(st, rec);
         self.settle(st, index, status, what);
     }

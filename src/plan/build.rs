@@ -71,6 +71,7 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
     let start_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     for j in &mut jobs {
+        j.file_index = j.index;
         in_job_file_dir(j, &start_dir);
         j.def_hash = definition_hash(j);
     }
@@ -157,6 +158,7 @@ fn plan_of(
         source: Some(path.to_path_buf()),
         source_hash: crate::text::sha256_hex(text.as_bytes()),
         concurrency: file.concurrency,
+        file_jobs: jobs.len(),
         jobs,
         groups: file.groups,
         on_failure: file.on_failure,

@@ -233,3 +233,25 @@ fn ssh_of(
         retry_elsewhere: fe.retry_elsewhere,
     })
 }
+
+impl SlurmOptions {
+    /// The options as arguments, the same for srun and sbatch: partition, time, CPUs,
+    /// memory, then the extra arguments as given.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = Vec::with_capacity(4 + self.extra_args.len());
+        if let Some(p) = &self.partition {
+            a.push(format!("--partition={p}"));
+        }
+        if let Some(t) = &self.time {
+            a.push(format!("--time={t}"));
+        }
+        if let Some(c) = self.cpus {
+            a.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(m) = &self.mem {
+            a.push(format!("--mem={m}"));
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+}

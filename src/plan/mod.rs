@@ -39,6 +39,8 @@ pub struct Plan {
     /// `concurrency:` from the job file (the `-j` flag overrides it).
     pub concurrency: Option<usize>,
     pub jobs: Vec<PlannedJob>,
+    /// Jobs in the job file's whole plan, however `jobs` was narrowed (`hook_index`).
+    pub file_jobs: usize,
     /// Limits of job groups (`group:` on jobs).
     pub groups: std::collections::BTreeMap<String, usize>,
     /// What a failure does to the rest of the run.
@@ -111,8 +113,12 @@ impl Retry {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedJob {
-    /// Position in the job file, which orders ordered output and `show`.
+    /// Position in the plan that runs (the scheduler's and the reporter's handle on the job).
     pub index: usize,
+    /// Position in the job file's whole plan, which records carry: `--only`, `--skip` and
+    /// `--resume` renumber `index`, not this.
+    #[serde(default)]
+    pub file_index: usize,
     pub name: String,
     /// The program and its arguments; for `shell:` jobs, `sh -c TEXT`.
     pub argv: Vec<String>,
@@ -186,28 +192,6 @@ pub struct SlurmOptions {
     pub cpus: Option<usize>,
     pub mem: Option<String>,
     pub extra_args: Vec<String>,
-}
-
-impl SlurmOptions {
-    /// The options as arguments, the same for srun and sbatch: partition, time, CPUs,
-    /// memory, then the extra arguments as given.
-    pub fn args(&self) -> Vec<String> {
-        let mut a = Vec::with_capacity(4 + self.extra_args.len());
-        if let Some(p) = &self.partition {
-            a.push(format!("--partition={p}"));
-        }
-        if let Some(t) = &self.time {
-            a.push(format!("--time={t}"));
-        }
-        if let Some(c) = self.cpus {
-            a.push(format!("--cpus-per-task={c}"));
-        }
-        if let Some(m) = &self.mem {
-            a.push(format!("--mem={m}"));
-        }
-        a.extend(self.extra_args.iter().cloned());
-        a
-    }
 }
 
 /// The ssh hosts a job may run on, and how to reach them.
@@ -311,6 +295,7 @@ impl Plan {
             source: None,
             source_hash: String::new(),
             concurrency: None,
+            file_jobs: jobs.len(),
             jobs,
             groups: Default::default(),
             on_failure: HaltSpec::Continue,
@@ -330,6 +315,7 @@ impl PlannedJob {
     pub fn new(index: usize, name: String, argv: Vec<String>) -> Self {
         PlannedJob {
             index,
+            file_index: index,
             name,
             argv,
             cwd: None,

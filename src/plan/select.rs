@@ -1,6 +1,8 @@
-//! Choosing which jobs of a plan run: `--only`/`--skip` selections and `--resume`.
+//! Choosing which jobs of a plan run: `--only`/`--skip` selections, `--resume`, and `rerun`'s
+//! one job (with what needs it).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use super::{Condition, Plan};
 
@@ -122,18 +124,69 @@ impl Plan {
         self.jobs = jobs;
     }
 
+    /// Keeps only the job named `name` (exactly: one item of a fanned-out job) for `rerun`, and
+    /// with `dependents` every job that needs it, directly or not; their needs on the jobs
+    /// left out are forgotten, so they run in need order after it. `None`: no such job.
+    pub fn rerun_of(mut self, name: &str, dependents: bool) -> Option<Plan> {
+        let at = self.jobs.iter().position(|j| j.name == name)?;
+        let mut keep = vec![false; self.jobs.len()];
+        keep[at] = true;
+        let mut changed = dependents;
+        while changed {
+            changed = false;
+            for i in 0..keep.len() {
+                if !keep[i] && self.jobs[i].needed_jobs().any(|d| keep[d]) {
+                    keep[i] = true;
+                    changed = true;
+                }
+            }
+        }
+        self.retain_jobs(&keep, false);
+        Some(self)
+    }
+
+    /// The job named `name` given another command line and directory (`rerun` runs the ones
+    /// its record holds); its definition hash follows, as it says what the record ran.
+    pub fn with_command(mut self, name: &str, argv: Vec<String>, cwd: Option<PathBuf>) -> Plan {
+        if let Some(j) = self.jobs.iter_mut().find(|j| j.name == name) {
+            j.argv = argv;
+            j.cwd = cwd;
+            j.def_hash = super::definition_hash(j);
+        }
+        self
+    }
+
+    /// Where the job at `file_index` of the job file's whole plan stands in this one (a
+    /// record's `index` is its job's `file_index`), if this plan has it.
+    pub fn position(&self, file_index: usize) -> Option<usize> {
+        // Narrowing keeps the jobs in job-file order.
+        self.jobs
+            .binary_search_by_key(&file_index, |j| j.file_index)
+            .ok()
+    }
+
     /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier
     /// run; what needed them runs without waiting, and what runs only if they fail is not
-    /// needed. Returns how many were left out.
-    pub fn resume_from(&mut self, succeeded: &HashSet<(String, String)>) -> usize {
-        let n = self.jobs.len();
+    /// needed. Returns the jobs left out, by name, with their place in the job file (the
+    /// records carried over for them take it).
+    pub fn resume_from(
+        &mut self,
+        succeeded: &HashSet<(String, String)>,
+    ) -> std::collections::HashMap<String, usize> {
         let keep: Vec<bool> = self
             .jobs
             .iter()
             .map(|j| !succeeded.contains(&(j.name.clone(), j.def_hash.clone())))
             .collect();
+        let left_out = self
+            .jobs
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| !**k)
+            .map(|(j, _)| (j.name.clone(), j.file_index))
+            .collect();
         self.retain_jobs(&keep, true);
-        n - self.jobs.len()
+        left_out
     }
 }
 

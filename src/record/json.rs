@@ -1,5 +1,6 @@
 //! Records as JSON lines, for `--json` runs, `show --json` and the records hooks are given: the record's fields, then its
-//! stdout and stderr streamed from the capture files into JSON strings.
+//! stdout and stderr streamed from the capture files into JSON strings. The one writer of
+//! them, so that every record has the same fields.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -9,20 +10,25 @@ use super::{CompletedProcess, format_time};
 /// One record as a JSON line: the record's fields, with stdout and stderr inline as text
 /// (decoded lossily, `*_lossy` saying so) and their byte counts. Output is streamed from the
 /// capture files, so a large output never sits in memory whole. `outputs` are its stdout and
-/// stderr as they read back (`CaptureRoot::read_back`).
+/// stderr as they read back (`CaptureRoot::read_back`). `run` is the id of the run the record
+/// belongs to. Every record has every field, `null` where it does not apply: a reader can
+/// take the keys of one for the keys of all.
 pub fn write_json_record(
     w: &mut dyn Write,
+    run: &str,
     rec: &CompletedProcess,
     inherited_env: &[String],
     outputs: [Option<File>; 2],
 ) -> io::Result<()> {
-    let mut head = serde_json::json!({
+    let head = serde_json::json!({
+        "run": run,
         "job": rec.job,
         "index": rec.index,
         "args": rec.args,
         "cwd": rec.cwd,
         "returncode": rec.returncode,
         "signal": rec.signal,
+        "signal_name": rec.signal.map(super::signal_name),
         "status": rec.status,
         "error": rec.error,
         "pid": rec.pid,
@@ -40,16 +46,9 @@ pub fn write_json_record(
         "stderr_path": rec.stderr.path,
         "earlier_attempts": rec.earlier_attempts,
         "env_keys": rec.all_env_keys(inherited_env),
+        "hook": rec.hook,
+        "slurm_job_id": rec.slurm_job_id,
     });
-    if let Some(sig) = rec.signal {
-        head["signal_name"] = serde_json::Value::from(super::signal_name(sig));
-    }
-    if let Some(h) = &rec.hook {
-        head["hook"] = serde_json::Value::from(h.clone());
-    }
-    if let Some(id) = &rec.slurm_job_id {
-        head["slurm_job_id"] = serde_json::Value::from(id.clone());
-    }
     let mut text = serde_json::to_string(&head).map_err(io::Error::other)?;
     text.pop(); // the closing brace: the inline outputs follow
     w.write_all(text.as_bytes())?;

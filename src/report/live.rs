@@ -21,6 +21,8 @@ pub struct Reporter {
     plan: Arc<Plan>,
     /// Where this run's output is captured: the only place records' output is read from.
     captures: CaptureRoot,
+    /// The run's id, which its JSON records carry.
+    run_id: String,
     out: Box<dyn Write + Send>,
     err: Box<dyn Write + Send>,
     /// Ordered mode: finished records waiting for their turn.
@@ -43,6 +45,7 @@ impl Reporter {
         cfg: ReportConfig,
         plan: Arc<Plan>,
         captures: CaptureRoot,
+        run_id: &str,
         out: Box<dyn Write + Send>,
         err: Box<dyn Write + Send>,
     ) -> Self {
@@ -58,6 +61,7 @@ impl Reporter {
             cfg,
             plan,
             captures,
+            run_id: run_id.to_string(),
             out,
             err,
             pending: BTreeMap::new(),
@@ -193,6 +197,7 @@ impl Reporter {
             let outputs = self.outputs(rec);
             let _ = write_json_record(
                 &mut self.out,
+                &self.run_id,
                 rec,
                 crate::environ::inherited_env_keys(),
                 outputs,
@@ -230,17 +235,20 @@ impl Reporter {
             self.failed += 1;
         }
         self.flaky += usize::from(rec.flaky);
+        // Its place in this run's plan (`rec.index` is the job file's).
+        let at = self.plan.position(rec.index).unwrap_or(rec.index);
         if let Some(b) = &mut self.bars {
-            b.job_finished(rec.index, self.failed);
+            b.job_finished(at, self.failed);
         }
         if self.cfg.json {
             if self.cfg.output == OutputMode::Ordered {
-                self.pending.insert(rec.index, rec.clone());
+                self.pending.insert(at, rec.clone());
                 self.flush_ordered();
             } else {
                 let outputs = self.outputs(rec);
                 let _ = write_json_record(
                     &mut self.out,
+                    &self.run_id,
                     rec,
                     crate::environ::inherited_env_keys(),
                     outputs,
@@ -263,7 +271,7 @@ impl Reporter {
             }
             OutputMode::All => self.dump(rec),
             OutputMode::Ordered => {
-                self.pending.insert(rec.index, rec.clone());
+                self.pending.insert(at, rec.clone());
                 self.flush_ordered();
             }
             OutputMode::None | OutputMode::Stream => {}
@@ -277,6 +285,7 @@ impl Reporter {
                 let outputs = self.outputs(&rec);
                 let _ = write_json_record(
                     &mut self.out,
+                    &self.run_id,
                     &rec,
                     crate::environ::inherited_env_keys(),
                     outputs,

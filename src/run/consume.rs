@@ -64,14 +64,13 @@ impl Consumer {
     fn handle(&mut self, ev: Event) {
         self.reporter.event(&ev);
         if let Event::JobStarted {
-            index,
-            running: Some(rec),
-            ..
+            running: Some(rec), ..
         } = ev
         {
             if self.db.is_some() {
-                self.older.remove(&index);
-                self.fresh.insert(index, *rec);
+                // Keyed as the job's final record will be (the job-file index).
+                self.older.remove(&rec.index);
+                self.fresh.insert(rec.index, *rec);
             }
         } else if let Event::JobFinished(rec) = ev {
             self.fresh.remove(&rec.index);

@@ -24,6 +24,8 @@ pub struct Gather {
     error: Option<String>,
     failed: Vec<FailedJob>,
     failed_total: usize,
+    /// The run's id, which the records carry.
+    run_id: String,
 }
 
 /// What was gathered once every record came.
@@ -47,7 +49,7 @@ pub fn records_path(run_dir: &Path) -> PathBuf {
 }
 
 impl Gather {
-    pub fn new(run_dir: &Path) -> Gather {
+    pub fn new(run_dir: &Path, run_id: &str) -> Gather {
         let path = records_path(run_dir);
         let (file, error) = match crate::exec::hooks::private_file(&path) {
             Ok(f) => (Some(BufWriter::new(f)), None),
@@ -58,6 +60,7 @@ impl Gather {
             files: crate::exec::CaptureRoot(run_dir.to_path_buf()),
             file,
             error,
+            run_id: run_id.to_string(),
             failed: Vec::new(),
             failed_total: 0,
         }
@@ -72,7 +75,13 @@ impl Gather {
                 .and_then(|r| r.into_file())
         });
         if let Some(f) = &mut self.file
-            && let Err(e) = write_json_record(f, rec, crate::environ::inherited_env_keys(), outputs)
+            && let Err(e) = write_json_record(
+                f,
+                &self.run_id,
+                rec,
+                crate::environ::inherited_env_keys(),
+                outputs,
+            )
         {
             self.error = Some(crate::text::os_text(&e));
             self.file = None;

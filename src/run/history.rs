@@ -60,8 +60,13 @@ fn usual(runs: &[Duration]) -> Option<Duration> {
 }
 
 /// The plan with each `timeout: auto` settled, and what the executor is told of each job's
-/// history (by job index; jobs with nothing to tell are left out).
-pub(super) fn settle(mut plan: Plan, recent: &Recent) -> (Plan, HashMap<usize, JobHistory>) {
+/// history (by job index; jobs with nothing to tell are left out), with the `notes` of the
+/// options for the jobs they name.
+pub(super) fn settle(
+    mut plan: Plan,
+    recent: &Recent,
+    notes: &[(String, String)],
+) -> (Plan, HashMap<usize, JobHistory>) {
     let mut told = HashMap::new();
     for job in &mut plan.jobs {
         let runs = recent.0.get(&job.index).map_or(0, Vec::len);
@@ -92,6 +97,8 @@ pub(super) fn settle(mut plan: Plan, recent: &Recent) -> (Plan, HashMap<usize, J
                 ),
             });
         }
+        let given = notes.iter().filter(|(name, _)| *name == job.name);
+        h.notes.extend(given.map(|(_, note)| note.clone()));
         if h != JobHistory::default() {
             told.insert(job.index, h);
         }
@@ -133,7 +140,7 @@ mod tests {
         recent.0.insert(0, ms(&[100; 5]));
         recent.0.insert(1, ms(&[100; 2]));
         recent.0.insert(2, ms(&[4000; 6]));
-        let (p, told) = settle(p, &recent);
+        let (p, told) = settle(p, &recent, &[]);
         assert_eq!(p.jobs[0].timeout, Some(AUTO_FLOOR));
         assert!(told[&0].notes[0].starts_with("timeout: auto is 10s (3 × 0.1s"));
         assert_eq!(p.jobs[1].timeout, None);

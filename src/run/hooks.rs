@@ -77,7 +77,7 @@ pub(super) fn after_jobs(a: AfterJobs<'_>, c: &mut Consumed) {
         started: a.started,
         failed: &a.facts.failed,
         failed_total: a.facts.failed_total,
-        jobs: a.plan.jobs.len(),
+        jobs: a.plan.file_jobs,
     };
     let sent = notify::at_end(n, &end, c.db.as_mut(), a.ping, &mailer);
     kept(sent, c);
@@ -135,7 +135,7 @@ fn run_hooks(a: &AfterJobs<'_>, status: RunStatus, exit_code: i32) -> Vec<Sealed
             if *ctx.cancel.borrow() != Cancel::None {
                 break;
             }
-            let index = hook_index(a.plan.jobs.len(), None, kind);
+            let index = hook_index(a.plan.file_jobs, None, kind);
             let job = instance(
                 t,
                 hook_name(RUN_HOOK_OWNER, kind),

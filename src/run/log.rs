@@ -74,7 +74,7 @@ pub(super) fn attach(
 ) -> Result<Reporter, RunError> {
     header(log, run_id, job_file);
     let files = reporter.files().clone();
-    Ok(reporter.with_log(self::reporter(log, &opts.report, plan, &files)?))
+    Ok(reporter.with_log(self::reporter(log, &opts.report, plan, &files, run_id)?))
 }
 
 /// The reporter that writes the full report to the log.
@@ -83,6 +83,7 @@ pub(super) fn reporter(
     shown: &ReportConfig,
     plan: &Arc<Plan>,
     files: &CaptureRoot,
+    run_id: &str,
 ) -> Result<Reporter, RunError> {
     let clone = || log.try_clone().map_err(|e| RunError::Log(e.to_string()));
     let (out, err) = (clone()?, clone()?);
@@ -90,6 +91,7 @@ pub(super) fn reporter(
         shown.for_log(),
         plan.clone(),
         files.clone(),
+        run_id,
         Box::new(out),
         Box::new(err),
     ))

@@ -59,10 +59,11 @@ pub fn run_plan(
         recent,
     } = capture::prepare(&plan, &opts, started)
         .inspect_err(|e| log::refused(log_file.as_mut(), job_file.as_deref(), e))?;
-    let (plan, history) = history::settle(plan, &recent);
+    let (plan, history) = history::settle(plan, &recent, &opts.notes);
     let plan = Arc::new(plan);
     let files = CaptureRoot(dir.clone());
-    let mut reporter = Reporter::new(opts.report.clone(), plan.clone(), files.clone(), out, err);
+    let cfg = opts.report.clone();
+    let mut reporter = Reporter::new(cfg, plan.clone(), files.clone(), &run_id, out, err);
     if let Some(f) = &mut log_file {
         reporter = log::attach(f, reporter, (&run_id, job_file.as_deref()), &opts, &plan)?;
     }
@@ -156,7 +157,8 @@ fn start_consumer(
 ) -> std::thread::JoinHandle<consume::Consumed> {
     let keep_records = opts.keep_records;
     let run_id = run_id.to_string();
-    let gather = (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir));
+    let gather =
+        (!plan.hooks.is_empty() || plan.notify.is_some()).then(|| facts::Gather::new(dir, &run_id));
     std::thread::Builder::new()
         .name("orchestrate-events".into())
         .spawn(move || consume::consume(rx, reporter, db, run_id, keep_records, gather))

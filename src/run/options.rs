@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// What to keep of the job file's history after the run; `None`: the plan's retention,
     /// else the store's default.
     pub retention: Option<Retention>,
+    /// Notes for the records of the jobs they name, `(job, note)` (`rerun` says what it ran).
+    pub notes: Vec<(String, String)>,
 }
 
 impl Default for RunOptions {
@@ -70,6 +72,7 @@ impl Default for RunOptions {
             on_failure: None,
             wait: None,
             retention: None,
+            notes: Vec::new(),
         }
     }
 }

@@ -74,7 +74,7 @@ fn run_and_job_hooks_get_the_outcome_in_their_environment_and_stdin() {
     let recs = json_lines(&stdin);
     let jobs: Vec<&str> = recs
         .iter()
-        .filter(|r| r.get("hook").is_none())
+        .filter(|r| r["hook"].is_null())
         .map(|r| r["job"].as_str().unwrap())
         .collect();
     assert_eq!(jobs, ["bad", "good", "bad2"]);

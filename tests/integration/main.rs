@@ -18,6 +18,7 @@ mod hardening;
 mod helpers;
 mod hooks;
 mod human_output;
+mod inspect;
 mod job_file_errors;
 mod library;
 mod listings;

@@ -11,13 +11,13 @@ use crate::store::{self, RunStore};
 
 pub(super) fn logs(
     db: &mut RunStore,
-    run: &str,
+    run: Option<&str>,
     job: &str,
     stderr: bool,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let run_id = db.resolve_run(run)?;
+    let run_id = super::run_of_job(db, job, run)?;
     let stream = if stderr {
         Stream::Stderr
     } else {
@@ -27,11 +27,12 @@ pub(super) fn logs(
     // Opened afresh at every look: `--follow` sees the file appear.
     let open = || captures.open(job, stream);
     match db.record(&run_id, job) {
-        Ok(rec) if follow && rec.status.is_running() => {
-            copy_unrecorded(db, &run_id, job, &open, follow, out)
-        }
         Ok(rec) => match read_back(db.root(), &run_id, &rec, stream)? {
+            // Running or not: there is nothing here to follow.
             Readback::Elsewhere(p) => Err(InspectError::Usage(not_captured(job, stream, &p))),
+            _ if follow && rec.status.is_running() => {
+                copy_unrecorded(db, &run_id, job, &open, follow, out)
+            }
             Readback::Captured(f) => {
                 copy_from(f, &mut 0, out)?;
                 Ok(exit::OK)

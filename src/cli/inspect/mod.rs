@@ -29,7 +29,7 @@ pub(super) enum InspectError {
 }
 
 impl InspectError {
-    fn exit_code(&self) -> i32 {
+    pub(super) fn exit_code(&self) -> i32 {
         match self {
             // What was named (a run, a job) is not in the history, or there is no history.
             InspectError::Store(store::StoreError::NotFound(_))
@@ -85,13 +85,15 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             },
             out,
         ),
-        Command::Show { run, job, json } => show::show(db, &run, job.as_deref(), json, out),
+        Command::Show { run, job, json } => {
+            show::show(db, run.as_deref(), job.as_deref(), json, out)
+        }
         Command::Logs {
             job,
             run,
             stderr,
             follow,
-        } => logs::logs(db, &run, &job, stderr, follow, out),
+        } => logs::logs(db, run.as_deref(), &job, stderr, follow, out),
         Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
         Command::Diff {
             job,
@@ -108,6 +110,7 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         Command::Wait { targets, timeout } => background::wait(db, &targets, timeout, out),
         Command::Kill { job, run } => background::kill(db, &job, run.as_deref(), out),
         Command::Run(_)
+        | Command::Rerun { .. }
         | Command::Check { .. }
         | Command::Cron { .. }
         | Command::Completions { .. }
@@ -142,6 +145,30 @@ fn nothing_yet(
         _ => {}
     }
     Ok(exit::OK)
+}
+
+/// The run to look for `job` in: `run` as given, else the job's latest run, the one `history`
+/// lists first (a run of another job file since does not hide it). A job in the last run
+/// while it runs may have output and no record yet: then the last run.
+fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String, InspectError> {
+    if let Some(run) = run {
+        return Ok(db.resolve_run(run)?);
+    }
+    let last = db.resolve_run("last")?;
+    let running = db.run(&last)?.status == crate::record::RunStatus::Running;
+    let files = CaptureRoot(db.run_dir(&last));
+    if running
+        && (files.open(job, Stream::Stdout)?.is_some()
+            || files.open(job, Stream::Stderr)?.is_some())
+    {
+        return Ok(last);
+    }
+    match db.history(job, 1) {
+        Ok(latest) if !latest.is_empty() => Ok(latest[0].0.clone()),
+        Err(store::StoreError::NotFound(_)) if running => Ok(last),
+        Ok(_) => Ok(last),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture

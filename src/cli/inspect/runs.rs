@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::InspectError;
 use crate::cli::table::{short_path, write_table};
 use crate::error::exit;
-use crate::record::{format_duration, format_time};
+use crate::record::format_duration;
 use crate::store::{RunFilter, RunStore};
 
 /// The flags of `orchestrate runs`.
@@ -67,13 +67,12 @@ pub(super) fn history(
 ) -> Result<i32, InspectError> {
     let rows = db.history(job, limit)?;
     if json {
+        // The records in full, as `show --json` gives them.
+        let root = db.root().to_path_buf();
         for (id, r) in &rows {
-            let v = serde_json::json!({
-                "run": id, "job": r.job, "status": r.status, "returncode": r.returncode,
-                "signal": r.signal, "start": format_time(r.started),
-                "duration": r.duration.as_secs_f64(),
-            });
-            writeln!(out, "{v}")?;
+            let inherited = db.run_env_keys(id)?;
+            let outputs = super::read_back_both(&root, id, r)?;
+            crate::report::write_json_record(out, id, r, &inherited, outputs)?;
         }
         return Ok(exit::OK);
     }

@@ -10,18 +10,21 @@ use crate::store::RunStore;
 
 pub(super) fn show(
     db: &mut RunStore,
-    run: &str,
+    run: Option<&str>,
     job: Option<&str>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let id = db.resolve_run(run)?;
+    let id = match job {
+        Some(job) => super::run_of_job(db, job, run)?,
+        None => db.resolve_run(run.unwrap_or("last"))?,
+    };
     let inherited = db.run_env_keys(&id)?;
     if let Some(job) = job {
         let rec = db.record(&id, job)?;
         if json {
             let outputs = read_back_both(db.root(), &id, &rec)?;
-            report::write_json_record(out, &rec, &inherited, outputs)?;
+            report::write_json_record(out, &id, &rec, &inherited, outputs)?;
         } else {
             write!(
                 out,
@@ -35,7 +38,7 @@ pub(super) fn show(
         let root = db.root().to_path_buf();
         db.each_record(&id, |r| {
             let outputs = read_back_both(&root, &id, &r)?;
-            report::write_json_record(out, &r, &inherited, outputs)
+            report::write_json_record(out, &id, &r, &inherited, outputs)
         })?;
         return Ok(exit::OK);
     }

@@ -246,7 +246,7 @@ fn an_interrupted_run_starts_no_handler() {
 fn a_resumed_run_does_not_need_a_handler_of_a_job_that_succeeded_before() {
     let mut p = plan(&handlers("fail"));
     let done = [("build".to_string(), p.jobs[0].def_hash.clone())];
-    assert_eq!(p.resume_from(&done.into_iter().collect()), 1);
+    assert_eq!(p.resume_from(&done.into_iter().collect()).len(), 1);
     let (recs, fake) = run_plan(p, 2, Cancel::None);
     assert_eq!(
         statuses(&recs),
