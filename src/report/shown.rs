@@ -33,10 +33,10 @@ impl Shown {
             return Shown::note(total, format!("could not be read: {e}"));
         }
         let mut text = String::from_utf8_lossy(&buf).into_owned();
-        if start > 0 {
-            if let Some(nl) = text.find('\n') {
-                text.drain(..=nl);
-            }
+        if start > 0
+            && let Some(nl) = text.find('\n')
+        {
+            text.drain(..=nl);
         }
         Shown {
             text,

@@ -263,6 +263,19 @@ mod tests {
     }
 
     #[test]
+    fn jobs_on_hosts_get_a_lane_per_host_and_a_row_per_overlap() {
+        let mut a = rec("a", 0, 0, 0, 2000);
+        let mut b = rec("b", 1, 1, 1000, 3000);
+        let mut c = rec("c", 2, 2, 0, 1000);
+        a.host = Some("node1".into());
+        b.host = Some("node1".into());
+        c.host = Some("node2".into());
+        let t = Timeline::new(&[a, b, c], from_millis(0), from_millis(0));
+        let labels: Vec<&str> = t.lanes.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, ["node1", "node1 (2)", "node2"]);
+    }
+
+    #[test]
     fn overlapping_jobs_without_slots_get_rows_of_their_own() {
         let mut a = rec("a", 0, 0, 0, 2000);
         let mut b = rec("b", 1, 0, 1000, 3000);

@@ -53,8 +53,8 @@ pub fn write_timeline(
     writeln!(out, "{:label_w$} └{}", "", "─".repeat(axis_w))?;
     writeln!(
         out,
-        "legend: |{OK}{OK}{OK} succeeded  |{FAILED}{FAILED}{FAILED} failed (earlier attempts too)  |{CRITICAL}{CRITICAL}{CRITICAL} critical path of needs ({} failed on it)",
-        FAILED.to_ascii_uppercase()
+        "legend: |{OK}{OK}{OK} succeeded  |{FAILED}{FAILED}{FAILED} failed  |{CRITICAL}{CRITICAL}{CRITICAL} critical path (|{X}{X}{X} failed on it)",
+        X = FAILED.to_ascii_uppercase()
     )?;
     if !tl.critical.is_empty() {
         let names: Vec<String> = tl.critical.iter().map(|&i| visible(&recs[i].job)).collect();
