@@ -15,7 +15,8 @@ pub fn html_lines(s: &str) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&html(line));
+        // A CRLF line end is a line end, not a control character to show.
+        out.push_str(&html(line.strip_suffix('\r').unwrap_or(line)));
     }
     out
 }
@@ -88,7 +89,7 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
         );
         assert_eq!(html("\x1b[31mred"), "\\x1b[31mred");
-        assert_eq!(html_lines("a<\nb"), "a&lt;\nb");
+        assert_eq!(html_lines("a<\r\nb\rc"), "a&lt;\nb\\x0dc");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `needs` (records keep the jobs they waited for, `CompletedProcess::needs`). The terminal
 //! (`timeline_text`) and the HTML report (`html::gantt`) both draw this.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use crate::record::{CompletedProcess, Status};
@@ -103,6 +103,7 @@ impl Timeline {
         let origin = first.map_or(run_started, |f| f.min(run_started));
         let at = |t: SystemTime| t.duration_since(origin).unwrap_or_default();
         let critical = critical_path(recs);
+        let on_path: HashSet<usize> = critical.iter().copied().collect();
         let mut groups: BTreeMap<LaneKey, Vec<Bar>> = BTreeMap::new();
         let mut not_run = Vec::new();
         for (i, r) in recs.iter().enumerate() {
@@ -134,7 +135,7 @@ impl Timeline {
                 end: at(end.max(r.started)),
                 status: r.status,
                 earlier: false,
-                critical: critical.contains(&i),
+                critical: on_path.contains(&i),
             });
         }
         let mut lanes = Vec::new();

@@ -71,7 +71,7 @@ fn write_lists(out: &mut dyn Write, tl: &Timeline, recs: &[CompletedProcess]) ->
     let failed: Vec<String> = recs
         .iter()
         .enumerate()
-        .filter(|(i, r)| r.status.is_failure() && !tl.not_run.contains(i))
+        .filter(|(_, r)| r.status.is_failure() && r.attempts > 0)
         .map(|(_, r)| {
             format!(
                 "{} ({})",
