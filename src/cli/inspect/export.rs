@@ -92,6 +92,8 @@ pub(super) fn shown(
             ..Shown::default()
         },
         Ok(Readback::Elsewhere(path)) => Shown::note(total, not_captured(&rec.job, stream, &path)),
+        // A job that wrote nothing, or never ran: nothing to say.
+        Ok(Readback::NotKept) if total == 0 => Shown::default(),
         Ok(Readback::NotKept) => Shown::note(
             total,
             format!("the {} of this job was not kept", stream.as_str()),

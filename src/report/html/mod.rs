@@ -158,6 +158,10 @@ fn write_output(out: &mut dyn Write, k: usize, j: &PageJob) -> io::Result<()> {
     if let Some(e) = &r.error {
         writeln!(out, "<p class=\"error\">{}</p>", html(e))?;
     }
+    if r.attempts == 0 {
+        writeln!(out, "<p class=\"note\">It never started a process.</p>")?;
+        return writeln!(out, "</details>");
+    }
     for (name, s) in [("stdout", &j.stdout), ("stderr", &j.stderr)] {
         write!(out, "<h4>{name} <small>({} bytes)</small></h4>", s.total)?;
         if let Some(remark) = s.remark() {
