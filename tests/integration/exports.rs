@@ -321,3 +321,64 @@ jobs:
         "the command survives CSV quoting: {odd:?}"
     );
 }
+
+#[test]
+fn junit_and_report_read_output_only_from_the_runs_capture_files() {
+    const MARKER: &str = "MARKER-outside-the-state-dir";
+    let env = Env::new();
+    let secret = env.write("outside/secret", &format!("{MARKER}\n"));
+    let yaml = "jobs:
+  - name: linked
+    shell: echo mine; exit 1
+  - name: named
+    shell: echo mine; exit 1
+  - name: own
+    shell: echo mine; exit 1
+    stdout: {file: own.txt}
+";
+    assert_eq!(env.run_jobs(yaml, &["-q"]).code, 1);
+    let runs = env.run(&["runs"]);
+    let id = runs
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let run = env.state().join("runs").join(id);
+    // A capture file replaced by a symlink; records that name the file (a forger's edit).
+    std::fs::remove_file(run.join("linked/stdout")).unwrap();
+    std::os::unix::fs::symlink(&secret, run.join("linked/stdout")).unwrap();
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    for job in ["named", "own"] {
+        let text: String = db
+            .query_row("SELECT record FROM records WHERE job = ?1", [job], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        rec["stdout"]["path"] = secret.to_str().into();
+        db.execute(
+            "UPDATE records SET record = ?1 WHERE job = ?2",
+            [&rec.to_string(), job],
+        )
+        .unwrap();
+    }
+    drop(db);
+    for args in [&["show", "--junit"][..], &["report"]] {
+        let r = env.run(args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert!(
+            !r.stdout.contains(MARKER),
+            "{args:?} printed the file: {r:?}"
+        );
+        // The run's own capture file is read, whatever the record names.
+        assert!(r.stdout.contains("mine"), "{args:?}: {r:?}");
+        assert!(
+            r.stdout.contains("symlink"),
+            "the refused symlink is said: {r:?}"
+        );
+        assert!(r.stdout.contains("was not captured; it went to "), "{r:?}");
+    }
+}
