@@ -77,6 +77,17 @@ pub enum Command {
         /// JSON lines, the same record shape as `orchestrate --json`.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        export: ShowExport,
+    },
+    /// Write one run as a self-contained HTML page: timeline, records, output, trends.
+    Report {
+        /// Run id, unique prefix, `last` or `last~N`.
+        #[arg(default_value = "last")]
+        run: String,
+        /// The file to write (default: stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Print a job's captured output, bytes exactly as written.
     Logs {
@@ -301,6 +312,28 @@ pub struct RunArgs {
     /// After the run, keep at most this much captured output of this job file (`2G`).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_bytes: Option<u64>,
+}
+
+/// The other forms `show` gives a run in: a timeline, JUnit XML, GNU parallel's joblog.
+#[derive(Debug, Args, Default, Clone, Copy)]
+#[group(multiple = false, conflicts_with_all = ["json", "job"])]
+pub struct ShowExport {
+    /// The run as a chart: a row per slot (or host), a bar per job, failures and the
+    /// critical path of `needs` marked (width: COLUMNS, the terminal's, or 100).
+    #[arg(long)]
+    pub timeline: bool,
+    /// The run as JUnit XML (as cargo-nextest writes it), for CI test reports.
+    #[arg(long)]
+    pub junit: bool,
+    /// The run as CSV with GNU parallel's --joblog columns.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+impl ShowExport {
+    pub fn any(&self) -> bool {
+        self.timeline || self.junit || self.csv
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,13 @@ pub fn base(job: &PlannedJob) -> CompletedProcess {
     rec.cwd = job.cwd.clone();
     rec.background = job.background;
     rec.def_hash = job.def_hash.clone();
+    rec.needs = job
+        .needs
+        .iter()
+        .flat_map(|n| n.jobs.iter().copied())
+        .collect();
+    rec.needs.sort_unstable();
+    rec.needs.dedup();
     rec
 }
 

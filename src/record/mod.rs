@@ -101,6 +101,10 @@ pub struct CompletedProcess {
     /// kept and shown with the run, never counted in its jobs or its status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
+    /// The jobs (plan indices) this job waited for (`needs`), so that a timeline can find the
+    /// critical path from the records alone, whatever became of the job file since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<usize>,
 }
 
 /// Identifies a process (a run's orchestrate, a background job's supervisor, a job) beyond
@@ -218,6 +222,7 @@ impl CompletedProcess {
             process: None,
             slurm_job_id: None,
             hook: None,
+            needs: Vec::new(),
         }
     }
 

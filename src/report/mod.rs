@@ -4,17 +4,33 @@
 //! - `live`: the [`Reporter`] consuming exec events during a run.
 //! - `summary`: the closing summary line.
 //! - `render`: the texts both the live reporter and the inspection commands print.
+//! - `timeline` lays a run out in time; `timeline_text` draws it on a terminal, `html` as a
+//!   page (`orchestrate report`); `junit` and `joblog` export a run (`show --junit`,
+//!   `--csv`); `escape` makes text safe for them, `shown` holds the output they show.
 
 mod bars;
+mod escape;
+mod html;
+mod joblog;
+mod junit;
 mod live;
 mod render;
+mod shown;
 mod summary;
 mod tag;
 mod term;
+pub mod timeline;
+mod timeline_text;
 
 pub use crate::record::write_json_record;
+pub use html::{PageJob, PageRun, PastRun, write_html};
+pub use joblog::write_joblog;
+pub use junit::{JunitRun, write_junit};
 pub use live::Reporter;
 pub use render::{outcome_text, record_detail, status_line, status_text, tail_lines, visible};
+pub use shown::{KEPT_BYTES, Shown};
+pub use timeline::Timeline;
+pub use timeline_text::{TextStyle, write_timeline};
 
 /// How job output is shown during a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -21,6 +21,7 @@ mod spill;
 mod status_sql;
 mod streak;
 mod survivors;
+mod trend;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use schema::SCHEMA_VERSION;
 pub use spill::spill;
 pub use streak::Streak;
 pub use survivors::Survivor;
+pub use trend::PastRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

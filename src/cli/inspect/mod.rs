@@ -1,9 +1,12 @@
-//! The commands that read the store: `runs`, `show`, `logs`, `history`, `diff`, `status`, `gc`,
-//! and the background commands `wait` and `kill`; each one function, on one opened store.
+//! The commands that read the store: `runs`, `show` (and its exports), `report`, `logs`,
+//! `history`, `diff`, `status`, `gc`, and the background commands `wait` and `kill`; each one
+//! function, on one opened store.
 
 mod diff;
+mod export;
 mod gc;
 mod logs;
+mod report;
 mod runs;
 mod show;
 mod status;
@@ -85,9 +88,13 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             },
             out,
         ),
-        Command::Show { run, job, json } => {
+        Command::Show { run, export, .. } if export.any() => {
+            export::show_export(db, run.as_deref().unwrap_or("last"), export, out)
+        }
+        Command::Show { run, job, json, .. } => {
             show::show(db, run.as_deref(), job.as_deref(), json, out)
         }
+        Command::Report { run, output } => report::report(db, &run, output.as_deref(), out),
         Command::Logs {
             job,
             run,
