@@ -166,7 +166,7 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
         /// The log the installed line appends each run's full report to (default:
-        /// <state dir>/cron/<job file>.log); cron mails only what failed.
+        /// <state dir>/cron/<job file's stem>-<hash of its path>.log); cron mails only what failed.
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
     },
@@ -250,7 +250,8 @@ pub struct RunArgs {
     /// --tag (--output all and ordered; stream always does).
     #[arg(long)]
     pub tag: bool,
-    /// One JSON record per line on stdout instead of the human report.
+    /// One JSON record per line on stdout instead of the human report (each record holds
+    /// the job's output; --output ordered puts the records in job-file order).
     #[arg(long)]
     pub json: bool,
     /// Print nothing when every job succeeds; on failure, the failed jobs and their stderr tails

@@ -127,6 +127,7 @@ pub(super) fn planned_line(
     let root = std::path::absolute(&root).unwrap_or(root);
     let log = log_path(log, &root, abs);
     let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let path_env = dedup_path(&path_env);
     let line = crate::cron::line(schedule, abs, &exe, &path_env, Some(&root), &log)?;
     Ok(PlannedLine { line, log })
 }
@@ -169,4 +170,13 @@ fn log_path(log: Option<PathBuf>, root: &Path, abs: &Path) -> PathBuf {
                 .join(format!("{stem}-{}.log", &hash[..12]))
         }
     }
+}
+
+/// PATH without its repeated entries (the first one wins, as it does in a lookup).
+fn dedup_path(path: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    path.split(':')
+        .filter(|d| seen.insert(*d))
+        .collect::<Vec<_>>()
+        .join(":")
 }

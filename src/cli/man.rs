@@ -110,7 +110,10 @@ const JOB_KEYS: &[(&str, &str)] = &[
         "stdout",
         "capture (default, kept in the store), inherit, null or {file: path, append: true}",
     ),
-    ("stderr", "as stdout, or stdout (2>&1)"),
+    (
+        "stderr",
+        "the same values as stdout, or `stdout` to send it where stdout goes (2>&1)",
+    ),
     (
         "needs",
         "jobs that must succeed first; an entry may be {job: NAME, if: success|failure|always}",
@@ -172,7 +175,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "XDG_STATE_HOME",
-        "without either, the state directory is $XDG_STATE_HOME/orchestrate",
+        "without either, the state directory is $XDG_STATE_HOME/orchestrate (an absolute path; a relative one is ignored, as the XDG spec says)",
     ),
     (
         "HOME",
@@ -202,11 +205,7 @@ pub(super) fn main_page(out: &mut dyn Write) -> std::io::Result<()> {
     out.write_all(format!(".PP\n{}\n", esc(LEADING_FLAGS)).as_bytes())?;
     man.render_options_section(out)?;
     man.render_subcommands_section(out)?;
-    let mut roff = String::new();
-    section(&mut roff, "EXIT STATUS", None);
-    for (nums, meaning) in EXIT_CODES {
-        item(&mut roff, &codes(nums), meaning);
-    }
+    let mut roff = exit_status();
     section(
         &mut roff,
         "JOB FILE",
@@ -251,11 +250,22 @@ pub(super) fn write_pages(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>
         let path = dir.join(man.get_filename());
         let mut buf = Vec::new();
         man.render(&mut buf)?;
-        buf.extend_from_slice(b".SH \"SEE ALSO\"\n\\fBorchestrate\\fR(1)\n");
+        buf.extend_from_slice(exit_status().as_bytes());
+        buf.extend_from_slice(b".SH \"SEE ALSO\"\n\\fBorchestrate\\fR(1), for the job file, the state directory (FILES) and the ENVIRONMENT\n");
         std::fs::write(&path, buf)?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// The EXIT STATUS section, the same on every page.
+fn exit_status() -> String {
+    let mut roff = String::new();
+    section(&mut roff, "EXIT STATUS", None);
+    for (nums, meaning) in EXIT_CODES {
+        item(&mut roff, &codes(nums), meaning);
+    }
+    roff
 }
 
 fn public_subcommands(cmd: &clap::Command) -> Vec<clap::Command> {

@@ -67,7 +67,7 @@ fn settle_leading(cli: &mut Cli, matches: &ArgMatches) -> Result<(), String> {
                 return Err(format!(
                     "{} comes before `{name}`; give it after the command: orchestrate {name} ... {}",
                     flag(id),
-                    flag(id).rsplit('/').next().unwrap_or_default()
+                    as_given(&top, matches, id)
                 ));
             }
             _ => {
@@ -79,6 +79,25 @@ fn settle_leading(cli: &mut Cli, matches: &ArgMatches) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A flag of the top level as it was given: its long name, and its value if it takes one
+/// (`--jobs 2`), for a hint to type again.
+fn as_given(top: &clap::Command, matches: &ArgMatches, id: &str) -> String {
+    let name = flag(id).rsplit('/').next().unwrap_or_default().to_string();
+    let takes = top
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .is_some_and(|a| a.get_action().takes_values());
+    let values: Vec<String> = match matches.get_raw(id) {
+        Some(v) if takes => v.map(|v| v.to_string_lossy().into_owned()).collect(),
+        _ => Vec::new(),
+    };
+    if values.is_empty() {
+        name
+    } else {
+        format!("{name} {}", values.join(","))
+    }
 }
 
 /// `orchestrate FILE runs`: the file is not for the command.

@@ -17,6 +17,9 @@ pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal)
     let Some(path) = args.job_file.clone() else {
         return report_error(&"give a job file to run", exit::USAGE);
     };
+    if let Some(msg) = RunSettings::refused(&args) {
+        return report_error(&msg, exit::USAGE);
+    }
     if let Some(cmd) = mistyped_command(&path) {
         let msg = format!(
             "no job file `{}`; did you mean `orchestrate {cmd}`?",
@@ -69,6 +72,16 @@ fn mistyped_command(path: &Path) -> Option<String> {
     crate::error::suggest(word, &names)
 }
 
+/// Says what `--skip` left out beyond the jobs it named, which would otherwise vanish unsaid.
+fn skip_note(names: &[String]) {
+    if !names.is_empty() {
+        eprintln!(
+            "orchestrate: --skip also leaves out what needs the skipped jobs: {} (--no-deps runs them)",
+            names.join(", ")
+        );
+    }
+}
+
 /// The jobs this run starts, the records it carries over, and the run they come from.
 pub(super) type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
 
@@ -80,6 +93,9 @@ fn choose_jobs(
     settings: &RunSettings,
 ) -> Result<Option<Chosen>, RunError> {
     let s = &settings.selection;
+    if s.with_deps && s.only.is_empty() {
+        skip_note(&plan.skipped_dependents(&s.skip));
+    }
     let mut plan = plan
         .select(&s.only, &s.skip, s.with_deps)
         .map_err(RunError::Invalid)?;

@@ -68,6 +68,30 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// Flags that would be accepted and do nothing together: refused, as clap refuses its
+    /// conflicts, rather than ignored.
+    pub fn refused(args: &RunArgs) -> Option<String> {
+        use crate::report::OutputMode;
+        let mode = clap::ValueEnum::to_possible_value(&args.output)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        let printed = matches!(
+            args.output,
+            OutputMode::All | OutputMode::Ordered | OutputMode::Stream
+        );
+        if args.json && !matches!(args.output, OutputMode::Failed | OutputMode::Ordered) {
+            return Some(format!(
+                "--json records hold each job's output, so --output {mode} would do nothing; leave it out (--output ordered puts the records in job-file order)"
+            ));
+        }
+        (args.tag && (args.json || !printed)).then(|| {
+            format!(
+                "--tag labels printed job output, which {} does not print; give --output all or ordered with it",
+                if args.json { "--json".to_string() } else { format!("--output {mode}") }
+            )
+        })
+    }
+
     /// Resolves the settings of a run, each by this precedence:
     ///
     /// - concurrency: `-j N`, else the job file's `concurrency`, else the number of CPUs;

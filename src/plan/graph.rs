@@ -68,7 +68,13 @@ fn edges_of(
             let mut at = loc.key(i, "needs");
             at.push(Seg::Index(k));
             let Some((target_entry, idxs)) = by_name.resolve(need, entries, jobs) else {
-                let names: Vec<&str> = by_name.entries.keys().copied().collect();
+                // Not the job itself: a job cannot need itself.
+                let names: Vec<&str> = by_name
+                    .entries
+                    .keys()
+                    .copied()
+                    .filter(|n| *n != e.base)
+                    .collect();
                 let hint =
                     crate::error::suggest(need, &names).map(|s| format!("did you mean `{s}`?"));
                 return Err(loc.err(

@@ -44,6 +44,23 @@ impl Plan {
         Ok(self)
     }
 
+    /// The jobs `--skip` leaves out only because they need a skipped job (directly or not),
+    /// by name: what a run says it left out too.
+    pub fn skipped_dependents(&self, skip: &[String]) -> Vec<String> {
+        let mut keep = vec![true; self.jobs.len()];
+        for name in skip {
+            for i in self.jobs_named(name).unwrap_or_default() {
+                keep[i] = false;
+            }
+        }
+        let direct = keep.clone();
+        self.drop_dependents(&mut keep);
+        (0..keep.len())
+            .filter(|&i| direct[i] && !keep[i])
+            .map(|i| self.jobs[i].name.clone())
+            .collect()
+    }
+
     /// The jobs a name on the command line stands for: one job, or every item of a fanned-out
     /// one; none is an error with a suggestion.
     fn jobs_named(&self, name: &str) -> Result<Vec<usize>, String> {
@@ -217,6 +234,15 @@ mod tests {
         assert_eq!(p.jobs[1].needs[0].when, Condition::Failure);
         let p = plan().select(&[], &["build".into()], true).unwrap();
         assert_eq!(names(&p), ["docs"]);
+    }
+
+    #[test]
+    fn skip_names_what_it_leaves_out_for_needing_a_skipped_job() {
+        assert_eq!(
+            plan().skipped_dependents(&["build".into()]),
+            ["report", "cleanup"]
+        );
+        assert!(plan().skipped_dependents(&["report".into()]).is_empty());
     }
 
     #[test]

@@ -185,7 +185,8 @@ impl Reporter {
                 self.say(&line);
             }
             Event::JobFinished(rec) => self.finished(rec),
-            Event::HookFinished(rec) => self.hook_finished(rec),
+            // The log had the event already.
+            Event::HookFinished(rec) => self.hook_line(rec),
         }
     }
 
@@ -193,6 +194,13 @@ impl Reporter {
     /// and its output as `--output` says (not under `-q`: a failed one is a warning of the
     /// run, which is printed even then). It is no job: the bars and the counts leave it out.
     pub fn hook_finished(&mut self, rec: &CompletedProcess) {
+        if let Some(log) = &mut self.log {
+            log.hook_line(rec);
+        }
+        self.hook_line(rec);
+    }
+
+    fn hook_line(&mut self, rec: &CompletedProcess) {
         if self.cfg.json {
             let outputs = self.outputs(rec);
             let _ = write_json_record(

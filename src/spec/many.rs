@@ -16,8 +16,19 @@ use crate::error::{MAX_SPEC_ERRORS, SpecError};
 
 /// `first` with the errors of the other job entries that fail on their own, in file order.
 pub(super) fn with_job_errors(source: &Source, first: SpecError) -> SpecError {
-    let Ok(doc) = serde_yaml::from_str::<Value>(source.text) else {
-        return first;
+    let doc = match serde_yaml::from_str::<Value>(source.text) {
+        Ok(doc) => doc,
+        // The text stops being YAML after the first error (serde stopped before the parser
+        // got there): that is a second error to fix, reported with it.
+        Err(e) if e.location().is_some() && !e.to_string().contains("limit exceeded") => {
+            let syntax = yaml_error::from_serde(source, &e);
+            if (syntax.line, syntax.column) == (first.line, first.column) {
+                return first;
+            }
+            return SpecError::many(vec![first, syntax], Some(0));
+        }
+        // Too large to read as a whole (aliases): the first error is all there is.
+        Err(_) => return first,
     };
     let entries = match &doc {
         Value::Sequence(s) => s,

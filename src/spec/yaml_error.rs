@@ -11,7 +11,13 @@ pub(super) fn from_serde(source: &Source, e: &serde_yaml::Error) -> SpecError {
     let raw = strip_marks(&e.to_string());
     // serde_yaml prefixes the path of the failing node ("jobs[2].timeout: ...").
     let (node_path, msg) = split_node_path(&raw);
-    let (message, hint) = reword(&msg);
+    let (message, hint) = match tab_at(source, e) {
+        Some(()) => (
+            "a tab character: YAML indents with spaces only".to_string(),
+            Some("replace the tab with spaces".to_string()),
+        ),
+        None => reword(&msg),
+    };
     let job = node_path.as_deref().and_then(|p| job_name_at(source, p));
     let mut message = message;
     if let Some(p) = &node_path
@@ -63,6 +69,16 @@ fn unclosed_quote(source: &Source, e: &serde_yaml::Error) -> Option<SpecError> {
         )
         .with_source(source.text),
     )
+}
+
+/// Whether the parser stopped at a tab (libyaml: "found character that cannot start any
+/// token"), which YAML never allows for indentation.
+fn tab_at(source: &Source, e: &serde_yaml::Error) -> Option<()> {
+    let loc = e.location()?;
+    let line = source.text.lines().nth(loc.line().checked_sub(1)?)?;
+    let at = line.chars().nth(loc.column().saturating_sub(1))?;
+    (e.to_string().contains("cannot start any token") && (at == '\t' || line.starts_with('\t')))
+        .then_some(())
 }
 
 /// The name of the job at `jobs[i]` in a serde_yaml node path, as the position index knows it.

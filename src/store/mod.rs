@@ -63,6 +63,10 @@ pub enum StoreError {
     },
     #[error("no history yet in {0} (nothing has run with this state directory)")]
     Empty(PathBuf),
+    #[error(
+        "the state directory {0} is not a directory (something else is in its place): move it away, or give another --state-dir"
+    )]
+    NotADir(PathBuf),
     #[error("{0}")]
     NotFound(String),
     /// A run id prefix that more than one run has.
@@ -81,7 +85,7 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Where the store lives: `--state-dir`, else `ORCHESTRATE_STATE_DIR`, else
-/// `$XDG_STATE_HOME/orchestrate`, else `~/.local/state/orchestrate`.
+/// `$XDG_STATE_HOME/orchestrate` (when absolute), else `~/.local/state/orchestrate`.
 /// Without HOME (systemd units, `env -i`) the home comes from the password database, as
 /// ssh and cron find it; there is never a fallback to a shared folder such as /tmp.
 pub fn default_state_dir(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -91,7 +95,8 @@ pub fn default_state_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("ORCHESTRATE_STATE_DIR").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+    // The XDG spec: a relative value is invalid and ignored.
+    if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| Path::new(v).is_absolute()) {
         return Ok(PathBuf::from(p).join("orchestrate"));
     }
     let home = std::env::var_os("HOME")
@@ -173,12 +178,22 @@ fn check_link_owner(root: &Path) -> Result<()> {
 
 /// The state dir and what orchestrate keeps directly in it, checked with `check_private`.
 pub fn check_state_dir(root: &Path) -> Result<()> {
+    check_is_dir(root)?;
     check_link_owner(root)?;
     check_private(root, true)?;
     for name in ["history.db", "runs", "locks", "cron", "spill"] {
         check_private(&root.join(name), false)?;
     }
     Ok(())
+}
+
+/// A state dir that is there must be a folder (or a symlink to one): a file in its place is
+/// reported as such, never read as an empty history.
+pub fn check_is_dir(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(StoreError::NotADir(root.to_path_buf())),
+        _ => Ok(()),
+    }
 }
 
 /// The open history: its directory and a connection to its database.

@@ -69,6 +69,7 @@ impl RunStore {
             path: root.to_path_buf(),
             source,
         };
+        super::check_is_dir(root)?;
         let fresh = !root.exists();
         mkdir_private(root).map_err(dir_err)?;
         super::check_state_dir(root)?;
@@ -119,6 +120,7 @@ impl RunStore {
     }
 
     fn check_existing(root: &Path) -> Result<()> {
+        super::check_is_dir(root)?;
         if !root.join("history.db").exists() {
             return Err(StoreError::Empty(root.to_path_buf()));
         }

@@ -77,7 +77,9 @@ fn a_job_running_well_over_its_usual_time_is_warned_about_once_it_is() {
     assert_eq!(slow.len(), 1, "{r:?}");
     assert!(
         slow[0].contains("slow: `export` running for ")
-            && slow[0].contains(", usually 0.1s (p95 of its last 5 runs)"),
+            // 0.1s, or a little more on a loaded machine.
+            && slow[0].contains(", usually 0.")
+            && slow[0].contains("s (p95 of its last 5 runs)"),
         "{r:?}"
     );
     let log = std::fs::read_to_string(env.path("run.log")).unwrap();
@@ -94,7 +96,7 @@ fn a_job_running_well_over_its_usual_time_is_warned_about_once_it_is() {
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("ran slow: ") && n.ends_with(", usually 0.1s")),
+            .any(|n| n.starts_with("ran slow: ") && n.contains(", usually 0.")),
         "{export:?}"
     );
     // One successful run is too little to know what is usual.
@@ -140,9 +142,10 @@ fn timeout_auto_comes_from_the_jobs_history_and_is_none_without_one() {
     assert_eq!(rec["error"], "timed out after 10s", "{shown:?}");
     let notes = rec["notes"].as_array().unwrap();
     assert!(
-        notes.iter().any(|n| n.as_str().is_some_and(
-            |n| n.starts_with("timeout: auto is 10s (3 × 0.1s, the p95 of its last 5 runs")
-        )),
+        notes.iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.starts_with("timeout: auto is 10s (3 × 0.")
+                && n.contains("s, the p95 of its last 5 runs"))),
         "{shown:?}"
     );
 }

@@ -74,7 +74,7 @@ fn secrets_set_from_items_never_become_job_names() {
         "secret_env: [KEY]\njobs:\n  - name: call\n    command: [sh, -c, 'test -n \"$KEY\"']\n    env: {{KEY: '{{item}}'}}\n    for_each: [{}]\n",
         keys.join(", ")
     );
-    let run = env.run_jobs(&yaml, &["--json", "--output", "all"]);
+    let run = env.run_jobs(&yaml, &["--json", "--output", "ordered"]);
     assert_eq!(run.code, 0, "{run:?}");
     let mut names: Vec<String> = run
         .json()

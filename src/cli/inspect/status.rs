@@ -1,4 +1,4 @@
-//! `orchestrate status`: background jobs that are running or ended since last looked at (or
+//! `orchestrate status`: background jobs that are running or ended since you last looked (or
 //! all of them), as a table or JSON lines; the ended ones shown are then marked seen.
 
 use std::io::Write;
@@ -47,7 +47,7 @@ pub(super) fn status(
 pub(super) fn none_to_show(out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "no background jobs running or ended since last looked at"
+        "no background jobs are running, and none ended since you last looked"
     )
 }
 
