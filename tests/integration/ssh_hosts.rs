@@ -86,6 +86,17 @@ fn await_login(host: &SshHost, before: usize) {
     );
 }
 
+/// Sends CONT to a host stopped with STOP when dropped.
+struct Thaw<'a>(&'a SshHost);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        if !self.0.processes().is_empty() {
+            self.0.signal_all("CONT");
+        }
+    }
+}
+
 fn finish(child: std::process::Child) -> Run {
     Run::from(child.wait_with_output().expect("wait for orchestrate"))
 }
@@ -256,9 +267,11 @@ fn ssh_frozen_host_costs_its_jobs_one_keepalive_window_and_is_used_again_when_it
     );
     let logins = a.logins();
     a.signal_all("STOP");
+    // Thawed whatever happens below, so that the host can be stopped at the end.
+    let thaw = Thaw(a);
     await_file(&d.join("waiting"), Duration::from_secs(90));
     let moved_after = t0.elapsed();
-    a.signal_all("CONT");
+    drop(thaw);
     await_login(a, logins);
     std::fs::write(d.join("go"), "").unwrap();
     let r = finish(child);

@@ -181,32 +181,40 @@ async fn probe(inner: &Arc<Inner>, key: &HostKey) {
         if inner.table().closed {
             break;
         }
-        let outcome = conn.open().await;
-        let mut t = inner.table();
-        let closed = t.closed;
-        let Some(h) = t.hosts.get_mut(key) else {
-            break;
-        };
-        match outcome {
-            Ok(()) => {
-                h.health = Health::Up;
-                h.generation += 1;
-                h.probing = false;
-                if closed {
-                    drop(t);
-                    conn.exit().await;
-                } else {
-                    t.fill(inner, key);
-                }
-                return;
-            }
-            Err(why) => {
-                if let Health::Down { why: w, .. } = &mut h.health {
-                    *w = why;
-                }
-            }
+        if probed(inner, key, &conn, conn.open().await) {
+            return;
         }
         pause = (pause * 2).min(PROBE_MOST);
     }
     stop_probing(inner, key);
+}
+
+/// Records a probe's outcome: true once the host is up (its free slots handed out) or gone.
+fn probed(inner: &Arc<Inner>, key: &HostKey, conn: &Conn, outcome: Result<(), String>) -> bool {
+    let mut t = inner.table();
+    let closed = t.closed;
+    let Some(h) = t.hosts.get_mut(key) else {
+        return true;
+    };
+    match outcome {
+        Ok(()) => {
+            h.health = Health::Up;
+            h.generation += 1;
+            h.probing = false;
+            if closed {
+                drop(t);
+                exit_soon(conn);
+            } else {
+                t.fill(inner, key);
+            }
+            true
+        }
+        Err(why) => {
+            // Down since the first failure; the reason is the latest.
+            if let Health::Down { why: w, .. } = &mut h.health {
+                *w = why;
+            }
+            false
+        }
+    }
 }

@@ -319,3 +319,69 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    fn opts(slots: usize) -> SshOptions {
+        SshOptions {
+            hosts: vec!["h1".into()],
+            config: None,
+            options: Vec::new(),
+            slots,
+            retry_elsewhere: false,
+        }
+    }
+
+    /// Polls `f` once.
+    fn poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn running(pool: &Pool) -> usize {
+        pool.inner.table().hosts.values().map(|h| h.running).sum()
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_first_waiting_job_only() {
+        let pool = Pool::new();
+        let (o, none) = (opts(1), HashSet::new());
+        let mut first = Box::pin(pool.acquire(&o, &none));
+        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
+            panic!("a free slot was not taken at once");
+        };
+        let mut w1 = Box::pin(pool.acquire(&o, &none));
+        let mut w2 = Box::pin(pool.acquire(&o, &none));
+        assert!(poll(&mut w1).is_pending() && poll(&mut w2).is_pending());
+        drop(lease);
+        let Poll::Ready(Ok(handed)) = poll(&mut w1) else {
+            panic!("the first waiter did not get the slot");
+        };
+        assert!(poll(&mut w2).is_pending());
+        assert_eq!(running(&pool), 1, "the slot changed hands, not counts");
+        drop(handed);
+        assert!(matches!(poll(&mut w2), Poll::Ready(Ok(_))));
+        assert_eq!(running(&pool), 0);
+    }
+
+    #[test]
+    fn a_slot_offered_to_a_job_that_stopped_waiting_goes_on() {
+        let pool = Pool::new();
+        let (o, none) = (opts(1), HashSet::new());
+        let mut first = Box::pin(pool.acquire(&o, &none));
+        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
+            panic!("a free slot was not taken at once");
+        };
+        let mut gone = Box::pin(pool.acquire(&o, &none));
+        let mut w2 = Box::pin(pool.acquire(&o, &none));
+        assert!(poll(&mut gone).is_pending() && poll(&mut w2).is_pending());
+        drop(gone);
+        drop(lease);
+        assert!(matches!(poll(&mut w2), Poll::Ready(Ok(_))));
+        drop(w2);
+        assert_eq!(running(&pool), 0, "no slot is lost");
+    }
+}
