@@ -78,15 +78,16 @@ pub async fn run(
             }
             (true, down) => {
                 tried.insert(host.clone());
+                let elsewhere = opts.hosts.iter().any(|h| !tried.contains(h));
+                if !(opts.retry_elsewhere && elsewhere) || stopping {
+                    // The error says the connection broke; the note, that the host is gone.
+                    rec.notes.extend(down.err());
+                    return moves.end(rec);
+                }
                 let why = match down {
                     Ok(()) => lost.why,
                     Err(down) => format!("{}; {down}", lost.why),
                 };
-                let elsewhere = opts.hosts.iter().any(|h| !tried.contains(h));
-                if !(opts.retry_elsewhere && elsewhere) || stopping {
-                    rec.notes.push(why);
-                    return moves.end(rec);
-                }
                 moves.broke(&host, rec, why);
             }
         }
