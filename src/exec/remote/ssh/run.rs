@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::Ssh;
 use super::pool::{NoHost, Pool};
 use crate::exec::process::{JobCtx, run_job, wait_cancel};
-use crate::exec::{Cancel, ends};
+use crate::exec::{Cancel, Event, ends};
 use crate::plan::{PlannedJob, SshOptions};
 use crate::record::{Attempt, CompletedProcess, Status};
 
@@ -88,7 +88,14 @@ pub async fn run(
                     Ok(()) => lost.why,
                     Err(down) => format!("{}; {down}", lost.why),
                 };
-                moves.broke(&host, rec, why);
+                let attempt = moves.broke(&host, rec, why);
+                let _ = ctx.events.send(Event::JobRetrying {
+                    index: job.index,
+                    attempt,
+                    of: attempt + job.retry.retries,
+                    delay: std::time::Duration::ZERO,
+                    outcome: format!("ssh host `{host}` failed under it, on to another host"),
+                });
             }
         }
     }
@@ -104,8 +111,9 @@ struct Moves {
 }
 
 impl Moves {
-    /// An attempt ended by its host's failure: kept as an earlier attempt of the job.
-    fn broke(&mut self, host: &str, rec: CompletedProcess, why: String) {
+    /// An attempt ended by its host's failure: kept as an earlier attempt of the job. Returns
+    /// the number of the job's next attempt.
+    fn broke(&mut self, host: &str, rec: CompletedProcess, why: String) -> u32 {
         let n = self.earlier.len() as u32;
         self.earlier
             .extend(rec.earlier_attempts.into_iter().map(|mut a| {
@@ -124,6 +132,7 @@ impl Moves {
         self.notes.push(format!(
             "attempt {attempt} on `{host}` ended as its host failed ({why}); run again on another host"
         ));
+        attempt + 1
     }
 
     /// The job found no host to run on.
