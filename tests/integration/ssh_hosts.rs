@@ -348,3 +348,48 @@ fn ssh_lost_master_is_reopened_once_for_all_jobs() {
     // The first master and the one that replaced it: no login per job.
     assert_eq!(a.logins() - before, 2, "logins to {}", a.alias);
 }
+
+#[test]
+fn a_master_left_by_a_killed_run_is_closed_by_the_next_run() {
+    let Some(h) = hosts(
+        "ssh_hosts::a_master_left_by_a_killed_run_is_closed_by_the_next_run",
+        "orphan",
+        1,
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    let d = env.path("");
+    let yaml = format!(
+        "{}  - name: first\n    shell: '{PORT}'\n{}",
+        head(&h, 1),
+        gate(&d, "first")
+    );
+    env.write("jobs.yaml", &yaml);
+    let mut child = env.spawn(&["jobs.yaml"]);
+    await_file(&d.join("waiting"), Duration::from_secs(30));
+    let socket = format!("ControlPath=/tmp/orch-ssh-{}-", child.id());
+    let masters = || -> Vec<u32> {
+        crate::daemons::naming(&socket)
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains("ControlMaster=yes"))
+            .map(|(p, _)| p)
+            .collect()
+    };
+    crate::helpers::signal(child.id(), "KILL");
+    let _ = child.wait();
+    std::fs::write(d.join("go"), "").unwrap();
+    assert_eq!(masters().len(), 1, "the killed run's master outlives it");
+    // Any later run with an ssh job sweeps the dead run's sockets.
+    env.write(
+        "again.yaml",
+        &format!("{}  - name: again\n    shell: '{PORT}'\n", head(&h, 1)),
+    );
+    let r = env.run(&["again.yaml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || masters().is_empty()),
+        "the killed run's master still runs: {:?}",
+        masters()
+    );
+}
