@@ -121,6 +121,25 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// A pool nobody closed (run hooks, mail have pools of their own) still closes its
+    /// masters: the run owns them, and they would outlive it by `ControlPersist`.
+    fn drop(&mut self) {
+        let t = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
+        if t.closed {
+            return;
+        }
+        for h in t.hosts.values().filter(|h| h.health == Health::Up) {
+            let _ = std::process::Command::new("ssh")
+                .args(h.conn.control_args("exit"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Table {
     fn usable(&self, key: &HostKey) -> bool {
         self.hosts

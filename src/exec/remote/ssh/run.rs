@@ -89,16 +89,21 @@ pub async fn run(
                     Err(down) => format!("{}; {down}", lost.why),
                 };
                 let attempt = moves.broke(&host, rec, why);
-                let _ = ctx.events.send(Event::JobRetrying {
-                    index: job.index,
-                    attempt,
-                    of: attempt + job.retry.retries,
-                    delay: std::time::Duration::ZERO,
-                    outcome: format!("ssh host `{host}` failed under it, on to another host"),
-                });
+                tell_moving(job, &ctx, attempt, &host);
             }
         }
     }
+}
+
+/// The live report's line for a job that leaves a host that failed under it.
+fn tell_moving(job: &PlannedJob, ctx: &JobCtx, attempt: u32, host: &str) {
+    let _ = ctx.events.send(Event::JobRetrying {
+        index: job.index,
+        attempt,
+        of: attempt + job.retry.retries,
+        delay: std::time::Duration::ZERO,
+        outcome: format!("ssh host `{host}` failed under it, on to another host"),
+    });
 }
 
 /// Where a job went before its last host: why it could not start on some, and the attempts
