@@ -12,7 +12,7 @@ use crate::daemons::{SshHost, SshHosts};
 use crate::helpers::{Env, Run, skipped, wait_for};
 
 /// This test's own hosts, or `None` (the test is skipped) when sshd cannot run here.
-fn hosts(test: &str, name: &str, n: usize) -> Option<SshHosts> {
+pub(crate) fn hosts(test: &str, name: &str, n: usize) -> Option<SshHosts> {
     match SshHosts::start(name, n) {
         Ok(h) => Some(h),
         Err(why) if std::env::var_os("CI").is_some() => {
@@ -26,7 +26,7 @@ fn hosts(test: &str, name: &str, n: usize) -> Option<SshHosts> {
 }
 
 /// The job file's top: every host of `h`, `slots` per host, moving jobs off failed hosts.
-fn head(h: &SshHosts, slots: usize) -> String {
+pub(crate) fn head(h: &SshHosts, slots: usize) -> String {
     let names: Vec<&str> = h.hosts.iter().map(|x| x.alias.as_str()).collect();
     format!(
         "concurrency: 8\nexecutor: ssh\nhosts: [{}]\nssh: {{config: {}, slots: {slots}}}\non_host_failure: retry_elsewhere\njobs:\n",
@@ -36,7 +36,7 @@ fn head(h: &SshHosts, slots: usize) -> String {
 }
 
 /// A shell line that prints the port of the sshd the job runs under.
-const PORT: &str = "echo ${SSH_CONNECTION##* }";
+pub(crate) const PORT: &str = "echo ${SSH_CONNECTION##* }";
 
 /// A local job that waits for `DIR/go`, saying first that it waits (`DIR/waiting`).
 fn gate(dir: &Path, needs: &str) -> String {
@@ -46,7 +46,7 @@ fn gate(dir: &Path, needs: &str) -> String {
     )
 }
 
-fn records<'a>(recs: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+pub(crate) fn records<'a>(recs: &'a [Value], prefix: &str) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| r["job"].as_str().is_some_and(|j| j.starts_with(prefix)))
         .collect()
@@ -64,7 +64,7 @@ fn ran_on<'a>(h: &'a SshHosts, rec: &Value) -> &'a SshHost {
     host
 }
 
-fn text(rec: &Value) -> String {
+pub(crate) fn text(rec: &Value) -> String {
     format!("{} {}", rec["notes"], rec["error"])
 }
 
@@ -87,7 +87,7 @@ fn await_login(host: &SshHost, before: usize) {
 }
 
 /// Sends CONT to a host stopped with STOP when dropped.
-struct Thaw<'a>(&'a SshHost);
+pub(crate) struct Thaw<'a>(pub(crate) &'a SshHost);
 
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
@@ -97,12 +97,12 @@ impl Drop for Thaw<'_> {
     }
 }
 
-fn finish(child: std::process::Child) -> Run {
+pub(crate) fn finish(child: std::process::Child) -> Run {
     Run::from(child.wait_with_output().expect("wait for orchestrate"))
 }
 
 /// Started files `DIR/started-ITEM-PORT` of the jobs running now.
-fn started_on(dir: &Path, port: &str) -> usize {
+pub(crate) fn started_on(dir: &Path, port: &str) -> usize {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
