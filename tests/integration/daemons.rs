@@ -88,6 +88,127 @@ pub(crate) fn start(kind: &str) -> Result<Exports, String> {
         .collect())
 }
 
+/// Several sshd hosts of this process, named `NAME-a`, `NAME-b`, ... in one ssh_config: each
+/// its own daemon (state dir `/tmp/orch-it-<pid>-sshd-NAME-a`, free port), which a test may
+/// kill, freeze or restart without touching any other test's host.
+pub(crate) struct SshHosts {
+    /// The ssh_config naming every host (`ssh -F`).
+    pub(crate) config: std::path::PathBuf,
+    pub(crate) hosts: Vec<SshHost>,
+}
+
+pub(crate) struct SshHost {
+    pub(crate) alias: String,
+    pub(crate) port: String,
+    dir: String,
+}
+
+impl SshHosts {
+    /// Starts `n` (at most 26) hosts for `name`.
+    pub(crate) fn start(name: &str, n: usize) -> Result<SshHosts, String> {
+        let mut hosts = Vec::new();
+        let mut config = String::new();
+        for i in 0..n.min(26) {
+            let alias = format!("{name}-{}", (b'a' + i as u8) as char);
+            let kind = format!("sshd-{alias}");
+            let e = start(&kind)?;
+            let get = |k: &str| {
+                e.iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| format!("{k} not exported by sshd-up.sh"))
+            };
+            let (port, dir) = (get("ORCH_SSH_PORT")?, get("ORCH_SSH_STATE")?);
+            config.push_str(&format!(
+                "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {dir}/id_ed25519\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+            ));
+            hosts.push(SshHost { alias, port, dir });
+        }
+        let first = hosts.first().ok_or("no hosts asked for")?;
+        let path = std::path::Path::new(&first.dir).join("hosts_config");
+        std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(SshHosts {
+            config: path,
+            hosts,
+        })
+    }
+}
+
+impl SshHost {
+    /// Logins sshd accepted so far (a master or a login of its own each; sessions over a
+    /// master are not logins).
+    pub(crate) fn logins(&self) -> usize {
+        std::fs::read_to_string(format!("{}/sshd.log", self.dir))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
+    }
+
+    /// The listener and every process below it: the per-connection sshd processes and the
+    /// remote commands they run.
+    pub(crate) fn processes(&self) -> Vec<u32> {
+        let pid = std::fs::read_to_string(format!("{}/sshd.pid", self.dir))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let Some(pid) = pid else {
+            return Vec::new();
+        };
+        let mut parent = std::collections::HashMap::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent.insert(p, pp);
+            }
+        }
+        let mut tree = vec![pid];
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (p, pp) in &parent {
+                if tree.contains(pp) && !tree.contains(p) {
+                    tree.push(*p);
+                    grew = true;
+                }
+            }
+        }
+        tree
+    }
+
+    /// Sends `sig` (`KILL`, `STOP`, `CONT`) to the host's every process.
+    pub(crate) fn signal_all(&self, sig: &str) {
+        let pids: Vec<String> = self.processes().iter().map(u32::to_string).collect();
+        assert!(!pids.is_empty(), "no sshd running for {}", self.alias);
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .args(&pids)
+            .status();
+    }
+
+    /// Starts the host's sshd again, on the same port and keys.
+    pub(crate) fn restart(&self) {
+        let up = cluster_dir().expect("cluster dir").join("sshd-up.sh");
+        let out = Command::new(up)
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sshd-up.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// The watchdog that runs `down DIR --rm` once this process has exited. Its stdin is a pipe
 /// whose write end (close-on-exec, so no other child holds it) is kept open until then.
 fn stop_at_exit(down: &std::path::Path, dir: &str) -> Result<(), String> {

@@ -31,6 +31,8 @@ mod readonly;
 mod redesign;
 mod scale_out;
 mod settings;
+mod ssh_down;
+mod ssh_hosts;
 mod store;
 mod survivors;
 mod trust;

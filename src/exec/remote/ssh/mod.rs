@@ -2,25 +2,32 @@
 //! session over one multiplexed connection per host (a ControlMaster opened by the first job
 //! that goes there, before any other job may use the host).
 //!
+//! A host that fails is down for every job (`health`), and with `retry_elsewhere` its jobs
+//! move to the others (`run`), as a new attempt when they had started.
+//!
 //! The job runs under `exec::wrap`'s script, so its exit status is exact (a remote 255 is not
 //! ssh's 255) and its remote process group is known: sshd starts each session in a new session,
 //! and the script is exec'd into it, so the pid it reports leads the remote group. Stopping a
 //! job sends `kill -SIG -- -PGID` over the same connection; killing the local client alone
 //! would leave the remote command running (no pty, no SIGHUP).
 
+mod health;
+mod master;
 mod pool;
+mod run;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::Mutex;
 
 pub use pool::Pool;
+pub use run::run;
 
 use super::wrap;
 use crate::environ::JobEnv;
-use crate::exec::ends;
-use crate::exec::process::{JobCtx, Launch, Launcher, run_job, spawn_stop_command, wait_cancel};
-use crate::plan::{PlannedJob, SshOptions};
-use crate::record::{CompletedProcess, Status};
+use crate::exec::process::{Launch, Launcher, spawn_stop_command};
+use crate::plan::PlannedJob;
+
+/// ssh's own exit status for its failures (the job's 255 comes in the wrapper's control line).
+const SSH_FAILED: i32 = 255;
 
 /// One job on one host, over its master.
 pub struct Ssh {
@@ -28,9 +35,32 @@ pub struct Ssh {
     /// ssh's arguments up to and including the destination.
     args: Vec<String>,
     marker: String,
+    /// How the connection failed in the last attempt, if it did.
+    lost: Mutex<Option<Lost>>,
+}
+
+/// A connection that failed under a job: before it started, or while it ran, and why.
+#[derive(Clone, Debug)]
+pub(super) struct Lost {
+    pub(super) started: bool,
+    pub(super) why: String,
 }
 
 impl Ssh {
+    fn new(host: String, args: Vec<String>) -> Ssh {
+        Ssh {
+            host,
+            args,
+            marker: wrap::new_marker(),
+            lost: Mutex::new(None),
+        }
+    }
+
+    /// How the last attempt's connection failed, if it did.
+    fn lost(&self) -> Option<Lost> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// `kill -SIG -- -PGID` on the host, for the wrapper's process group there.
     fn remote_kill(&self, control: &wrap::Control, signal: i32) -> Option<std::process::Command> {
         let pgid = control.pgid?;
@@ -48,6 +78,7 @@ impl Ssh {
 
 impl Launcher for Ssh {
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
+        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut cmd = std::process::Command::new("ssh");
         cmd.args(&self.args);
         // The script, with the job's variables, goes over the connection on stdin, ahead of
@@ -92,88 +123,29 @@ impl Launcher for Ssh {
 
     fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
         let early = control.early_text();
-        let status = status.map_or("no status".into(), |s| s.to_string());
-        if control.started {
+        let early = if early.is_empty() {
+            String::new()
+        } else {
+            format!(": {early}")
+        };
+        let status_text = status.map_or("no status".into(), |s| s.to_string());
+        let why = if control.started {
             format!(
-                "the connection to ssh host `{}` broke while the job ran ({status}){}",
-                self.host,
-                if early.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {early}")
-                }
+                "the connection to ssh host `{}` broke while the job ran ({status_text}){early}",
+                self.host
             )
         } else {
             format!(
-                "ssh to `{}` failed before the job started ({status}){}",
-                self.host,
-                if early.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {early}")
-                }
+                "ssh to `{}` failed before the job started ({status_text}){early}",
+                self.host
             )
-        }
-    }
-}
-
-/// Runs a job on one of its hosts; with `on_host_failure: retry_elsewhere`, a job whose host
-/// cannot be reached moves to the next one.
-pub async fn run(
-    job: &PlannedJob,
-    opts: &SshOptions,
-    ctx: JobCtx,
-    pool: &Pool,
-) -> CompletedProcess {
-    let mut tried: HashSet<String> = HashSet::new();
-    let mut failures: Vec<String> = Vec::new();
-    let mut cancel = ctx.cancel.clone();
-    loop {
-        let acquired = tokio::select! {
-            a = pool.acquire(opts, &tried) => a,
-            _ = wait_cancel(&mut cancel) => {
-                return ends::not_run(job, ctx.slot, None, Status::Cancelled, "not started: the run was interrupted".into());
-            }
         };
-        let Some((lease, host)) = acquired else {
-            return ends::not_run(job, ctx.slot, None, Status::SpawnError, failures.join("; "));
-        };
-        tried.insert(host.clone());
-        match pool.master(&lease.key).await {
-            Err(e) => {
-                if opts.retry_elsewhere && tried.len() < opts.hosts.len() {
-                    failures.push(e);
-                    continue;
-                }
-                failures.push(e);
-                return ends::not_run(
-                    job,
-                    ctx.slot,
-                    Some(host),
-                    Status::SpawnError,
-                    failures.join("; "),
-                );
-            }
-            Ok(args) => {
-                let mut job_ctx = ctx.clone();
-                job_ctx.launcher = Arc::new(Ssh {
-                    host: host.clone(),
-                    args,
-                    marker: wrap::new_marker(),
-                });
-                let mut rec = run_job(job, job_ctx).await;
-                drop(lease);
-                let unreachable = rec.status == Status::SpawnError && rec.pid.is_some();
-                if unreachable && opts.retry_elsewhere && tried.len() < opts.hosts.len() {
-                    failures.push(rec.error.clone().unwrap_or_default());
-                    continue;
-                }
-                if !failures.is_empty() {
-                    rec.notes
-                        .push(format!("moved here after: {}", failures.join("; ")));
-                }
-                return rec;
-            }
+        if status.and_then(|s| s.code()) == Some(SSH_FAILED) {
+            *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(Lost {
+                started: control.started,
+                why: why.clone(),
+            });
         }
+        why
     }
 }

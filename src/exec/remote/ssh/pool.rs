@@ -1,69 +1,112 @@
-//! The ssh hosts of a run: a slot count per host, and one multiplexed connection (a
-//! ControlMaster, opened by the first job that goes there) that every job on the host uses.
+//! The ssh hosts of a run: a slot count per host, its health, the jobs waiting for a slot, and
+//! one multiplexed connection per host (`master::Conn`) that every job on the host uses.
+//!
+//! A freed slot goes straight to the first waiting job that may take it (`Lease`'s drop), and
+//! a host that comes back up fills its slots the same way: no job rescans the hosts to find
+//! out. A host that is down is given to no job; `health` opens and probes the masters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
+use tokio::sync::oneshot;
+
+use super::master::{Conn, socket_dir};
 use crate::plan::SshOptions;
-
-/// Connection timeout unless the job file's options set one: a host that does not answer
-/// fails its jobs instead of hanging them.
-const CONNECT_TIMEOUT_S: u32 = 10;
-/// An orphaned master (orchestrate killed) goes away after this long without sessions.
-const CONTROL_PERSIST_S: u32 = 60;
-
-/// A host of the job file: how to reach it and what runs there.
-struct Host {
-    /// Destination and port, as ssh takes them.
-    dest: String,
-    port: Option<String>,
-    opts: SshOptions,
-    socket: PathBuf,
-    running: usize,
-    /// Set once the master is up (`Ok`) or failed (`Err`: why the host cannot be reached).
-    master: Arc<tokio::sync::OnceCell<Result<(), String>>>,
-}
-
-/// Every ssh host of a run, with its free slots and its master connection.
-pub struct Pool {
-    hosts: Mutex<HashMap<(String, SshOptionsKey), Host>>,
-    freed: tokio::sync::Notify,
-    /// Holds the control sockets: short (sun_path is ~104 bytes) and private (0700). Made
-    /// when the first host is used: runs without ssh jobs make no directory.
-    dir: std::sync::OnceLock<Option<tempfile::TempDir>>,
-}
 
 /// Hosts with the same name but other settings (`config`, `options`) are other connections.
 pub(super) type SshOptionsKey = (Option<PathBuf>, Vec<String>);
+pub(super) type HostKey = (String, SshOptionsKey);
 
-/// A slot taken on a host; given back on drop.
-pub(super) struct Lease<'a> {
-    pool: &'a Pool,
-    pub(super) key: (String, SshOptionsKey),
+/// How a host stands.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Health {
+    /// No master yet: the first job to go there opens it.
+    Unopened,
+    Up,
+    /// The last master could not be opened (or was lost and could not be reopened): why, and
+    /// since when. A probe (`health::probe`) tries again, with a back-off.
+    Down {
+        why: String,
+        since: SystemTime,
+    },
 }
 
-impl Drop for Lease<'_> {
+/// A host of the job file: how to reach it, what runs there, how it stands.
+pub(super) struct Host {
+    pub(super) conn: Arc<Conn>,
+    slots: usize,
+    running: usize,
+    pub(super) health: Health,
+    /// Counts the masters opened: a job that lost the connection says which master it had, so
+    /// that only the first of them reopens it.
+    pub(super) generation: u64,
+    /// Held while the master is opened or checked: jobs wait for that one outcome.
+    pub(super) opening: Arc<tokio::sync::Mutex<()>>,
+    /// A probe thread is at work on this host.
+    pub(super) probing: bool,
+}
+
+/// A job waiting for a slot on one of `keys`.
+struct Waiter {
+    keys: Vec<HostKey>,
+    tx: oneshot::Sender<Result<Lease, String>>,
+}
+
+pub(super) struct Table {
+    pub(super) hosts: HashMap<HostKey, Host>,
+    waiters: VecDeque<Waiter>,
+    /// The run is over: no master may be opened any more.
+    pub(super) closed: bool,
+}
+
+pub(super) struct Inner {
+    table: Mutex<Table>,
+    /// Holds the control sockets: short (sun_path is ~104 bytes) and private (0700). Made
+    /// when the first host is used: runs without ssh jobs make no directory.
+    dir: std::sync::OnceLock<Option<tempfile::TempDir>>,
+    /// Wakes the probes when the run ends.
+    pub(super) ended: tokio::sync::Notify,
+}
+
+/// Every ssh host of a run, with its free slots and its master connection.
+#[derive(Clone)]
+pub struct Pool {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// A slot taken on a host; on drop it goes to the next job waiting for that host, or is free.
+pub(super) struct Lease {
+    inner: Arc<Inner>,
+    pub(super) key: HostKey,
+    /// Already given back (a waiter that had gone away was offered it).
+    spent: bool,
+}
+
+impl Lease {
+    pub(super) fn host(&self) -> &str {
+        &self.key.0
+    }
+}
+
+impl Drop for Lease {
     fn drop(&mut self) {
-        if let Ok(mut hosts) = self.pool.hosts.lock()
-            && let Some(h) = hosts.get_mut(&self.key)
-        {
-            h.running = h.running.saturating_sub(1);
+        if self.spent {
+            return;
         }
-        self.pool.freed.notify_waiters();
+        let inner = self.inner.clone();
+        let mut t = inner.table();
+        t.release(&inner, &self.key);
     }
 }
 
-/// `user@host:port` → (`user@host`, port); anything else is a name for ssh (and its config).
-fn split_port(host: &str) -> (String, Option<String>) {
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
-            (h.to_string(), Some(p.into()))
-        }
-        _ => (host.to_string(), None),
-    }
+/// Why a job got no host.
+pub(super) enum NoHost {
+    /// It has been tried on every one of its hosts.
+    Tried,
+    /// Each of its hosts left is down: why.
+    Down(String),
 }
 
 impl Default for Pool {
@@ -72,231 +115,226 @@ impl Default for Pool {
     }
 }
 
-impl Pool {
-    pub fn new() -> Self {
-        Pool {
-            hosts: Mutex::new(HashMap::new()),
-            freed: tokio::sync::Notify::new(),
-            dir: std::sync::OnceLock::new(),
+impl Inner {
+    pub(super) fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    /// A pool nobody closed (run hooks, mail have pools of their own) still closes its
+    /// masters: the run owns them, and they would outlive it by `ControlPersist`.
+    fn drop(&mut self) {
+        let t = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
+        if t.closed {
+            return;
+        }
+        for h in t.hosts.values().filter(|h| h.health == Health::Up) {
+            let _ = std::process::Command::new("ssh")
+                .args(h.conn.control_args("exit"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Table {
+    fn usable(&self, key: &HostKey) -> bool {
+        self.hosts
+            .get(key)
+            .is_some_and(|h| !matches!(h.health, Health::Down { .. }))
+    }
+
+    /// A slot of `key` is free: it goes to the first waiter that may use it.
+    fn release(&mut self, inner: &Arc<Inner>, key: &HostKey) {
+        if !self.hand_over(inner, key)
+            && let Some(h) = self.hosts.get_mut(key)
+        {
+            h.running = h.running.saturating_sub(1);
         }
     }
 
-    /// Takes a slot on the least busy of `opts.hosts` not in `tried` with a free slot, waiting
-    /// for one; hosts known to be down come last. `None`: every host was tried.
+    /// Gives the slot `key` holds to the first waiter for it; false when none took it.
+    fn hand_over(&mut self, inner: &Arc<Inner>, key: &HostKey) -> bool {
+        if !self.usable(key) {
+            return false;
+        }
+        while let Some(i) = self.waiters.iter().position(|w| w.keys.contains(key)) {
+            let w = self.waiters.remove(i).expect("waiter at position");
+            let lease = Lease {
+                inner: inner.clone(),
+                key: key.clone(),
+                spent: false,
+            };
+            match w.tx.send(Ok(lease)) {
+                Ok(()) => return true,
+                // That job stopped waiting (the run was interrupted): the next one.
+                Err(Ok(mut lease)) => lease.spent = true,
+                Err(Err(_)) => {}
+            }
+        }
+        false
+    }
+
+    /// `key` is up again: its free slots go to the jobs waiting for it.
+    pub(super) fn fill(&mut self, inner: &Arc<Inner>, key: &HostKey) {
+        loop {
+            let Some(h) = self.hosts.get_mut(key) else {
+                return;
+            };
+            if h.running >= h.slots {
+                return;
+            }
+            h.running += 1;
+            if !self.hand_over(inner, key) {
+                if let Some(h) = self.hosts.get_mut(key) {
+                    h.running -= 1;
+                }
+                return;
+            }
+        }
+    }
+
+    /// `key` went down: jobs whose every host left is down stop waiting, told why.
+    pub(super) fn fail_waiters(&mut self) {
+        let mut kept = VecDeque::with_capacity(self.waiters.len());
+        for w in std::mem::take(&mut self.waiters) {
+            if w.keys.iter().any(|k| self.usable(k)) {
+                kept.push_back(w);
+            } else {
+                let _ = w.tx.send(Err(self.down_reasons(&w.keys)));
+            }
+        }
+        self.waiters = kept;
+    }
+
+    /// Why each of `keys` is down, in one line.
+    fn down_reasons(&self, keys: &[HostKey]) -> String {
+        let whys: Vec<String> = keys
+            .iter()
+            .filter_map(|k| match &self.hosts.get(k)?.health {
+                Health::Down { why, since } => Some(format!(
+                    "ssh host `{}` is down since {} ({why})",
+                    k.0,
+                    crate::record::format_time(*since)
+                )),
+                _ => None,
+            })
+            .collect();
+        whys.join("; ")
+    }
+}
+
+impl Pool {
+    pub fn new() -> Self {
+        Pool {
+            inner: Arc::new(Inner {
+                table: Mutex::new(Table {
+                    hosts: HashMap::new(),
+                    waiters: VecDeque::new(),
+                    closed: false,
+                }),
+                dir: std::sync::OnceLock::new(),
+                ended: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// Takes a slot on the least busy of `opts.hosts` not in `tried` and not down, waiting
+    /// for one to be handed over if none is free.
     pub(super) async fn acquire(
         &self,
         opts: &SshOptions,
         tried: &HashSet<String>,
-    ) -> Option<(Lease<'_>, String)> {
-        loop {
-            let notified = self.freed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut hosts = self.hosts.lock().expect("host table lock");
-                let optkey: SshOptionsKey = (opts.config.clone(), opts.options.clone());
-                let candidates: Vec<&String> =
-                    opts.hosts.iter().filter(|h| !tried.contains(*h)).collect();
-                if candidates.is_empty() {
-                    return None;
-                }
-                let mut best: Option<(bool, usize, usize)> = None;
-                for (i, name) in candidates.iter().enumerate() {
-                    let key = ((*name).clone(), optkey.clone());
-                    let n = hosts.len();
-                    let h = hosts.entry(key).or_insert_with(|| {
-                        let (dest, port) = split_port(name);
-                        Host {
-                            dest,
-                            port,
-                            opts: opts.clone(),
-                            socket: self
-                                .dir
-                                .get_or_init(socket_dir)
-                                .as_ref()
-                                .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf())
-                                .join(n.to_string()),
-                            running: 0,
-                            master: Arc::new(tokio::sync::OnceCell::new()),
-                        }
-                    });
-                    if h.running >= opts.slots {
-                        continue;
-                    }
-                    let down = matches!(h.master.get(), Some(Err(_)));
-                    let rank = (down, h.running, i);
-                    if best.is_none_or(|b| rank < b) {
-                        best = Some(rank);
-                    }
-                }
-                if let Some((_, _, i)) = best {
-                    let key = (candidates[i].clone(), optkey);
-                    if let Some(h) = hosts.get_mut(&key) {
-                        h.running += 1;
-                    }
-                    return Some((Lease { pool: self, key }, candidates[i].clone()));
-                }
+    ) -> Result<Lease, NoHost> {
+        let rx = {
+            let mut t = self.inner.table();
+            let optkey: SshOptionsKey = (opts.config.clone(), opts.options.clone());
+            let keys: Vec<HostKey> = opts
+                .hosts
+                .iter()
+                .filter(|h| !tried.contains(*h))
+                .map(|h| (h.clone(), optkey.clone()))
+                .collect();
+            if keys.is_empty() {
+                return Err(NoHost::Tried);
             }
-            notified.await;
-        }
-    }
-
-    /// ssh's arguments for `host`, up to (not including) the destination.
-    fn base_args(h: &Host) -> Vec<String> {
-        let mut a = Vec::new();
-        if let Some(c) = &h.opts.config {
-            a.push("-F".to_string());
-            a.push(c.display().to_string());
-        }
-        for o in &h.opts.options {
-            a.push("-o".into());
-            a.push(o.clone());
-        }
-        // Earlier -o wins in ssh, so the file's options above override these defaults.
-        for o in [
-            "BatchMode=yes".to_string(),
-            format!("ConnectTimeout={CONNECT_TIMEOUT_S}"),
-            "ServerAliveInterval=15".to_string(),
-        ] {
-            a.push("-o".into());
-            a.push(o);
-        }
-        a.push("-o".into());
-        a.push(format!("ControlPath={}", h.socket.display()));
-        if let Some(p) = &h.port {
-            a.push("-p".into());
-            a.push(p.clone());
-        }
-        a
-    }
-
-    /// Opens the host's master connection once; every job waits for it.
-    pub(super) async fn master(
-        &self,
-        key: &(String, SshOptionsKey),
-    ) -> Result<Vec<String>, String> {
-        let (cell, mut args, dest) = {
-            let hosts = self.hosts.lock().expect("host table lock");
-            let h = hosts.get(key).ok_or("unknown host")?;
-            (h.master.clone(), Pool::base_args(h), h.dest.clone())
-        };
-        let opened = cell
-            .get_or_init(|| async {
-                let mut cmd = tokio::process::Command::new("ssh");
-                cmd.args(&args)
-                    .args([
-                        "-o",
-                        "ControlMaster=yes",
-                        "-o",
-                        &format!("ControlPersist={CONTROL_PERSIST_S}"),
-                        "-N",
-                        "-f",
-                        "--",
-                        &dest,
-                    ])
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true);
-                // -f: the master detaches (stdio on /dev/null) once it is connected, so the
-                // foreground ssh ends with the connection's outcome.
-                let limit = Duration::from_secs(u64::from(CONNECT_TIMEOUT_S) * 3);
-                match tokio::time::timeout(limit, cmd.output()).await {
-                    Ok(Ok(o)) if o.status.success() => Ok(()),
-                    Ok(Ok(o)) => {
-                        let err = String::from_utf8_lossy(&o.stderr);
-                        let err: Vec<&str> = err
-                            .lines()
-                            .map(str::trim)
-                            .filter(|l| !l.is_empty())
-                            .collect();
-                        Err(format!(
-                            "cannot reach ssh host `{}`: {}",
-                            key.0,
-                            if err.is_empty() {
-                                o.status.to_string()
-                            } else {
-                                err.join("; ")
-                            }
-                        ))
-                    }
-                    Ok(Err(e)) => Err(format!("cannot run ssh: {e}")),
-                    Err(_) => Err(format!(
-                        "cannot reach ssh host `{}`: no connection after {} s",
-                        key.0,
-                        limit.as_secs()
-                    )),
-                }
-            })
-            .await
-            .clone();
-        opened?;
-        args.push("-o".into());
-        args.push("ControlMaster=no".into());
-        args.push("-T".into());
-        args.push("--".into());
-        args.push(dest);
-        Ok(args)
-    }
-
-    /// Closes every master connection (the run is over).
-    pub async fn close(&self) {
-        let masters: Vec<Vec<String>> = {
-            let hosts = self.hosts.lock().expect("host table lock");
-            hosts
-                .values()
-                .filter(|h| matches!(h.master.get(), Some(Ok(()))))
-                .map(|h| {
-                    let mut a = Pool::base_args(h);
-                    a.extend(["-O".into(), "exit".into(), "--".into(), h.dest.clone()]);
-                    a
+            for k in &keys {
+                self.ensure(&mut t, k, opts);
+            }
+            if !keys.iter().any(|k| t.usable(k)) {
+                return Err(NoHost::Down(t.down_reasons(&keys)));
+            }
+            let best = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| t.usable(k))
+                .filter_map(|(i, k)| {
+                    let h = &t.hosts[k];
+                    (h.running < h.slots).then_some((h.running, i))
                 })
+                .min();
+            if let Some((_, i)) = best {
+                let key = keys[i].clone();
+                if let Some(h) = t.hosts.get_mut(&key) {
+                    h.running += 1;
+                }
+                return Ok(Lease {
+                    inner: self.inner.clone(),
+                    key,
+                    spent: false,
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            t.waiters.push_back(Waiter { keys, tx });
+            rx
+        };
+        match rx.await {
+            Ok(Ok(lease)) => Ok(lease),
+            Ok(Err(why)) => Err(NoHost::Down(why)),
+            Err(_) => Err(NoHost::Down("the run is ending".into())),
+        }
+    }
+
+    /// The host's entry, made on first use.
+    fn ensure(&self, t: &mut Table, key: &HostKey, opts: &SshOptions) {
+        let n = t.hosts.len();
+        t.hosts.entry(key.clone()).or_insert_with(|| {
+            let socket = self
+                .inner
+                .dir
+                .get_or_init(socket_dir)
+                .as_ref()
+                .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf())
+                .join(n.to_string());
+            Host {
+                conn: Arc::new(Conn::new(&key.0, opts, socket)),
+                slots: opts.slots.max(1),
+                running: 0,
+                health: Health::Unopened,
+                generation: 0,
+                opening: Arc::new(tokio::sync::Mutex::new(())),
+                probing: false,
+            }
+        });
+    }
+
+    /// Closes every master connection (the run is over) and stops the probes.
+    pub async fn close(&self) {
+        let conns: Vec<Arc<Conn>> = {
+            let mut t = self.inner.table();
+            t.closed = true;
+            t.hosts
+                .values()
+                .filter(|h| h.health == Health::Up)
+                .map(|h| h.conn.clone())
                 .collect()
         };
-        for args in masters {
-            let mut cmd = tokio::process::Command::new("ssh");
-            cmd.args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true);
-            let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
-        }
-    }
-}
-
-/// The folder for this run's ControlMaster sockets: in /tmp (a socket path must stay short),
-/// 0700 whatever the umask, named after this process, so that the next run can remove the
-/// folders of runs that were killed before they could (their pid no longer lives).
-fn socket_dir() -> Option<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    sweep_stale_socket_dirs();
-    tempfile::Builder::new()
-        .prefix(&format!("{SOCKET_PREFIX}{}-", std::process::id()))
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/tmp")
-        .ok()
-}
-
-const SOCKET_PREFIX: &str = "orch-ssh-";
-
-/// Removes `/tmp/orch-ssh-PID-*` folders of ours whose process is gone.
-fn sweep_stale_socket_dirs() {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    let Ok(entries) = std::fs::read_dir("/tmp") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(SOCKET_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let ours = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
-        if ours && crate::sys::process_gone(pid) {
-            let _ = std::fs::remove_dir_all(e.path());
+        self.inner.ended.notify_waiters();
+        for c in conns {
+            c.exit().await;
         }
     }
 }
@@ -304,13 +342,65 @@ fn sweep_stale_socket_dirs() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    fn opts(slots: usize) -> SshOptions {
+        SshOptions {
+            hosts: vec!["h1".into()],
+            config: None,
+            options: Vec::new(),
+            slots,
+            retry_elsewhere: false,
+        }
+    }
+
+    /// Polls `f` once.
+    fn poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn running(pool: &Pool) -> usize {
+        pool.inner.table().hosts.values().map(|h| h.running).sum()
+    }
 
     #[test]
-    fn ports_are_split_off() {
-        assert_eq!(
-            split_port("root@10.0.0.1:2222"),
-            ("root@10.0.0.1".into(), Some("2222".into()))
-        );
-        assert_eq!(split_port("node1"), ("node1".into(), None));
+    fn a_freed_slot_goes_to_the_first_waiting_job_only() {
+        let pool = Pool::new();
+        let (o, none) = (opts(1), HashSet::new());
+        let mut first = Box::pin(pool.acquire(&o, &none));
+        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
+            panic!("a free slot was not taken at once");
+        };
+        let mut w1 = Box::pin(pool.acquire(&o, &none));
+        let mut w2 = Box::pin(pool.acquire(&o, &none));
+        assert!(poll(&mut w1).is_pending() && poll(&mut w2).is_pending());
+        drop(lease);
+        let Poll::Ready(Ok(handed)) = poll(&mut w1) else {
+            panic!("the first waiter did not get the slot");
+        };
+        assert!(poll(&mut w2).is_pending());
+        assert_eq!(running(&pool), 1, "the slot changed hands, not counts");
+        drop(handed);
+        assert!(matches!(poll(&mut w2), Poll::Ready(Ok(_))));
+        assert_eq!(running(&pool), 0);
+    }
+
+    #[test]
+    fn a_slot_offered_to_a_job_that_stopped_waiting_goes_on() {
+        let pool = Pool::new();
+        let (o, none) = (opts(1), HashSet::new());
+        let mut first = Box::pin(pool.acquire(&o, &none));
+        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
+            panic!("a free slot was not taken at once");
+        };
+        let mut gone = Box::pin(pool.acquire(&o, &none));
+        let mut w2 = Box::pin(pool.acquire(&o, &none));
+        assert!(poll(&mut gone).is_pending() && poll(&mut w2).is_pending());
+        drop(gone);
+        drop(lease);
+        assert!(matches!(poll(&mut w2), Poll::Ready(Ok(_))));
+        drop(w2);
+        assert_eq!(running(&pool), 0, "no slot is lost");
     }
 }
