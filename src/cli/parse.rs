@@ -133,6 +133,14 @@ fn set_color(command: &mut Command, when: When, sub: &ArgMatches) -> Result<bool
     Ok(true)
 }
 
+/// A `--limit`: 0 would show nothing, which is never what was meant.
+pub(super) fn limit(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "give a whole number, at least 1".into())
+}
+
 /// How a person writes the flag of `id`.
 fn flag(id: &str) -> String {
     let cmd = command();

@@ -17,7 +17,7 @@ pub(super) fn logs(
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let run_id = super::run_of_job(db, job, run)?;
+    let run_id = super::run_of_job(db, job, run, None)?;
     let stream = if stderr {
         Stream::Stderr
     } else {

@@ -91,23 +91,52 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         Command::Show { run, export, .. } if export.any() => {
             export::show_export(db, run.as_deref().unwrap_or("last"), export, out)
         }
-        Command::Show { run, job, json, .. } => {
+        Command::Show {
+            run,
+            job,
+            job_file,
+            json,
+            ..
+        } => {
+            let run = match (&job, &job_file) {
+                (Some(job), Some(_)) => Some(run_of_job(db, job, None, job_file.as_deref())?),
+                _ => run,
+            };
             show::show(db, run.as_deref(), job.as_deref(), json, out)
         }
         Command::Report { run, output } => report::report(db, &run, output.as_deref(), out),
         Command::Logs {
             job,
             run,
+            job_file,
             stderr,
             follow,
-        } => logs::logs(db, run.as_deref(), &job, stderr, follow, out),
-        Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
+        } => {
+            let run = match job_file {
+                Some(f) => Some(run_of_job(db, &job, None, Some(&f))?),
+                None => run,
+            };
+            logs::logs(db, run.as_deref(), &job, stderr, follow, out)
+        }
+        Command::History {
+            job,
+            job_file,
+            limit,
+            json,
+        } => runs::history(db, &job, job_file.as_deref(), limit, json, out),
         Command::Diff {
             job,
+            job_file,
             runs,
             stderr,
             color,
-        } => diff::diff(db, &job, &runs, stderr, diff::colored(color), out),
+        } => {
+            let which = diff::Which {
+                runs: &runs,
+                job_file: job_file.as_deref(),
+            };
+            diff::diff(db, &job, which, stderr, diff::colored(color), out)
+        }
         Command::Gc {
             keep_runs,
             max_age,
@@ -154,15 +183,23 @@ fn nothing_yet(
     Ok(exit::OK)
 }
 
-/// The run to look for `job` in: `run` as given, else the job's latest run, the one `history`
-/// lists first (a run of another job file since does not hide it). A job in the last run
-/// while it runs may have output and no record yet: then the last run.
-fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String, InspectError> {
+/// The run to look for `job` in: `run` as given, else the job's latest run (of `job_file`,
+/// when given), the one `history` lists first (a run of another job file since does not hide
+/// it). A job in the last run while it runs may have output and no record yet: then the last
+/// run.
+fn run_of_job(
+    db: &mut RunStore,
+    job: &str,
+    run: Option<&str>,
+    job_file: Option<&str>,
+) -> Result<String, InspectError> {
     if let Some(run) = run {
         return Ok(db.resolve_run(run)?);
     }
     let last = db.resolve_run("last")?;
-    let running = db.run(&last)?.status == crate::record::RunStatus::Running;
+    let row = db.run(&last)?;
+    let running = row.status == crate::record::RunStatus::Running
+        && job_file.is_none_or(|f| row.job_file.as_deref().is_some_and(|p| same_file(p, f)));
     let files = CaptureRoot(db.run_dir(&last));
     if running
         && (files.open(job, Stream::Stdout)?.is_some()
@@ -170,12 +207,18 @@ fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String,
     {
         return Ok(last);
     }
-    match db.history(job, 1) {
-        Ok(latest) if !latest.is_empty() => Ok(latest[0].0.clone()),
+    match db.job_history(job, job_file, 1) {
+        Ok(latest) if !latest.is_empty() => Ok(latest[0].run.clone()),
         Err(store::StoreError::NotFound(_)) if running => Ok(last),
         Ok(_) => Ok(last),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the job file at `path` is the one `given` names, as `--job-file` matches it: the
+/// path as given, or its end (the file name).
+fn same_file(path: &str, given: &str) -> bool {
+    path == given || path.ends_with(&format!("/{given}"))
 }
 
 /// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture

@@ -16,7 +16,7 @@ pub(super) fn show(
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let id = match job {
-        Some(job) => super::run_of_job(db, job, run)?,
+        Some(job) => super::run_of_job(db, job, run, None)?,
         None => db.resolve_run(run.unwrap_or("last"))?,
     };
     let inherited = db.run_env_keys(&id)?;

@@ -1,0 +1,77 @@
+//! What a job, a run and `last` stand for across job files: `history`, `diff`, `logs`, `show`
+//! and `rerun` by (job file, name), `--resume last~N` within the job file, and the usage hints
+//! a new user's slips get.
+
+use crate::helpers::{Env, Run};
+
+/// `a.yaml` and `b.yaml`, each with a job `build` echoing its own letter.
+fn two_files(env: &Env) {
+    env.write("a.yaml", "jobs:\n  - name: build\n    command: echo A\n");
+    env.write("b.yaml", "jobs:\n  - name: build\n    command: echo B\n");
+}
+
+fn ok(r: Run) -> Run {
+    assert_eq!(r.code, 0, "{r:?}");
+    r
+}
+
+#[test]
+fn diff_compares_runs_of_one_job_file_only() {
+    let env = Env::new();
+    two_files(&env);
+    ok(env.run(&["-q", "a.yaml"]));
+    ok(env.run(&["-q", "b.yaml"]));
+    // Only one run of b.yaml: nothing to compare, and where else the job ran.
+    let r = env.run(&["diff", "build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stdout.contains("-A"), "{r:?}");
+    assert!(r.stderr.contains("has run only once in runs of"), "{r:?}");
+    assert!(r.stderr.contains("--job-file"), "{r:?}");
+    ok(env.run(&["-q", "b.yaml"]));
+    let r = ok(env.run(&["diff", "build"]));
+    assert!(r.stdout.starts_with("no change in the stdout of `build`"), "{r:?}");
+    ok(env.run(&["-q", "a.yaml"]));
+    let r = ok(env.run(&["diff", "build", "--job-file", "b.yaml"]));
+    assert!(r.stdout.starts_with("no change"), "{r:?}");
+}
+
+#[test]
+fn history_tells_job_files_apart() {
+    let env = Env::new();
+    two_files(&env);
+    ok(env.run(&["-q", "a.yaml"]));
+    ok(env.run(&["-q", "b.yaml"]));
+    let r = ok(env.run(&["history", "build"]));
+    let head = r.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(head.contains("JOB FILE"), "{r:?}");
+    assert!(r.stdout.contains("a.yaml") && r.stdout.contains("b.yaml"), "{r:?}");
+    let r = ok(env.run(&["history", "build", "--job-file", "a.yaml"]));
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+    assert!(!r.stdout.contains("JOB FILE"), "{r:?}");
+    let r = ok(env.run(&["history", "build", "--job-file", "b.yaml", "--json"]));
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["stdout"], "B\n", "{r:?}");
+    let r = env.run(&["history", "build", "--job-file", "c.yaml"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("it is in runs of"), "{r:?}");
+    // logs and show --job take the job file too.
+    let r = ok(env.run(&["logs", "build", "--job-file", "a.yaml"]));
+    assert_eq!(r.stdout, "A\n");
+    let r = ok(env.run(&["show", "--job", "build", "--job-file", "a.yaml", "--json"]));
+    assert_eq!(r.json()[0]["stdout"], "A\n", "{r:?}");
+}
+
+#[test]
+fn history_limit_zero_is_refused_and_no_name_is_suggested_as_itself() {
+    let env = Env::new();
+    env.write("g.yaml", "jobs:\n  - name: greet\n    command: echo hi\n");
+    ok(env.run(&["-q", "g.yaml"]));
+    let r = env.run(&["history", "greet", "--limit", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("at least 1"), "{r:?}");
+    assert!(!r.stderr.contains("did you mean"), "{r:?}");
+    let r = env.run(&["history", "greet", "--job-file", "other.yaml"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(!r.stderr.contains("did you mean `greet`"), "{r:?}");
+}
