@@ -145,7 +145,7 @@ pub enum Command {
     /// The job gets the command line and directory its record holds and the environment its
     /// job file gives it now. Report and exit code as a run's.
     Rerun {
-        /// The run that ran it: id, unique prefix, `last` or `last~N`.
+        /// The run that ran it: id, unique prefix; `last`/`last~N`: the job's latest (Nth) run.
         run: String,
         /// The job's name in that run.
         job: String,
@@ -285,8 +285,8 @@ pub struct RunArgs {
     /// (like `wait: true` in the job file).
     #[arg(long)]
     pub wait: bool,
-    /// Run only what did not succeed in an earlier run of this job file (`last`, an id or a
-    /// prefix): jobs are matched by name and definition, so an edited job runs again.
+    /// Run only what did not succeed in an earlier run of this job file (`last`, `last~N` of its
+    /// runs, an id or a prefix): jobs are matched by name and definition, so an edited job runs again.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
     /// Jobs still running from an earlier run of this job file (it was killed, or --resume's

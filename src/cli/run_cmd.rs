@@ -128,30 +128,38 @@ fn resume_set(
     let mut db = RunStore::open_existing_writable(&root, "a run").map_err(invalid)?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
     let abs = abs.display().to_string();
-    let id = if from == "last" {
-        // The last run of this job file, not of any.
-        db.list_runs(&RunFilter {
-            job_file: Some(abs.clone()),
-            limit: Some(1),
-            ..Default::default()
-        })
-        .map_err(invalid)?
-        .into_iter()
-        .next()
-        .map(|r| r.id)
-        .ok_or_else(|| {
-            RunError::Invalid(format!(
-                "no earlier run of {} to resume",
-                job_file.display()
-            ))
-        })?
-    } else {
-        db.resolve_run(from).map_err(invalid)?
+    let id = match store::runs_back(from) {
+        // `last~N` counts the runs of this job file, not of any.
+        Some(n) => db
+            .list_runs(&RunFilter {
+                job_file: Some(abs.clone()),
+                limit: Some(n + 1),
+                ..Default::default()
+            })
+            .map_err(invalid)?
+            .into_iter()
+            .nth(n)
+            .map(|r| r.id)
+            .ok_or_else(|| {
+                RunError::Invalid(match n {
+                    0 => format!("no earlier run of {} to resume", job_file.display()),
+                    _ => format!(
+                        "there is no run {from} of {} (fewer runs of it recorded; `orchestrate runs --job-file {}` lists them)",
+                        job_file.display(),
+                        job_file.display()
+                    ),
+                })
+            })?,
+        None => db.resolve_run(from).map_err(invalid)?,
     };
     let run = db.run(&id).map_err(invalid)?;
     if run.job_file.as_deref() != Some(abs.as_str()) {
+        let hint = match &run.job_file {
+            Some(f) => format!("; to resume it: orchestrate {f} --resume {id}"),
+            None => String::new(),
+        };
         return Err(RunError::Invalid(format!(
-            "run {id} is a run of {}, not of {}",
+            "run {id} is a run of {}, not of {}{hint}",
             run.job_file.as_deref().unwrap_or("(no job file)"),
             job_file.display()
         )));

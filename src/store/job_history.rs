@@ -6,6 +6,14 @@ use rusqlite::params;
 use super::{Result, RunStore, StoreError};
 use crate::record::CompletedProcess;
 
+/// How many runs back `last` (0) or `last~N` (N) goes; `None` for an id or a prefix.
+pub fn runs_back(spec: &str) -> Option<usize> {
+    if spec == "last" {
+        return Some(0);
+    }
+    spec.strip_prefix("last~")?.parse().ok()
+}
+
 /// One record of a job, with the run it is in and the job file that run ran.
 #[derive(Debug, Clone)]
 pub struct HistoryRow {

@@ -29,7 +29,10 @@ fn diff_compares_runs_of_one_job_file_only() {
     assert!(r.stderr.contains("--job-file"), "{r:?}");
     ok(env.run(&["-q", "b.yaml"]));
     let r = ok(env.run(&["diff", "build"]));
-    assert!(r.stdout.starts_with("no change in the stdout of `build`"), "{r:?}");
+    assert!(
+        r.stdout.starts_with("no change in the stdout of `build`"),
+        "{r:?}"
+    );
     ok(env.run(&["-q", "a.yaml"]));
     let r = ok(env.run(&["diff", "build", "--job-file", "b.yaml"]));
     assert!(r.stdout.starts_with("no change"), "{r:?}");
@@ -44,7 +47,10 @@ fn history_tells_job_files_apart() {
     let r = ok(env.run(&["history", "build"]));
     let head = r.stdout.lines().next().unwrap_or_default().to_string();
     assert!(head.contains("JOB FILE"), "{r:?}");
-    assert!(r.stdout.contains("a.yaml") && r.stdout.contains("b.yaml"), "{r:?}");
+    assert!(
+        r.stdout.contains("a.yaml") && r.stdout.contains("b.yaml"),
+        "{r:?}"
+    );
     let r = ok(env.run(&["history", "build", "--job-file", "a.yaml"]));
     assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
     assert!(!r.stdout.contains("JOB FILE"), "{r:?}");
@@ -74,4 +80,71 @@ fn history_limit_zero_is_refused_and_no_name_is_suggested_as_itself() {
     let r = env.run(&["history", "greet", "--job-file", "other.yaml"]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(!r.stderr.contains("did you mean `greet`"), "{r:?}");
+}
+
+const DEMO: &str = "jobs:
+  - name: greet
+    command: echo hi
+  - name: fails-on-purpose
+    command: sh -c 'echo oops >&2; exit 1'
+";
+
+/// The id of the newest run.
+fn last_id(env: &Env) -> String {
+    let r = ok(env.run(&["runs", "--json", "--limit", "1"]));
+    r.json()[0]["id"].as_str().expect("an id").to_string()
+}
+
+#[test]
+fn resume_last_n_counts_the_runs_of_the_job_file() {
+    let env = Env::new();
+    two_files(&env);
+    env.write("d.yaml", DEMO);
+    assert_eq!(env.run(&["-q", "d.yaml"]).code, 1);
+    let first = last_id(&env);
+    assert_eq!(env.run(&["-q", "d.yaml"]).code, 1);
+    ok(env.run(&["-q", "a.yaml"]));
+    let r = env.run(&["d.yaml", "--resume", "last~1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("resuming run {first}:")),
+        "{r:?}"
+    );
+    // d.yaml has run three times now (the resume is a run of it).
+    let r = env.run(&["d.yaml", "--resume", "last~3"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("there is no run last~3 of d.yaml"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn rerun_last_job_is_the_jobs_latest_run() {
+    let env = Env::new();
+    env.write("d.yaml", DEMO);
+    assert_eq!(env.run(&["-q", "d.yaml"]).code, 1);
+    let demo = last_id(&env);
+    ok(env.run(&["rerun", "last", "greet", "-q"]));
+    let greet = last_id(&env);
+    // `last` is now a run of greet alone; fails-on-purpose's latest run is the first one.
+    let r = env.run(&["rerun", "last", "fails-on-purpose"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("rerunning `fails-on-purpose` of run {demo}")),
+        "{r:?}"
+    );
+    let again = last_id(&env);
+    let r = ok(env.run(&["rerun", "last~1", "greet", "-q"]));
+    assert_eq!(r.stderr, "");
+    let shown = ok(env.run(&["show", "--job", "greet", "--json"]));
+    let notes = shown.json()[0]["notes"].to_string();
+    assert!(notes.contains(&format!("rerun of run {demo}")), "{notes}");
+    // An explicit id is exact, and the refusal says what to type.
+    let r = env.run(&["rerun", &greet, "fails-on-purpose"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let hint = format!("orchestrate rerun {again} fails-on-purpose");
+    assert!(r.stderr.contains("its jobs: greet"), "{r:?}");
+    assert!(r.stderr.contains(&hint), "{r:?}");
 }
