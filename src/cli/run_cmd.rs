@@ -15,7 +15,10 @@ use crate::store::{self, RunFilter, RunStore};
 
 pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
     let Some(path) = args.job_file.clone() else {
-        return report_error(&"give a job file to run", exit::USAGE);
+        return report_error(
+            &"give a job file to run: orchestrate run [FLAGS] JOBFILE",
+            exit::USAGE,
+        );
     };
     if let Some(cmd) = mistyped_command(&path) {
         let msg = format!(

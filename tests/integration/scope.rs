@@ -148,3 +148,62 @@ fn rerun_last_job_is_the_jobs_latest_run() {
     assert!(r.stderr.contains("its jobs: greet"), "{r:?}");
     assert!(r.stderr.contains(&hint), "{r:?}");
 }
+
+#[test]
+fn run_flags_without_a_job_file_are_an_error_and_bare_orchestrate_is_help() {
+    let env = Env::new();
+    for args in [&["--resume", "last"][..], &["-j", "2"], &["--json"]] {
+        let r = env.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let first = r.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: give a job file to run"),
+            "{args:?}: {r:?}"
+        );
+        assert!(!r.stdout.contains("Commands:"), "{args:?}: {r:?}");
+    }
+    let r = env.run(&["run", "--resume", "last"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: give a job file to run"),
+        "{r:?}"
+    );
+    let r = env.run(&[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("Commands:"), "{r:?}");
+}
+
+#[test]
+fn help_of_help_and_one_positional_too_many_get_the_right_form() {
+    let env = Env::new();
+    let r = ok(env.run(&["help", "--help"]));
+    assert!(r.stdout.contains("Commands:"), "{r:?}");
+    let r = ok(env.run(&["help", "runs", "-h"]));
+    assert!(r.stdout.contains("Usage: orchestrate runs"), "{r:?}");
+    for (args, tip) in [
+        (
+            &["show", "last", "greet"][..],
+            "orchestrate show last --job greet",
+        ),
+        (
+            &["show", "greet", "last~1"],
+            "orchestrate show last~1 --job greet",
+        ),
+        (
+            &["logs", "last", "greet"],
+            "orchestrate logs greet --run last",
+        ),
+        (
+            &["logs", "greet", "last"],
+            "orchestrate logs greet --run last",
+        ),
+        (
+            &["history", "build", "a.yaml"],
+            "orchestrate history build --job-file a.yaml",
+        ),
+    ] {
+        let r = env.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(tip), "{args:?}: {r:?}");
+    }
+}
