@@ -207,3 +207,25 @@ fn help_of_help_and_one_positional_too_many_get_the_right_form() {
         assert!(r.stderr.contains(tip), "{args:?}: {r:?}");
     }
 }
+
+#[test]
+fn logs_of_an_empty_stream_says_the_other_has_output() {
+    let env = Env::new();
+    env.write("d.yaml", DEMO);
+    assert_eq!(env.run(&["-q", "d.yaml"]).code, 1);
+    let r = ok(env.run(&["logs", "fails-on-purpose"]));
+    assert!(r.raw_stdout.is_empty(), "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "orchestrate: stdout of `fails-on-purpose` is empty; its stderr has 5 bytes: orchestrate logs fails-on-purpose --stderr\n"
+    );
+    let r = ok(env.run(&["logs", "fails-on-purpose", "--stderr"]));
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("oops\n", ""));
+    let r = ok(env.run(&["logs", "greet", "--stderr", "--run", "last"]));
+    assert!(r.raw_stdout.is_empty(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("its stdout has 3 bytes: orchestrate logs greet --run last\n"),
+        "{r:?}"
+    );
+}
