@@ -106,15 +106,26 @@ fn choose_jobs(
             Some(r)
         })
         .collect();
+    if plan.jobs.is_empty() {
+        // Nothing starts, so no run is recorded: `last` stays the run resumed.
+        if !settings.report.quiet {
+            let chosen = if s.only.is_empty() && s.skip.is_empty() {
+                ""
+            } else {
+                " (of those --only/--skip chose)"
+            };
+            eprintln!(
+                "orchestrate: nothing to do: every job of run {id} succeeded{chosen}; no new run recorded"
+            );
+        }
+        return Ok(None);
+    }
     if !settings.report.quiet && !settings.report.json {
         eprintln!(
             "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {} to run",
             if skipped == 1 { "" } else { "s" },
             plan.jobs.len()
         );
-    }
-    if plan.jobs.is_empty() {
-        return Ok(None);
     }
     Ok(Some((plan, carried, Some(id))))
 }

@@ -229,3 +229,24 @@ fn logs_of_an_empty_stream_says_the_other_has_output() {
         "{r:?}"
     );
 }
+
+#[test]
+fn resume_with_nothing_left_says_so_and_records_no_run() {
+    let env = Env::new();
+    env.write("g.yaml", "jobs:\n  - name: greet\n    command: echo hi\n");
+    ok(env.run(&["-q", "g.yaml"]));
+    let id = last_id(&env);
+    let r = ok(env.run(&["g.yaml", "--resume", "last"]));
+    assert_eq!(
+        r.stderr,
+        format!(
+            "orchestrate: nothing to do: every job of run {id} succeeded; no new run recorded\n"
+        )
+    );
+    assert_eq!(r.stdout, "");
+    assert_eq!(last_id(&env), id);
+    let runs = ok(env.run(&["runs", "--json"]));
+    assert_eq!(runs.json().len(), 1, "{runs:?}");
+    let r = ok(env.run(&["g.yaml", "--resume", "last", "-q"]));
+    assert_eq!(r.stderr, "");
+}
