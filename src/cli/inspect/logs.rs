@@ -9,15 +9,22 @@ use crate::error::exit;
 use crate::exec::{CaptureRoot, Readback, Stream};
 use crate::store::{self, RunStore};
 
+/// Where `logs` looks for the job: a run given (`--run`), else its latest run (of a job file).
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    pub run: Option<&'a str>,
+    pub job_file: Option<&'a str>,
+}
+
 pub(super) fn logs(
     db: &mut RunStore,
-    run: Option<&str>,
+    at: At,
     job: &str,
     stderr: bool,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let run_id = super::run_of_job(db, job, run, None)?;
+    let run_id = super::run_of_job(db, job, at.run, at.job_file)?;
     let stream = if stderr {
         Stream::Stderr
     } else {
@@ -37,7 +44,7 @@ pub(super) fn logs(
                 let mut copied = 0;
                 copy_from(f, &mut copied, out)?;
                 if copied == 0 {
-                    note_other_stream(db.root(), &run_id, &rec, stream, run)?;
+                    note_other_stream(db.root(), &run_id, &rec, stream, at)?;
                 }
                 Ok(exit::OK)
             }
@@ -62,7 +69,7 @@ fn note_other_stream(
     run_id: &str,
     rec: &crate::record::CompletedProcess,
     empty: Stream,
-    run: Option<&str>,
+    at: At,
 ) -> std::io::Result<()> {
     let (other, flag) = match empty {
         Stream::Stdout => (Stream::Stderr, " --stderr"),
@@ -74,7 +81,11 @@ fn note_other_stream(
     let len = f.metadata()?.len();
     if len > 0 {
         let (job, word) = (&rec.job, shell_words::quote(&rec.job));
-        let run = run.map(|r| format!(" --run {r}")).unwrap_or_default();
+        let run = match (at.run, at.job_file) {
+            (Some(r), _) => format!(" --run {r}"),
+            (None, Some(f)) => format!(" --job-file {}", shell_words::quote(f)),
+            (None, None) => String::new(),
+        };
         eprintln!(
             "orchestrate: {} of `{job}` is empty; its {} has {len} byte{}: orchestrate logs {word}{run}{flag}",
             empty.as_str(),

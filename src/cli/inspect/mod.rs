@@ -91,20 +91,50 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         Command::Show { run, export, .. } if export.any() => {
             export::show_export(db, run.as_deref().unwrap_or("last"), export, out)
         }
+        Command::Report { run, output } => report::report(db, &run, output.as_deref(), out),
+        cmd @ (Command::Show { .. }
+        | Command::Logs { .. }
+        | Command::History { .. }
+        | Command::Diff { .. }) => job_views(db, cmd, out),
+        Command::Gc {
+            keep_runs,
+            max_age,
+            max_bytes,
+        } => gc::gc(db, keep_runs, max_age, max_bytes, out),
+        Command::Status { all, json } => status::status(db, all, json, out),
+        Command::Wait { targets, timeout } => background::wait(db, &targets, timeout, out),
+        Command::Kill { job, run } => background::kill(db, &job, run.as_deref(), out),
+        Command::Run(_)
+        | Command::Rerun { .. }
+        | Command::Check { .. }
+        | Command::Cron { .. }
+        | Command::Completions { .. }
+        | Command::Supervise
+        | Command::Man { .. } => unreachable!("handled by main_with"),
+    }
+}
+
+/// The commands that look at one job (or one run) of the history.
+fn job_views(
+    db: &mut RunStore,
+    cmd: Command,
+    out: &mut dyn std::io::Write,
+) -> Result<i32, InspectError> {
+    match cmd {
         Command::Show {
             run,
             job,
             job_file,
             json,
             ..
-        } => {
-            let run = match (&job, &job_file) {
-                (Some(job), Some(_)) => Some(run_of_job(db, job, None, job_file.as_deref())?),
-                _ => run,
-            };
-            show::show(db, run.as_deref(), job.as_deref(), json, out)
-        }
-        Command::Report { run, output } => report::report(db, &run, output.as_deref(), out),
+        } => show::show(
+            db,
+            run.as_deref(),
+            job.as_deref(),
+            job_file.as_deref(),
+            json,
+            out,
+        ),
         Command::Logs {
             job,
             run,
@@ -112,11 +142,11 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             stderr,
             follow,
         } => {
-            let run = match job_file {
-                Some(f) => Some(run_of_job(db, &job, None, Some(&f))?),
-                None => run,
+            let at = logs::At {
+                run: run.as_deref(),
+                job_file: job_file.as_deref(),
             };
-            logs::logs(db, run.as_deref(), &job, stderr, follow, out)
+            logs::logs(db, at, &job, stderr, follow, out)
         }
         Command::History {
             job,
@@ -137,21 +167,7 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
             };
             diff::diff(db, &job, which, stderr, diff::colored(color), out)
         }
-        Command::Gc {
-            keep_runs,
-            max_age,
-            max_bytes,
-        } => gc::gc(db, keep_runs, max_age, max_bytes, out),
-        Command::Status { all, json } => status::status(db, all, json, out),
-        Command::Wait { targets, timeout } => background::wait(db, &targets, timeout, out),
-        Command::Kill { job, run } => background::kill(db, &job, run.as_deref(), out),
-        Command::Run(_)
-        | Command::Rerun { .. }
-        | Command::Check { .. }
-        | Command::Cron { .. }
-        | Command::Completions { .. }
-        | Command::Supervise
-        | Command::Man { .. } => unreachable!("handled by main_with"),
+        _ => unreachable!("only the commands about a job come here"),
     }
 }
 
