@@ -74,6 +74,9 @@ pub enum Command {
         /// One job's record in full.
         #[arg(long, value_name = "NAME")]
         job: Option<String>,
+        /// With --job and no RUN: the job's latest run of this job file (path or file name).
+        #[arg(long, value_name = "FILE", requires = "job", conflicts_with = "run")]
+        job_file: Option<String>,
         /// JSON lines, the same record shape as `orchestrate --json`.
         #[arg(long)]
         json: bool,
@@ -96,6 +99,9 @@ pub enum Command {
         /// The run: an id, a unique prefix, `last` or `last~N` (default: the job's latest run).
         #[arg(long, value_name = "RUN")]
         run: Option<String>,
+        /// Without --run: the job's latest run of this job file (path or file name).
+        #[arg(long, value_name = "FILE", conflicts_with = "run")]
+        job_file: Option<String>,
         /// stderr instead of stdout.
         #[arg(long)]
         stderr: bool,
@@ -103,21 +109,27 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
     },
-    /// One job across runs: when it ran, how it ended.
+    /// One job across runs: when it ran, how it ended (and in which job file, if several).
     History {
         /// The job's name, as `show` lists it.
         job: String,
-        /// Show at most this many runs of it, newest first.
-        #[arg(long, value_name = "N", default_value_t = 20)]
+        /// Only runs of this job file (path as given, or its file name).
+        #[arg(long, value_name = "FILE")]
+        job_file: Option<String>,
+        /// Show at most this many runs of it, newest first (at least 1).
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = super::parse::limit)]
         limit: usize,
         /// One JSON object per run of the job, per line.
         #[arg(long)]
         json: bool,
     },
-    /// What changed in a job's stdout between two runs (default: its last two).
+    /// What changed in a job's stdout between two runs (default: its last two, of one job file).
     Diff {
         /// The job's name, as `show` lists it.
         job: String,
+        /// Without --run: the job's last two runs of this job file (path or file name).
+        #[arg(long, value_name = "FILE", conflicts_with = "runs")]
+        job_file: Option<String>,
         /// The runs to compare (give twice: older, then newer).
         #[arg(long = "run", value_name = "RUN", num_args = 1)]
         runs: Vec<String>,
@@ -133,7 +145,7 @@ pub enum Command {
     /// The job gets the command line and directory its record holds and the environment its
     /// job file gives it now. Report and exit code as a run's.
     Rerun {
-        /// The run that ran it: id, unique prefix, `last` or `last~N`.
+        /// The run that ran it: id, unique prefix; `last`/`last~N`: the job's latest (Nth) run.
         run: String,
         /// The job's name in that run.
         job: String,
@@ -274,8 +286,8 @@ pub struct RunArgs {
     /// (like `wait: true` in the job file).
     #[arg(long)]
     pub wait: bool,
-    /// Run only what did not succeed in an earlier run of this job file (`last`, an id or a
-    /// prefix): jobs are matched by name and definition, so an edited job runs again.
+    /// Run only what did not succeed in an earlier run of this job file (`last`, `last~N` of its
+    /// runs, an id or a prefix): jobs are matched by name and definition, so an edited job runs again.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
     /// Jobs still running from an earlier run of this job file (it was killed, or --resume's

@@ -14,6 +14,7 @@ mod parse;
 mod rerun;
 mod run_cmd;
 mod settings;
+mod slips;
 mod table;
 
 use std::fmt::Display;

@@ -19,8 +19,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let argv = super::slips::without_help_of_help(argv.into_iter().map(Into::into).collect());
     let mut cmd = command();
-    let matches = cmd.try_get_matches_from_mut(argv)?;
+    let matches = match cmd.try_get_matches_from_mut(argv.clone()) {
+        Ok(m) => m,
+        Err(e) => return Err(super::slips::tip_for_extra(e, &mut command(), &argv)),
+    };
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     settle_leading(&mut cli, &matches)
         .map_err(|msg| cmd.error(clap::error::ErrorKind::ArgumentConflict, msg))?;
@@ -30,7 +34,7 @@ where
 /// Applies the flags given before a command to it, or refuses them.
 fn settle_leading(cli: &mut Cli, matches: &ArgMatches) -> Result<(), String> {
     let Some((name, sub)) = matches.subcommand() else {
-        return Ok(());
+        return no_job_file(cli, matches);
     };
     let own = sub.try_contains_id("state_dir").unwrap_or(false)
         && sub.value_source("state_dir") == Some(ValueSource::CommandLine);
@@ -100,6 +104,27 @@ fn as_given(top: &clap::Command, matches: &ArgMatches, id: &str) -> String {
     }
 }
 
+/// `orchestrate --resume last`: flags of a run and no job file is a usage error, as
+/// `orchestrate run --resume last` is; only bare `orchestrate` (or with --state-dir) prints
+/// the help.
+fn no_job_file(cli: &Cli, matches: &ArgMatches) -> Result<(), String> {
+    let top = command();
+    let given: Vec<String> = matches
+        .ids()
+        .filter(|id| id.as_str() != "state_dir")
+        .filter(|id| top.get_arguments().any(|a| a.get_id() == *id))
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| flag(id.as_str()))
+        .collect();
+    if cli.run.job_file.is_some() || given.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "give a job file to run with {}: orchestrate [FLAGS] JOBFILE",
+        given.join(", ")
+    ))
+}
+
 /// `orchestrate FILE runs`: the file is not for the command.
 fn job_file_first(cli: &Cli, name: &str) -> String {
     let file = cli.run.job_file.clone().unwrap_or_default();
@@ -150,6 +175,14 @@ fn set_color(command: &mut Command, when: When, sub: &ArgMatches) -> Result<bool
     }
     *color = when;
     Ok(true)
+}
+
+/// A `--limit`: 0 would show nothing, which is never what was meant.
+pub(super) fn limit(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "give a whole number, at least 1".into())
 }
 
 /// How a person writes the flag of `id`.

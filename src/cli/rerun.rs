@@ -102,8 +102,25 @@ fn recorded(
 ) -> Result<(String, CompletedProcess, PathBuf), InspectError> {
     let root = store::default_state_dir(state_dir)?;
     let mut db = RunStore::open_existing(&root)?;
-    let id = db.resolve_run(&a.run)?;
-    let rec = db.record(&id, &a.job)?;
+    let id = match store::runs_back(&a.run) {
+        Some(n) => nth_run_with(&mut db, &a.job, n, &a.run)?,
+        None => db.resolve_run(&a.run)?,
+    };
+    let rec = match db.record(&id, &a.job) {
+        Err(store::StoreError::NotFound(msg)) => {
+            let latest = db.job_history(&a.job, None, 1).ok();
+            let hint = match latest.as_ref().and_then(|l| l.first()) {
+                Some(h) => format!(
+                    "; the latest run with `{job}` is {run}: orchestrate rerun {run} {job}",
+                    job = a.job,
+                    run = h.run
+                ),
+                None => String::new(),
+            };
+            return Err(store::StoreError::NotFound(format!("{msg}{hint}")).into());
+        }
+        found => found?,
+    };
     if let Some(kind) = &rec.hook {
         return Err(InspectError::Usage(format!(
             "`{}` in run {id} is a hook's record ({kind}), not a job's; rerun the job it belongs to",
@@ -117,6 +134,27 @@ fn recorded(
         )));
     };
     Ok((id, rec, PathBuf::from(file)))
+}
+
+/// `last` and `last~N` for a job: its latest run, or the Nth before it, among the runs that
+/// have a record of it (as `logs JOB` finds it), not among all runs: a rerun of another job
+/// since is a run too.
+fn nth_run_with(
+    db: &mut RunStore,
+    job: &str,
+    n: usize,
+    spec: &str,
+) -> Result<String, InspectError> {
+    let hist = db.job_history(job, None, n + 1)?;
+    match hist.get(n) {
+        Some(h) => Ok(h.run.clone()),
+        None => Err(store::StoreError::NotFound(format!(
+            "there is no run {spec} with `{job}`: it has run {} time{} (`orchestrate history {job}` lists them)",
+            hist.len(),
+            if hist.len() == 1 { "" } else { "s" }
+        ))
+        .into()),
+    }
 }
 
 /// The command line and directory to run: the record's, with a note when the job file now

@@ -15,7 +15,10 @@ use crate::store::{self, RunFilter, RunStore};
 
 pub(super) fn cmd_run(args: RunArgs, state_dir: Option<PathBuf>, term: Terminal) -> i32 {
     let Some(path) = args.job_file.clone() else {
-        return report_error(&"give a job file to run", exit::USAGE);
+        return report_error(
+            &"give a job file to run: orchestrate run [FLAGS] JOBFILE",
+            exit::USAGE,
+        );
     };
     if let Some(msg) = RunSettings::refused(&args) {
         return report_error(&msg, exit::USAGE);
@@ -119,15 +122,26 @@ fn choose_jobs(
             Some(r)
         })
         .collect();
+    if plan.jobs.is_empty() {
+        // Nothing starts, so no run is recorded: `last` stays the run resumed.
+        if !settings.report.quiet {
+            let chosen = if s.only.is_empty() && s.skip.is_empty() {
+                ""
+            } else {
+                " (of those --only/--skip chose)"
+            };
+            eprintln!(
+                "orchestrate: nothing to do: every job of run {id} succeeded{chosen}; no new run recorded"
+            );
+        }
+        return Ok(None);
+    }
     if !settings.report.quiet && !settings.report.json {
         eprintln!(
             "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {} to run",
             if skipped == 1 { "" } else { "s" },
             plan.jobs.len()
         );
-    }
-    if plan.jobs.is_empty() {
-        return Ok(None);
     }
     Ok(Some((plan, carried, Some(id))))
 }
@@ -144,30 +158,38 @@ fn resume_set(
     let mut db = RunStore::open_existing_writable(&root, "a run").map_err(invalid)?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
     let abs = abs.display().to_string();
-    let id = if from == "last" {
-        // The last run of this job file, not of any.
-        db.list_runs(&RunFilter {
-            job_file: Some(abs.clone()),
-            limit: Some(1),
-            ..Default::default()
-        })
-        .map_err(invalid)?
-        .into_iter()
-        .next()
-        .map(|r| r.id)
-        .ok_or_else(|| {
-            RunError::Invalid(format!(
-                "no earlier run of {} to resume",
-                job_file.display()
-            ))
-        })?
-    } else {
-        db.resolve_run(from).map_err(invalid)?
+    let id = match store::runs_back(from) {
+        // `last~N` counts the runs of this job file, not of any.
+        Some(n) => db
+            .list_runs(&RunFilter {
+                job_file: Some(abs.clone()),
+                limit: Some(n + 1),
+                ..Default::default()
+            })
+            .map_err(invalid)?
+            .into_iter()
+            .nth(n)
+            .map(|r| r.id)
+            .ok_or_else(|| {
+                RunError::Invalid(match n {
+                    0 => format!("no earlier run of {} to resume", job_file.display()),
+                    _ => format!(
+                        "there is no run {from} of {} (fewer runs of it recorded; `orchestrate runs --job-file {}` lists them)",
+                        job_file.display(),
+                        job_file.display()
+                    ),
+                })
+            })?,
+        None => db.resolve_run(from).map_err(invalid)?,
     };
     let run = db.run(&id).map_err(invalid)?;
     if run.job_file.as_deref() != Some(abs.as_str()) {
+        let hint = match &run.job_file {
+            Some(f) => format!("; to resume it: orchestrate {f} --resume {id}"),
+            None => String::new(),
+        };
         return Err(RunError::Invalid(format!(
-            "run {id} is a run of {}, not of {}",
+            "run {id} is a run of {}, not of {}{hint}",
             run.job_file.as_deref().unwrap_or("(no job file)"),
             job_file.display()
         )));

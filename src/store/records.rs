@@ -191,38 +191,12 @@ impl RunStore {
         Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
     }
 
-    /// One job across runs, newest first.
+    /// One job across runs, newest first (of any job file: see `job_history`).
     pub fn history(&mut self, job: &str, limit: usize) -> Result<Vec<(String, CompletedProcess)>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT run_id, record FROM records WHERE job = ?1 ORDER BY started_ms DESC LIMIT ?2",
-            )
-            .map_err(self.sql_err())?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map(params![job, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.sql_err())?;
-        if rows.is_empty() {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT DISTINCT job FROM records ORDER BY job LIMIT 10000")
-                .map_err(self.sql_err())?;
-            let names: Vec<String> = stmt
-                .query_map([], |r| r.get(0))
-                .map_err(self.sql_err())?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(self.sql_err())?;
-            let mut msg = format!("no job `{job}` in any recorded run");
-            if let Some(s) = crate::error::suggest(job, &names) {
-                msg.push_str(&format!("; did you mean `{s}`?"));
-            }
-            return Err(StoreError::NotFound(msg));
-        }
-        Ok(rows
+        Ok(self
+            .job_history(job, None, limit)?
             .into_iter()
-            .filter_map(|(id, j)| serde_json::from_str(&j).ok().map(|r| (id, r)))
+            .map(|h| (h.run, h.record))
             .collect())
     }
 

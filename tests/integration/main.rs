@@ -30,6 +30,7 @@ mod readback;
 mod readonly;
 mod redesign;
 mod scale_out;
+mod scope;
 mod settings;
 mod ssh_down;
 mod ssh_hosts;

@@ -8,24 +8,22 @@ use crate::error::exit;
 use crate::exec::{Readback, Stream};
 use crate::store::RunStore;
 
+/// Which runs `diff` compares: the two given, else the job's last two of one job file.
+pub(super) struct Which<'a> {
+    pub runs: &'a [String],
+    pub job_file: Option<&'a str>,
+}
+
 pub(super) fn diff(
     db: &mut RunStore,
     job: &str,
-    runs: &[String],
+    which: Which,
     stderr: bool,
     color: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let (old_id, new_id) = match runs {
-        [] => {
-            let hist = db.history(job, 2)?;
-            if hist.len() < 2 {
-                return Err(InspectError::Usage(format!(
-                    "`{job}` has run only once; nothing to compare yet"
-                )));
-            }
-            (hist[1].0.clone(), hist[0].0.clone())
-        }
+    let (old_id, new_id) = match which.runs {
+        [] => last_two(db, job, which.job_file)?,
         [a, b] => (db.resolve_run(a)?, db.resolve_run(b)?),
         _ => {
             return Err(InspectError::Usage(
@@ -79,6 +77,37 @@ pub(super) fn diff(
         write!(out, "{text}")?;
     }
     Ok(exit::JOB_FAILED)
+}
+
+/// The job's last two runs of the job file its latest run ran (of `job_file`, when given):
+/// a job of the same name in another job file is another job.
+fn last_two(
+    db: &mut RunStore,
+    job: &str,
+    job_file: Option<&str>,
+) -> Result<(String, String), InspectError> {
+    let latest = db.job_history(job, job_file, 1)?.remove(0);
+    let file = latest.job_file.as_deref().or(job_file);
+    let hist = db.job_history(job, file, 2)?;
+    if hist.len() < 2 {
+        let of = file.map(|f| format!(" in runs of {f}")).unwrap_or_default();
+        let others: Vec<String> = db
+            .job_files_of(job)?
+            .into_iter()
+            .filter(|f| Some(f.as_str()) != file)
+            .collect();
+        let hint = match others.first() {
+            Some(o) => format!(
+                "; it also ran in runs of {}: orchestrate diff {job} --job-file {o}, or compare two runs with --run A --run B",
+                others.join(", ")
+            ),
+            None => String::new(),
+        };
+        return Err(InspectError::Usage(format!(
+            "`{job}` has run only once{of}; nothing to compare yet{hint}"
+        )));
+    }
+    Ok((hist[1].run.clone(), hist[0].run.clone()))
 }
 
 /// `--color`: always, never, or when stdout is a terminal and NO_COLOR is unset.

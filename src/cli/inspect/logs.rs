@@ -9,15 +9,22 @@ use crate::error::exit;
 use crate::exec::{CaptureRoot, Readback, Stream};
 use crate::store::{self, RunStore};
 
+/// Where `logs` looks for the job: a run given (`--run`), else its latest run (of a job file).
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    pub run: Option<&'a str>,
+    pub job_file: Option<&'a str>,
+}
+
 pub(super) fn logs(
     db: &mut RunStore,
-    run: Option<&str>,
+    at: At,
     job: &str,
     stderr: bool,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let run_id = super::run_of_job(db, job, run)?;
+    let run_id = super::run_of_job(db, job, at.run, at.job_file)?;
     let stream = if stderr {
         Stream::Stderr
     } else {
@@ -34,7 +41,11 @@ pub(super) fn logs(
                 copy_unrecorded(db, &run_id, job, &open, follow, out)
             }
             Readback::Captured(f) => {
-                copy_from(f, &mut 0, out)?;
+                let mut copied = 0;
+                copy_from(f, &mut copied, out)?;
+                if copied == 0 {
+                    note_other_stream(db.root(), &run_id, &rec, stream, at)?;
+                }
                 Ok(exit::OK)
             }
             Readback::NotKept => Ok(exit::OK),
@@ -49,6 +60,40 @@ pub(super) fn logs(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The stream asked for is empty and the other is not: a line on stderr says how to see it,
+/// so that nothing printed does not read as "no output" (stdout stays the bytes of the job).
+fn note_other_stream(
+    root: &std::path::Path,
+    run_id: &str,
+    rec: &crate::record::CompletedProcess,
+    empty: Stream,
+    at: At,
+) -> std::io::Result<()> {
+    let (other, flag) = match empty {
+        Stream::Stdout => (Stream::Stderr, " --stderr"),
+        Stream::Stderr => (Stream::Stdout, ""),
+    };
+    let Readback::Captured(Some(f)) = read_back(root, run_id, rec, other)? else {
+        return Ok(());
+    };
+    let len = f.metadata()?.len();
+    if len > 0 {
+        let (job, word) = (&rec.job, shell_words::quote(&rec.job));
+        let run = match (at.run, at.job_file) {
+            (Some(r), _) => format!(" --run {r}"),
+            (None, Some(f)) => format!(" --job-file {}", shell_words::quote(f)),
+            (None, None) => String::new(),
+        };
+        eprintln!(
+            "orchestrate: {} of `{job}` is empty; its {} has {len} byte{}: orchestrate logs {word}{run}{flag}",
+            empty.as_str(),
+            other.as_str(),
+            if len == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
 /// The output of a job without a final record, once, or with `follow` until the job ends (or

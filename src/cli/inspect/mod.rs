@@ -91,23 +91,11 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         Command::Show { run, export, .. } if export.any() => {
             export::show_export(db, run.as_deref().unwrap_or("last"), export, out)
         }
-        Command::Show { run, job, json, .. } => {
-            show::show(db, run.as_deref(), job.as_deref(), json, out)
-        }
         Command::Report { run, output } => report::report(db, &run, output.as_deref(), out),
-        Command::Logs {
-            job,
-            run,
-            stderr,
-            follow,
-        } => logs::logs(db, run.as_deref(), &job, stderr, follow, out),
-        Command::History { job, limit, json } => runs::history(db, &job, limit, json, out),
-        Command::Diff {
-            job,
-            runs,
-            stderr,
-            color,
-        } => diff::diff(db, &job, &runs, stderr, diff::colored(color), out),
+        cmd @ (Command::Show { .. }
+        | Command::Logs { .. }
+        | Command::History { .. }
+        | Command::Diff { .. }) => job_views(db, cmd, out),
         Command::Gc {
             keep_runs,
             max_age,
@@ -123,6 +111,63 @@ fn inspect(cmd: Command, state_dir: Option<PathBuf>) -> Result<i32, InspectError
         | Command::Completions { .. }
         | Command::Supervise
         | Command::Man { .. } => unreachable!("handled by main_with"),
+    }
+}
+
+/// The commands that look at one job (or one run) of the history.
+fn job_views(
+    db: &mut RunStore,
+    cmd: Command,
+    out: &mut dyn std::io::Write,
+) -> Result<i32, InspectError> {
+    match cmd {
+        Command::Show {
+            run,
+            job,
+            job_file,
+            json,
+            ..
+        } => show::show(
+            db,
+            run.as_deref(),
+            job.as_deref(),
+            job_file.as_deref(),
+            json,
+            out,
+        ),
+        Command::Logs {
+            job,
+            run,
+            job_file,
+            stderr,
+            follow,
+        } => {
+            let at = logs::At {
+                run: run.as_deref(),
+                job_file: job_file.as_deref(),
+            };
+            logs::logs(db, at, &job, stderr, follow, out)
+        }
+        Command::History {
+            job,
+            job_file,
+            limit,
+            json,
+        } => runs::history(db, &job, job_file.as_deref(), limit, json, out),
+        Command::Diff {
+            job,
+            job_file,
+            runs,
+            stderr,
+            color,
+        } => {
+            let which = diff::Which {
+                runs: &runs,
+                job_file: job_file.as_deref(),
+            };
+            diff::diff(db, &job, which, stderr, diff::colored(color), out)
+        }
+        _ => unreachable!("only the commands about a job come here"),
     }
 }
 
@@ -154,15 +199,23 @@ fn nothing_yet(
     Ok(exit::OK)
 }
 
-/// The run to look for `job` in: `run` as given, else the job's latest run, the one `history`
-/// lists first (a run of another job file since does not hide it). A job in the last run
-/// while it runs may have output and no record yet: then the last run.
-fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String, InspectError> {
+/// The run to look for `job` in: `run` as given, else the job's latest run (of `job_file`,
+/// when given), the one `history` lists first (a run of another job file since does not hide
+/// it). A job in the last run while it runs may have output and no record yet: then the last
+/// run.
+fn run_of_job(
+    db: &mut RunStore,
+    job: &str,
+    run: Option<&str>,
+    job_file: Option<&str>,
+) -> Result<String, InspectError> {
     if let Some(run) = run {
         return Ok(db.resolve_run(run)?);
     }
     let last = db.resolve_run("last")?;
-    let running = db.run(&last)?.status == crate::record::RunStatus::Running;
+    let row = db.run(&last)?;
+    let running = row.status == crate::record::RunStatus::Running
+        && job_file.is_none_or(|f| row.job_file.as_deref().is_some_and(|p| same_file(p, f)));
     let files = CaptureRoot(db.run_dir(&last));
     if running
         && (files.open(job, Stream::Stdout)?.is_some()
@@ -170,12 +223,18 @@ fn run_of_job(db: &mut RunStore, job: &str, run: Option<&str>) -> Result<String,
     {
         return Ok(last);
     }
-    match db.history(job, 1) {
-        Ok(latest) if !latest.is_empty() => Ok(latest[0].0.clone()),
+    match db.job_history(job, job_file, 1) {
+        Ok(latest) if !latest.is_empty() => Ok(latest[0].run.clone()),
         Err(store::StoreError::NotFound(_)) if running => Ok(last),
         Ok(_) => Ok(last),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the job file at `path` is the one `given` names, as `--job-file` matches it: the
+/// path as given, or its end (the file name).
+fn same_file(path: &str, given: &str) -> bool {
+    path == given || path.ends_with(&format!("/{given}"))
 }
 
 /// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture

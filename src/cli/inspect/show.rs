@@ -12,11 +12,12 @@ pub(super) fn show(
     db: &mut RunStore,
     run: Option<&str>,
     job: Option<&str>,
+    job_file: Option<&str>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let id = match job {
-        Some(job) => super::run_of_job(db, job, run)?,
+        Some(job) => super::run_of_job(db, job, run, job_file)?,
         None => db.resolve_run(run.unwrap_or("last"))?,
     };
     let inherited = db.run_env_keys(&id)?;
