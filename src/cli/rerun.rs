@@ -10,8 +10,8 @@ use super::run_cmd::{run_chosen, unsafe_job_file};
 use super::settings::{RunSettings, Terminal};
 use super::{report_error, report_warning};
 use crate::error::exit;
-use crate::plan::{Plan, PlannedJob};
-use crate::record::{CompletedProcess, REDACTED, Secrets};
+use crate::plan::{Input, Plan, PlannedJob};
+use crate::record::{CompletedProcess, REDACTED, Secrets, Stdin};
 use crate::store::{self, RunStore};
 
 /// What `orchestrate rerun` was given.
@@ -57,10 +57,11 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
         return report_error(&msg, exit::USAGE);
     };
     let (argv, cwd, note) = command_of(&rec, planned, &plan, &what);
+    let stdin = stdin_of(&rec, planned);
     let plan = plan
         .rerun_of(&a.job, a.with_dependents)
         .expect("the job is in the plan")
-        .with_command(&a.job, argv, cwd);
+        .with_command(&a.job, (argv, cwd, stdin));
     if let Some(w) = unsafe_job_file(&path) {
         report_warning(&w);
     }
@@ -195,4 +196,15 @@ fn command_of(
         dir(&now_cwd)
     );
     (rec.args.clone(), rec.cwd.clone(), Some(note))
+}
+
+/// The stdin the record says the job was given; the job file's when the record is older than
+/// that, or hides a secret in it.
+fn stdin_of(rec: &CompletedProcess, planned: &PlannedJob) -> Input {
+    match &rec.stdin {
+        Some(Stdin::Null) => Input::Null,
+        Some(Stdin::Text(t)) if !t.contains(REDACTED) => Input::Text(t.clone()),
+        Some(Stdin::File(p)) if !p.to_string_lossy().contains(REDACTED) => Input::File(p.clone()),
+        _ => planned.stdin.clone(),
+    }
 }

@@ -8,8 +8,8 @@
 use super::Stream;
 use super::process::{CaptureRoot, file_dest};
 use crate::environ::JobEnv;
-use crate::plan::PlannedJob;
-use crate::record::{CompletedProcess, Status};
+use crate::plan::{Input, PlannedJob};
+use crate::record::{CompletedProcess, Status, Stdin};
 
 /// The record of `job` before anything is known of how it ended: no process, no attempt.
 pub fn base(job: &PlannedJob) -> CompletedProcess {
@@ -31,6 +31,11 @@ pub fn base(job: &PlannedJob) -> CompletedProcess {
         .collect();
     rec.needs.sort_unstable();
     rec.needs.dedup();
+    rec.stdin = Some(match &job.stdin {
+        Input::Null => Stdin::Null,
+        Input::Text(t) => Stdin::Text(t.clone()),
+        Input::File(p) => Stdin::File(p.clone()),
+    });
     rec
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::{Condition, Plan};
+use super::{Condition, Input, Plan};
 
 impl Plan {
     /// Keeps the jobs named by `only` (all if empty) minus those named by `skip`. With
@@ -164,10 +164,13 @@ impl Plan {
 
     /// The job named `name` given another command line and directory (`rerun` runs the ones
     /// its record holds); its definition hash follows, as it says what the record ran.
-    pub fn with_command(mut self, name: &str, argv: Vec<String>, cwd: Option<PathBuf>) -> Plan {
+    pub fn with_command(
+        mut self,
+        name: &str,
+        command: (Vec<String>, Option<PathBuf>, Input),
+    ) -> Plan {
         if let Some(j) = self.jobs.iter_mut().find(|j| j.name == name) {
-            j.argv = argv;
-            j.cwd = cwd;
+            (j.argv, j.cwd, j.stdin) = command;
             j.def_hash = super::definition_hash(j);
         }
         self

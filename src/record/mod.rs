@@ -105,6 +105,19 @@ pub struct CompletedProcess {
     /// critical path from the records alone, whatever became of the job file since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<usize>,
+    /// What the job was given on stdin, so that `rerun` gives it the same (`None`: a record
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<Stdin>,
+}
+
+/// A job's stdin as its record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stdin {
+    Null,
+    Text(String),
+    File(PathBuf),
 }
 
 /// Identifies a process (a run's orchestrate, a background job's supervisor, a job) beyond
@@ -223,6 +236,7 @@ impl CompletedProcess {
             slurm_job_id: None,
             hook: None,
             needs: Vec::new(),
+            stdin: None,
         }
     }
 

@@ -106,6 +106,11 @@ impl Sealed {
                 }
             }
             rec.env_keys.iter_mut().for_each(|k| s.in_place(k));
+            match &mut rec.stdin {
+                Some(super::Stdin::Text(t)) => s.in_place(t),
+                Some(super::Stdin::File(p)) => s.path(p),
+                _ => {}
+            }
         }
         Sealed(rec)
     }

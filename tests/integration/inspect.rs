@@ -384,3 +384,33 @@ fn rerun_of_a_record_that_hides_a_secret_runs_the_job_files_command() {
         "the secret reached the store"
     );
 }
+
+#[test]
+fn rerun_gives_the_job_the_stdin_its_record_holds() {
+    let env = Env::new();
+    let yaml = |text: &str| {
+        format!("jobs:\n  - name: read\n    command: cat\n    stdin: {{text: '{text}'}}\n")
+    };
+    env.write("jobs.yaml", &yaml("then"));
+    assert_eq!(env.run(&["jobs.yaml"]).code, 0);
+    let first = env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.write("jobs.yaml", &yaml("now"));
+    let r = env.run(&["rerun", &first, "read", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()[0]["stdout"], "then", "{r:?}");
+    // A secret in the stdin is never stored: the job file's stdin is given again.
+    let secret = "secret_env: [TOKEN]\nenv: {TOKEN: s3cr3t-stdin-value}\njobs:\n  - name: read\n    command: [sh, -c, 'test \"$(cat)\" = \"$TOKEN\"']\n    stdin: {text: 's3cr3t-stdin-value'}\n";
+    env.write("jobs.yaml", secret);
+    assert_eq!(env.run(&["jobs.yaml"]).code, 0);
+    let r = env.run(&["rerun", "last", "read", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.json()[0]["returncode"],
+        0,
+        "the job file's stdin, not [REDACTED]: {r:?}"
+    );
+    assert!(crate::helpers::files_holding(&env.state(), "s3cr3t-stdin-value").is_empty());
+}
