@@ -184,6 +184,10 @@ pub struct Attempt {
     pub started: SystemTime,
     #[serde(with = "unix_millis")]
     pub finished: SystemTime,
+    /// The attempt ended because its ssh host failed under it, not by the job's doing: a
+    /// success after it alone is no flaky job.
+    #[serde(default)]
+    pub host_failed: bool,
 }
 
 impl CompletedProcess {
@@ -241,9 +245,16 @@ impl CompletedProcess {
     }
 
     /// Sets `flaky` once the job's last attempt is known: the one rule for what is flaky, a
-    /// job that succeeded after at least one failed attempt.
+    /// job that succeeded after at least one failed attempt of its own (an attempt cut short
+    /// by its host failing does not count).
     pub fn settle_flaky(&mut self) {
-        self.flaky = self.status == Status::Succeeded && self.attempts > 1;
+        let host_failures = self
+            .earlier_attempts
+            .iter()
+            .filter(|a| a.host_failed)
+            .count();
+        self.flaky = self.status == Status::Succeeded
+            && (self.attempts as usize).saturating_sub(1) > host_failures;
     }
 
     /// "exit 1", "signal 15 (SIGTERM)", "no process": the short form used in tables.

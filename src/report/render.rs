@@ -360,6 +360,7 @@ mod tests {
             signal: Some(9),
             started: t,
             finished: t,
+            host_failed: false,
         });
         let text = record_detail(&rec, &[]);
         let want = format!(

@@ -83,6 +83,7 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
             signal: rec.signal,
             started: rec.started,
             finished: rec.finished,
+            host_failed: false,
         });
         attempt += 1;
         let delay = job.retry.delay_before(attempt);

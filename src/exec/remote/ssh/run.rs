@@ -133,6 +133,7 @@ impl Moves {
             signal: rec.signal,
             started: rec.started,
             finished: rec.finished,
+            host_failed: true,
         });
         self.notes.push(format!(
             "attempt {attempt} on `{host}` ended as its host failed ({why}); run again on another host"
