@@ -29,6 +29,7 @@ mod readonly;
 mod redesign;
 mod scale_out;
 mod settings;
+mod slurm_cluster;
 mod store;
 mod survivors;
 mod trust;

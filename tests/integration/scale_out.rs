@@ -10,7 +10,7 @@ pub(crate) use crate::daemons::Exports;
 
 /// The daemon's exports, or `None` when it cannot run here: then `test` is skipped, and says so
 /// on stderr. Under CI the daemon must run.
-fn daemon(
+pub(crate) fn daemon(
     cell: &'static OnceLock<Result<Exports, String>>,
     what: &str,
     test: &str,

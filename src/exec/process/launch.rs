@@ -46,6 +46,17 @@ pub trait Launcher: Send + Sync {
         None
     }
 
+    /// A wrapped job's timeout counts from the wrapper's start line, not from the client's
+    /// start (Slurm: a job waiting in the queue has not started).
+    fn timeout_from_start(&self) -> bool {
+        false
+    }
+
+    /// A command whose stdout says why a wrapped job that has not started yet waits.
+    fn queue_reason(&self, _control: &wrap::Control) -> Option<std::process::Command> {
+        None
+    }
+
     /// Why a wrapped job has no exit status from the wrapper: the client's own failure.
     fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
         let early = control.early_text();

@@ -10,6 +10,7 @@ pub(crate) use drain::open_capture;
 mod launch;
 mod outcome;
 mod path;
+mod pending;
 mod pipe;
 mod readback;
 mod slow;

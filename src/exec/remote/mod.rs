@@ -2,6 +2,7 @@
 //! Slurm steps (`slurm`), Slurm batch jobs for background work (`sbatch`), and ssh hosts
 //! (`ssh`).
 
+mod control;
 pub mod sbatch;
 pub mod slurm;
 pub mod ssh;
