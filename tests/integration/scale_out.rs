@@ -247,7 +247,7 @@ fn bad_executor_settings_are_job_file_errors() {
 }
 
 /// orchestrate with the cluster's environment (SLURM_CONF).
-fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
+pub(crate) fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
     let o = env
         .cmd()
         .envs(exports.iter().map(|(k, v)| (k, v)))

@@ -252,3 +252,54 @@ fn stat(pid: u32, n: usize) -> u32 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split_whitespace().nth(n).unwrap().parse().unwrap()
 }
+
+/// sdiag's RPC counts by message type on cluster `e`.
+fn rpcs(e: &Exports) -> std::collections::HashMap<String, u64> {
+    let o = std::process::Command::new("sdiag")
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("sdiag");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let by_type = text
+        .split("by message type")
+        .nth(1)
+        .and_then(|t| t.split("by user").next())
+        .unwrap_or_default()
+        .to_string();
+    by_type
+        .lines()
+        .filter_map(|l| {
+            let name = l.split_whitespace().next()?;
+            let count = l.split("count:").nth(1)?.split_whitespace().next()?;
+            Some((name.to_string(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn wait_asks_slurm_about_all_its_background_jobs_at_once() {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    let test = "slurm_cluster::wait_asks_slurm_about_all_its_background_jobs_at_once";
+    let Some(e) = mslurm("mslurm-bg", &CELL, test) else {
+        return;
+    };
+    let env = Env::new();
+    let yaml = "executor: slurm\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5, 6]\n    shell: 'sleep 4; echo done'\n    background: true\n";
+    let r = run_with(&env, e, yaml, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let reset = std::process::Command::new("sdiag")
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .arg("-r")
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{reset:?}");
+    let w = crate::scale_out::inspect_with(&env, e, &["wait", "--timeout", "120s"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    assert_eq!(w.stdout.matches(" succeeded ").count(), 6, "{w:?}");
+    let n = rpcs(e);
+    // One squeue per sweep (squeue asks for one job alone when only one is left), not one
+    // query per job every 100 ms (six jobs for 4 s were about 240 queries).
+    let get = |k: &str| n.get(k).copied().unwrap_or(0);
+    let info = get("REQUEST_JOB_INFO") + get("REQUEST_JOB_INFO_SINGLE");
+    assert!((1..=10).contains(&info), "{n:?}");
+}
