@@ -303,3 +303,73 @@ fn wait_asks_slurm_about_all_its_background_jobs_at_once() {
     let info = get("REQUEST_JOB_INFO") + get("REQUEST_JOB_INFO_SINGLE");
     assert!((1..=10).contains(&info), "{n:?}");
 }
+
+#[test]
+fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    let test = "slurm_cluster::interrupting_many_slurm_jobs_cancels_them_with_one_scancel";
+    let Some(e) = mslurm("mslurm-cancel", &CELL, test) else {
+        return;
+    };
+    let env = Env::new();
+    // The real scancel, behind a shim that logs each time it is started.
+    let log = env.path("scancel.log");
+    let real = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join("scancel"))
+        .find(|p| p.is_file())
+        .expect("scancel on PATH");
+    let shim = env.write(
+        "bin/scancel",
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        env.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pids = env.path("pids");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo $$ >> {p}; sleep 60'\n",
+        p = pids.display()
+    );
+    env.write("jobs.yaml", &yaml);
+    let child = env
+        .cmd()
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .env("PATH", path)
+        .args(["jobs.yaml", "--json", "-j", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = wait_for(std::time::Duration::from_secs(60), || {
+        crate::helpers::read_pids(&pids).len() == 4
+    });
+    assert!(started, "the jobs never all started");
+    crate::helpers::signal(child.id(), "INT");
+    let r = Run::from(child.wait_with_output().unwrap());
+    let recs: Vec<_> = r
+        .json()
+        .into_iter()
+        .filter(|r| r["job"].is_string())
+        .collect();
+    assert_eq!(recs.len(), 4, "{r:?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], "cancelled", "{rec}");
+        assert_eq!(rec["returncode"], serde_json::Value::Null, "{rec}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        calls.lines().count(),
+        1,
+        "one scancel for the four jobs: {calls}"
+    );
+    assert_eq!(calls.split_whitespace().count(), 4, "{calls}");
+}

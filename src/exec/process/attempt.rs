@@ -372,9 +372,9 @@ impl Watch {
         let control = self.control().cloned();
         if stopped
             && let Some(c) = &control
-            && let Some(cmd) = ctx.launcher.sweep(c)
+            && let Some(sweep) = ctx.launcher.sweep_later(c)
         {
-            super::run_stop_command(cmd).await;
+            sweep.await;
         }
         control
     }

@@ -138,7 +138,8 @@ pub async fn run_background(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             r = cancel.changed() => {
                 if r.is_ok() && *cancel.borrow() != Cancel::None {
-                    scancel(&[&id]);
+                    // With the other jobs stopped now, in one scancel.
+                    tokio::spawn(super::scancel::cancel(id.clone()));
                 }
             }
         }

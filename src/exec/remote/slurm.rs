@@ -3,11 +3,12 @@
 //! Slurm job id and node come back exactly.
 //!
 //! Stopping: TERM to srun's process group makes srun cancel the step (it signals the task and
-//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded.
+//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded, one
+//! `scancel` for all the jobs stopped at about the same time (`remote::scancel`).
 
 use super::wrap;
 use crate::environ::JobEnv;
-use crate::exec::process::{Launch, Launcher, spawn_stop_command};
+use crate::exec::process::{Launch, Launcher, Sweep};
 use crate::plan::{PlannedJob, SlurmOptions};
 
 /// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
@@ -74,10 +75,15 @@ impl Launcher for Slurm {
         // TERM goes to srun, which cancels the step itself; KILL also cancels the Slurm job.
         let _ = crate::sys::killpg(pgid, signal);
         if signal == crate::sys::SIGKILL
-            && let Some(cmd) = control.and_then(|c| self.sweep(c))
+            && let Some(sweep) = control.and_then(|c| self.sweep_later(c))
         {
-            spawn_stop_command(cmd);
+            tokio::spawn(sweep);
         }
+    }
+
+    fn sweep_later(&self, control: &wrap::Control) -> Option<Sweep> {
+        let id = control.slurm_job_id.clone()?;
+        Some(Box::pin(super::scancel::cancel(id)))
     }
 
     fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
