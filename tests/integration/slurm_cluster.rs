@@ -373,3 +373,34 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
     );
     assert_eq!(calls.split_whitespace().count(), 4, "{calls}");
 }
+
+#[test]
+fn a_run_follows_its_slurm_batch_jobs_with_one_query_per_sweep() {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    let test = "slurm_cluster::a_run_follows_its_slurm_batch_jobs_with_one_query_per_sweep";
+    let Some(e) = mslurm("mslurm-follow", &CELL, test) else {
+        return;
+    };
+    let reset = std::process::Command::new("sdiag")
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .arg("-r")
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{reset:?}");
+    let env = Env::new();
+    let yaml = "executor: slurm\nwait: true\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5]\n    shell: 'sleep 4; echo done'\n    background: true\n";
+    let r = run_with(&env, e, yaml, &["--json", "-j", "5"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs: Vec<_> = r
+        .json()
+        .into_iter()
+        .filter(|r| r["job"].is_string())
+        .collect();
+    assert_eq!(recs.len(), 5, "{r:?}");
+    assert!(recs.iter().all(|r| r["stdout"] == "done\n"), "{recs:#?}");
+    let n = rpcs(e);
+    let get = |k: &str| n.get(k).copied().unwrap_or(0);
+    // Five jobs for about 5 s were about 50 single-job queries (each job every 0.5 s).
+    let info = get("REQUEST_JOB_INFO") + get("REQUEST_JOB_INFO_SINGLE");
+    assert!((1..=10).contains(&info), "{n:?}");
+}

@@ -4,7 +4,7 @@
 //! machine's reboot and its run.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
@@ -124,20 +124,15 @@ pub async fn run_background(
         running: None,
     });
     let mut cancel = ctx.cancel.clone();
+    let end = super::follow::until_end(rec);
+    tokio::pin!(end);
+    let mut listen = true;
     loop {
-        let mut probe = rec.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let done = poll(&mut probe);
-            (done, probe)
-        })
-        .await;
-        if let Ok((true, probe)) = done {
-            return probe;
-        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            r = cancel.changed() => {
-                if r.is_ok() && *cancel.borrow() != Cancel::None {
+            rec = &mut end => return rec,
+            r = cancel.changed(), if listen => {
+                listen = r.is_ok();
+                if listen && *cancel.borrow() != Cancel::None {
                     // With the other jobs stopped now, in one scancel.
                     tokio::spawn(super::scancel::cancel(id.clone()));
                 }
