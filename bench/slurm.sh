@@ -11,7 +11,7 @@ N="${1:-1000}"; J="${2:-5}"
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 CLUSTER="$(cd "$HERE" && for d in ../shared/cluster ../../shared/cluster; do [ -d "$d" ] && { cd "$d"; pwd; break; }; done)"
 [ -n "$CLUSTER" ] || { echo "slurm.sh: no shared/cluster found" >&2; exit 1; }
-BIN="$HERE/target/release/orchestrate"
+BIN="${ORCH_BIN:-$HERE/target/release/orchestrate}"
 [ -x "$BIN" ] || (cd "$HERE" && cargo build --release -q)
 command -v parallel >/dev/null || apt-get install -y -q parallel >&2
 TMP="$(mktemp -d /tmp/orch-bench-slurm.XXXXXX)"; chmod 0711 "$TMP"
