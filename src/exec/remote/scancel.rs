@@ -1,14 +1,16 @@
 //! One `scancel` for many Slurm jobs: the jobs of a run stopped together (Ctrl-C, a halt) each
-//! ask for their Slurm job to be cancelled, and the asks that come within `GATHER` of the first
-//! go out as one `scancel ID...` instead of one process (and its controller connection) each.
+//! ask for their Slurm job to be cancelled, and the asks that come close together go out as one
+//! `scancel ID...` instead of one process (and its controller connection) each.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How long the first ask waits for others to join it.
-const GATHER: Duration = Duration::from_millis(100);
+/// The first ask waits until no other has joined it for `QUIET` (jobs stopped together end
+/// spread out on a loaded machine), at most `GATHER_MAX`.
+const QUIET: Duration = Duration::from_millis(200);
+const GATHER_MAX: Duration = Duration::from_secs(2);
 
 struct Batch {
     ids: Vec<String>,
@@ -43,7 +45,20 @@ pub async fn cancel(id: String) {
         let _ = done.wait_for(|d| *d).await;
         return;
     };
-    tokio::time::sleep(GATHER).await;
+    let t0 = tokio::time::Instant::now();
+    let mut seen = 1;
+    loop {
+        tokio::time::sleep(QUIET).await;
+        let now = PENDING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |b| b.ids.len());
+        if now == seen || t0.elapsed() >= GATHER_MAX {
+            break;
+        }
+        seen = now;
+    }
     let ids = PENDING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
