@@ -17,13 +17,43 @@ pub(super) fn background_now(
     db: &mut RunStore,
     unseen_by: Option<Viewer>,
 ) -> Result<Vec<Background>, InspectError> {
+    background_sweep(db, unseen_by, true)
+}
+
+/// Slurm's running jobs in `rows`, settled with one question to Slurm for all of them.
+fn settle_slurm(
+    db: &mut RunStore,
+    rows: &mut [(String, CompletedProcess, bool)],
+) -> Result<(), InspectError> {
+    let at: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].1.status == Status::Background && rows[i].1.slurm_job_id.is_some())
+        .collect();
+    let mut recs: Vec<CompletedProcess> = at.iter().map(|&i| rows[i].1.clone()).collect();
+    let ended = crate::exec::sbatch::poll_all(&mut recs);
+    for ((&i, rec), ended) in at.iter().zip(recs).zip(ended) {
+        if ended {
+            db.put_background(&rows[i].0, &Sealed::trusted(rec.clone()))?;
+        }
+        rows[i].1 = rec;
+    }
+    Ok(())
+}
+
+/// `background_now`; Slurm is asked about its jobs only with `ask_slurm` (a question costs
+/// the controller RPCs: `wait` asks less and less often).
+fn background_sweep(
+    db: &mut RunStore,
+    unseen_by: Option<Viewer>,
+    ask_slurm: bool,
+) -> Result<Vec<Background>, InspectError> {
     let mut out = Vec::new();
-    for (run, mut rec, _) in db.background_jobs(unseen_by)? {
-        if rec.status == Status::Background && rec.slurm_job_id.is_some() {
-            // Slurm knows how it is doing.
-            if crate::exec::sbatch::poll(&mut rec) {
-                db.put_background(&run, &Sealed::trusted(rec.clone()))?;
-            }
+    let mut rows = db.background_jobs(unseen_by)?;
+    if ask_slurm {
+        settle_slurm(db, &mut rows)?;
+    }
+    for (run, mut rec, _) in rows {
+        if rec.slurm_job_id.is_some() {
+            // Slurm knows how it is doing (asked above).
         } else if rec.status == Status::Background
             && !rec.supervisor.as_ref().is_some_and(|s| s.may_live())
         {
@@ -58,6 +88,10 @@ fn orphaned(rec: &CompletedProcess) -> bool {
     rec.process.as_ref().is_some_and(|p| p.group_may_live())
 }
 
+/// When `wait` first asks Slurm about its jobs, and its longest gap between two questions.
+const SLURM_FIRST: Duration = Duration::from_millis(250);
+const SLURM_MAX_GAP: Duration = Duration::from_secs(5);
+
 /// `orchestrate wait`: until the chosen jobs end (0 if all succeeded, 1 if not), or 124 when
 /// the timeout comes first.
 pub(super) fn wait(
@@ -68,8 +102,15 @@ pub(super) fn wait(
 ) -> Result<i32, InspectError> {
     let chosen = wait_targets(db, targets)?;
     let t0 = Instant::now();
+    // Slurm is asked after 0.25 s, then twice as late each time, at most every 5 s.
+    let (mut slurm_at, mut slurm_gap) = (t0 + SLURM_FIRST, SLURM_FIRST);
     loop {
-        let now = background_now(db, None)?;
+        let ask = Instant::now() >= slurm_at;
+        if ask {
+            slurm_gap = (slurm_gap * 2).min(SLURM_MAX_GAP);
+            slurm_at = Instant::now() + slurm_gap;
+        }
+        let now = background_sweep(db, None, ask)?;
         let states: Vec<&Background> = now
             .iter()
             .filter(|(run, r)| chosen.iter().any(|(cr, cj)| cr == run && *cj == r.job))
@@ -168,7 +209,7 @@ pub(super) fn kill(
         return stop_orphan(db, &run, rec, out);
     }
     if let Some(id) = &rec.slurm_job_id {
-        crate::exec::sbatch::scancel(id);
+        crate::exec::sbatch::scancel(&[id]);
     } else if let Some(sup) = &rec.supervisor {
         // The supervisor stops the job (TERM to its group, KILL after its grace) and records it.
         let _ = crate::sys::kill(sup.pid, crate::sys::SIGTERM);

@@ -39,11 +39,50 @@ fn free_port() -> Result<String, String> {
         .to_string())
 }
 
-/// Starts the daemon of `kind` (`slurm`, `sshd`) for this process and returns its `export`
-/// lines, or why it could not.
+/// A port `p` with `p` and the three after `p + 3` free (`slurm-multi-up.sh`: the controller
+/// on `p`, the three slurmd on `p + 4 ..= p + 6`).
+fn free_multi_port() -> Result<String, String> {
+    for _ in 0..50 {
+        let p: u16 = free_port()?.parse().map_err(|e| format!("{e}"))?;
+        if p > 65000 {
+            continue;
+        }
+        if (4..=6).all(|k| TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            return Ok(p.to_string());
+        }
+    }
+    Err("no run of free ports for a 3-node cluster".into())
+}
+
+/// Starts the daemon of `kind` for this process and returns its `export` lines, or why it
+/// could not. `slurm` is one node; `mslurm-NAME` a 3-node cluster of its own (n1: 2 CPUs, n2: 1,
+/// n3: 2) for each NAME, `mslurm-full` one whose controller takes at most 3 jobs, `mslurm-dying`
+/// one that finds a stopped slurmd's node dead within seconds.
 pub(crate) fn start(kind: &str) -> Result<Exports, String> {
     let dir = state_dir(std::process::id(), kind);
     let (up, down, env) = match kind {
+        "mslurm-full" => (
+            "slurm-multi-up.sh",
+            "slurm-multi-down.sh",
+            vec![
+                ("SLURM_MULTI_PORT", free_multi_port()?),
+                ("EXTRA_CONF", "MaxJobCount=3".to_string()),
+            ],
+        ),
+        // A node whose slurmd stops is found dead after seconds, not the default 300.
+        "mslurm-dying" => (
+            "slurm-multi-up.sh",
+            "slurm-multi-down.sh",
+            vec![
+                ("SLURM_MULTI_PORT", free_multi_port()?),
+                ("EXTRA_CONF", "SlurmdTimeout=5".to_string()),
+            ],
+        ),
+        k if k.starts_with("mslurm") => (
+            "slurm-multi-up.sh",
+            "slurm-multi-down.sh",
+            vec![("SLURM_MULTI_PORT", free_multi_port()?)],
+        ),
         "slurm" => (
             "slurm-up.sh",
             "slurm-down.sh",

@@ -32,6 +32,7 @@ mod redesign;
 mod scale_out;
 mod scope;
 mod settings;
+mod slurm_cluster;
 mod ssh_down;
 mod ssh_hosts;
 mod store;

@@ -10,7 +10,7 @@ pub(crate) use crate::daemons::Exports;
 
 /// The daemon's exports, or `None` when it cannot run here: then `test` is skipped, and says so
 /// on stderr. Under CI the daemon must run.
-fn daemon(
+pub(crate) fn daemon(
     cell: &'static OnceLock<Result<Exports, String>>,
     what: &str,
     test: &str,
@@ -247,7 +247,7 @@ fn bad_executor_settings_are_job_file_errors() {
 }
 
 /// orchestrate with the cluster's environment (SLURM_CONF).
-fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
+pub(crate) fn inspect_with(env: &Env, exports: &Exports, args: &[&str]) -> Run {
     let o = env
         .cmd()
         .envs(exports.iter().map(|(k, v)| (k, v)))

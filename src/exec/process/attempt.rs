@@ -2,16 +2,18 @@
 //! timeout and the run's cancellation on its whole process group, watch whether it runs slow,
 //! and turn its end into the attempt's record.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::drain::Drain;
+use super::pending::Pending;
 use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
 use super::slow::SlowWatch;
-use super::spawn::{Child, ChildExit, ChildIo, spawn_child, spawn_failure};
+use super::spawn::{
+    Child, ChildExit, ChildIo, argv_for_slot, check_dir, spawn_child, spawn_failure,
+};
 use super::stdio::{FileTarget, Streams, open_streams};
 use super::{JobCtx, Launch, PIPE_GRACE};
 use crate::environ::JobEnv;
@@ -20,7 +22,6 @@ use crate::exec::{Cancel, Event, ends};
 use crate::plan::PlannedJob;
 use crate::record::{CompletedProcess, Sealed};
 use crate::sys;
-use crate::text::os_text;
 
 /// Runs one attempt and returns its record (never fails: what cannot start is a record).
 pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> CompletedProcess {
@@ -75,35 +76,6 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
     rec
 }
 
-/// The job's argv with `{slot}` filled in.
-fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
-    if !job.argv.iter().any(|w| w.contains("{slot}")) {
-        return job.argv.clone();
-    }
-    let slot = slot.to_string();
-    job.argv
-        .iter()
-        .map(|w| w.replace("{slot}", &slot))
-        .collect()
-}
-
-/// A job's working directory must be a directory it can use.
-fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
-    let Some(dir) = cwd else { return Ok(()) };
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "working directory {} is not a directory",
-            dir.display()
-        )),
-        Err(e) => Err(format!(
-            "working directory {} cannot be used: {}",
-            dir.display(),
-            os_text(&e)
-        )),
-    }
-}
-
 /// How long a job waits for file descriptors before its spawn counts as failed.
 const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -156,6 +128,7 @@ pub(super) struct Watch {
     pub(super) notes: Vec<String>,
     pub(super) index: usize,
     pub(super) slow: SlowWatch,
+    pub(super) pending: Pending,
 }
 
 impl Watch {
@@ -197,6 +170,8 @@ impl Watch {
             }
         }
         let err = child.stderr.take().map(Pipe::new);
+        let from_start = stderr_drain.as_ref().is_some_and(|d| d.filter.is_some())
+            && ctx.launcher.timeout_from_start();
         let mut watch = Watch {
             pgid: child.exit.pid,
             buf_o: ReadBuf::take(out.is_some()),
@@ -211,7 +186,11 @@ impl Watch {
             status: None,
             wait_error: None,
             timeout: job.timeout,
-            timeout_at: job.timeout.map(|t| Instant::now() + t),
+            // A job that waits for a start line starts its clock then (`saw_start`).
+            timeout_at: job
+                .timeout
+                .filter(|_| !from_start)
+                .map(|t| Instant::now() + t),
             kill_after: job.kill_after,
             timed_out: false,
             cancelled: false,
@@ -222,6 +201,7 @@ impl Watch {
             notes: Vec::new(),
             index: job.index,
             slow: SlowWatch::start(ctx),
+            pending: Pending::new(from_start),
         };
         // A stop requested before the job started (a cancel racing with the spawn).
         if *ctx.cancel.borrow() != Cancel::None {
@@ -235,6 +215,17 @@ impl Watch {
             .as_ref()
             .and_then(|d| d.filter.as_ref())
             .map(|f| &f.control)
+    }
+
+    /// The wrapper's start line came: a timeout that counts from there starts now.
+    fn check_start(&mut self) {
+        let control = self.stderr_drain.as_ref().and_then(|d| d.filter.as_ref());
+        if self.pending.saw_start(control.map(|f| &f.control))
+            && self.timeout_at.is_none()
+            && !self.timed_out
+        {
+            self.timeout_at = self.timeout.map(|t| Instant::now() + t);
+        }
     }
 
     fn signal(&self, ctx: &JobCtx, sig: i32) {
@@ -264,7 +255,10 @@ impl Watch {
                 },
                 r = read_opt(&mut self.err, &mut self.buf_e) => match r {
                     Ok(0) | Err(_) => self.err = None,
-                    Ok(n) => keep(&mut self.stderr_drain, &self.buf_e.0[..n], forward, self.index, ctx),
+                    Ok(n) => {
+                        keep(&mut self.stderr_drain, &self.buf_e.0[..n], forward, self.index, ctx);
+                        self.check_start();
+                    }
                 },
                 st = self.child.wait(), if self.status.is_none() && self.wait_error.is_none() => {
                     if !self.exited(st, ctx) {
@@ -277,6 +271,10 @@ impl Watch {
                     self.kill_at = Some(Instant::now() + self.kill_after);
                 },
                 _ = sleep_opt(self.slow.at()), if self.status.is_none() => self.slow.passed(self.index, ctx),
+                _ = sleep_opt(self.pending.ask_at()), if self.status.is_none() => {
+                    let control = self.control().cloned();
+                    self.pending.ask(ctx.launcher.as_ref(), control.as_ref()).await;
+                },
                 _ = sleep_opt(self.kill_at), if !self.killed => {
                     self.killed = true;
                     self.signal(ctx, sys::SIGKILL);
@@ -374,9 +372,9 @@ impl Watch {
         let control = self.control().cloned();
         if stopped
             && let Some(c) = &control
-            && let Some(cmd) = ctx.launcher.sweep(c)
+            && let Some(sweep) = ctx.launcher.sweep_later(c)
         {
-            super::run_stop_command(cmd).await;
+            sweep.await;
         }
         control
     }

@@ -23,6 +23,9 @@ pub struct Launch {
     pub stdin_prefix: Option<Vec<u8>>,
 }
 
+/// A stop that runs elsewhere, to await before the job is recorded.
+pub type Sweep = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Builds and stops the OS process of a job.
 pub trait Launcher: Send + Sync {
     /// `argv` is the job's argv with run-time placeholders (`{slot}`) filled in; `env` the
@@ -43,6 +46,24 @@ pub trait Launcher: Send + Sync {
     /// A command that makes sure nothing of a stopped remote job is left, run (and waited
     /// for) before the job is recorded.
     fn sweep(&self, _control: &wrap::Control) -> Option<std::process::Command> {
+        None
+    }
+
+    /// `sweep`, as something to await: a back end may gather the sweeps of many jobs into one
+    /// command (Slurm: one `scancel` for every job stopped at about the same time).
+    fn sweep_later(&self, control: &wrap::Control) -> Option<Sweep> {
+        self.sweep(control)
+            .map(|cmd| Box::pin(super::run_stop_command(cmd)) as Sweep)
+    }
+
+    /// A wrapped job's timeout counts from the wrapper's start line, not from the client's
+    /// start (Slurm: a job waiting in the queue has not started).
+    fn timeout_from_start(&self) -> bool {
+        false
+    }
+
+    /// A command whose stdout says why a wrapped job that has not started yet waits.
+    fn queue_reason(&self, _control: &wrap::Control) -> Option<std::process::Command> {
         None
     }
 

@@ -10,6 +10,7 @@ pub(crate) use drain::open_capture;
 mod launch;
 mod outcome;
 mod path;
+mod pending;
 mod pipe;
 mod readback;
 mod slow;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use launch::{Launch, Launcher, Local};
+pub use launch::{Launch, Launcher, Local, Sweep};
 pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};

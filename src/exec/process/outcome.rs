@@ -32,6 +32,12 @@ impl Watch {
             notes.extend(d.truncated.iter().cloned());
         }
         notes.extend(self.slow.note());
+        notes.extend(self.pending.note(control.as_ref()));
+        if let Some(c) = &control
+            && c.started
+        {
+            notes.extend(c.notes());
+        }
         let mut rec = ends::base(job);
         rec.status = status;
         rec.returncode = returncode;
@@ -64,6 +70,12 @@ impl Watch {
             Some(st) => (st.code(), st.signal()),
             None => (None, None),
         };
+        if let Some(c) = control
+            && (self.cancelled || self.timed_out)
+        {
+            // The client's own code (srun's 137, ssh's 255) is not the job's.
+            (code, signal) = self.stopped_remote(c);
+        }
         if self.cancelled {
             return (Status::Cancelled, code, signal, self.wait_error.clone());
         }
@@ -100,6 +112,20 @@ impl Watch {
             Status::Failed
         };
         (status, code, signal, None)
+    }
+}
+
+impl Watch {
+    /// A stopped wrapped job's code and signal: the wrapper's word when it got to say it,
+    /// else the signal it was stopped with (nothing, for a job that never started).
+    fn stopped_remote(&self, c: &Control) -> (Option<i32>, Option<i32>) {
+        match c.exit {
+            Some(e) if e > 128 => (None, Some(e - 128)),
+            Some(e) => (Some(e), None),
+            None if !c.started => (None, None),
+            None if self.killed => (None, Some(crate::sys::SIGKILL)),
+            None => (None, Some(crate::sys::SIGTERM)),
+        }
     }
 }
 

@@ -5,11 +5,14 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use super::path::find_in_path;
+use crate::plan::PlannedJob;
 use crate::sys;
+use crate::text::os_text;
 
 /// What one of a child's standard streams is connected to.
 pub(super) enum ChildIo {
@@ -313,6 +316,35 @@ pub(super) fn spawn_std(
         .stderr(given(stdio[2])?);
     // Dropping std's Child neither waits nor kills: `ChildExit` reaps it by pid.
     Ok(std_cmd.spawn()?.id())
+}
+
+/// The job's argv with `{slot}` filled in.
+pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
+    if !job.argv.iter().any(|w| w.contains("{slot}")) {
+        return job.argv.clone();
+    }
+    let slot = slot.to_string();
+    job.argv
+        .iter()
+        .map(|w| w.replace("{slot}", &slot))
+        .collect()
+}
+
+/// A job's working directory must be a directory it can use.
+pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = cwd else { return Ok(()) };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "working directory {} is not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "working directory {} cannot be used: {}",
+            dir.display(),
+            os_text(&e)
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! What running a job elsewhere adds: the wrapper script and its control lines (`wrap`),
-//! Slurm steps (`slurm`), Slurm batch jobs for background work (`sbatch`), and ssh hosts
-//! (`ssh`).
+//! Slurm steps (`slurm`), Slurm batch jobs for background work (`sbatch`, followed together by
+//! `follow`), one `scancel` for many jobs (`scancel`), and ssh hosts (`ssh`).
 
+mod control;
+mod follow;
 pub mod sbatch;
+mod scancel;
 pub mod slurm;
 pub mod ssh;
 pub mod wrap;

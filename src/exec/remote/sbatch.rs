@@ -1,9 +1,10 @@
 //! Background jobs on Slurm: submitted with `sbatch` (output to files), then followed through
-//! Slurm itself (`scontrol show job`, else `sacct`) rather than a local supervisor, so a job
-//! outlives orchestrate, its machine's reboot and its run.
+//! Slurm itself (`squeue` for all of them at once; `scontrol show job`, else `sacct`, for one it
+//! no longer lists) rather than a local supervisor, so a job outlives orchestrate, its
+//! machine's reboot and its run.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
@@ -123,31 +124,30 @@ pub async fn run_background(
         running: None,
     });
     let mut cancel = ctx.cancel.clone();
+    let end = super::follow::until_end(rec);
+    tokio::pin!(end);
+    let mut listen = true;
     loop {
-        let mut probe = rec.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let done = poll(&mut probe);
-            (done, probe)
-        })
-        .await;
-        if let Ok((true, probe)) = done {
-            return probe;
-        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            r = cancel.changed() => {
-                if r.is_ok() && *cancel.borrow() != Cancel::None {
-                    scancel(&id);
+            rec = &mut end => return rec,
+            r = cancel.changed(), if listen => {
+                listen = r.is_ok();
+                if listen && *cancel.borrow() != Cancel::None {
+                    // With the other jobs stopped now, in one scancel.
+                    tokio::spawn(super::scancel::cancel(id.clone()));
                 }
             }
         }
     }
 }
 
-/// `scancel ID`.
-pub fn scancel(id: &str) {
+/// `scancel ID...`: one call for every job to stop.
+pub fn scancel(ids: &[&str]) {
+    if ids.is_empty() {
+        return;
+    }
     let _ = Command::new("scancel")
-        .arg(id)
+        .args(ids)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -161,6 +161,62 @@ pub fn poll(rec: &mut CompletedProcess) -> bool {
         return false;
     };
     let state = scontrol_state(&id).or_else(|| sacct_state(&id));
+    settle(rec, &id, state)
+}
+
+/// `poll` for many jobs with one question to Slurm (`squeue` with their ids), not one per job:
+/// only a job squeue no longer lists is asked about alone (scontrol, then sacct). Returns, for
+/// each record, whether it has ended.
+pub fn poll_all(recs: &mut [CompletedProcess]) -> Vec<bool> {
+    let ids: Vec<String> = recs.iter().filter_map(|r| r.slurm_job_id.clone()).collect();
+    let listed = squeue_states(&ids);
+    recs.iter_mut()
+        .map(|rec| {
+            let Some(id) = rec.slurm_job_id.clone() else {
+                return false;
+            };
+            match listed.get(&id) {
+                Some(state) => settle(rec, &id, Some(state.clone())),
+                None => poll(rec),
+            }
+        })
+        .collect()
+}
+
+/// (state, exit code, signal) of each job squeue lists, by id, from one `squeue` call.
+fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, (String, i32, i32)> {
+    let mut found = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return found;
+    }
+    let list = ids.join(",");
+    let args = [
+        "-h",
+        "-t",
+        "all",
+        "-j",
+        &list,
+        "-O",
+        "JobID:|,State:|,exit_code:|",
+    ];
+    let Some(text) = query("squeue", &args) else {
+        return found;
+    };
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+        // exit_code is the raw wait status: the code in the high byte, the signal below.
+        if let [id, state, raw, ..] = f.as_slice()
+            && let Ok(raw) = raw.parse::<i32>()
+        {
+            let state = state.to_string();
+            found.insert(id.to_string(), (state, (raw >> 8) & 0xff, raw & 0x7f));
+        }
+    }
+    found
+}
+
+/// Fills in a background job's record from Slurm's word on it; true once it has ended.
+fn settle(rec: &mut CompletedProcess, id: &str, state: Option<(String, i32, i32)>) -> bool {
     let Some((state, code, signal)) = state else {
         rec.status = Status::Lost;
         rec.error = Some(format!(

@@ -3,15 +3,16 @@
 //! Slurm job id and node come back exactly.
 //!
 //! Stopping: TERM to srun's process group makes srun cancel the step (it signals the task and
-//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded.
+//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded, one
+//! `scancel` for all the jobs stopped at about the same time (`remote::scancel`).
 
 use super::wrap;
 use crate::environ::JobEnv;
-use crate::exec::process::{Launch, Launcher, spawn_stop_command};
+use crate::exec::process::{Launch, Launcher, Sweep};
 use crate::plan::{PlannedJob, SlurmOptions};
 
 /// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
-/// the job's status apart anyway; this only keeps srun's failures recognisable in its status.
+/// the job's status apart anyway; this only keeps srun's failures recognisable.
 pub const SRUN_EXIT_ERROR: i32 = 254;
 
 pub struct Slurm {
@@ -29,11 +30,9 @@ impl Slurm {
 
     /// srun's arguments before the command.
     pub fn srun_args(&self, job: &PlannedJob) -> Vec<String> {
-        // -Q -Q: srun's own chatter (including its "task 0: Exited with exit code 3" lines)
-        // would otherwise mix into the job's stderr.
-        let mut a: Vec<String> = ["-Q", "-Q", "--input=none", "--ntasks=1"]
-            .map(String::from)
-            .to_vec();
+        // No -Q: srun's messages (its errors, `job N queued`) are told apart from the job's
+        // stderr by where they stand around the wrapper's control lines (`remote::control`).
+        let mut a: Vec<String> = ["--input=none", "--ntasks=1"].map(String::from).to_vec();
         a.push(format!("--job-name={}", job.name));
         a.extend(self.opts.args());
         a
@@ -76,10 +75,15 @@ impl Launcher for Slurm {
         // TERM goes to srun, which cancels the step itself; KILL also cancels the Slurm job.
         let _ = crate::sys::killpg(pgid, signal);
         if signal == crate::sys::SIGKILL
-            && let Some(cmd) = control.and_then(|c| self.sweep(c))
+            && let Some(sweep) = control.and_then(|c| self.sweep_later(c))
         {
-            spawn_stop_command(cmd);
+            tokio::spawn(sweep);
         }
+    }
+
+    fn sweep_later(&self, control: &wrap::Control) -> Option<Sweep> {
+        let id = control.slurm_job_id.clone()?;
+        Some(Box::pin(super::scancel::cancel(id)))
     }
 
     fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
@@ -92,22 +96,44 @@ impl Launcher for Slurm {
     fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
         let code = status.and_then(|s| s.code());
         let what = match code {
-            Some(SRUN_EXIT_ERROR) => format!("exit {SRUN_EXIT_ERROR}, srun's own error"),
             Some(c) => format!("exit {c}"),
             None => status.map_or("no status".into(), |s| s.to_string()),
         };
-        let when = if control.started {
-            "while the job ran (the job's exit status never came back)"
-        } else {
-            "before the job started"
-        };
         let early = control.early_text();
-        let detail = if early.is_empty() {
-            " (check the partition and resources, e.g. with `srun -p PARTITION true`)".to_string()
-        } else {
-            format!(": {early}")
-        };
-        format!("srun failed ({what}) {when}{detail}")
+        if control.started {
+            let late = control.late.join("; ");
+            let sep = if late.is_empty() { "" } else { ": " };
+            return format!(
+                "srun ended ({what}) while the job ran, without the job's exit status{sep}{late}"
+            );
+        }
+        if early.contains("sleeping and retrying") {
+            // srun 22.05 says "controller not responding" also when the controller refuses
+            // new jobs because it holds MaxJobCount of them.
+            return format!(
+                "Slurm did not accept the job: srun gave up retrying ({what}): {early}. \
+                 The controller is down, or full (MaxJobCount, a QOS limit): see `sdiag` and \
+                 `squeue | wc -l`"
+            );
+        }
+        if early.is_empty() {
+            return format!(
+                "srun failed ({what}) before the job started, and said nothing (check the \
+                 partition and resources, e.g. with `srun -p PARTITION true`)"
+            );
+        }
+        format!("srun failed ({what}) before the job started: {early}")
+    }
+
+    fn timeout_from_start(&self) -> bool {
+        true
+    }
+
+    fn queue_reason(&self, control: &wrap::Control) -> Option<std::process::Command> {
+        let id = control.queued.as_ref()?;
+        let mut cmd = std::process::Command::new("squeue");
+        cmd.args(["-h", "-j", id, "-o", "%r"]);
+        Some(cmd)
     }
 }
 
@@ -127,7 +153,7 @@ mod tests {
         let job = PlannedJob::new(0, "a".into(), vec!["true".into()]);
         assert_eq!(
             s.srun_args(&job).join(" "),
-            "-Q -Q --input=none --ntasks=1 --job-name=a --partition=debug --time=5 \
+            "--input=none --ntasks=1 --job-name=a --partition=debug --time=5 \
              --cpus-per-task=2 --mem=1G --exclusive"
         );
     }

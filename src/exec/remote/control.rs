@@ -1,0 +1,337 @@
+//! The other side of `wrap`'s script: the control lines taken out of a remote client's
+//! stderr, and the client's own messages told apart from the job's stderr.
+//!
+//! The stream has three parts. Before the start line everything is the client's (srun's
+//! allocation errors and queue messages, ssh's warnings, a login's chatter): it is kept for the
+//! record, never passed on as the job's stderr. Between the start and the exit line the stream
+//! is the job's, except, on Slurm, slurmstepd's banner for our step (`*** STEP 9.0 ... CANCELLED
+//! ... ***`) and srun's messages about stopping it. After the exit line, srun's lines are
+//! srun's. Lines of the client become notes (or the error, when the job never started).
+
+/// Most bytes kept of what the client wrote before the job started (its own error messages).
+const EARLY_MAX: usize = 4096;
+/// A partial line held back to see whether it becomes a control line grows no longer than this.
+const HOLD_MAX: usize = 1024;
+
+/// srun's lines, inside the job's part of the stream, that are about stopping the step.
+const SRUN_STOPPING: [&str; 4] = [
+    "srun: forcing job termination",
+    "srun: Job step aborted",
+    "srun: Force Terminated",
+    "srun: error: Timed out waiting for job step",
+];
+
+/// What the wrapper reported.
+#[derive(Debug, Default, Clone)]
+pub struct Control {
+    /// The wrapper's pid, which leads the job's process group on the remote side.
+    pub pgid: Option<u32>,
+    pub slurm_job_id: Option<String>,
+    pub node: Option<String>,
+    /// The job's exact exit status.
+    pub exit: Option<i32>,
+    /// What the client wrote on stderr before the job started (its own messages).
+    pub early: Vec<u8>,
+    pub started: bool,
+    /// The Slurm job id srun said is waiting in the queue (`srun: job N queued ...`).
+    pub queued: Option<String>,
+    /// The client's lines once the job started (slurmstepd's banner, srun's stop messages).
+    pub late: Vec<String>,
+}
+
+impl Control {
+    /// The client's early lines, without the queue messages `queued` and the pending note
+    /// already tell, and srun's word on the task's end, which the status tells (srun may
+    /// write it before it has passed on the task's last output, so it is found anywhere).
+    fn early_lines(&self) -> Vec<&str> {
+        let text = std::str::from_utf8(&self.early).unwrap_or_default();
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && queue_message(l).is_none() && !task_end(l))
+            .collect()
+    }
+
+    /// The client's early stderr as one line, for an error message.
+    pub fn early_text(&self) -> String {
+        let lines: Vec<&str> = self
+            .early_lines()
+            .into_iter()
+            .map(|l| l.strip_prefix("srun: error: ").unwrap_or(l))
+            .collect();
+        lines.join("; ")
+    }
+
+    /// What the client said, for the notes of a job that started.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.early_lines().into_iter().map(str::to_string).collect();
+        for l in &self.late {
+            if !notes.contains(l) {
+                notes.push(l.clone());
+            }
+        }
+        notes
+    }
+}
+
+/// `srun: error: NODE: task N: Exited with exit code 3` (or `Killed`, ...).
+fn task_end(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("srun: error: ") else {
+        return false;
+    };
+    rest.split_once(": task ").is_some_and(|(node, task)| {
+        !node.contains(' ')
+            && task
+                .split_once(": ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    })
+}
+
+/// The job id of `srun: job N queued and waiting for resources` (or `... has been allocated`).
+fn queue_message(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("srun: job ")?;
+    let (id, what) = rest.split_once(' ')?;
+    (what.starts_with("queued") || what.starts_with("has been allocated")).then_some(id)
+}
+
+/// Removes control lines and the client's messages from a stderr byte stream, also across
+/// chunk boundaries.
+pub struct ControlFilter {
+    marker: Vec<u8>,
+    carry: Vec<u8>,
+    at_line_start: bool,
+    pub control: Control,
+}
+
+impl ControlFilter {
+    pub fn new(marker: &str) -> Self {
+        ControlFilter {
+            marker: marker.as_bytes().to_vec(),
+            carry: Vec::new(),
+            at_line_start: true,
+            control: Control::default(),
+        }
+    }
+
+    /// The bytes of `chunk` that belong to the job's stderr.
+    pub fn feed(&mut self, chunk: &[u8], last: bool) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut p = 0;
+        while p < buf.len() {
+            let rest = &buf[p..];
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    self.piece(&rest[..=nl], &mut out);
+                    p += nl + 1;
+                }
+                None => {
+                    if !last && self.may_grow(rest) {
+                        self.carry = rest.to_vec();
+                    } else {
+                        self.piece(rest, &mut out);
+                    }
+                    p = buf.len();
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a partial line may still turn into something that is not the job's output.
+    fn may_grow(&self, rest: &[u8]) -> bool {
+        if rest.len() > HOLD_MAX {
+            return false;
+        }
+        if find(rest, &self.marker).is_some() || partial_prefix(rest, &self.marker) > 0 {
+            return true;
+        }
+        self.slurm_started()
+            && self.at_line_start
+            && ["srun: ".as_bytes(), b"slurmstepd"].iter().any(|w| {
+                let n = w.len().min(rest.len());
+                rest[..n] == w[..n]
+            })
+    }
+
+    /// A line (with its newline) or the partial line at the end of the stream.
+    fn piece(&mut self, seg: &[u8], out: &mut Vec<u8>) {
+        let line_start = self.at_line_start;
+        self.at_line_start = seg.ends_with(b"\n");
+        if let Some(i) = find(seg, &self.marker)
+            && seg.ends_with(b"\n")
+        {
+            self.text(&seg[..i], line_start, out);
+            let body = String::from_utf8_lossy(&seg[i + self.marker.len()..seg.len() - 1]);
+            self.control_line(&body);
+            return;
+        }
+        self.text(seg, line_start, out);
+    }
+
+    /// Text that is no control line: the client's, or the job's.
+    fn text(&mut self, seg: &[u8], line_start: bool, out: &mut Vec<u8>) {
+        if seg.is_empty() {
+            return;
+        }
+        let c = &mut self.control;
+        if !c.started {
+            if c.queued.is_none() && line_start {
+                let line = String::from_utf8_lossy(seg);
+                c.queued = queue_message(line.trim_end()).map(str::to_string);
+            }
+            let room = EARLY_MAX.saturating_sub(c.early.len());
+            c.early.extend_from_slice(&seg[..seg.len().min(room)]);
+            return;
+        }
+        if line_start && seg.ends_with(b"\n") && self.slurm_started() {
+            let line = String::from_utf8_lossy(&seg[..seg.len() - 1])
+                .trim()
+                .to_string();
+            if let Some(note) = self.client_line(&line) {
+                if !note.is_empty() {
+                    self.control.late.push(note);
+                }
+                return;
+            }
+        }
+        out.extend_from_slice(seg);
+    }
+
+    fn slurm_started(&self) -> bool {
+        self.control.started && self.control.slurm_job_id.is_some()
+    }
+
+    /// srun's or slurmstepd's line about our step, as a note ("" for one the record's status
+    /// already tells), or None for the job's own output.
+    fn client_line(&self, line: &str) -> Option<String> {
+        let c = &self.control;
+        let id = c.slurm_job_id.as_deref()?;
+        if line.starts_with("slurmstepd") {
+            let banner = line.find("*** ")?;
+            let ours = [format!("*** STEP {id}."), format!("*** JOB {id} ")];
+            return ours
+                .iter()
+                .any(|o| line[banner..].starts_with(o.as_str()))
+                .then(|| format!("slurmstepd: {}", &line[banner..]));
+        }
+        if !line.starts_with("srun: ") {
+            return None;
+        }
+        if task_end(line) {
+            return Some(String::new());
+        }
+        (c.exit.is_some() || SRUN_STOPPING.iter().any(|s| line.starts_with(s)))
+            .then(|| line.to_string())
+    }
+
+    fn control_line(&mut self, body: &str) {
+        let words: Vec<&str> = body.split_whitespace().collect();
+        let c = &mut self.control;
+        match words.as_slice() {
+            ["start", pid, job, node, ..] => {
+                c.started = true;
+                c.pgid = pid.parse().ok();
+                c.slurm_job_id = (*job != "-").then(|| job.to_string());
+                c.node = Some(node.to_string());
+            }
+            ["exit", code] => c.exit = code.parse().ok(),
+            _ => {}
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Length of the longest end of `hay` that begins `needle`: it may continue in the next chunk.
+fn partial_prefix(hay: &[u8], needle: &[u8]) -> usize {
+    let max = hay.len().min(needle.len() - 1);
+    (1..=max)
+        .rev()
+        .find(|&k| hay[hay.len() - k..] == needle[..k])
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Control) {
+        let mut f = ControlFilter::new("__ORCH_x");
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(f.feed(c, false));
+        }
+        out.extend(f.feed(&[], true));
+        (out, f.control)
+    }
+
+    #[test]
+    fn strips_control_lines_split_across_chunks() {
+        let (out, c) = run(&[
+            b"srun: warn\n__OR",
+            b"CH_x start 42 7 n1\nerr1\nlast without newline__ORCH",
+            b"_x exit 255\n",
+        ]);
+        assert_eq!(out, b"err1\nlast without newline");
+        assert_eq!(c.pgid, Some(42));
+        assert_eq!(c.slurm_job_id.as_deref(), Some("7"));
+        assert_eq!(c.node.as_deref(), Some("n1"));
+        assert_eq!(c.exit, Some(255));
+        assert_eq!(c.early, b"srun: warn\n");
+        assert_eq!(c.notes(), ["srun: warn"]);
+    }
+
+    #[test]
+    fn a_lookalike_is_output() {
+        let (out, c) = run(&[b"__ORCH_x start 1 - h\n__ORC", b"H not the marker\n__ORCH"]);
+        assert_eq!(out, b"__ORCH not the marker\n__ORCH");
+        assert!(c.started && c.exit.is_none());
+    }
+
+    #[test]
+    fn sruns_and_slurmstepds_lines_are_notes_not_stderr() {
+        let (out, c) = run(&[
+            b"srun: job 9 queued and waiting for resources\nsrun: job 9 has been allocated resources\n",
+            b"srun: error: n2: task 0: Exited with exit code 3\n",
+            b"__ORCH_x start 5 9 n2\njob says\nsrun: from the job\nsrun: forcing job termination\nsl",
+            b"urmstepd-n2: error: *** STEP 9.0 ON n2 CANCELLED AT 2026-12-01T16:57:01 ***\n",
+            b"slurmstepd: error: *** STEP 10.0 ON n2 CANCELLED AT x ***\nsrun: error: n2: task 0: Killed\n",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "job says\nsrun: from the job\nslurmstepd: error: *** STEP 10.0 ON n2 CANCELLED AT x ***\n"
+        );
+        assert_eq!(c.queued.as_deref(), Some("9"));
+        assert_eq!(
+            c.notes(),
+            [
+                "srun: forcing job termination",
+                "slurmstepd: *** STEP 9.0 ON n2 CANCELLED AT 2026-12-01T16:57:01 ***"
+            ]
+        );
+    }
+
+    #[test]
+    fn after_the_exit_line_sruns_lines_are_sruns() {
+        let (out, c) = run(&[
+            b"__ORCH_x start 5 9 n2\nerr\n__ORCH_x exit 3\nsrun: error: n2: task 0: Exited with exit code 3\n",
+            b"srun: something else\n",
+        ]);
+        assert_eq!(out, b"err\n");
+        assert_eq!(c.exit, Some(3));
+        assert_eq!(c.notes(), ["srun: something else"]);
+    }
+
+    #[test]
+    fn ssh_output_after_the_start_is_all_the_jobs() {
+        let (out, c) = run(&[
+            b"Warning: added\n__ORCH_x start 5 - h\nsrun: x\n",
+            b"slurmstepd",
+        ]);
+        assert_eq!(out, b"srun: x\nslurmstepd");
+        assert_eq!(c.early_text(), "Warning: added");
+    }
+}
