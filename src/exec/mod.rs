@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod background;
 pub mod ends;
+mod fans;
 pub mod hooks;
 mod needs;
 pub mod process;
