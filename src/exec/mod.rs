@@ -20,6 +20,7 @@ pub mod remote;
 mod sched;
 #[cfg(test)]
 mod sched_tests;
+mod settle;
 mod workers;
 
 use std::sync::Arc;

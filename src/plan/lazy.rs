@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use super::entry::{Template, fill};
+use super::entry::Template;
 use super::expand::Subst;
+use super::instance::fill;
 use super::locator::EntryAt;
 use super::{Need, PlannedJob, definition_hash};
 use crate::error::SpecError;

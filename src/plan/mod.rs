@@ -9,6 +9,7 @@ mod executor;
 mod expand;
 mod graph;
 mod hooks;
+mod instance;
 mod lazy;
 mod lazy_plan;
 mod locator;
