@@ -30,5 +30,6 @@ mod redesign;
 mod scale_out;
 mod settings;
 mod store;
+mod streaming;
 mod survivors;
 mod trust;
