@@ -184,7 +184,13 @@ fn read_items(path: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: &dyn Fn()) {
                 break;
             }
         };
-        let item = item_of(&buf, got).map_err(|w| format!("{shown}:{line}: {w}"));
+        if got > MAX_LINE {
+            // No end of line in sight (a device, a binary file): the rest is not read.
+            let why = format!("{shown}:{line}: the line is longer than {MAX_LINE} bytes");
+            let _ = tx.send(ReadItem::Bad { line, why });
+            break;
+        }
+        let item = item_of(&buf).map_err(|w| format!("{shown}:{line}: {w}"));
         let sent = match item {
             Ok(None) => continue,
             Ok(Some(_)) if items >= MAX_ITEMS => {
@@ -206,10 +212,7 @@ fn read_items(path: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: &dyn Fn()) {
 }
 
 /// One line as an item: `None` for a blank line.
-fn item_of(buf: &[u8], got: usize) -> Result<Option<String>, String> {
-    if got > MAX_LINE {
-        return Err(format!("the line is longer than {MAX_LINE} bytes"));
-    }
+fn item_of(buf: &[u8]) -> Result<Option<String>, String> {
     let text = std::str::from_utf8(buf).map_err(|_| "the line is not UTF-8 text".to_string())?;
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);

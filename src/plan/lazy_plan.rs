@@ -117,3 +117,27 @@ fn fan_jobs(fan: &Fan) -> Result<Vec<PlannedJob>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lazy_range_makes_the_jobs_a_list_would() {
+        let text = "jobs:\n  - name: sq\n    command: 'echo {item} {index}'\n    for_each: {range: [5, 2005, 2]}\n  - name: after\n    command: 'true'\n    needs: [sq]\n";
+        let lazy = Plan::from_text(std::path::Path::new("t.yaml"), text).unwrap();
+        assert_eq!(lazy.fans.len(), 1);
+        assert_eq!(lazy.len_hint(), Some(1002));
+        assert_eq!(lazy.jobs[0].index, 1001, "after the fan's 1001 jobs");
+        assert_eq!(lazy.name_of(1), "sq[7]");
+        let made = lazy.clone().materialized().unwrap();
+        assert_eq!(made.jobs.len(), 1002);
+        assert_eq!(made.jobs[1].argv, ["echo", "7", "1"]);
+        assert_eq!(made.jobs[1].name, "sq[7]");
+        assert_eq!(made.jobs[1001].needs[0].jobs.len(), 1001);
+        let Some(Located::Item(0, fan, 1)) = lazy.locate(1) else {
+            panic!("job 1 is the fan's second");
+        };
+        assert_eq!(fan.job(1, "7").unwrap(), made.jobs[1]);
+    }
+}
