@@ -69,7 +69,7 @@ impl Shared {
             return;
         }
         run.offered = true;
-        let group = fan.stub(0).group;
+        let group = fan.group().cloned();
         st.ready
             .entry(group)
             .or_default()

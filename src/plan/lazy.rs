@@ -87,6 +87,11 @@ impl Fan {
         }
     }
 
+    /// The group every job of the fan is in.
+    pub fn group(&self) -> Option<&String> {
+        self.template.t.job.group.as_ref()
+    }
+
     /// Item `k` of a range.
     pub fn range_item(&self, k: usize) -> Option<String> {
         match self.source {
