@@ -7,7 +7,7 @@ use std::path::Path;
 use super::report_error;
 use crate::error::exit;
 use crate::plan::{
-    Condition, HookKind, Input, Plan, PlannedJob, RUN_HOOK_OWNER, Target, hook_name,
+    Condition, Fan, FanSource, HookKind, Input, Plan, PlannedJob, RUN_HOOK_OWNER, Target, hook_name,
 };
 use crate::record::Secrets;
 use crate::run;
@@ -36,7 +36,10 @@ pub(super) fn cmd_check(path: &Path, json: bool) -> i32 {
 }
 
 fn write_json(out: &mut dyn Write, plan: &Plan) {
-    for j in &plan.jobs {
+    let preview: Vec<PlannedJob> = plan.fans.iter().flat_map(fan_preview).collect();
+    let mut jobs: Vec<&PlannedJob> = plan.jobs.iter().chain(&preview).collect();
+    jobs.sort_by_key(|j| j.index);
+    for j in jobs {
         let v = serde_json::json!({
             "index": j.index,
             "name": j.name,
@@ -57,6 +60,65 @@ fn write_json(out: &mut dyn Write, plan: &Plan) {
         });
         let _ = writeln!(out, "{v}");
     }
+    for f in &plan.fans {
+        let v = serde_json::json!({"fan": f.base, "first": f.first, "count": f.count});
+        let _ = writeln!(out, "{v}");
+    }
+}
+
+/// Jobs of a fan shown by `check`: its first few (a file's are not read: it may be a pipe).
+const PREVIEW: usize = 3;
+
+fn fan_preview(f: &Fan) -> Vec<PlannedJob> {
+    (0..f.count.unwrap_or(0).min(PREVIEW))
+        .filter_map(|k| f.job(k, &f.range_item(k)?).ok())
+        .collect()
+}
+
+/// A lazy fan-out: its template, how many jobs, and its first few jobs.
+fn write_fan(out: &mut dyn Write, f: &Fan, home: Option<&Path>) {
+    let what = match (&f.source, f.count) {
+        (FanSource::Range { start, step }, Some(n)) => {
+            let last = start + step * (n as i64 - 1);
+            format!("{n} jobs, one per item of the range {start}..={last}")
+        }
+        (FanSource::File(p), _) => {
+            format!("one job per line of {}, read as the jobs run", p.display())
+        }
+        (FanSource::Range { .. }, None) => String::new(),
+    };
+    let argv = f.stub(0).argv;
+    let name = format!("{}[…]", f.base);
+    let argv = shell_words::join(argv.iter().map(String::as_str));
+    let _ = writeln!(out, "  {name:<24} {argv}   [{what}]");
+    let preview = fan_preview(f);
+    for j in &preview {
+        write_job(out, j, home, None);
+    }
+    if let Some(rest) = f
+        .count
+        .and_then(|n| n.checked_sub(preview.len()))
+        .filter(|r| *r > 0)
+    {
+        let _ = writeln!(out, "  … and {rest} more");
+    }
+}
+
+/// One job on a line: its name, its command and what it sets besides.
+fn write_job(out: &mut dyn Write, j: &PlannedJob, home: Option<&Path>, hooks: Option<String>) {
+    let mut extra = settings_text(j, home);
+    extra.extend(hooks);
+    let _ = writeln!(
+        out,
+        "  {:<24} {}{}",
+        j.name,
+        shell_words::join(j.argv.iter().map(String::as_str)),
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!("   [{}]", extra.join("; "))
+        }
+    );
 }
 
 fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
@@ -64,33 +126,26 @@ fn write_text(out: &mut dyn Write, path: &Path, plan: &Plan) {
         || format!("{} (CPUs)", run::default_concurrency()),
         |c| c.to_string(),
     );
-    let _ = writeln!(
-        out,
-        "{}: {} job{}, concurrency {conc}",
-        path.display(),
-        plan.jobs.len(),
-        if plan.jobs.len() == 1 { "" } else { "s" }
-    );
+    let count = match plan.len_hint() {
+        Some(n) => format!("{n} job{}", if n == 1 { "" } else { "s" }),
+        None => format!("{} jobs and one per item read", plan.jobs.len()),
+    };
+    let _ = writeln!(out, "{}: {count}, concurrency {conc}", path.display());
     // Jobs start in the job file's folder: only another folder is worth a mention.
     let home = std::path::absolute(path)
         .ok()
         .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
+    let mut fans = plan.fans.iter().peekable();
     for j in &plan.jobs {
-        let mut extra = settings_text(j, home.as_deref());
-        if let Some(h) = plan.job_hooks.get(&j.entry) {
-            extra.push(format!("hooks {}", hook_kinds(h)));
+        while let Some(f) = fans.next_if(|f| f.first < j.index) {
+            write_fan(out, f, home.as_deref());
         }
-        let _ = writeln!(
-            out,
-            "  {:<24} {}{}",
-            j.name,
-            shell_words::join(j.argv.iter().map(String::as_str)),
-            if extra.is_empty() {
-                String::new()
-            } else {
-                format!("   [{}]", extra.join("; "))
-            }
-        );
+        let hooks = plan.job_hooks.get(&j.entry);
+        let hooks = hooks.map(|h| format!("hooks {}", hook_kinds(h)));
+        write_job(out, j, home.as_deref(), hooks);
+    }
+    for f in fans {
+        write_fan(out, f, home.as_deref());
     }
     write_run_hooks(out, plan);
 }

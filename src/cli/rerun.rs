@@ -40,7 +40,11 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
             exit::USAGE,
         );
     }
-    let plan = match Plan::load(&path) {
+    // One job is picked out by name: every job is made (lazy fan-out too).
+    let plan = match Plan::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(Plan::materialized)
+    {
         Ok(p) => p,
         Err(e) => return report_error(&format_args!("cannot rerun {what}: {e}"), exit::USAGE),
     };

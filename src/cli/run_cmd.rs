@@ -105,6 +105,8 @@ fn choose_jobs(
     let Some(from) = &s.resume else {
         return Ok(Some((plan, Vec::new(), None)));
     };
+    // Each job is matched with its earlier record: every job is made (lazy fan-out too).
+    plan = plan.materialized().map_err(RunError::Invalid)?;
     let (id, done) = resume_set(settings, from, path)?;
     let keys: HashSet<(String, String)> = done
         .iter()

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod background;
 pub mod ends;
+mod fans;
 pub mod hooks;
 mod needs;
 pub mod process;
@@ -19,6 +20,7 @@ pub mod remote;
 mod sched;
 #[cfg(test)]
 mod sched_tests;
+mod settle;
 mod workers;
 
 use std::sync::Arc;

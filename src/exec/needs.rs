@@ -16,9 +16,10 @@ pub(super) struct Waiting {
 }
 
 impl Waiting {
-    pub(super) fn new(need: &Need) -> Waiting {
+    /// `fan_jobs` says how many jobs a lazy fan-out the need names has.
+    pub(super) fn new(need: &Need, fan_jobs: &dyn Fn(usize) -> usize) -> Waiting {
         Waiting {
-            left: need.jobs.len(),
+            left: need.jobs.len() + need.fans.iter().map(|&f| fan_jobs(f)).sum::<usize>(),
             failed: false,
             unneeded: None,
         }
@@ -41,8 +42,8 @@ impl Waiting {
 
     /// Why the need is not met, once settled, if it is not; `name` gives a job's name. (A job
     /// that had to succeed and did not is a skip, decided when it ends: see [`skips`].)
-    pub(super) fn unmet<'a>(&self, need: &Need, name: impl Fn(usize) -> &'a str) -> Option<String> {
-        let one = need.jobs.len() <= 1;
+    pub(super) fn unmet(&self, need: &Need, name: impl Fn(usize) -> String) -> Option<String> {
+        let one = need.jobs.len() <= 1 && need.fans.is_empty();
         let n = &need.name;
         match (need.when, self.unneeded) {
             (Condition::Success, Some(u)) => {

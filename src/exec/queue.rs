@@ -1,34 +1,124 @@
 //! The executor's one view of the plan: jobs by index, what each needs and what needs it,
-//! group limits and the halt policy. The scheduler reads the plan through this alone, so that
-//! how jobs are produced (a list made up front today; fan-out expanded as it is dispatched
-//! later) can change without touching the scheduler.
+//! group limits and the halt policy. The scheduler reads the plan through this alone: a lazy
+//! fan-out entry (`plan::Fan`) is one unit here, whose jobs are made as they are dispatched
+//! (`make`) and kept only while they run.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use crate::plan::{Condition, HaltSpec, Hooks, Plan, PlannedJob};
+use crate::plan::{Condition, Fan, HaltSpec, Hooks, Located, Plan, PlannedJob};
+
+/// What waits and is released as one: a job made up front (its position in `Plan::jobs`),
+/// or a lazy fan-out entry (all its jobs share its needs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unit {
+    Job(usize),
+    Fan(usize),
+}
+
+/// A job as the scheduler sees it: the plan's, or one made from a fan's item.
+pub(super) enum JobRef<'a> {
+    Plan(&'a PlannedJob),
+    Made(Arc<PlannedJob>),
+}
+
+impl std::ops::Deref for JobRef<'_> {
+    type Target = PlannedJob;
+    fn deref(&self) -> &PlannedJob {
+        match self {
+            JobRef::Plan(j) => j,
+            JobRef::Made(j) => j,
+        }
+    }
+}
 
 pub struct JobQueue {
     plan: Arc<Plan>,
-    /// For each job, the jobs that need it, each with which of their needs names it.
+    /// For each unit (jobs, then fans), the units that need it, each with which of their
+    /// needs names it.
     dependents: Vec<Vec<(usize, usize)>>,
+    /// Jobs of fans that were made and have no record yet.
+    made: Mutex<HashMap<usize, Arc<PlannedJob>>>,
 }
 
 impl JobQueue {
     pub fn new(plan: Arc<Plan>) -> JobQueue {
-        let mut dependents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); plan.jobs.len()];
-        for j in &plan.jobs {
-            for (k, n) in j.needs.iter().enumerate() {
+        let units = plan.jobs.len() + plan.fans.len();
+        let mut dependents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); units];
+        let e = plan.jobs.len();
+        let needs = plan.jobs.iter().map(|j| &j.needs);
+        let fan_needs = plan.fans.iter().map(|f| &f.needs);
+        for (u, needs) in needs.chain(fan_needs).enumerate() {
+            for (k, n) in needs.iter().enumerate() {
                 for &d in &n.jobs {
-                    dependents[d].push((j.index, k));
+                    let at = plan.jobs.binary_search_by_key(&d, |j| j.index);
+                    dependents[at.expect("a need on a job of the plan")].push((u, k));
+                }
+                for &f in &n.fans {
+                    dependents[e + f].push((u, k));
                 }
             }
         }
-        JobQueue { plan, dependents }
+        JobQueue {
+            plan,
+            dependents,
+            made: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// How many jobs the run has.
+    /// How many units wait and are released: jobs made up front, then fans.
+    pub(super) fn units(&self) -> usize {
+        self.plan.jobs.len() + self.plan.fans.len()
+    }
+
+    /// How many jobs the run has, at least (a fan's items file may hold more).
     pub fn len(&self) -> usize {
         self.plan.jobs.len()
+            + self
+                .plan
+                .fans
+                .iter()
+                .map(|f| f.count.unwrap_or(1))
+                .sum::<usize>()
+    }
+
+    pub(super) fn unit_of(&self, index: usize) -> Unit {
+        match self.plan.locate(index) {
+            Some(Located::Job(p)) => Unit::Job(p),
+            Some(Located::Item(f, _, _)) => Unit::Fan(f),
+            None => panic!("job {index} is not in the plan"),
+        }
+    }
+
+    /// The slot of unit `u` in the scheduler's per-unit state.
+    pub(super) fn unit_slot(&self, u: Unit) -> usize {
+        match u {
+            Unit::Job(p) => p,
+            Unit::Fan(f) => self.plan.jobs.len() + f,
+        }
+    }
+
+    pub(super) fn unit_at(&self, slot: usize) -> Unit {
+        match slot.checked_sub(self.plan.jobs.len()) {
+            Some(f) => Unit::Fan(f),
+            None => Unit::Job(slot),
+        }
+    }
+
+    /// The needs of a unit.
+    pub(super) fn unit_needs(&self, u: Unit) -> &[crate::plan::Need] {
+        match u {
+            Unit::Job(p) => &self.plan.jobs[p].needs,
+            Unit::Fan(f) => &self.plan.fans[f].needs,
+        }
+    }
+
+    pub(super) fn fan(&self, f: usize) -> &Fan {
+        &self.plan.fans[f]
+    }
+
+    pub(super) fn fans(&self) -> &[Fan] {
+        &self.plan.fans
     }
 
     /// The index of the job a record (its `index` is the job-file index) is of.
@@ -43,24 +133,57 @@ impl JobQueue {
         self.plan.file_jobs
     }
 
-    pub fn job(&self, index: usize) -> &PlannedJob {
-        &self.plan.jobs[index]
+    /// Job `index`: the plan's, a fan's job made and not yet recorded, or (a fan's job not
+    /// made) what the fan's template says of it.
+    pub(super) fn job(&self, index: usize) -> JobRef<'_> {
+        match self.plan.locate(index) {
+            Some(Located::Job(p)) => JobRef::Plan(&self.plan.jobs[p]),
+            Some(Located::Item(_, fan, k)) => {
+                let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+                match made.get(&index) {
+                    Some(j) => JobRef::Made(j.clone()),
+                    None => JobRef::Made(Arc::new(fan.stub(k))),
+                }
+            }
+            None => panic!("job {index} is not in the plan"),
+        }
     }
 
-    /// Every job, in job-file order.
+    /// Makes job `k` of fan `f` from its item, kept until its record is emitted (`forget`).
+    pub(super) fn make(&self, f: usize, k: usize, item: &str) -> Result<usize, String> {
+        let fan = &self.plan.fans[f];
+        let job = fan.job(k, item)?;
+        let index = job.index;
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.insert(index, Arc::new(job));
+        Ok(index)
+    }
+
+    /// A fan's job was recorded: nothing keeps it any more.
+    pub(super) fn forget(&self, index: usize) {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.remove(&index);
+    }
+
+    /// The job at position `p` of the jobs made up front.
+    pub(super) fn planned(&self, p: usize) -> &PlannedJob {
+        &self.plan.jobs[p]
+    }
+
+    /// Every job made up front, in job-file order.
     pub fn jobs(&self) -> impl Iterator<Item = &PlannedJob> {
         self.plan.jobs.iter()
     }
 
-    /// The jobs that need `index`, as (job, which of its needs).
-    pub fn dependents(&self, index: usize) -> &[(usize, usize)] {
-        &self.dependents[index]
+    /// The units that need unit slot `slot`, as (unit slot, which of its needs).
+    pub(super) fn dependents(&self, slot: usize) -> &[(usize, usize)] {
+        &self.dependents[slot]
     }
 
-    /// Whether `index` may still start after a failure halted the run: it is a handler, all of
-    /// whose needs are `if: failure` or `if: always`.
-    pub fn runs_after_halt(&self, index: usize) -> bool {
-        let needs = &self.plan.jobs[index].needs;
+    /// Whether a unit may still start after a failure halted the run: it is a handler, all
+    /// of whose needs are `if: failure` or `if: always`.
+    pub(super) fn runs_after_halt(&self, u: Unit) -> bool {
+        let needs = self.unit_needs(u);
         !needs.is_empty() && needs.iter().all(|n| n.when != Condition::Success)
     }
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::watch;
 
 use super::backend::Backends;
-use super::needs::{self, Waiting};
-use super::queue::JobQueue;
+use super::needs::Waiting;
+use super::queue::{JobQueue, Unit};
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
 use crate::plan::HaltSpec;
 use crate::record::{CompletedProcess, Sealed, Status};
@@ -23,9 +23,12 @@ pub(super) struct State {
     /// Ready jobs by group, each in job-file order; the earliest startable one goes first.
     pub(super) ready: BTreeMap<Option<String>, BTreeSet<usize>>,
     pub(super) group_running: HashMap<String, usize>,
-    /// For each job, how far each of its needs has got.
+    /// For each unit (`JobQueue::unit_slot`), how far each of its needs has got.
     pub(super) waiting: Vec<Vec<Waiting>>,
+    /// For each unit: a job has its record; a fan was released or recorded as a whole.
     pub(super) recorded: Vec<bool>,
+    /// How far each lazy fan-out has got.
+    pub(super) fans: Vec<super::fans::FanRun>,
     /// Jobs started after a halt: `on_failure: kill` does not stop them.
     pub(super) late: HashSet<usize>,
     /// Jobs started and not yet recorded, on all workers.
@@ -66,17 +69,20 @@ impl Shared {
         initial: Cancel,
         workers: usize,
     ) -> Shared {
-        let n_jobs = queue.len();
         let mut ready: BTreeMap<Option<String>, BTreeSet<usize>> = BTreeMap::new();
         for j in queue.jobs() {
             if j.needs.is_empty() {
                 ready.entry(j.group.clone()).or_default().insert(j.index);
             }
         }
-        let waiting = queue
-            .jobs()
-            .map(|j| j.needs.iter().map(Waiting::new).collect())
+        let fan_jobs = |f: usize| queue.fan(f).count.unwrap_or(0);
+        let waiting = (0..queue.units())
+            .map(|u| {
+                let needs = queue.unit_needs(queue.unit_at(u));
+                needs.iter().map(|n| Waiting::new(n, &fan_jobs)).collect()
+            })
             .collect();
+        let fans = queue.fans().iter().map(|_| Default::default()).collect();
         let (stop_tx, stop_rx) = watch::channel(initial);
         let (interrupt_tx, interrupt_rx) = watch::channel(initial);
         let n = opts.concurrency.max(1);
@@ -86,7 +92,8 @@ impl Shared {
                 ready,
                 group_running: HashMap::new(),
                 waiting,
-                recorded: vec![false; n_jobs],
+                recorded: vec![false; queue.units()],
+                fans,
                 late: HashSet::new(),
                 running: 0,
                 summary: ExecSummary::default(),
@@ -112,15 +119,17 @@ impl Shared {
     /// every job one of their needs names).
     pub(super) fn start(&self) {
         let mut st = self.state();
-        for d in 0..self.queue.len() {
-            if !st.recorded[d]
-                && !self.queue.job(d).needs.is_empty()
-                && st.waiting[d].iter().all(Waiting::settled)
-                && let Some(rec) = self.release(&mut st, d)
-            {
-                self.record_unrun(&mut st, rec);
+        let mut todo = VecDeque::new();
+        for d in 0..self.queue.units() {
+            let needs = self.queue.unit_needs(self.queue.unit_at(d));
+            if !st.recorded[d] && needs.is_empty() {
+                // A fan without needs is released at once; a job already is ready.
+                self.release(&mut st, d, &mut todo);
+            } else if !st.recorded[d] && st.waiting[d].iter().all(Waiting::settled) {
+                self.release(&mut st, d, &mut todo);
             }
         }
+        self.pass_on(&mut st, todo);
     }
 
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -145,7 +154,11 @@ impl Shared {
     /// The one way a record leaves the executor: sealed, counted, sent.
     pub(super) fn emit(&self, st: &mut State, rec: CompletedProcess) {
         let rec = Sealed::new(rec, &self.opts.secrets);
-        st.recorded[self.queue.position(&rec)] = true;
+        let index = self.queue.position(&rec);
+        match self.queue.unit_of(index) {
+            Unit::Job(p) => st.recorded[p] = true,
+            Unit::Fan(_) => self.queue.forget(index),
+        }
         st.summary.add(rec.status);
         let _ = self.events.send(Event::JobFinished(Box::new(rec)));
     }
@@ -154,12 +167,31 @@ impl Shared {
     /// now. After a halt, only jobs that may start then are ready.
     pub(super) fn pick(&self) -> Option<(usize, usize, bool)> {
         let mut st = self.state();
-        if st.cancelled || st.worker_error.is_some() || st.free_slots.is_empty() {
-            return None;
+        loop {
+            if st.cancelled || st.worker_error.is_some() || st.free_slots.is_empty() {
+                return None;
+            }
+            self.poll_streams(&mut st);
+            let (index, group) = self.choose(&st)?;
+            if let Some(set) = st.ready.get_mut(&group) {
+                set.remove(&index);
+            }
+            if let Unit::Fan(f) = self.queue.unit_of(index)
+                && let Err(why) = self.take(&mut st, f, index)
+            {
+                // An item that makes no job: recorded as a job that could not start.
+                let rec = ends::not_started(&self.queue.job(index), Status::SpawnError, why);
+                self.record_unrun(&mut st, rec);
+                continue;
+            }
+            return Some(self.started(&mut st, index, group));
         }
+    }
+
+    /// The earliest ready job whose group has room.
+    fn choose(&self, st: &State) -> Option<(usize, Option<String>)> {
         let queue = &self.queue;
-        let pick = st
-            .ready
+        st.ready
             .iter()
             .filter(|(g, set)| {
                 !set.is_empty()
@@ -168,11 +200,11 @@ impl Shared {
                     })
             })
             .filter_map(|(g, set)| set.first().map(|&i| (i, g.clone())))
-            .min();
-        let (index, group) = pick?;
-        if let Some(set) = st.ready.get_mut(&group) {
-            set.remove(&index);
-        }
+            .min()
+    }
+
+    /// A picked job counted as running: its group, its slot.
+    fn started(&self, st: &mut State, index: usize, group: Option<String>) -> (usize, usize, bool) {
         if let Some(g) = group {
             *st.group_running.entry(g).or_default() += 1;
         }
@@ -182,7 +214,7 @@ impl Shared {
             st.late.insert(index);
         }
         let slot = st.free_slots.pop().expect("checked non-empty");
-        Some((index, slot, late))
+        (index, slot, late)
     }
 
     /// Whether no job can start any more: none runs (a running one could make others ready),
@@ -192,7 +224,7 @@ impl Shared {
         st.running == 0
             && (st.cancelled
                 || st.worker_error.is_some()
-                || st.ready.values().all(BTreeSet::is_empty))
+                || (st.ready.values().all(BTreeSet::is_empty) && !self.stream_open(&st)))
     }
 
     /// Records a finished job and passes its end on to what needs it.
@@ -201,7 +233,8 @@ impl Shared {
         let mut st = self.state();
         st.free_slots.push(slot);
         st.running -= 1;
-        if let Some(g) = queue.job(index).group.as_deref()
+        let job = queue.job(index);
+        if let Some(g) = job.group.as_deref()
             && let Some(c) = st.group_running.get_mut(g)
         {
             *c -= 1;
@@ -210,7 +243,7 @@ impl Shared {
         let what = describe(&rec);
         let mut rec = rec;
         // The job's place in the job file, whatever a back end made of it.
-        rec.index = queue.job(index).file_index;
+        rec.index = job.file_index;
         if rec.status == Status::Cancelled && rec.error.is_none() {
             // Why it was stopped: the halt policy, or the user.
             let by_halt = st
@@ -230,7 +263,7 @@ impl Shared {
         if halts {
             st.halted = Some(format!(
                 "`{}` {what} and the run stops on failure",
-                queue.job(index).name
+                job.name
             ));
             if queue.on_failure() == HaltSpec::Kill {
                 let _ = self.stop_tx.send(Cancel::Graceful(crate::sys::SIGTERM));
@@ -244,89 +277,6 @@ impl Shared {
         // Wakes only workers waiting with room for a job; a worker busy with its own jobs is
         // not listening, so a steady stream of jobs wakes nobody.
         self.changed.notify_waiters();
-    }
-
-    /// Passes how `index` ended on to what needs it: a job needing it to succeed is skipped
-    /// at once if it did not, and a job whose needs have all ended is released. What is
-    /// recorded without running is passed on in turn.
-    fn settle(&self, st: &mut State, index: usize, status: Status, what: String) {
-        let queue = &self.queue;
-        if queue.dependents(index).is_empty() {
-            return;
-        }
-        let mut todo = VecDeque::from([(index, status, what)]);
-        while let Some((done, status, what)) = todo.pop_front() {
-            for &(d, k) in queue.dependents(done) {
-                if st.recorded[d] {
-                    continue;
-                }
-                st.waiting[d][k].ended(done, status);
-                let job = queue.job(d);
-                let end = if needs::skips(&job.needs[k], status) {
-                    let why = format!("needs `{}`, which {what}", queue.job(done).name);
-                    Some(ends::not_started(job, Status::Skipped, why))
-                } else if st.waiting[d].iter().all(Waiting::settled) {
-                    self.release(st, d)
-                } else {
-                    None
-                };
-                if let Some(rec) = end {
-                    todo.push_back((d, rec.status, describe(&rec)));
-                    self.emit(st, rec);
-                }
-            }
-        }
-    }
-
-    /// A job whose needs have all ended (none that had to succeed failed): made ready, or
-    /// the record of why it does not run.
-    fn release(&self, st: &mut State, d: usize) -> Option<CompletedProcess> {
-        let job = self.queue.job(d);
-        let name = |i: usize| self.queue.job(i).name.as_str();
-        for (need, w) in job.needs.iter().zip(&st.waiting[d]) {
-            if let Some(why) = w.unmet(need, name) {
-                return Some(ends::not_needed(job, why));
-            }
-        }
-        if let Some(h) = &st.halted
-            && !self.queue.runs_after_halt(d)
-        {
-            return Some(ends::not_started(
-                job,
-                Status::Skipped,
-                format!("not started: {h}"),
-            ));
-        }
-        st.ready.entry(job.group.clone()).or_default().insert(d);
-        None
-    }
-
-    /// Once a failure halted the run: every ready job that may not start now is recorded as
-    /// not started, and passed on (a job that runs on failure or always may need it).
-    fn halt_ready(&self, st: &mut State) {
-        let Some(h) = st.halted.clone() else { return };
-        let stuck: Vec<usize> = st
-            .ready
-            .values()
-            .flatten()
-            .copied()
-            .filter(|&i| !self.queue.runs_after_halt(i))
-            .collect();
-        for i in stuck {
-            let job = self.queue.job(i);
-            if let Some(set) = st.ready.get_mut(&job.group) {
-                set.remove(&i);
-            }
-            let rec = ends::not_started(job, Status::Skipped, format!("not started: {h}"));
-            self.record_unrun(st, rec);
-        }
-    }
-
-    /// Records a job that does not run, and passes that on to what needs it.
-    fn record_unrun(&self, st: &mut State, rec: CompletedProcess) {
-        let (index, status, what) = (self.queue.position(&rec), rec.status, describe(&rec));
-        self.emit(st, rec);
-        self.settle(st, index, status, what);
     }
 
     /// What a job is given to run; one started after a halt hears only the user's
@@ -352,7 +302,7 @@ impl Shared {
 }
 
 /// "failed (exit 3)", "timed out", ...: how a job ended, for skip reasons.
-fn describe(rec: &CompletedProcess) -> String {
+pub(super) fn describe(rec: &CompletedProcess) -> String {
     match rec.status {
         Status::Failed => format!("failed ({})", rec.outcome()),
         Status::TimedOut => "timed out".to_string(),

@@ -40,6 +40,7 @@ pub async fn execute(
     let initial = *cancel.borrow();
     let shared = Arc::new(Shared::new(queue, opts, events, initial, workers));
     shared.start();
+    shared.open_streams();
 
     let threads = start_workers(&shared, workers, per_worker);
     pass_cancel(&shared, &mut cancel).await;
@@ -119,24 +120,31 @@ fn record_unstarted(shared: &Shared) -> ExecSummary {
     {
         let mut st = shared.state();
         for job in shared.queue.jobs() {
-            if st.recorded[job.index] {
+            if st.recorded[shared.queue.unit_slot(shared.queue.unit_of(job.index))] {
                 continue;
             }
-            let (status, why) = if st.cancelled {
-                (
-                    Status::Cancelled,
-                    "not started: the run was interrupted".to_string(),
-                )
-            } else if let Some(h) = &st.halted {
-                (Status::Skipped, format!("not started: {h}"))
-            } else if let Some(e) = &st.worker_error {
-                (Status::Failed, format!("not started: {e}"))
-            } else {
-                (Status::Skipped, "not started".to_string())
-            };
+            let (status, why) = unstarted_why(&st);
             shared.emit(&mut st, ends::not_started(job, status, why));
         }
+        let (status, why) = unstarted_why(&st);
+        shared.record_unstarted_fans(&mut st, status, &why);
         std::mem::take(&mut st.summary)
+    }
+}
+
+/// The status and reason of a job that never started, by why the run stopped.
+fn unstarted_why(st: &super::sched::State) -> (Status, String) {
+    if st.cancelled {
+        (
+            Status::Cancelled,
+            "not started: the run was interrupted".to_string(),
+        )
+    } else if let Some(h) = &st.halted {
+        (Status::Skipped, format!("not started: {h}"))
+    } else if let Some(e) = &st.worker_error {
+        (Status::Failed, format!("not started: {e}"))
+    } else {
+        (Status::Skipped, "not started".to_string())
     }
 }
 
@@ -182,6 +190,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
             let job_shared = shared.clone();
             let handle = local.spawn(async move {
                 let job = job_shared.queue.job(index);
+                let job = &*job;
                 let rec = job_shared.backends.for_job(job).run(job, ctx.clone()).await;
                 let hooks = job_shared.after_job(job, &rec, ctx).await;
                 (rec, hooks)
@@ -203,7 +212,7 @@ async fn worker(shared: &Arc<Shared>, cap: usize, held: &AtomicUsize) {
                         // A job task panicked: the job still gets a record saying so.
                         let Some(&(_, index)) = in_flight.get(&e.id()) else { continue };
                         let rec = ends::not_started(
-                            shared.queue.job(index),
+                            &shared.queue.job(index),
                             Status::Failed,
                             format!("internal error while running the job: {e}"),
                         );

@@ -25,6 +25,7 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     check_groups(&file, &loc)?;
     let exec = FileExecutor::new(&file, &base_dir, &loc)?;
     let specs = std::mem::take(&mut file.jobs);
+    let last = specs.len() - 1;
     let hook_specs: Vec<(usize, HooksSpec)> = specs
         .iter()
         .enumerate()
@@ -39,6 +40,7 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
         base_dir: &base_dir,
         global_env,
         exec,
+        last,
     };
     let mut jobs: Vec<PlannedJob> = Vec::with_capacity(specs.len());
     let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
@@ -69,13 +71,17 @@ pub(super) fn build(path: &Path, text: &str, mut file: JobFile) -> Result<Plan, 
     check_sbatch_secrets(&jobs, &secrets, &loc)?;
     hooks::check_names(&jobs, &run_hooks, &job_hooks, notify.as_ref(), &loc)?;
     graph::resolve_needs(&entries, &mut jobs, file.wait, &loc)?;
+    no_needs_on_streams(&entries, &loc)?;
     let start_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     for j in &mut jobs {
         j.file_index = j.index;
         in_job_file_dir(j, &start_dir);
         j.def_hash = definition_hash(j);
     }
+    let (jobs, fans, file_jobs) = super::lazy::split(&mut entries, jobs, &start_dir);
     let mut plan = plan_of(path, text, file, jobs, secrets);
+    plan.fans = fans;
+    plan.file_jobs = file_jobs;
     plan.hooks = run_hooks;
     plan.job_hooks = job_hooks;
     plan.notify = notify;
@@ -114,7 +120,7 @@ fn check_sbatch_secrets(
 /// job file's directory, and a relative `cwd:` is taken from there, as `just` does with its
 /// justfile: a run by hand, from any folder, and a run from cron do the same. On an ssh host
 /// the job starts where the login does, and a relative `cwd:` is taken from there.
-fn in_job_file_dir(job: &mut PlannedJob, start_dir: &Path) {
+pub(super) fn in_job_file_dir(job: &mut PlannedJob, start_dir: &Path) {
     if matches!(job.executor, super::Executor::Ssh(_)) {
         return;
     }
@@ -122,6 +128,29 @@ fn in_job_file_dir(job: &mut PlannedJob, start_dir: &Path) {
         Some(c) => start_dir.join(c),
         None => start_dir.to_path_buf(),
     });
+}
+
+/// A job cannot wait for an entry whose items are read as a stream: how many jobs it has is
+/// known only at its end.
+fn no_needs_on_streams(entries: &[Entry], loc: &Locator<'_>) -> Result<(), SpecError> {
+    let streams: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.lazy.as_ref().is_some_and(|p| p.count.is_none()))
+        .map(|e| e.base.as_str())
+        .collect();
+    for (i, e) in entries.iter().enumerate() {
+        for n in &e.needs {
+            if let Some(s) = streams.iter().find(|s| n.job == **s) {
+                return Err(loc.err(
+                    &loc.key(i, "needs"),
+                    Some(e.base.clone()),
+                    format!("`needs` names `{s}`, whose items are read as a stream as it runs"),
+                    Some("give it its items as a list or a range, or drop this need".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where paths in the job file are relative to: its directory.
@@ -160,6 +189,7 @@ fn plan_of(
         concurrency: file.concurrency,
         file_jobs: jobs.len(),
         jobs,
+        fans: Vec::new(),
         groups: file.groups,
         on_failure: file.on_failure,
         secret_env: file.secret_env,

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::executor::{FileExecutor, executor_of};
-use super::expand::{Subst, chunks_of, expand_argv, expand_text};
+use super::expand::{Subst, chunks_of};
+use super::instance::instance;
+use super::lazy;
 use super::locator::{EntryAt, Locator, Place};
 use super::names::{self, Entry};
-use super::{DEFAULT_KILL_AFTER, Input, PlannedJob, Retry, Target};
+use super::{DEFAULT_KILL_AFTER, PlannedJob, Retry};
 use crate::error::SpecError;
 use crate::spec::{
     self, CommandSpec, Defaults, Item, JobFile, JobMap, JobSpec, OutputSpec, StdinSpec, TimeoutSpec,
@@ -24,9 +26,12 @@ pub(super) struct FileCx<'a> {
     pub(super) base_dir: &'a Path,
     pub(super) global_env: Vec<(String, String)>,
     pub(super) exec: FileExecutor,
+    /// The index of the last entry of `jobs:` (only it may read its items as a stream).
+    pub(super) last: usize,
 }
 
 /// A job entry's (or a hook's) command before items are substituted.
+#[derive(Debug)]
 pub(super) enum Body {
     Argv(Vec<String>),
     Shell(String),
@@ -34,7 +39,7 @@ pub(super) enum Body {
 
 impl Body {
     /// The key the command was given under, where substitution errors point.
-    fn key(&self) -> &'static str {
+    pub(super) fn key(&self) -> &'static str {
         match self {
             Body::Shell(_) => "shell",
             Body::Argv(_) => "command",
@@ -49,6 +54,14 @@ impl Body {
         }
     }
 
+    /// The words as written, placeholders left in.
+    pub(super) fn argv_text(&self) -> Vec<String> {
+        match self {
+            Body::Argv(words) => words.clone(),
+            Body::Shell(script) => vec!["sh".to_string(), "-c".to_string(), script.clone()],
+        }
+    }
+
     fn has_nul(&self) -> bool {
         match self {
             Body::Argv(w) => w.iter().any(|w| w.contains('\0')),
@@ -58,15 +71,16 @@ impl Body {
 }
 
 /// Everything an entry's jobs share, checked, before items are substituted.
-struct Template<'m> {
-    body: Body,
-    env: BTreeMap<String, String>,
-    cwd: Option<&'m PathBuf>,
-    stdin: Option<&'m StdinSpec>,
-    stdout: Option<&'m OutputSpec>,
-    stderr: Option<&'m OutputSpec>,
+#[derive(Debug)]
+pub(super) struct Template {
+    pub(super) body: Body,
+    pub(super) env: BTreeMap<String, String>,
+    pub(super) cwd: Option<PathBuf>,
+    pub(super) stdin: Option<StdinSpec>,
+    pub(super) stdout: Option<OutputSpec>,
+    pub(super) stderr: Option<OutputSpec>,
     /// The settings items do not change, as a job to copy.
-    job: PlannedJob,
+    pub(super) job: PlannedJob,
 }
 
 /// Turns entry `index` of `jobs:` into its jobs, appended to `jobs`.
@@ -90,9 +104,33 @@ pub(super) fn plan_entry(
         label: m.name.clone(),
     };
     let template = template(&m, cx, &ex)?;
-    let chunks = chunks_of(&m, cx.base_dir, &ex)?;
     let base = names::base_name(&m);
     let first = jobs.len();
+    if let Some((count, source)) = lazy::source_of(&m, cx.base_dir, index == cx.last, &ex)? {
+        // The template, checked on a first item, stands for all the jobs.
+        let probe = Item::Scalar(lazy::probe_item(&source));
+        let sub = Subst {
+            item: Some(&probe),
+            items: std::slice::from_ref(&probe),
+            index: 0,
+        };
+        let job = instance(&template, Some(&sub), base.clone(), first, &ex)?;
+        jobs.push(job);
+        let pending = lazy::Pending {
+            count,
+            source,
+            template,
+        };
+        return Ok(Entry {
+            base,
+            explicit: m.name.is_some(),
+            fanned: true,
+            jobs: first..first + 1,
+            needs: m.needs,
+            lazy: Some(Box::new(pending)),
+        });
+    }
+    let chunks = chunks_of(&m, cx.base_dir, &ex)?;
     push_jobs(&template, chunks, m.chunk.is_some(), &base, jobs, &ex)?;
     if jobs.len() > spec::MAX_ITEMS {
         return Err(ex.err_here(
@@ -106,19 +144,16 @@ pub(super) fn plan_entry(
         fanned: m.for_each.is_some(),
         jobs: first..jobs.len(),
         needs: m.needs,
+        lazy: None,
     })
 }
 
 /// The entry's settings merged with `defaults:` and checked, in the order errors are reported.
-fn template<'m>(
-    m: &'m JobMap,
-    cx: &'m FileCx<'_>,
-    ex: &EntryAt<'_>,
-) -> Result<Template<'m>, SpecError> {
+fn template(m: &JobMap, cx: &FileCx<'_>, ex: &EntryAt<'_>) -> Result<Template, SpecError> {
     let d = &cx.file.defaults;
     let body = body_of(m, ex)?;
-    let stdout = m.stdout.as_ref().or(d.stdout.as_ref());
-    if stdout == Some(&OutputSpec::Stdout) {
+    let stdout = m.stdout.as_ref().or(d.stdout.as_ref()).cloned();
+    if stdout == Some(OutputSpec::Stdout) {
         return Err(ex.err_key(
             "stdout",
             "`stdout: stdout` makes no sense; `stdout` as a target is for `stderr:` (2>&1)"
@@ -126,7 +161,7 @@ fn template<'m>(
             None,
         ));
     }
-    let stderr = m.stderr.as_ref().or(d.stderr.as_ref());
+    let stderr = m.stderr.as_ref().or(d.stderr.as_ref()).cloned();
     let env = super::env::job_env(&cx.global_env, d, m, ex)?;
     let group = group_of(m, d, &cx.file.groups, ex)?;
     let retry = retry_of(m, d, ex)?;
@@ -176,8 +211,8 @@ fn template<'m>(
     Ok(Template {
         body,
         env,
-        cwd: m.cwd.as_ref().or(d.cwd.as_ref()),
-        stdin: m.stdin.as_ref().or(d.stdin.as_ref()),
+        cwd: m.cwd.as_ref().or(d.cwd.as_ref()).cloned(),
+        stdin: m.stdin.as_ref().or(d.stdin.as_ref()).cloned(),
         stdout,
         stderr,
         job,
@@ -306,7 +341,7 @@ fn retry_of(m: &JobMap, d: &Defaults, ex: &EntryAt<'_>) -> Result<Retry, SpecErr
 
 /// The entry's jobs, appended to `jobs`: one, or one per group of items for `for_each:`.
 fn push_jobs(
-    t: &Template<'_>,
+    t: &Template,
     chunks: Option<Vec<Vec<Item>>>,
     chunked: bool,
     base: &str,
@@ -329,59 +364,4 @@ fn push_jobs(
         jobs.push(job);
     }
     Ok(())
-}
-
-/// One job of the entry: the template with one group's values substituted (`sub`), or as is.
-fn instance(
-    t: &Template<'_>,
-    sub: Option<&Subst<'_>>,
-    name: String,
-    index: usize,
-    ex: &EntryAt<'_>,
-) -> Result<PlannedJob, SpecError> {
-    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
-    let argv = match (&t.body, sub) {
-        (Body::Argv(words), Some(sub)) => expand_argv(words, sub),
-        (Body::Shell(script), Some(sub)) => expand_text(script, sub, true).map(sh),
-        (Body::Argv(words), None) => Ok(words.clone()),
-        (Body::Shell(script), None) => Ok(sh(script.clone())),
-    }
-    .map_err(|msg| ex.err_key(t.body.key(), msg, None))?;
-    let plain = |s: &str| -> Result<String, SpecError> {
-        match sub {
-            Some(sub) => expand_text(s, sub, false).map_err(|msg| ex.err_here(msg, None)),
-            None => Ok(s.to_string()),
-        }
-    };
-    let plain_path = |p: &Path| -> Result<PathBuf, SpecError> {
-        Ok(PathBuf::from(plain(&p.to_string_lossy())?))
-    };
-    let target_of = |spec: Option<&OutputSpec>| -> Result<Target, SpecError> {
-        Ok(match spec {
-            Some(OutputSpec::File { path, append }) => Target::File {
-                path: plain_path(path)?,
-                append: *append,
-            },
-            other => Target::of(other),
-        })
-    };
-    let mut env = Vec::with_capacity(t.env.len());
-    for (k, v) in &t.env {
-        env.push((k.clone(), plain(v)?));
-    }
-    Ok(PlannedJob {
-        index,
-        name,
-        argv,
-        cwd: t.cwd.map(|c| plain_path(c)).transpose()?,
-        env,
-        stdin: match t.stdin {
-            None | Some(StdinSpec::Null) => Input::Null,
-            Some(StdinSpec::Text(text)) => Input::Text(plain(text)?),
-            Some(StdinSpec::File(p)) => Input::File(plain_path(p)?),
-        },
-        stdout: target_of(t.stdout)?,
-        stderr: target_of(t.stderr)?,
-        ..t.job.clone()
-    })
 }

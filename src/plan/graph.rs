@@ -96,6 +96,7 @@ fn edges_of(
             edges.needs[i].push(Need {
                 name: need.clone(),
                 jobs: idxs,
+                fans: Vec::new(),
                 when: spec.when,
             });
         }
@@ -141,7 +142,10 @@ impl<'a> Names<'a> {
             need.strip_suffix(']')
                 .and_then(|n| n.rsplit_once('['))
                 .and_then(|(b, idx)| Some((*self.entries.get(b)?, idx.parse::<usize>().ok()?)))
-                .filter(|(e, idx)| entries[*e].fanned && *idx < entries[*e].jobs.len())
+                .filter(|(e, idx)| {
+                    let e = &entries[*e];
+                    e.fanned && e.lazy.is_none() && *idx < e.jobs.len()
+                })
                 .map(|(e, idx)| (e, vec![entries[e].jobs.start + idx]))
         }
     }

@@ -9,6 +9,9 @@ mod executor;
 mod expand;
 mod graph;
 mod hooks;
+mod instance;
+mod lazy;
+mod lazy_plan;
 mod locator;
 mod names;
 mod select;
@@ -23,6 +26,8 @@ pub use hooks::{
     HookKind, Hooks, NOTIFY_CHANNELS, Notify, NotifyWhen, RUN_HOOK_OWNER, hook_index, hook_name,
     notify_index,
 };
+pub use lazy::{Fan, FanSource, ReadItem};
+pub use lazy_plan::Located;
 pub use names::name_problem;
 use names::{Entry, make_unique_entries};
 
@@ -38,7 +43,10 @@ pub struct Plan {
     pub source_hash: String,
     /// `concurrency:` from the job file (the `-j` flag overrides it).
     pub concurrency: Option<usize>,
+    /// The jobs made up front, in plan order (lazy fan-out entries' jobs are not here).
     pub jobs: Vec<PlannedJob>,
+    /// The fanned-out entries whose jobs are made as they are dispatched, in plan order.
+    pub fans: Vec<Fan>,
     /// Jobs in the job file's whole plan, however `jobs` was narrowed (`hook_index`).
     pub file_jobs: usize,
     /// Limits of job groups (`group:` on jobs).
@@ -165,6 +173,9 @@ pub struct Need {
     /// The jobs (indices) it waits for. Empty when all of them succeeded in the run that
     /// `--resume` resumes.
     pub jobs: Vec<usize>,
+    /// The lazy fan-outs (`Plan::fans`) all of whose jobs it waits for.
+    #[serde(default)]
+    pub fans: Vec<usize>,
     pub when: Condition,
 }
 
@@ -288,6 +299,7 @@ impl Plan {
                 fanned: false,
                 jobs: j.index..j.index + 1,
                 needs: Vec::new(),
+                lazy: None,
             })
             .collect();
         make_unique_entries(&mut entries, &mut jobs);
@@ -297,6 +309,7 @@ impl Plan {
             concurrency: None,
             file_jobs: jobs.len(),
             jobs,
+            fans: Vec::new(),
             groups: Default::default(),
             on_failure: HaltSpec::Continue,
             secret_env: Vec::new(),

@@ -16,6 +16,8 @@ pub(super) struct Entry {
     pub(super) jobs: std::ops::Range<usize>,
     /// `needs:` as written, resolved once every entry is known.
     pub(super) needs: Vec<crate::spec::NeedSpec>,
+    /// Its jobs are made as they run: `jobs` holds only its template (`plan::lazy`).
+    pub(super) lazy: Option<Box<super::lazy::Pending>>,
 }
 
 /// Why a user-given job name cannot be used, if it cannot.

@@ -11,15 +11,22 @@ impl Plan {
     /// `with_deps`, `only` also keeps what the chosen jobs need, and `skip` also drops what needs
     /// a skipped job; without it, needs on dropped jobs are simply forgotten. A fanned-out job
     /// is named by its base name (`square`) or one item (`square[3]`).
-    pub fn select(
-        mut self,
-        only: &[String],
-        skip: &[String],
-        with_deps: bool,
-    ) -> Result<Plan, String> {
+    pub fn select(self, only: &[String], skip: &[String], with_deps: bool) -> Result<Plan, String> {
         if only.is_empty() && skip.is_empty() {
             return Ok(self);
         }
+        // Jobs are picked out by name: every job is made (lazy fan-out too).
+        let mut plan = self.materialized()?;
+        plan.select_made(only, skip, with_deps)?;
+        Ok(plan)
+    }
+
+    fn select_made(
+        &mut self,
+        only: &[String],
+        skip: &[String],
+        with_deps: bool,
+    ) -> Result<(), String> {
         let mut keep = vec![only.is_empty(); self.jobs.len()];
         for name in only {
             for i in self.jobs_named(name)? {
@@ -41,7 +48,7 @@ impl Plan {
         if self.jobs.is_empty() {
             return Err("the selection leaves no job to run".to_string());
         }
-        Ok(self)
+        Ok(())
     }
 
     /// The jobs `--skip` leaves out only because they need a skipped job (directly or not),
@@ -179,10 +186,15 @@ impl Plan {
     /// Where the job at `file_index` of the job file's whole plan stands in this one (a
     /// record's `index` is its job's `file_index`), if this plan has it.
     pub fn position(&self, file_index: usize) -> Option<usize> {
+        // A plan with lazy fan-out is never narrowed (narrowing makes every job first).
+        if self.fans.iter().any(|f| f.holds(file_index)) {
+            return Some(file_index);
+        }
         // Narrowing keeps the jobs in job-file order.
         self.jobs
             .binary_search_by_key(&file_index, |j| j.file_index)
             .ok()
+            .map(|p| self.jobs[p].index)
     }
 
     /// Leaves out the jobs that already succeeded (same name, same definition) in an earlier

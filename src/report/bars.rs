@@ -16,16 +16,22 @@ pub(super) struct Bars {
 }
 
 impl Bars {
-    pub(super) fn new(jobs: usize) -> Self {
+    /// `jobs`: `None` while the count is unknown (items read from a stream): a counter then.
+    pub(super) fn new(jobs: Option<usize>) -> Self {
         let (target, forced) = super::term::stderr_target();
         let multi = MultiProgress::with_draw_target(target);
-        let overall = multi.add(ProgressBar::new(jobs as u64));
+        let overall = match jobs {
+            Some(n) => multi.add(ProgressBar::new(n as u64)),
+            None => multi.add(ProgressBar::no_length()),
+        };
+        let template = match jobs {
+            Some(_) => "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs {msg} ETA {eta}",
+            None => "{spinner} [{elapsed_precise}] {pos} jobs {msg}",
+        };
         overall.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} jobs {msg} ETA {eta}",
-            )
-            .expect("static template is valid")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("static template is valid")
+                .progress_chars("=> "),
         );
         overall.enable_steady_tick(Duration::from_millis(100));
         Bars {

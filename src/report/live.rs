@@ -49,14 +49,17 @@ impl Reporter {
         out: Box<dyn Write + Send>,
         err: Box<dyn Write + Send>,
     ) -> Self {
+        let fan_names = plan.fans.iter().map(|f| f.name(f.count.unwrap_or(1) - 1));
         let name_width = plan
             .jobs
             .iter()
-            .map(|j| j.name.chars().count())
+            .map(|j| j.name.clone())
+            .chain(fan_names)
+            .map(|n| n.chars().count())
             .max()
             .unwrap_or(0)
             .min(32);
-        let bars = (cfg.progress && !cfg.json && !cfg.quiet).then(|| Bars::new(plan.jobs.len()));
+        let bars = (cfg.progress && !cfg.json && !cfg.quiet).then(|| Bars::new(plan.len_hint()));
         Reporter {
             cfg,
             plan,
@@ -138,7 +141,7 @@ impl Reporter {
         match ev {
             Event::JobStarted { index, .. } => {
                 if let Some(b) = &mut self.bars {
-                    b.job_started(*index, self.plan.jobs[*index].name.clone());
+                    b.job_started(*index, self.plan.name_of(*index).into_owned());
                 }
             }
             Event::Output {
@@ -157,7 +160,7 @@ impl Reporter {
                     return;
                 }
                 let retry = Retry {
-                    job: &self.plan.jobs[*index].name,
+                    job: &self.plan.name_of(*index),
                     attempt: *attempt,
                     of: *of,
                     delay: *delay,
@@ -176,7 +179,7 @@ impl Reporter {
                     return;
                 }
                 let slow = SlowJob {
-                    job: &self.plan.jobs[*index].name,
+                    job: &self.plan.name_of(*index),
                     running_for: *running_for,
                     usual: *usual,
                     runs: *runs,
@@ -232,7 +235,7 @@ impl Reporter {
             b.job_line(index, line);
         }
         if self.cfg.output == OutputMode::Stream && !self.cfg.json && !self.cfg.quiet {
-            let buf = tag::line(&self.plan.jobs[index].name, line);
+            let buf = tag::line(&self.plan.name_of(index), line);
             self.raw(stream, &buf);
         }
     }

@@ -70,7 +70,8 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
             .map(|p| absolute(p).display().to_string()),
         job_file_hash: (!plan.source_hash.is_empty()).then(|| plan.source_hash.clone()),
         started,
-        total: plan.jobs.len(),
+        // A stream's jobs are counted as they end.
+        total: plan.len_hint().unwrap_or(plan.jobs.len()),
     })?;
     if !opts.carried.is_empty() {
         // Read back from the store, sealed when they were first written.

@@ -168,7 +168,7 @@ fn start_consumer(
 /// The plan as it runs: the options' `on_failure`, `wait` and retention in place of the job
 /// file's, settled once before anything runs (the scheduler reads them from the plan).
 fn effective_plan(plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> {
-    if !opts.store && plan.jobs.iter().any(|j| j.background) {
+    if !opts.store && plan.any_job(|j| j.background) {
         return Err(RunError::Invalid(
             "background jobs need the store to record how they end; drop --no-store".into(),
         ));

@@ -36,6 +36,7 @@ mod slurm_cluster;
 mod ssh_down;
 mod ssh_hosts;
 mod store;
+mod streaming;
 mod survivors;
 mod trust;
 mod walkthrough;

@@ -461,8 +461,9 @@ fn env_files_and_item_files_that_are_not_small_regular_files_are_refused() {
             "more than the 16 MiB allowed",
         ),
         (
-            "jobs:\n  - name: each\n    command: echo {item}\n    for_each: {file: items.fifo}\n",
-            "not a regular file",
+            // A FIFO is read as a stream, as the jobs run: only the last entry may do that.
+            "jobs:\n  - name: each\n    command: echo {item}\n    for_each: {file: items.fifo}\n  - 'true'\n",
+            "must be the last entry",
         ),
     ] {
         let run = env.run_jobs(yaml, &[]);
