@@ -105,6 +105,10 @@ pub struct CompletedProcess {
     /// critical path from the records alone, whatever became of the job file since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<usize>,
+    /// The run whose record `--resume` carried over into this one: the job did not run in
+    /// this run, so its times are that run's (timelines list it apart, counts say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<String>,
 }
 
 /// Identifies a process (a run's orchestrate, a background job's supervisor, a job) beyond
@@ -223,6 +227,7 @@ impl CompletedProcess {
             slurm_job_id: None,
             hook: None,
             needs: Vec::new(),
+            carried_from: None,
         }
     }
 

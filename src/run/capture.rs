@@ -24,6 +24,8 @@ pub(super) struct Capture {
     pub tmp: Option<tempfile::TempDir>,
     /// The job file's history, read before the run begins (none without the store).
     pub recent: Recent,
+    /// When the run began (once it held the lock): where its duration starts.
+    pub started: SystemTime,
 }
 
 /// Opens the store and begins the run there, or makes a temporary folder with `--no-store`.
@@ -70,7 +72,8 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
             .map(|p| absolute(p).display().to_string()),
         job_file_hash: (!plan.source_hash.is_empty()).then(|| plan.source_hash.clone()),
         started,
-        total: plan.jobs.len(),
+        // The records carried over are jobs of this run too.
+        total: plan.jobs.len() + opts.carried.len(),
     })?;
     if !opts.carried.is_empty() {
         // Read back from the store, sealed when they were first written.
@@ -85,6 +88,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
         lock,
         tmp: None,
         recent,
+        started,
     })
 }
 
@@ -101,5 +105,6 @@ fn in_temp(started: SystemTime) -> Result<Capture, RunError> {
         lock: None,
         tmp: Some(t),
         recent: Recent::default(),
+        started,
     })
 }

@@ -34,3 +34,4 @@ mod settings;
 mod store;
 mod survivors;
 mod trust;
+mod walkthrough;
