@@ -16,7 +16,7 @@ fn main() -> Result<(), orchestrate::Error> {
     println!("duration:   {:?}", rec.duration);
     print!("stdout:\n{}", done.stdout_text());
 
-    // A program that does not exist is a record, not a panic (the shell would say 127).
+    // A program that does not exist is a record, not a panic with no exit code (no process ran), as Python raises.
     let missing = orchestrate::run(["no-such-program"])?;
     println!(
         "missing:    {} ({}): {}",

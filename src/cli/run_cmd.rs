@@ -121,6 +121,7 @@ fn choose_jobs(
             r.index = *left_out.get(&r.job)?;
             r.notes
                 .push(format!("succeeded in run {id}; carried over by --resume"));
+            r.carried_from = Some(id.clone());
             Some(r)
         })
         .collect();

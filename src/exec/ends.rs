@@ -72,17 +72,16 @@ pub fn not_run(
     rec
 }
 
-/// An attempt whose process could not be started; `rc` is what a shell would say (126, 127).
+/// An attempt whose process could not be started: no exit code (no process ran), `why` says
+/// what stopped it.
 pub fn spawn_error(
     job: &PlannedJob,
     slot: usize,
     host: Option<String>,
     env: Option<&JobEnv>,
     why: String,
-    rc: i32,
 ) -> CompletedProcess {
     let mut rec = not_run(job, slot, host, Status::SpawnError, why);
-    rec.returncode = Some(rc);
     if let Some(env) = env {
         with_env(&mut rec, env);
     }

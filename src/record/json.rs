@@ -48,6 +48,7 @@ pub fn write_json_record(
         "env_keys": rec.all_env_keys(inherited_env),
         "hook": rec.hook,
         "slurm_job_id": rec.slurm_job_id,
+        "carried_from": rec.carried_from,
     });
     let mut text = serde_json::to_string(&head).map_err(io::Error::other)?;
     text.pop(); // the closing brace: the inline outputs follow

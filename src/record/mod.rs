@@ -109,6 +109,10 @@ pub struct CompletedProcess {
     /// older than this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<Stdin>,
+    /// The run whose record `--resume` carried over into this one: the job did not run in
+    /// this run, so its times are that run's (timelines list it apart, counts say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<String>,
 }
 
 /// A job's stdin as its record keeps it.
@@ -241,6 +245,7 @@ impl CompletedProcess {
             hook: None,
             needs: Vec::new(),
             stdin: None,
+            carried_from: None,
         }
     }
 

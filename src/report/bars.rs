@@ -2,7 +2,7 @@
 //! showing its latest output line (escaped).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -13,7 +13,12 @@ pub(super) struct Bars {
     pub(super) forced: bool,
     overall: ProgressBar,
     running: BTreeMap<usize, ProgressBar>,
+    /// A forced bar's last line: when, and what it said (`forced_line`).
+    drawn: Option<(Instant, String)>,
 }
+
+/// How often a forced bar's line is written again when nothing changed.
+const FORCED_EVERY: Duration = Duration::from_secs(1);
 
 impl Bars {
     /// `jobs`: `None` while the count is unknown (items read from a stream): a counter then.
@@ -33,16 +38,22 @@ impl Bars {
                 .expect("static template is valid")
                 .progress_chars("=> "),
         );
-        overall.enable_steady_tick(Duration::from_millis(100));
+        if !forced {
+            overall.enable_steady_tick(Duration::from_millis(100));
+        }
         Bars {
             multi,
             forced,
             overall,
             running: BTreeMap::new(),
+            drawn: None,
         }
     }
 
     pub(super) fn job_started(&mut self, index: usize, name: String) {
+        if self.forced {
+            return; // a line per running job in a log would be noise
+        }
         let pb = self
             .multi
             .insert_before(&self.overall, ProgressBar::new_spinner());
@@ -75,6 +86,47 @@ impl Bars {
             self.overall
                 .set_message(format!("({failed_so_far} failed)"));
         }
+    }
+
+    /// The bar as one whole line, for a forced bar (no terminal): when its count or message
+    /// changed, or a second after the last line, else `None`. The reporter writes it after
+    /// the job lines of an event, so that every job line starts a line of the file and the
+    /// count already includes the job.
+    pub(super) fn forced_line(&mut self) -> Option<String> {
+        if !self.forced {
+            return None;
+        }
+        let (pos, len) = (self.overall.position(), self.overall.length().unwrap_or(0));
+        let msg = self.overall.message();
+        let state = format!(
+            "{pos}/{len} jobs{}",
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(" {msg}")
+            }
+        );
+        let now = Instant::now();
+        if let Some((at, last)) = &self.drawn
+            && *last == state
+            && now.duration_since(*at) < FORCED_EVERY
+        {
+            return None;
+        }
+        self.drawn = Some((now, state.clone()));
+        let secs = self.overall.elapsed().as_secs();
+        let width = 20usize;
+        let filled = (pos as usize * width)
+            .checked_div(len as usize)
+            .unwrap_or(width);
+        Some(format!(
+            "[{:02}:{:02}:{:02}] [{}{}] {state}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            "=".repeat(filled),
+            " ".repeat(width - filled.min(width))
+        ))
     }
 
     pub(super) fn clear(self) {

@@ -21,10 +21,15 @@ pub const HEADER: [&str; 9] = [
     "Command",
 ];
 
-/// Writes the header, then a row for each record of a job that ran (hooks are best left out).
+/// Writes the header, then a row for each record of a job that ran in this run (hooks are
+/// best left out). A record `--resume` carried over ran in the earlier run, and is in that
+/// run's log, as parallel's `--resume` leaves the earlier lines where they are.
 pub fn write_joblog(out: &mut dyn Write, recs: &[CompletedProcess]) -> io::Result<()> {
     writeln!(out, "{}", HEADER.join(","))?;
-    for r in recs.iter().filter(|r| r.attempts > 0) {
+    for r in recs
+        .iter()
+        .filter(|r| r.attempts > 0 && r.carried_from.is_none())
+    {
         writeln!(out, "{}", row(r).map(|c| csv(&c)).join(","))?;
     }
     Ok(())

@@ -102,6 +102,17 @@ fn write_case(
     )?;
     let retried = !rec.earlier_attempts.is_empty();
     let streams = (v != Verdict::Passed && v != Verdict::Skipped || retried).then(|| output(rec));
+    // A record `--resume` carried over passed in an earlier run: still a test of this run (the
+    // counts are `runs`'s), named as carried the way pytest names a test's properties.
+    let carried = rec.carried_from.as_deref().map(|from| {
+        format!(
+            "\n            <properties><property name=\"carried_from\" value=\"{}\"/></properties>",
+            xml_attr(from)
+        )
+    });
+    if let Some(p) = &carried {
+        write!(out, "{p}")?;
+    }
     match v {
         Verdict::Passed => {}
         Verdict::Skipped => {
@@ -150,7 +161,7 @@ fn write_case(
             write!(out, "\n            <{tag}>{}</{tag}>", xml(&text))?;
         }
     }
-    if v == Verdict::Passed && streams.is_none() {
+    if v == Verdict::Passed && streams.is_none() && carried.is_none() {
         return writeln!(out, "</testcase>");
     }
     writeln!(out, "\n        </testcase>")

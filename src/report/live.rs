@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::bars::Bars;
 use super::render::{self, Retry, SlowJob};
@@ -34,7 +33,6 @@ pub struct Reporter {
     done: usize,
     /// Jobs that succeeded only after retries, for the summary.
     pub(super) flaky: usize,
-    pub(super) started: Instant,
     /// A second reporter that writes the full report to a log (`--log`), whatever this one
     /// shows.
     pub(super) log: Option<Box<Reporter>>,
@@ -74,7 +72,6 @@ impl Reporter {
             failed: 0,
             done: 0,
             flaky: 0,
-            started: Instant::now(),
             log: None,
         }
     }
@@ -91,8 +88,9 @@ impl Reporter {
     }
 
     /// A line for the human on stderr, above the bars when they are drawn. Bars forced on a
-    /// file or a pipe are cleared for it instead: indicatif's `println` ends its lines by
-    /// filling the terminal's width, no newline, so in a log every line ran into the next.
+    /// file or a pipe are lines of their own (`Bars::forced_line`), written after the event's
+    /// lines: indicatif's `println` ends its lines by filling the terminal's width, no
+    /// newline, so in a log every line ran into the next.
     pub(super) fn say(&mut self, line: &str) {
         match &self.bars {
             Some(b) if !b.forced => {
@@ -190,6 +188,10 @@ impl Reporter {
             Event::JobFinished(rec) => self.finished(rec),
             // The log had the event already.
             Event::HookFinished(rec) => self.hook_line(rec),
+        }
+        if let Some(line) = self.bars.as_mut().and_then(Bars::forced_line) {
+            let _ = writeln!(self.err, "{line}");
+            let _ = self.err.flush();
         }
     }
 

@@ -29,6 +29,7 @@ pub use junit::{JunitRun, write_junit};
 pub use live::Reporter;
 pub use render::{outcome_text, record_detail, status_line, status_text, tail_lines, visible};
 pub use shown::{KEPT_BYTES, Shown};
+pub use summary::Closing;
 pub use timeline::Timeline;
 pub use timeline_text::{TextStyle, write_timeline};
 

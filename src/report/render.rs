@@ -48,13 +48,14 @@ fn status_label(status: Status) -> (&'static str, &'static str) {
     }
 }
 
-/// A record's status as `show` writes it: its name, and `(flaky)` after a success that
-/// took retries.
-pub fn status_text(status: &str, flaky: bool) -> String {
-    if flaky {
-        format!("{status} (flaky)")
-    } else {
-        status.to_string()
+/// A record's status as `show` writes it: its name, `(flaky)` after a success that took
+/// retries, `(carried)` for a record `--resume` carried over from an earlier run.
+pub fn status_text(status: &str, flaky: bool, carried: bool) -> String {
+    match (flaky, carried) {
+        (false, false) => status.to_string(),
+        (true, false) => format!("{status} (flaky)"),
+        (false, true) => format!("{status} (carried)"),
+        (true, true) => format!("{status} (flaky, carried)"),
     }
 }
 
@@ -221,7 +222,10 @@ pub fn record_detail(rec: &CompletedProcess, inherited_env: &[String]) -> String
 /// What ran, and how it ended.
 fn command_fields(f: &mut Fields, rec: &CompletedProcess) {
     f.field("job", rec.job.clone());
-    f.field("status", status_text(rec.status.as_str(), rec.flaky));
+    f.field(
+        "status",
+        status_text(rec.status.as_str(), rec.flaky, rec.carried_from.is_some()),
+    );
     f.field(
         "args",
         shell_words::join(rec.args.iter().map(String::as_str)),

@@ -7,20 +7,40 @@ use super::Reporter;
 use crate::exec::ExecSummary;
 use crate::record::{Status, format_duration};
 
+/// How a run closes, as its summary line tells it.
+pub struct Closing<'a> {
+    pub run_id: Option<&'a str>,
+    pub interrupted: Option<i32>,
+    /// From the run's start to its last record's end: the run's duration as the store keeps
+    /// it, so that the summary, `runs` and `show` say the same.
+    pub elapsed: Duration,
+    /// The records `--resume` carried over, and the run they come from: they are jobs of
+    /// this run, counted as `runs` counts them.
+    pub carried: Option<(usize, &'a str)>,
+}
+
 /// "3 jobs in 1.20s: 2 succeeded (1 flaky), 1 timed out (interrupted by SIGTERM); run ID".
 /// `flaky`: jobs that succeeded only after retries (counted among the succeeded).
-fn summary_line(
-    summary: &ExecSummary,
-    elapsed: Duration,
-    flaky: usize,
-    run_id: Option<&str>,
-    interrupted: Option<i32>,
-) -> String {
+fn summary_line(summary: &ExecSummary, flaky: usize, c: &Closing<'_>) -> String {
+    let (elapsed, run_id, interrupted) = (c.elapsed, c.run_id, c.interrupted);
+    let mut summary = *summary;
+    if let Some((n, _)) = c.carried {
+        summary.add_n(Status::Succeeded, n);
+    }
     let parts = if summary.total() == 0 {
         "nothing ran".to_string()
     } else {
         summary.describe_noting(|st| {
-            (st == Status::Succeeded && flaky > 0).then(|| format!("{flaky} flaky"))
+            let mut notes = Vec::new();
+            if st == Status::Succeeded && flaky > 0 {
+                notes.push(format!("{flaky} flaky"));
+            }
+            if st == Status::Succeeded
+                && let Some((n, from)) = c.carried.filter(|(n, _)| *n > 0)
+            {
+                notes.push(format!("{n} carried from run {from}"));
+            }
+            (!notes.is_empty()).then(|| notes.join(", "))
         })
     };
     let mut line = format!(
@@ -44,22 +64,17 @@ fn summary_line(
 
 impl Reporter {
     /// The closing summary; printed unless quiet with nothing failed.
-    pub fn finish(
-        &mut self,
-        summary: &ExecSummary,
-        run_id: Option<&str>,
-        interrupted: Option<i32>,
-    ) {
+    pub fn finish(&mut self, summary: &ExecSummary, closing: &Closing<'_>) {
         if let Some(log) = &mut self.log {
-            log.finish(summary, run_id, interrupted);
+            log.finish(summary, closing);
         }
         self.wind_down();
-        if self.cfg.json || (self.cfg.quiet && summary.failed() == 0 && interrupted.is_none()) {
+        let quiet_ok = self.cfg.quiet && summary.failed() == 0 && closing.interrupted.is_none();
+        if self.cfg.json || quiet_ok {
             self.flush_out();
             return;
         }
-        let elapsed = self.started.elapsed();
-        let line = summary_line(summary, elapsed, self.flaky, run_id, interrupted);
+        let line = summary_line(summary, self.flaky, closing);
         self.say(&line);
         self.flush_both();
     }
@@ -83,20 +98,30 @@ mod tests {
     #[test]
     fn summary_lines() {
         let mut s = ExecSummary::default();
-        let d = Duration::from_millis(5);
-        assert_eq!(
-            summary_line(&s, d, 0, None, None),
-            "0 jobs in 5ms: nothing ran"
-        );
+        let mut c = Closing {
+            run_id: None,
+            interrupted: None,
+            elapsed: Duration::from_millis(5),
+            carried: None,
+        };
+        assert_eq!(summary_line(&s, 0, &c), "0 jobs in 5ms: nothing ran");
         s.add_n(Status::Succeeded, 2);
         s.add(Status::TimedOut);
         assert_eq!(
-            summary_line(&s, d, 0, Some("r1"), Some(15)),
+            summary_line(&s, 1, &c),
+            "3 jobs in 5ms: 2 succeeded (1 flaky), 1 timed out"
+        );
+        c.run_id = Some("r1");
+        c.interrupted = Some(15);
+        assert_eq!(
+            summary_line(&s, 0, &c),
             "3 jobs in 5ms: 2 succeeded, 1 timed out (interrupted by SIGTERM); run r1"
         );
+        c.interrupted = None;
+        c.carried = Some((2, "r0"));
         assert_eq!(
-            summary_line(&s, d, 1, None, None),
-            "3 jobs in 5ms: 2 succeeded (1 flaky), 1 timed out"
+            summary_line(&s, 1, &c),
+            "5 jobs in 5ms: 4 succeeded (1 flaky, 2 carried from run r0), 1 timed out; run r1"
         );
     }
 }

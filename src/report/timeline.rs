@@ -48,6 +48,9 @@ pub struct Timeline {
     pub critical: Vec<usize>,
     /// Records of jobs that never started a process (skipped, not needed, cancelled early).
     pub not_run: Vec<usize>,
+    /// Records `--resume` carried over from an earlier run: they ran then, not in this run,
+    /// so they are listed apart and set neither the axis nor the critical path.
+    pub carried: Vec<usize>,
 }
 
 /// Which lane an attempt belongs to, in the order lanes are shown.
@@ -82,9 +85,10 @@ impl LaneKey {
     }
 }
 
-/// Whether a record's job started a process (or tried to, in a slot): it has bars.
+/// Whether a record's job started a process in this run (or tried to, in a slot): it has
+/// bars.
 fn ran(rec: &CompletedProcess) -> bool {
-    rec.attempts > 0
+    rec.attempts > 0 && rec.carried_from.is_none()
 }
 
 impl Timeline {
@@ -106,7 +110,12 @@ impl Timeline {
         let on_path: HashSet<usize> = critical.iter().copied().collect();
         let mut groups: BTreeMap<LaneKey, Vec<Bar>> = BTreeMap::new();
         let mut not_run = Vec::new();
+        let mut carried = Vec::new();
         for (i, r) in recs.iter().enumerate() {
+            if r.carried_from.is_some() {
+                carried.push(i);
+                continue;
+            }
             if !ran(r) {
                 not_run.push(i);
                 continue;
@@ -159,7 +168,22 @@ impl Timeline {
             lanes,
             critical,
             not_run,
+            carried,
         }
+    }
+
+    /// The carried records by the run they come from: `(run, job names)`, in the order the
+    /// runs first occur.
+    pub fn carried_by_run<'a>(&self, recs: &'a [CompletedProcess]) -> Vec<(&'a str, Vec<&'a str>)> {
+        let mut by_run: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in self.carried.iter().filter_map(|&i| recs.get(i)) {
+            let from = r.carried_from.as_deref().unwrap_or_default();
+            match by_run.iter_mut().find(|(id, _)| *id == from) {
+                Some((_, names)) => names.push(&r.job),
+                None => by_run.push((from, vec![&r.job])),
+            }
+        }
+        by_run
     }
 
     /// How long the critical path took, from its first job's start to its last job's end.
@@ -288,5 +312,20 @@ mod tests {
         assert_eq!(t.lanes.len(), 2);
         assert_eq!(t.lanes[1].label, "jobs (2)");
         assert!(t.critical.is_empty(), "no needs: no critical path");
+    }
+
+    #[test]
+    fn carried_records_are_no_bars_and_set_no_axis() {
+        let mut old = rec("old", 0, 0, 0, 1000);
+        old.carried_from = Some("r0".into());
+        let mut new = rec("new", 1, 0, 40_000, 41_000);
+        new.needs = vec![0];
+        let recs = [old, new];
+        let t = Timeline::new(&recs, from_millis(40_000), from_millis(41_000));
+        assert_eq!(t.origin, from_millis(40_000));
+        assert_eq!(t.span, Duration::from_secs(1));
+        assert_eq!(t.carried, vec![0]);
+        assert_eq!(t.critical, vec![1]);
+        assert_eq!(t.carried_by_run(&recs), vec![("r0", vec!["old"])]);
     }
 }

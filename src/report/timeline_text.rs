@@ -73,11 +73,12 @@ fn write_lists(out: &mut dyn Write, tl: &Timeline, recs: &[CompletedProcess]) ->
         .enumerate()
         .filter(|(_, r)| r.status.is_failure() && r.attempts > 0)
         .map(|(_, r)| {
-            format!(
-                "{} ({})",
-                visible(&r.job),
-                super::outcome_text(r.returncode, r.signal)
-            )
+            // A job that could not start has no exit code: its status says what became of it.
+            let how = match super::outcome_text(r.returncode, r.signal) {
+                o if o == "-" => r.status.label().to_string(),
+                o => o,
+            };
+            format!("{} ({how})", visible(&r.job))
         })
         .collect();
     let not_run: Vec<String> = tl
@@ -85,7 +86,15 @@ fn write_lists(out: &mut dyn Write, tl: &Timeline, recs: &[CompletedProcess]) ->
         .iter()
         .map(|&i| format!("{} ({})", visible(&recs[i].job), recs[i].status.label()))
         .collect();
-    for (what, names) in [("failed", failed), ("not run", not_run)] {
+    let carried = tl.carried_by_run(recs).into_iter().map(|(from, names)| {
+        let names: Vec<String> = names.into_iter().map(visible).collect();
+        (format!("carried from run {from}"), names)
+    });
+    let lists = [
+        ("failed".to_string(), failed),
+        ("not run".to_string(), not_run),
+    ];
+    for (what, names) in lists.into_iter().chain(carried) {
         if names.is_empty() {
             continue;
         }

@@ -24,6 +24,8 @@ pub(super) struct Capture {
     pub tmp: Option<tempfile::TempDir>,
     /// The job file's history, read before the run begins (none without the store).
     pub recent: Recent,
+    /// When the run began (once it held the lock): where its duration starts.
+    pub started: SystemTime,
 }
 
 /// Opens the store and begins the run there, or makes a temporary folder with `--no-store`.
@@ -70,8 +72,9 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
             .map(|p| absolute(p).display().to_string()),
         job_file_hash: (!plan.source_hash.is_empty()).then(|| plan.source_hash.clone()),
         started,
-        // A stream's jobs are counted as they end.
-        total: plan.len_hint().unwrap_or(plan.jobs.len()),
+        // A stream's jobs are counted as they end; the records carried over are jobs of this
+        // run too.
+        total: plan.len_hint().unwrap_or(plan.jobs.len()) + opts.carried.len(),
     })?;
     if !opts.carried.is_empty() {
         // Read back from the store, sealed when they were first written.
@@ -86,6 +89,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
         lock,
         tmp: None,
         recent,
+        started,
     })
 }
 
@@ -102,5 +106,6 @@ fn in_temp(started: SystemTime) -> Result<Capture, RunError> {
         lock: None,
         tmp: Some(t),
         recent: Recent::default(),
+        started,
     })
 }

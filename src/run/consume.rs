@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::exec::Event;
 use crate::record::{CompletedProcess, ProcessIdentity, Sealed};
@@ -28,6 +28,15 @@ pub(super) struct Consumed {
     pub output_lost: usize,
     /// What the run's hooks and notifications are told, when it has some.
     pub facts: Option<super::facts::Facts>,
+    /// The latest end of a record of the run so far: where the run's duration ends.
+    pub last_end: Option<SystemTime>,
+}
+
+impl Consumed {
+    /// Notes a record's end (a job's or a hook's) for the run's duration.
+    pub fn ended_at(&mut self, t: SystemTime) {
+        self.last_end = self.last_end.max(Some(t));
+    }
 }
 
 /// How one window of events ended.
@@ -58,6 +67,7 @@ struct Consumer {
     /// next, they are stored then.
     older: HashMap<usize, Sealed>,
     gather: Option<super::facts::Gather>,
+    last_end: Option<SystemTime>,
 }
 
 impl Consumer {
@@ -73,6 +83,7 @@ impl Consumer {
                 self.fresh.insert(rec.index, *rec);
             }
         } else if let Event::JobFinished(rec) = ev {
+            self.last_end = self.last_end.max(Some(rec.finished));
             self.fresh.remove(&rec.index);
             self.older.remove(&rec.index);
             if rec.stdout.incomplete || rec.stderr.incomplete {
@@ -88,6 +99,7 @@ impl Consumer {
                 self.batch.push(*rec);
             }
         } else if let Event::HookFinished(rec) = ev {
+            self.last_end = self.last_end.max(Some(rec.finished));
             if rec.status.is_failure() {
                 self.warnings.push(super::hooks::failed_hook(&rec));
             }
@@ -217,6 +229,7 @@ pub(super) fn consume(
         store_failed: false,
         unrecorded: Vec::new(),
         output_lost: 0,
+        last_end: None,
         fresh: HashMap::new(),
         older: HashMap::new(),
         gather,
@@ -262,5 +275,6 @@ pub(super) fn consume(
         unrecorded: c.unrecorded,
         output_lost: c.output_lost,
         facts: c.gather.map(super::facts::Gather::finish),
+        last_end: c.last_end,
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct RunEnd<'a> {
     pub(super) failed: bool,
     pub(super) retention: Option<Retention>,
     pub(super) job_file: Option<&'a str>,
+    /// Its last record's end: the one end of a run's duration (`RunRow::duration`).
+    pub(super) ended: SystemTime,
 }
 
 /// What the run could not record while it ran.
@@ -84,7 +86,7 @@ fn keep_unrecorded(root: &std::path::Path, run_id: &str, recs: &[crate::record::
 
 /// Records the end of the run; false if that failed (a pruning failure is only a warning).
 fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) -> bool {
-    let ended = s.finish_run(end.run_id, end.interrupted, end.failed, SystemTime::now());
+    let ended = s.finish_run(end.run_id, end.interrupted, end.failed, end.ended);
     if let Err(e) = &ended {
         warnings.push(format!("could not record the end of the run: {e}"));
     }

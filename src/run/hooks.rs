@@ -47,6 +47,7 @@ pub(super) fn after_jobs(a: AfterJobs<'_>, c: &mut Consumed) {
     let hooks = run_hooks(&a, status, exit_code);
     let kept = |recs: Vec<Sealed>, c: &mut Consumed| {
         for r in &recs {
+            c.ended_at(r.finished);
             c.reporter.hook_finished(r);
             if r.status.is_failure() {
                 c.warnings.push(failed_hook(r));
@@ -177,11 +178,11 @@ pub(super) fn failed_hook(rec: &CompletedProcess) -> String {
     if rec.job.starts_with("notify.") && rec.hook.as_deref() == Some(rec.job.as_str()) {
         format!("notification `{}` failed{why}", rec.job)
     } else {
-        format!(
-            "hook `{}` {} ({}){why}",
-            rec.job,
-            rec.status.label(),
-            rec.outcome()
-        )
+        // A hook that could not start has no exit code to show.
+        let outcome = match rec.outcome() {
+            o if o == "-" => String::new(),
+            o => format!(" ({o})"),
+        };
+        format!("hook `{}` {}{outcome}{why}", rec.job, rec.status.label())
     }
 }

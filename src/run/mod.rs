@@ -30,7 +30,7 @@ use crate::error::exit;
 use crate::exec::{self, Cancel, CaptureRoot, Event, ExecOptions, ExecSummary, JobHistory};
 use crate::plan::Plan;
 use crate::record::CompletedProcess;
-use crate::report::Reporter;
+use crate::report::{Closing, Reporter};
 
 pub use options::{CapturedBytes, RunError, RunOptions, RunOutcome};
 
@@ -45,7 +45,6 @@ pub fn run_plan(
     out: Box<dyn Write + Send>,
     err: Box<dyn Write + Send>,
 ) -> Result<RunOutcome, RunError> {
-    let started = SystemTime::now();
     let plan = effective_plan(plan, &opts)?;
     let job_file = plan.source.as_deref().map(absolute_text);
     let mut log_file = opts.log.as_deref().map(log::open).transpose()?;
@@ -57,7 +56,8 @@ pub fn run_plan(
         lock: _lock,
         tmp,
         recent,
-    } = capture::prepare(&plan, &opts, started)
+        started,
+    } = capture::prepare(&plan, &opts, SystemTime::now())
         .inspect_err(|e| log::refused(log_file.as_mut(), job_file.as_deref(), e))?;
     let (plan, history) = history::settle(plan, &recent, &opts.notes);
     let plan = Arc::new(plan);
@@ -96,14 +96,14 @@ pub fn run_plan(
         failed: summary.failed() > 0,
         retention: plan.retention,
         job_file: job_file.as_deref(),
+        ended: run_ended(consumed.last_end, started),
     };
-    let ended = (&summary, interrupted);
+    let closing = closing(&opts, &end, started, interrupted);
     let (records, warnings, store_lost) = wind_up(
         consumed,
         &end,
         spill.as_deref(),
-        ended,
-        &opts,
+        (&summary, &closing),
         log_file.as_mut(),
     );
     let records = with_output(records, opts.keep_output, &files);
@@ -120,14 +120,39 @@ pub fn run_plan(
     })
 }
 
+/// Where the run's duration ends: its last record's end (a run that ran nothing, now).
+fn run_ended(last_end: Option<SystemTime>, started: SystemTime) -> SystemTime {
+    last_end.unwrap_or_else(SystemTime::now).max(started)
+}
+
+/// What the summary line tells of the run's end.
+fn closing<'a>(
+    opts: &'a RunOptions,
+    end: &finish::RunEnd<'a>,
+    started: SystemTime,
+    interrupted: Option<i32>,
+) -> Closing<'a> {
+    Closing {
+        run_id: opts.store.then_some(end.run_id),
+        interrupted,
+        // In whole milliseconds, as the store keeps both ends: `runs` says the same.
+        elapsed: std::time::Duration::from_millis(
+            (crate::record::to_millis(end.ended) - crate::record::to_millis(started)).max(0) as u64,
+        ),
+        carried: opts
+            .resumed
+            .as_deref()
+            .map(|from| (opts.carried.len(), from)),
+    }
+}
+
 /// The run's end recorded (or kept elsewhere), the report closed, the log told the
 /// warnings: the records, the warnings, and whether anything could not be stored.
 fn wind_up(
     consumed: consume::Consumed,
     end: &finish::RunEnd<'_>,
     spill: Option<&std::path::Path>,
-    (summary, interrupted): (&ExecSummary, Option<i32>),
-    opts: &RunOptions,
+    (summary, closing): (&ExecSummary, &Closing<'_>),
     log_file: Option<&mut std::fs::File>,
 ) -> (Vec<CompletedProcess>, Vec<String>, bool) {
     let lost = finish::Lost {
@@ -137,7 +162,7 @@ fn wind_up(
     let mut warnings = consumed.warnings;
     let store_lost = finish::record_end(consumed.db, spill, end, lost, &mut warnings);
     let mut reporter = consumed.reporter;
-    reporter.finish(summary, opts.store.then_some(end.run_id), interrupted);
+    reporter.finish(summary, closing);
     if let Some(f) = log_file {
         log::warnings(f, &warnings);
     }

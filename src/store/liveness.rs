@@ -37,14 +37,24 @@ impl RunStore {
                 None => pid.is_some_and(process_alive),
             };
             if !alive {
+                // The run's duration ends with its last record, as an ended run's does; a
+                // job still running when the run is judged dead ran at least until now.
+                // Records carried over by `--resume` ended in the run they come from.
                 let sql = format!(
                     "UPDATE runs SET {},
-                           ended_ms = COALESCE(ended_ms, (SELECT MAX(started_ms + duration_ms) FROM records WHERE run_id = ?1), started_ms)
+                           ended_ms = COALESCE(ended_ms,
+                             (SELECT MAX(CASE WHEN status = '{}' THEN MAX(?2, started_ms)
+                                              ELSE started_ms + duration_ms END)
+                              FROM records WHERE run_id = ?1
+                                AND json_extract(record, '$.carried_from') IS NULL),
+                             started_ms)
                          WHERE id = ?1 AND {running}",
-                    status_sql::set_run_interrupted()
+                    status_sql::set_run_interrupted(),
+                    crate::record::Status::Running.as_str()
                 );
+                let now = crate::record::to_millis(std::time::SystemTime::now());
                 self.conn
-                    .execute(&sql, params![id])
+                    .execute(&sql, params![id, now])
                     .map_err(self.sql_err())?;
             }
         }

@@ -21,6 +21,8 @@ pub struct ShowRow {
     pub stderr_bytes: u64,
     /// The record is a hook's or a notification's.
     pub hook: bool,
+    /// The run `--resume` carried the record over from (`CompletedProcess::carried_from`).
+    pub carried_from: Option<String>,
 }
 
 impl RunStore {
@@ -82,7 +84,8 @@ impl RunStore {
             .prepare_cached(
                 "SELECT idx, job, status, returncode, json_extract(record, '$.signal'), duration_ms,
                         stdout_bytes, stderr_bytes, hook IS NOT NULL,
-                        COALESCE(json_extract(record, '$.flaky'), 0)
+                        COALESCE(json_extract(record, '$.flaky'), 0),
+                        json_extract(record, '$.carried_from')
                  FROM records WHERE run_id = ?1 ORDER BY idx",
             )
             .map_err(self.sql_err())?;
@@ -109,6 +112,7 @@ impl RunStore {
                 stdout_bytes: r.get::<_, i64>(6).map_err(get)? as u64,
                 stderr_bytes: r.get::<_, i64>(7).map_err(get)? as u64,
                 hook: r.get(8).map_err(get)?,
+                carried_from: r.get(10).map_err(get)?,
             };
             n += 1;
             if f(row).is_err() {
@@ -116,31 +120,6 @@ impl RunStore {
             }
         }
         Ok(n)
-    }
-
-    /// The widest job name of a run, to lay out tables without loading the run.
-    pub fn widest_job_name(&mut self, run_id: &str) -> Result<usize> {
-        self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(LENGTH(job)), 3) FROM records WHERE run_id = ?1",
-                params![run_id],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as usize)
-            .map_err(self.sql_err())
-    }
-
-    /// Whether a job of the run succeeded only after retries (the `show` table then makes
-    /// room for `succeeded (flaky)`).
-    pub fn has_flaky(&mut self, run_id: &str) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM records
-                 WHERE run_id = ?1 AND json_extract(record, '$.flaky') = 1)",
-                params![run_id],
-                |r| r.get(0),
-            )
-            .map_err(self.sql_err())
     }
 
     /// A run's records in job-file order.

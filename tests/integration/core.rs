@@ -169,7 +169,7 @@ fn json_records_carry_the_completed_process() {
     assert!(killed["returncode"].is_null());
     let missing = Run::record(&recs, "missing");
     assert_eq!(missing["status"], "spawn_error");
-    assert_eq!(missing["returncode"], 127);
+    assert!(missing["returncode"].is_null(), "{missing}");
     assert!(
         missing["error"]
             .as_str()

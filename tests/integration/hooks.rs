@@ -115,7 +115,7 @@ fn a_failing_hook_is_a_warning_and_changes_no_outcome() {
     for w in [
         "warning: hook `build.on_exit` failed (exit 9)",
         "warning: hook `run.on_success` failed (exit 7)",
-        "warning: hook `run.on_exit` could not start (exit 127)",
+        "warning: hook `run.on_exit` could not start: command not found: no-such-program-xyz",
     ] {
         assert!(r.stderr.contains(w), "{w:?} in {r:?}");
     }
@@ -144,7 +144,7 @@ fn a_failing_hook_is_a_warning_and_changes_no_outcome() {
         ]
     );
     let table = env.run(&["show", "last"]).stdout;
-    assert!(table.contains("hook   run.on_success"), "{table}");
+    assert!(table.contains("hook  run.on_success"), "{table}");
     assert!(!table.contains("have no record"), "{table}");
 }
 

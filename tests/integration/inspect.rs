@@ -248,7 +248,8 @@ fn records_keep_their_job_file_index_under_resume_only_and_skip() {
         .iter()
         .zip(full(&["first", "flaky", "third", "fourth"]))
     {
-        assert!(row.starts_with(&format!("{i:<6} {name} ")), "{table}");
+        let cells: Vec<&str> = row.split_whitespace().take(2).collect();
+        assert_eq!(cells, [i.to_string(), name], "{table}");
     }
     assert_eq!(env.run_jobs(yaml, &["--only", "third"]).code, 0);
     assert_eq!(indexes(&env), full(&["third"]));

@@ -12,6 +12,7 @@ mod cron_mail;
 mod cron_ready;
 mod cron_status;
 mod daemons;
+mod display;
 mod exports;
 mod flaky_slow;
 mod graph;

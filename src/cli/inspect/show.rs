@@ -3,10 +3,11 @@
 use std::io::Write;
 
 use super::{InspectError, read_back_both};
+use crate::cli::table;
 use crate::error::exit;
 use crate::record::format_duration;
 use crate::report;
-use crate::store::RunStore;
+use crate::store::{RunStore, ShowRow};
 
 pub(super) fn show(
     db: &mut RunStore,
@@ -47,6 +48,24 @@ pub(super) fn show(
     Ok(exit::OK)
 }
 
+/// The cells of a record's row in the `show` table.
+fn show_cells(r: &ShowRow) -> Vec<String> {
+    vec![
+        // A hook's record is no job: its place in the run is no job number.
+        if r.hook {
+            "hook".into()
+        } else {
+            r.index.to_string()
+        },
+        r.job.clone(),
+        report::status_text(&r.status, r.flaky, r.carried_from.is_some()),
+        r.outcome.clone(),
+        format_duration(r.duration),
+        r.stdout_bytes.to_string(),
+        r.stderr_bytes.to_string(),
+    ]
+}
+
 /// The run's header line, then a row for each job with a record.
 fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(), InspectError> {
     let row = db.run(id)?;
@@ -59,48 +78,24 @@ fn write_run_table(db: &mut RunStore, id: &str, out: &mut dyn Write) -> Result<(
         row.duration().map_or("-".into(), format_duration),
         row.status
     )?;
-    let w = db.widest_job_name(id)?.max(3);
-    let sw = if db.has_flaky(id)? {
-        report::status_text("succeeded", true).len()
-    } else {
-        11
-    };
-    let line = |cells: [&str; 7]| {
-        format!(
-            "{:<6} {:<w$}  {:<sw$} {:<20} {:<9} {:<10} {}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
-        )
-        .trim_end()
-        .to_string()
-    };
-    writeln!(
-        out,
-        "{}",
-        line([
-            "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR"
-        ])
-    )?;
+    let header: Vec<String> = [
+        "#", "JOB", "STATUS", "OUTCOME", "DURATION", "STDOUT", "STDERR",
+    ]
+    .map(String::from)
+    .into();
+    // Two passes over the records: the widths of the widest cells, then the rows (a run of
+    // 100,000 jobs is never held in memory whole).
+    let mut widths = Vec::new();
+    table::widen(&mut widths, &header);
+    db.each_row(id, |r| {
+        table::widen(&mut widths, &show_cells(&r));
+        Ok(())
+    })?;
+    writeln!(out, "{}", table::table_line(&header, &widths))?;
     let mut shown = 0u64;
     db.each_row(id, |r| {
         shown += u64::from(!r.hook);
-        writeln!(
-            out,
-            "{}",
-            line([
-                // A hook's record is no job: its place in the run is no job number.
-                &if r.hook {
-                    "hook".into()
-                } else {
-                    r.index.to_string()
-                },
-                &r.job,
-                &report::status_text(&r.status, r.flaky),
-                &r.outcome,
-                &format_duration(r.duration),
-                &r.stdout_bytes.to_string(),
-                &r.stderr_bytes.to_string(),
-            ])
-        )
+        writeln!(out, "{}", table::table_line(&show_cells(&r), &widths))
     })?;
     if shown < row.total {
         writeln!(

@@ -31,22 +31,20 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
     let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
     let launch = ctx.launcher.launch(job, &argv, env);
     let host = ctx.launcher.host();
-    let failed = |why: String, rc: i32| {
-        ends::spawn_error(job, ctx.slot, host.clone(), Some(&launch.env), why, rc)
-    };
+    let failed =
+        |why: String| ends::spawn_error(job, ctx.slot, host.clone(), Some(&launch.env), why);
     let cwd = launch.cmd.get_current_dir();
     if let Err(why) = check_dir(cwd) {
-        return failed(why, 126);
+        return failed(why);
     }
     let streams = match open_streams(job, ctx, cwd, &launch) {
         Ok(s) => s,
-        Err(why) => return failed(why, 126),
+        Err(why) => return failed(why),
     };
     let child = match spawn_held(&launch, &streams.io).await {
         Ok(c) => c,
         Err(e) => {
-            let (why, rc) = spawn_failure(&job.argv[0], &e);
-            return failed(why, rc);
+            return failed(spawn_failure(&job.argv[0], &e));
         }
     };
     let mut watch = Watch::start(job, ctx, child, streams);

@@ -166,15 +166,13 @@ pub(super) fn spawn_child(
     Ok(child)
 }
 
-/// What a failed spawn means, as a shell would say it.
-pub(super) fn spawn_failure(program: &str, e: &std::io::Error) -> (String, i32) {
+/// Why a spawn failed. No exit code goes with it: no process ran to give one (as Python's
+/// subprocess raises rather than return a shell's 127).
+pub(super) fn spawn_failure(program: &str, e: &std::io::Error) -> String {
     match e.kind() {
-        std::io::ErrorKind::NotFound => (format!("command not found: {program}"), 127),
-        std::io::ErrorKind::PermissionDenied => (format!("permission denied: {program}"), 126),
-        _ => (
-            format!("cannot start {program}: {}", crate::text::os_text(e)),
-            126,
-        ),
+        std::io::ErrorKind::NotFound => format!("command not found: {program}"),
+        std::io::ErrorKind::PermissionDenied => format!("permission denied: {program}"),
+        _ => format!("cannot start {program}: {}", crate::text::os_text(e)),
     }
 }
 

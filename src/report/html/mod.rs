@@ -128,6 +128,15 @@ fn write_legend(out: &mut dyn Write, tl: &Timeline, recs: &[CompletedProcess]) -
             names.join(" → ")
         )?;
     }
+    for (from, names) in tl.carried_by_run(recs) {
+        let names: Vec<String> = names.into_iter().map(html).collect();
+        writeln!(
+            out,
+            "<p class=\"carried\">Carried from run <code>{}</code> (not run again, not on the timeline): {}</p>",
+            html(from),
+            names.join(", ")
+        )?;
+    }
     Ok(())
 }
 
