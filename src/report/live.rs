@@ -54,6 +54,7 @@ impl Reporter {
             .map(|j| j.name.clone())
             .chain(fan_names)
             .map(|n| n.chars().count())
+            .chain(super::hook_widths(&plan))
             .max()
             .unwrap_or(0)
             .min(32);

@@ -108,3 +108,22 @@ impl ReportConfig {
         !self.json && (self.output == OutputMode::Stream || self.progress)
     }
 }
+
+/// The widths of the names hooks' and notifications' records take (`build.on_failure`,
+/// `run.on_exit`, `notify.webhook`), so that their lines line up with the jobs'.
+fn hook_widths(plan: &crate::plan::Plan) -> impl Iterator<Item = usize> + '_ {
+    let suffix = ".on_failure".len();
+    let jobs = plan
+        .job_hooks
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .flat_map(move |(&entry, _)| {
+            plan.jobs
+                .iter()
+                .filter(move |j| j.entry == entry)
+                .map(move |j| j.name.chars().count() + suffix)
+        });
+    let run = (!plan.hooks.is_empty()).then_some("run".len() + suffix);
+    let notify = plan.notify.as_ref().map(|_| "notify.webhook".len());
+    jobs.chain(run).chain(notify)
+}

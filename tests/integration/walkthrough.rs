@@ -162,3 +162,19 @@ fn every_manual_page_has_the_exit_status() {
         assert!(text.contains(".SH \"EXIT STATUS\""), "{}", p.display());
     }
 }
+
+#[test]
+fn hook_lines_line_up_with_the_jobs_lines() {
+    let env = Env::new();
+    let yaml = "hooks:\n  on_exit: {shell: 'true'}\njobs:\n  - name: build\n    shell: 'exit 2'\n    hooks: {on_failure: {shell: 'true'}}\n  - name: lint\n    command: 'true'\n";
+    let r = env.run_jobs(yaml, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let at: Vec<usize> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" exit "))
+        .map(|l| l.find(" exit ").unwrap())
+        .collect();
+    assert_eq!(at.len(), 4, "{r:?}");
+    assert!(at.iter().all(|&c| c == at[0]), "{at:?}: {r:?}");
+}
