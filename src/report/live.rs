@@ -206,16 +206,21 @@ impl Reporter {
         self.hook_line(rec);
     }
 
+    /// A record as its JSON line, with its output read back (the one writer, `--json`).
+    fn json_record(&mut self, rec: &CompletedProcess) {
+        let outputs = self.outputs(rec);
+        let _ = write_json_record(
+            &mut self.out,
+            &self.run_id,
+            rec,
+            crate::environ::inherited_env_keys(),
+            outputs,
+        );
+    }
+
     fn hook_line(&mut self, rec: &CompletedProcess) {
         if self.cfg.json {
-            let outputs = self.outputs(rec);
-            let _ = write_json_record(
-                &mut self.out,
-                &self.run_id,
-                rec,
-                crate::environ::inherited_env_keys(),
-                outputs,
-            );
+            self.json_record(rec);
             self.flush_out();
             return;
         }
@@ -259,14 +264,7 @@ impl Reporter {
                 self.pending.insert(at, rec.clone());
                 self.flush_ordered();
             } else {
-                let outputs = self.outputs(rec);
-                let _ = write_json_record(
-                    &mut self.out,
-                    &self.run_id,
-                    rec,
-                    crate::environ::inherited_env_keys(),
-                    outputs,
-                );
+                self.json_record(rec);
             }
             self.flush_out();
             return;
@@ -296,14 +294,7 @@ impl Reporter {
     fn flush_ordered(&mut self) {
         while let Some(rec) = self.pending.remove(&self.next_ordered) {
             if self.cfg.json {
-                let outputs = self.outputs(&rec);
-                let _ = write_json_record(
-                    &mut self.out,
-                    &self.run_id,
-                    &rec,
-                    crate::environ::inherited_env_keys(),
-                    outputs,
-                );
+                self.json_record(&rec);
             } else {
                 self.dump(&rec);
             }
