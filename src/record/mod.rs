@@ -194,6 +194,21 @@ pub struct Attempt {
     pub host_failed: bool,
 }
 
+impl Attempt {
+    /// The attempt `rec` was, as the record of a later one keeps it.
+    pub fn of(rec: &CompletedProcess, attempt: u32, host_failed: bool) -> Attempt {
+        Attempt {
+            attempt,
+            status: rec.status,
+            returncode: rec.returncode,
+            signal: rec.signal,
+            started: rec.started,
+            finished: rec.finished,
+            host_failed,
+        }
+    }
+}
+
 impl CompletedProcess {
     /// All variable names of the job's environment, given the inherited ones of its run.
     pub fn all_env_keys(&self, inherited: &[String]) -> Vec<String> {

@@ -77,15 +77,7 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
         if !again {
             return last_attempt(rec, earlier, &ctx);
         }
-        earlier.push(Attempt {
-            attempt,
-            status: rec.status,
-            returncode: rec.returncode,
-            signal: rec.signal,
-            started: rec.started,
-            finished: rec.finished,
-            host_failed: false,
-        });
+        earlier.push(Attempt::of(&rec, attempt, false));
         attempt += 1;
         let delay = job.retry.delay_before(attempt);
         let _ = ctx.events.send(Event::JobRetrying {

@@ -120,21 +120,14 @@ impl Moves {
     /// the number of the job's next attempt.
     fn broke(&mut self, host: &str, rec: CompletedProcess, why: String) -> u32 {
         let n = self.earlier.len() as u32;
+        let attempt = n + rec.earlier_attempts.len() as u32 + 1;
+        let this = Attempt::of(&rec, attempt, true);
         self.earlier
             .extend(rec.earlier_attempts.into_iter().map(|mut a| {
                 a.attempt += n;
                 a
             }));
-        let attempt = self.earlier.len() as u32 + 1;
-        self.earlier.push(Attempt {
-            attempt,
-            status: rec.status,
-            returncode: rec.returncode,
-            signal: rec.signal,
-            started: rec.started,
-            finished: rec.finished,
-            host_failed: true,
-        });
+        self.earlier.push(this);
         self.notes.push(format!(
             "attempt {attempt} on `{host}` ended as its host failed ({why}); run again on another host"
         ));
