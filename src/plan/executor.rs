@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::locator::{EntryAt, Locator};
+use super::locator::{EntryAt, Locator, Place};
 use super::{DEFAULT_SSH_SLOTS, Executor, SlurmOptions, SshOptions};
 use crate::error::SpecError;
 use crate::spec::{self, Defaults, ExecutorSpec as E, JobFile, JobMap, Seg, SlurmSpec, StdinSpec};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::locator::EntryAt;
+use super::locator::{EntryAt, Place};
 use crate::error::SpecError;
 use crate::spec::{ForEachSpec, Item, JobMap};
 

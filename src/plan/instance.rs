@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::entry::{Body, Template};
 use super::expand::{Subst, expand_argv, expand_text};
-use super::locator::EntryAt;
+use super::locator::{EntryAt, Place};
 use super::{Input, PlannedJob, Target};
 use crate::error::SpecError;
 use crate::spec::{OutputSpec, StdinSpec};

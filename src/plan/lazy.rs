@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use super::entry::Template;
 use super::expand::Subst;
 use super::instance::fill;
-use super::locator::EntryAt;
+use super::locator::{EntryAt, Place};
 use super::{Need, PlannedJob, definition_hash};
 use crate::error::SpecError;
 use crate::spec::{ForEachSpec, Item, JobMap, MAX_ITEMS};

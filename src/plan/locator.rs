@@ -82,46 +82,51 @@ pub(super) struct EntryAt<'a> {
 }
 
 impl EntryAt<'_> {
-    /// The entry itself.
-    pub(super) fn here(&self) -> Vec<Seg> {
-        self.loc.job(self.index)
-    }
-
     /// One key of the entry.
     pub(super) fn key(&self, key: &'static str) -> Vec<Seg> {
         self.loc.key(self.index, key)
     }
+}
 
-    /// An error about this entry at `segs`.
-    pub(super) fn err(&self, segs: &[Seg], message: String, hint: Option<String>) -> SpecError {
-        self.loc.err(segs, self.label.clone(), message, hint)
+/// A node whose errors point at it or at one of its keys: a `jobs:` entry, or a hook. The
+/// errors are built here once, from where the node stands and the name it carries.
+pub(super) trait Place {
+    /// What the node is, for messages: "job", "hook".
+    fn what(&self) -> &'static str;
+    fn loc(&self) -> &Locator<'_>;
+    /// The node itself.
+    fn here(&self) -> Vec<Seg>;
+    /// The job name its errors carry, if any.
+    fn label(&self) -> Option<String>;
+
+    /// An error about this node at `segs`.
+    fn err(&self, segs: &[Seg], message: String, hint: Option<String>) -> SpecError {
+        self.loc().err(segs, self.label(), message, hint)
     }
 
-    /// An error about this entry, pointing at the entry.
-    pub(super) fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
+    /// An error about this node, pointing at the node.
+    fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
         self.err(&self.here(), message, hint)
     }
 
-    /// An error about this entry, pointing at one of its keys.
-    pub(super) fn err_key(
-        &self,
-        key: &'static str,
-        message: String,
-        hint: Option<String>,
-    ) -> SpecError {
-        self.err(&self.key(key), message, hint)
+    /// An error about this node, pointing at one of its keys.
+    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError {
+        let mut segs = self.here();
+        segs.push(Seg::Key(key));
+        self.err(&segs, message, hint)
     }
 
-    /// At one of its keys when the entry has it written out, else at the entry (the short
+    /// At one of its keys when the node has it written out, else at the node (the short
     /// form `- df -h` has no `command:` key: the entry is the command).
-    pub(super) fn err_key_or_here(
+    fn err_key_or_here(
         &self,
         key: &'static str,
         message: String,
         hint: Option<String>,
     ) -> SpecError {
-        let segs = self.key(key);
-        if self.loc.position(&segs).is_some() {
+        let mut segs = self.here();
+        segs.push(Seg::Key(key));
+        if self.loc().position(&segs).is_some() {
             self.err(&segs, message, hint)
         } else {
             self.err_here(message, hint)
@@ -129,37 +134,18 @@ impl EntryAt<'_> {
     }
 }
 
-/// A node whose errors point at it or at one of its keys: a `jobs:` entry, or a hook.
-pub(super) trait Place {
-    /// What the node is, for messages: "job", "hook".
-    fn what(&self) -> &'static str;
-    fn err_here(&self, message: String, hint: Option<String>) -> SpecError;
-    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError;
-    fn err_key_or_here(
-        &self,
-        key: &'static str,
-        message: String,
-        hint: Option<String>,
-    ) -> SpecError;
-}
-
 impl Place for EntryAt<'_> {
     fn what(&self) -> &'static str {
         "job"
     }
-    fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
-        EntryAt::err_here(self, message, hint)
+    fn loc(&self) -> &Locator<'_> {
+        self.loc
     }
-    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError {
-        EntryAt::err_key(self, key, message, hint)
+    fn here(&self) -> Vec<Seg> {
+        self.loc.job(self.index)
     }
-    fn err_key_or_here(
-        &self,
-        key: &'static str,
-        message: String,
-        hint: Option<String>,
-    ) -> SpecError {
-        EntryAt::err_key_or_here(self, key, message, hint)
+    fn label(&self) -> Option<String> {
+        self.label.clone()
     }
 }
 
@@ -175,26 +161,13 @@ impl Place for HookAt<'_> {
     fn what(&self) -> &'static str {
         "hook"
     }
-    fn err_here(&self, message: String, hint: Option<String>) -> SpecError {
-        self.loc.err(&self.base, self.label.clone(), message, hint)
+    fn loc(&self) -> &Locator<'_> {
+        self.loc
     }
-    fn err_key(&self, key: &'static str, message: String, hint: Option<String>) -> SpecError {
-        let mut segs = self.base.clone();
-        segs.push(Seg::Key(key));
-        self.loc.err(&segs, self.label.clone(), message, hint)
+    fn here(&self) -> Vec<Seg> {
+        self.base.clone()
     }
-    fn err_key_or_here(
-        &self,
-        key: &'static str,
-        message: String,
-        hint: Option<String>,
-    ) -> SpecError {
-        let mut segs = self.base.clone();
-        segs.push(Seg::Key(key));
-        if self.loc.position(&segs).is_some() {
-            self.loc.err(&segs, self.label.clone(), message, hint)
-        } else {
-            self.err_here(message, hint)
-        }
+    fn label(&self) -> Option<String> {
+        self.label.clone()
     }
 }

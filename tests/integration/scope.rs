@@ -23,7 +23,7 @@ fn diff_compares_runs_of_one_job_file_only() {
     ok(env.run(&["-q", "b.yaml"]));
     // Only one run of b.yaml: nothing to compare, and where else the job ran.
     let r = env.run(&["diff", "build"]);
-    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.code, 3, "{r:?}"); // no earlier run to compare with: exit::NOT_FOUND
     assert!(!r.stdout.contains("-A"), "{r:?}");
     assert!(r.stderr.contains("has run only once in runs of"), "{r:?}");
     assert!(r.stderr.contains("--job-file"), "{r:?}");

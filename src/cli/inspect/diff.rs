@@ -103,8 +103,9 @@ fn last_two(
             ),
             None => String::new(),
         };
-        return Err(InspectError::Usage(format!(
-            "`{job}` has run only once{of}; nothing to compare yet{hint}"
+        // The earlier run to compare with is not in the history: a thing named that is not there.
+        return Err(InspectError::Store(crate::store::StoreError::NotFound(
+            format!("`{job}` has run only once{of}; nothing to compare yet{hint}"),
         )));
     }
     Ok((hist[1].run.clone(), hist[0].run.clone()))

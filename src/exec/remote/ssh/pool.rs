@@ -360,6 +360,16 @@ mod tests {
         std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
     }
 
+    /// The one free slot, which must be taken at once.
+    fn take_free(pool: &Pool, o: &SshOptions) -> Lease {
+        let none = HashSet::new();
+        let mut first = Box::pin(pool.acquire(o, &none));
+        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
+            panic!("a free slot was not taken at once");
+        };
+        lease
+    }
+
     fn running(pool: &Pool) -> usize {
         pool.inner.table().hosts.values().map(|h| h.running).sum()
     }
@@ -368,10 +378,7 @@ mod tests {
     fn a_freed_slot_goes_to_the_first_waiting_job_only() {
         let pool = Pool::new();
         let (o, none) = (opts(1), HashSet::new());
-        let mut first = Box::pin(pool.acquire(&o, &none));
-        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
-            panic!("a free slot was not taken at once");
-        };
+        let lease = take_free(&pool, &o);
         let mut w1 = Box::pin(pool.acquire(&o, &none));
         let mut w2 = Box::pin(pool.acquire(&o, &none));
         assert!(poll(&mut w1).is_pending() && poll(&mut w2).is_pending());
@@ -390,10 +397,7 @@ mod tests {
     fn a_slot_offered_to_a_job_that_stopped_waiting_goes_on() {
         let pool = Pool::new();
         let (o, none) = (opts(1), HashSet::new());
-        let mut first = Box::pin(pool.acquire(&o, &none));
-        let Poll::Ready(Ok(lease)) = poll(&mut first) else {
-            panic!("a free slot was not taken at once");
-        };
+        let lease = take_free(&pool, &o);
         let mut gone = Box::pin(pool.acquire(&o, &none));
         let mut w2 = Box::pin(pool.acquire(&o, &none));
         assert!(poll(&mut gone).is_pending() && poll(&mut w2).is_pending());
