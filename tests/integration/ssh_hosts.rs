@@ -152,6 +152,22 @@ fn ssh_jobs_spread_over_two_hosts_one_login_each() {
     }
 }
 
+/// Waits until the first jobs started two on each of the two hosts.
+fn two_started_on_each(d: &Path, ports: [&str; 2], yaml: &str, child: &mut std::process::Child) {
+    assert!(
+        wait_for(Duration::from_secs(30), || ports
+            .iter()
+            .all(|p| started_on(d, p) == 2)),
+        "the first jobs did not start two on each host: {:?} {yaml} {:?}",
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>(),
+        child.try_wait()
+    );
+}
+
 #[test]
 fn ssh_host_killed_mid_run_its_jobs_move_and_later_jobs_avoid_it_until_it_is_back() {
     let test =
@@ -170,17 +186,7 @@ fn ssh_host_killed_mid_run_its_jobs_move_and_later_jobs_avoid_it_until_it_is_bac
     );
     env.write("jobs.yaml", &yaml);
     let mut child = env.spawn(&["jobs.yaml", "--json"]);
-    assert!(
-        wait_for(Duration::from_secs(30), || started_on(&d, &a.port) == 2
-            && started_on(&d, &b.port) == 2),
-        "the first jobs did not start two on each host: {:?} {yaml} {:?}",
-        std::fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect::<Vec<_>>(),
-        child.try_wait()
-    );
+    two_started_on_each(&d, [&a.port, &b.port], &yaml, &mut child);
     a.signal_all("KILL");
     await_file(&d.join("waiting"), Duration::from_secs(60));
     let logins = a.logins();
@@ -256,17 +262,7 @@ fn ssh_frozen_host_costs_its_jobs_one_keepalive_window_and_is_used_again_when_it
     env.write("jobs.yaml", &yaml);
     let t0 = Instant::now();
     let mut child = env.spawn(&["jobs.yaml", "--json"]);
-    assert!(
-        wait_for(Duration::from_secs(30), || started_on(&d, &a.port) == 2
-            && started_on(&d, &b.port) == 2),
-        "the first jobs did not start two on each host: {:?} {yaml} {:?}",
-        std::fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect::<Vec<_>>(),
-        child.try_wait()
-    );
+    two_started_on_each(&d, [&a.port, &b.port], &yaml, &mut child);
     let logins = a.logins();
     a.signal_all("STOP");
     // Thawed whatever happens below, so that the host can be stopped at the end.
