@@ -64,7 +64,11 @@ impl Slurm {
         // One node, the step's CPUs only, and the job's memory shared with the other steps
         // (`--mem=0`; without it a step takes all of it and the next one waits). The
         // partition is the allocation's.
-        a.extend([format!("--jobid={id}"), "--nodes=1".into(), "--exact".into()]);
+        a.extend([
+            format!("--jobid={id}"),
+            "--nodes=1".into(),
+            "--exact".into(),
+        ]);
         a.push("--mem=0".into());
         if let Some(c) = self.opts.cpus {
             a.push(format!("--cpus-per-task={c}"));
