@@ -379,6 +379,11 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
         "one scancel for the four jobs: {calls}"
     );
     assert_eq!(calls.split_whitespace().count(), 4, "{calls}");
+    // The four are steps of the run's allocation: each is cancelled alone (`ALLOC.STEP`).
+    assert!(
+        calls.split_whitespace().all(|id| id.contains('.')),
+        "steps cancelled, never the allocation: {calls}"
+    );
 }
 
 #[test]
