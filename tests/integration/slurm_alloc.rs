@@ -211,3 +211,56 @@ fn an_interrupted_or_killed_run_leaves_no_allocation() {
         "the steps of a killed run ended with its allocation"
     );
 }
+
+#[test]
+fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
+    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
+    let test = "slurm_alloc::an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left";
+    let Some(e) = daemon(&CELL, "mslurm-realloc", test) else {
+        return;
+    };
+    let env = Env::new();
+    let pids = env.path("pids");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5, 6]\n    shell: 'echo $$ >> {p}; sleep 2; echo ok'\n",
+        p = pids.display()
+    );
+    env.write("jobs.yaml", &yaml);
+    let child = env
+        .cmd()
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .args(["jobs.yaml", "--json", "-j", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || read_pids(&pids).len() >= 2),
+        "the first steps never started"
+    );
+    let first: Vec<_> = slurm_jobs(e)
+        .into_iter()
+        .filter(|(_, _, st)| st == "RUNNING")
+        .collect();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // An admin (or a time limit) ends the allocation under the run.
+    let o = std::process::Command::new("scancel")
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .arg(&first[0].0)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let r = Run::from(child.wait_with_output().unwrap());
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 6, "{r:?}");
+    let ok: Vec<_> = recs.iter().filter(|r| r["status"] == "succeeded").collect();
+    assert!(
+        ok.len() >= 4,
+        "the jobs left run in a new allocation: {recs:#?}"
+    );
+    for rec in &ok {
+        assert_ne!(rec["slurm_job_id"], first[0].0.as_str(), "{rec}");
+    }
+    let later = slurm_jobs(e);
+    assert!(later.len() >= 2, "{later:?}");
+}

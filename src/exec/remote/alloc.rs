@@ -172,9 +172,11 @@ impl Allocations {
     pub async fn get(&self, key: &Key) -> Result<String, String> {
         let mut rx = {
             let mut held = self.lock();
-            let live = held
-                .get_mut(key)
-                .is_some_and(|h| !matches!(*h.grant.borrow(), Grant::Refused(_)));
+            // salloc ends when its allocation does (cancelled by hand, past its time limit).
+            let live = held.get_mut(key).is_some_and(|h| {
+                !matches!(*h.grant.borrow(), Grant::Refused(_))
+                    && matches!(h.child.try_wait(), Ok(None))
+            });
             if !live {
                 let h = self.request(key)?;
                 if let Some(mut old) = held.insert(key.clone(), h) {
