@@ -4,7 +4,8 @@
 //! | back end     | when                                   | how                                   |
 //! |--------------|----------------------------------------|---------------------------------------|
 //! | `Direct`     | `executor: local` (or a library launcher) | a child process here (`process`)    |
-//! | `SlurmStep`  | `executor: slurm`                      | `srun` under the wrapper              |
+//! | `SlurmStep`  | `executor: slurm`, alone in its settings | `srun` under the wrapper, its own Slurm job |
+//! | `SlurmShared`| `executor: slurm`, many with the same settings | a step of the run's allocation (`remote::alloc`) |
 //! | `Ssh`        | `executor: ssh`                        | ssh over a shared master per host     |
 //! | `Supervised` | `background: true`                     | a detached supervisor (`background`)  |
 //! | `Sbatch`     | `background: true` + `executor: slurm` | `sbatch`, followed through Slurm      |
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use super::background::{self, BackgroundCtx};
 use super::process::{self, JobCtx};
-use super::remote::{sbatch, slurm, ssh};
+use super::remote::{alloc, sbatch, slurm, ssh};
 use crate::plan::{Executor, PlannedJob};
 use crate::record::CompletedProcess;
 
@@ -46,6 +47,20 @@ impl Backend for SlurmStep {
         };
         ctx.launcher = Arc::new(slurm::Slurm::new(o.clone()));
         Box::pin(process::run_job(job, ctx))
+    }
+}
+
+/// Slurm jobs that share the run's allocation of their settings, each a step of it.
+struct SlurmShared(alloc::Allocations);
+
+impl Backend for SlurmShared {
+    fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
+        match &job.executor {
+            Executor::Slurm(o) if let Some(key) = alloc::key(o) => {
+                Box::pin(async move { alloc::run(job, o, &key, ctx, &self.0).await })
+            }
+            _ => Box::pin(process::run_job(job, ctx)),
+        }
     }
 }
 
@@ -86,6 +101,8 @@ impl Backend for Sbatch {
 pub struct Backends {
     direct: Direct,
     slurm: SlurmStep,
+    /// The run's allocations (`None`: every Slurm job is a Slurm job of its own).
+    shared: Option<SlurmShared>,
     ssh: Ssh,
     background: Option<(Supervised, Sbatch)>,
     /// One back end for every job, when the caller gives one.
@@ -99,10 +116,18 @@ impl Backends {
         Backends {
             direct: Direct,
             slurm: SlurmStep,
+            shared: None,
             ssh: Ssh(ssh::Pool::new()),
             background: background.map(|b| (Supervised(b.clone()), Sbatch(b))),
             every,
         }
+    }
+
+    /// Slurm jobs with the same settings share an allocation of `allocs` (a run's jobs; not a
+    /// run's own hooks and notifications, which run after it).
+    pub fn sharing(mut self, allocs: alloc::Allocations) -> Backends {
+        self.shared = Some(SlurmShared(allocs));
+        self
     }
 
     pub fn for_job(&self, job: &PlannedJob) -> &dyn Backend {
@@ -113,13 +138,19 @@ impl Backends {
             (Some((_, sbatch)), true, Executor::Slurm(_)) => sbatch,
             (Some((supervised, _)), true, _) => supervised,
             (_, _, Executor::Local) => &self.direct,
-            (_, _, Executor::Slurm(_)) => &self.slurm,
+            (_, _, Executor::Slurm(o)) => match &self.shared {
+                Some(s) if alloc::key(o).is_some_and(|k| s.0.shares(&k)) => s,
+                _ => &self.slurm,
+            },
             (_, _, Executor::Ssh(_)) => &self.ssh,
         }
     }
 
-    /// Ends what the back ends keep open for the run (ssh masters).
+    /// Ends what the back ends keep open for the run (ssh masters, Slurm allocations).
     pub async fn close(&self) {
         self.ssh.0.close().await;
+        if let Some(s) = &self.shared {
+            s.0.close().await;
+        }
     }
 }

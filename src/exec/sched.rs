@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::backend::Backends;
 use super::needs::Waiting;
 use super::queue::{JobQueue, Unit};
+use super::remote::alloc::Allocations;
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
 use crate::plan::HaltSpec;
 use crate::record::{CompletedProcess, Sealed, Status};
@@ -86,6 +87,8 @@ impl Shared {
         let (stop_tx, stop_rx) = watch::channel(initial);
         let (interrupt_tx, interrupt_rx) = watch::channel(initial);
         let n = opts.concurrency.max(1);
+        let allocs = Allocations::of(queue.jobs(), !queue.fans().is_empty(), n, opts.run_id());
+        let backends = Backends::new(opts.background.clone(), opts.backend.clone()).sharing(allocs);
         Shared {
             state: std::sync::Mutex::new(State {
                 free_slots: (0..n).rev().collect(),
@@ -105,7 +108,7 @@ impl Shared {
             changed: tokio::sync::Notify::new(),
             finished: tokio::sync::Notify::new(),
             live: AtomicUsize::new(workers),
-            backends: Backends::new(opts.background.clone(), opts.backend.clone()),
+            backends,
             opts,
             events,
             stop_tx,

@@ -33,6 +33,7 @@ mod redesign;
 mod scale_out;
 mod scope;
 mod settings;
+mod slurm_alloc;
 mod slurm_cluster;
 mod ssh_down;
 mod ssh_hosts;

@@ -158,9 +158,13 @@ fn a_full_slurm_controller_is_told_and_not_a_timeout() {
     ) else {
         return;
     };
+    // The controller keeps ended jobs (MinJobAge) and takes fewer than 3: these fill it.
+    for _ in 0..2 {
+        sbatch(e, &["--output=/dev/null", "--wrap", "true"]);
+    }
     let env = Env::new();
-    // The controller keeps ended jobs (MinJobAge) and takes at most 3: later ones are refused.
-    let yaml = "executor: slurm\njobs:\n  - name: t\n    for_each: [1, 2, 3, 4, 5]\n    timeout: 3s\n    command: 'true'\n";
+    // Alone in its settings, `one` is a Slurm job of its own; the others share an allocation.
+    let yaml = "executor: slurm\njobs:\n  - name: t\n    for_each: [1, 2, 3, 4]\n    timeout: 3s\n    command: 'true'\n  - name: one\n    slurm: {cpus: 1}\n    timeout: 3s\n    command: 'true'\n";
     let r = run_with(&env, e, yaml, &["--json", "-j", "5"]);
     assert_eq!(r.code, 1, "{r:?}");
     let recs: Vec<_> = r
@@ -168,23 +172,25 @@ fn a_full_slurm_controller_is_told_and_not_a_timeout() {
         .into_iter()
         .filter(|r| r["job"].is_string())
         .collect();
-    let refused: Vec<_> = recs
-        .iter()
-        .filter(|r| r["status"] == "spawn_error")
-        .collect();
-    assert!(!refused.is_empty(), "{recs:#?}");
-    assert!(recs.iter().all(|r| r["status"] != "timed_out"), "{recs:#?}");
-    for rec in refused {
+    assert_eq!(recs.len(), 5, "{r:?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], "spawn_error", "{rec}");
         let err = text(&rec["error"]);
         assert!(
-            err.contains("Slurm did not accept the job") && err.contains("MaxJobCount"),
-            "{rec}"
-        );
-        assert!(
-            notes(rec).contains("for the Slurm controller to accept the job"),
+            err.contains("Slurm did not accept the") && err.contains("MaxJobCount"),
             "{rec}"
         );
     }
+    let one = Run::record(&recs, "one");
+    assert!(
+        notes(one).contains("for the Slurm controller to accept the job"),
+        "{one}"
+    );
+    let t = Run::record(&recs, "t[1]");
+    assert!(
+        text(&t["error"]).contains("the run's allocation (salloc)"),
+        "{t}"
+    );
 }
 
 /// The pid in `STATE/slurmd-NODE.pid` of the cluster `kind`.
@@ -373,6 +379,11 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
         "one scancel for the four jobs: {calls}"
     );
     assert_eq!(calls.split_whitespace().count(), 4, "{calls}");
+    // The four are steps of the run's allocation: each is cancelled alone (`ALLOC.STEP`).
+    assert!(
+        calls.split_whitespace().all(|id| id.contains('.')),
+        "steps cancelled, never the allocation: {calls}"
+    );
 }
 
 #[test]

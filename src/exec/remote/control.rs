@@ -27,6 +27,9 @@ pub struct Control {
     /// The wrapper's pid, which leads the job's process group on the remote side.
     pub pgid: Option<u32>,
     pub slurm_job_id: Option<String>,
+    /// The step of `slurm_job_id` the job runs as (a step of the run's allocation is
+    /// cancelled alone, never the allocation).
+    pub slurm_step: Option<String>,
     pub node: Option<String>,
     /// The job's exact exit status.
     pub exit: Option<i32>,
@@ -47,7 +50,9 @@ impl Control {
         let text = std::str::from_utf8(&self.early).unwrap_or_default();
         text.lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && queue_message(l).is_none() && !task_end(l))
+            .filter(|l| {
+                !l.is_empty() && queue_message(l).is_none() && !task_end(l) && !step_wait(l)
+            })
             .collect()
     }
 
@@ -84,6 +89,17 @@ fn task_end(line: &str) -> bool {
                 .split_once(": ")
                 .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
     })
+}
+
+/// srun waiting for CPUs of an allocation to come free for a step (`srun: Job 5 step creation
+/// temporarily disabled, retrying (Requested nodes are busy)`, then `srun: Step created for job
+/// 5`): the wait of a job that has not started, not the job's or an error.
+fn step_wait(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("srun: ") else {
+        return false;
+    };
+    rest.starts_with("Step created for job ")
+        || (rest.starts_with("Job ") && rest.contains(" step creation "))
 }
 
 /// The job id of `srun: job N queued and waiting for resources` (or `... has been allocated`).
@@ -229,11 +245,12 @@ impl ControlFilter {
         let words: Vec<&str> = body.split_whitespace().collect();
         let c = &mut self.control;
         match words.as_slice() {
-            ["start", pid, job, node, ..] => {
+            ["start", pid, job, node, rest @ ..] => {
                 c.started = true;
                 c.pgid = pid.parse().ok();
                 c.slurm_job_id = (*job != "-").then(|| job.to_string());
                 c.node = Some(node.to_string());
+                c.slurm_step = rest.first().filter(|s| **s != "-").map(|s| s.to_string());
             }
             ["exit", code] => c.exit = code.parse().ok(),
             _ => {}

@@ -1,7 +1,8 @@
 //! What running a job elsewhere adds: the wrapper script and its control lines (`wrap`),
-//! Slurm steps (`slurm`), Slurm batch jobs for background work (`sbatch`, followed together by
+//! Slurm steps (`slurm`), the allocations many of them share (`alloc`), Slurm batch jobs for background work (`sbatch`, followed together by
 //! `follow`), one `scancel` for many jobs (`scancel`), and ssh hosts (`ssh`).
 
+pub mod alloc;
 mod control;
 mod follow;
 pub mod sbatch;

@@ -1,10 +1,12 @@
 //! Jobs on a Slurm cluster: each job is one `srun` step, its output streamed back through
 //! srun's stdout and stderr, run under `exec::wrap`'s script so that the job's exit status, its
-//! Slurm job id and node come back exactly.
+//! Slurm job id and node come back exactly. The step is a Slurm job of its own, or a step of
+//! the run's allocation (`remote::alloc`) when `within` names one.
 //!
 //! Stopping: TERM to srun's process group makes srun cancel the step (it signals the task and
-//! exits); whatever is left is swept with `scancel JOBID` before the job is recorded, one
-//! `scancel` for all the jobs stopped at about the same time (`remote::scancel`).
+//! exits); whatever is left is swept with `scancel JOBID` (`scancel ALLOC.STEP` for a step of
+//! the allocation, which the other jobs still use) before the job is recorded, one `scancel`
+//! for all the jobs stopped at about the same time (`remote::scancel`).
 
 use super::wrap;
 use crate::environ::JobEnv;
@@ -18,6 +20,8 @@ pub const SRUN_EXIT_ERROR: i32 = 254;
 pub struct Slurm {
     opts: SlurmOptions,
     marker: String,
+    /// The run's allocation the job is a step of; `None`: a Slurm job of its own.
+    within: Option<String>,
 }
 
 impl Slurm {
@@ -25,6 +29,25 @@ impl Slurm {
         Slurm {
             opts,
             marker: wrap::new_marker(),
+            within: None,
+        }
+    }
+
+    /// A step of allocation `id`, on the CPUs it asks for alone (`--exact`).
+    pub fn step_of(opts: SlurmOptions, id: String) -> Self {
+        Slurm {
+            within: Some(id),
+            ..Slurm::new(opts)
+        }
+    }
+
+    /// What stops what is left of the job: its step in the allocation (never the allocation,
+    /// which the other jobs use), or its own Slurm job.
+    fn cancel_id(&self, control: &wrap::Control) -> Option<String> {
+        let id = control.slurm_job_id.clone()?;
+        match &self.within {
+            None => Some(id),
+            Some(_) => Some(format!("{id}.{}", control.slurm_step.as_ref()?)),
         }
     }
 
@@ -34,7 +57,25 @@ impl Slurm {
         // stderr by where they stand around the wrapper's control lines (`remote::control`).
         let mut a: Vec<String> = ["--input=none", "--ntasks=1"].map(String::from).to_vec();
         a.push(format!("--job-name={}", job.name));
-        a.extend(self.opts.args());
+        let Some(id) = &self.within else {
+            a.extend(self.opts.args());
+            return a;
+        };
+        // One node, the step's CPUs only, and the job's memory shared with the other steps
+        // (`--mem=0`; without it a step takes all of it and the next one waits). The
+        // partition is the allocation's.
+        a.extend([
+            format!("--jobid={id}"),
+            "--nodes=1".into(),
+            "--exact".into(),
+        ]);
+        a.push("--mem=0".into());
+        if let Some(c) = self.opts.cpus {
+            a.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(t) = &self.opts.time {
+            a.push(format!("--time={t}"));
+        }
         a
     }
 }
@@ -82,12 +123,12 @@ impl Launcher for Slurm {
     }
 
     fn sweep_later(&self, control: &wrap::Control) -> Option<Sweep> {
-        let id = control.slurm_job_id.clone()?;
+        let id = self.cancel_id(control)?;
         Some(Box::pin(super::scancel::cancel(id)))
     }
 
     fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
-        let id = control.slurm_job_id.as_ref()?;
+        let id = self.cancel_id(control)?;
         let mut cmd = std::process::Command::new("scancel");
         cmd.arg(id);
         Some(cmd)

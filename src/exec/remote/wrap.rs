@@ -4,7 +4,7 @@
 //! A remote client (`srun`, `ssh`) gives us one stdout, one stderr and one exit status, and the
 //! exit status mixes the job's own code with the client's failures (ssh's 255, srun's errors). So
 //! the job runs under a small `sh` script that writes two control lines to stderr: one when it
-//! starts (its pid, which is also its process group, the Slurm job id and the node), one with
+//! starts (its pid, which is also its process group, the Slurm job id, the node and the step), one with
 //! the job's exact exit status when it ends. Each line begins with a marker that is random per
 //! job, so no output can be mistaken for it; the stderr drain strips these lines wherever they
 //! appear (also glued to a last line without a newline) and hands them to `control`. No trailer
@@ -71,7 +71,7 @@ pub fn script(marker: &str, job: &PlannedJob, argv: &[String], setup: &str, cd: 
     };
     format!(
         "{setup}exec 3>&2 2>/dev/null; \
-         printf '%s start %s %s %s\\n' {m} \"$$\" \"${{SLURM_JOB_ID:--}}\" \"${{SLURMD_NODENAME:-$(uname -n)}}\" >&3; \
+         printf '%s start %s %s %s %s\\n' {m} \"$$\" \"${{SLURM_JOB_ID:--}}\" \"${{SLURMD_NODENAME:-$(uname -n)}}\" \"${{SLURM_STEP_ID:--}}\" >&3; \
          {run}; printf '%s exit %s\\n' {m} \"$st\" >&3; exit \"$st\"",
         m = q(marker)
     )
