@@ -28,6 +28,42 @@ pub(crate) fn daemon(
     }
 }
 
+/// The test daemon `kind` that the test calling it has to itself (started once, stopped when
+/// the test process ends), or a return from that test when it cannot start outside CI. The
+/// skip line names the test, taken from the path of a function declared inside it.
+macro_rules! own_daemon {
+    ($kind:expr) => {{
+        fn here() {}
+        let test = std::any::type_name_of_val(&here);
+        let test = test.trim_end_matches("::here");
+        let test = test.split_once("::").map_or(test, |(_, t)| t);
+        static CELL: std::sync::OnceLock<Result<crate::scale_out::Exports, String>> =
+            std::sync::OnceLock::new();
+        match crate::scale_out::daemon(&CELL, $kind, test) {
+            Some(e) => e,
+            None => return,
+        }
+    }};
+}
+pub(crate) use own_daemon;
+
+/// Runs `yaml`, whose job `slow` writes its shell's and its child's pids to `pids` and must
+/// time out: it does, and neither process is left.
+fn slow_times_out_and_leaves_nothing(
+    env: &Env,
+    e: &Exports,
+    yaml: &str,
+    pids: &std::path::Path,
+    why: &str,
+) {
+    let r = run_with(env, e, yaml, &["--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
+    let pids = read_pids(pids);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert_gone(&pids, why);
+}
+
 /// The Slurm test cluster for `test` (its name, for the skip line).
 pub(crate) fn slurm(test: &str) -> Option<&'static Exports> {
     static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
@@ -104,12 +140,13 @@ fn ssh_timeout_kills_the_remote_process_group() {
         ssh_head(e),
         p = pids.display()
     );
-    let r = run_with(&env, e, &yaml, &["--json"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
-    let pids = read_pids(&pids);
-    assert_eq!(pids.len(), 2, "{pids:?}");
-    assert_gone(&pids, "remote processes survived the timeout");
+    slow_times_out_and_leaves_nothing(
+        &env,
+        e,
+        &yaml,
+        &pids,
+        "remote processes survived the timeout",
+    );
 }
 
 #[test]
@@ -190,12 +227,13 @@ fn slurm_timeout_cancels_the_step() {
         "executor: slurm\njobs:\n  - name: slow\n    timeout: 2s\n    kill_after: 1s\n    shell: 'echo $$ >> {p}; sleep 60 & echo $! >> {p}; wait'\n",
         p = pids.display()
     );
-    let r = run_with(&env, e, &yaml, &["--json"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert_eq!(Run::record(&r.json(), "slow")["status"], "timed_out");
-    let pids = read_pids(&pids);
-    assert_eq!(pids.len(), 2, "{pids:?}");
-    assert_gone(&pids, "the step's processes survived the timeout");
+    slow_times_out_and_leaves_nothing(
+        &env,
+        e,
+        &yaml,
+        &pids,
+        "the step's processes survived the timeout",
+    );
 }
 
 #[test]

@@ -3,11 +3,10 @@
 //! larger than the controller's MaxJobCount, steps spread over the nodes, a step's timeout,
 //! and the allocation given back when the run ends, is interrupted or is killed.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::helpers::{Env, Run, assert_gone, read_pids, signal, wait_for};
-use crate::scale_out::{Exports, daemon, run_with};
+use crate::scale_out::{Exports, own_daemon, run_with};
 
 /// The Slurm jobs cluster `e` holds or held lately (ended ones are kept for `MinJobAge`):
 /// (id, name, state).
@@ -59,11 +58,7 @@ fn one_slurm_job(recs: &[serde_json::Value]) -> String {
 
 #[test]
 fn a_fan_out_runs_as_steps_of_one_slurm_job_spread_over_the_nodes() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_alloc::a_fan_out_runs_as_steps_of_one_slurm_job_spread_over_the_nodes";
-    let Some(e) = daemon(&CELL, "mslurm-alloc", test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-alloc");
     let env = Env::new();
     let yaml = "executor: slurm\njobs:\n  - name: s\n    for_each: {range: [1, 60]}\n    shell: 'sleep 0.3; echo $SLURMD_NODENAME $SLURM_JOB_ID.$SLURM_STEP_ID'\n";
     let r = run_with(&env, e, yaml, &["--json", "-j", "5"]);
@@ -97,11 +92,7 @@ fn a_fan_out_runs_as_steps_of_one_slurm_job_spread_over_the_nodes() {
 
 #[test]
 fn a_fan_out_larger_than_max_job_count_succeeds() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_alloc::a_fan_out_larger_than_max_job_count_succeeds";
-    let Some(e) = daemon(&CELL, "mslurm-max20", test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-max20");
     let env = Env::new();
     // The controller takes at most 20 jobs, ended ones included (MinJobAge): 60 Slurm jobs
     // of their own were refused from the 21st on.
@@ -116,11 +107,7 @@ fn a_fan_out_larger_than_max_job_count_succeeds() {
 
 #[test]
 fn a_step_times_out_alone_and_the_allocation_is_given_back() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_alloc::a_step_times_out_alone_and_the_allocation_is_given_back";
-    let Some(e) = daemon(&CELL, "mslurm-steptime", test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-steptime");
     let env = Env::new();
     let pids = env.path("pids");
     let yaml = format!(
@@ -178,11 +165,7 @@ fn stop_a_run(e: &Exports, env: &Env, sig: &str) -> (Run, Vec<u32>, String) {
 
 #[test]
 fn an_interrupted_or_killed_run_leaves_no_allocation() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_alloc::an_interrupted_or_killed_run_leaves_no_allocation";
-    let Some(e) = daemon(&CELL, "mslurm-stopalloc", test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-stopalloc");
     let env = Env::new();
     let (r, pids, id) = stop_a_run(e, &env, "INT");
     let recs = job_records(&r);
@@ -214,11 +197,7 @@ fn an_interrupted_or_killed_run_leaves_no_allocation() {
 
 #[test]
 fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_alloc::an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left";
-    let Some(e) = daemon(&CELL, "mslurm-realloc", test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-realloc");
     let env = Env::new();
     let pids = env.path("pids");
     let yaml = format!(

@@ -3,18 +3,8 @@
 //! queue's wait told, a full controller, and jobs spread over the nodes of a 3-node cluster.
 //! Each cluster that a test disturbs (a full queue, a stopped slurmd) is its own.
 
-use std::sync::OnceLock;
-
 use crate::helpers::{Env, Run, wait_for};
-use crate::scale_out::{Exports, daemon, run_with, slurm, ssh_head, sshd};
-
-fn mslurm(
-    kind: &'static str,
-    cell: &'static OnceLock<Result<Exports, String>>,
-    test: &str,
-) -> Option<&'static Exports> {
-    daemon(cell, kind, test)
-}
+use crate::scale_out::{Exports, own_daemon, run_with, slurm, ssh_head, sshd};
 
 fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
@@ -98,12 +88,7 @@ fn sbatch(e: &Exports, args: &[&str]) -> String {
 
 #[test]
 fn slurm_timeout_counts_from_the_start_and_the_wait_in_the_queue_is_noted() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test =
-        "slurm_cluster::slurm_timeout_counts_from_the_start_and_the_wait_in_the_queue_is_noted";
-    let Some(e) = mslurm("mslurm-queue", &CELL, test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-queue");
     // Every CPU of the cluster taken for 7 s: the job waits in the queue, then runs 1 s.
     sbatch(e, &["--exclusive", "-N3", "--wrap", "sleep 7"]);
     let env = Env::new();
@@ -122,14 +107,7 @@ fn slurm_timeout_counts_from_the_start_and_the_wait_in_the_queue_is_noted() {
 
 #[test]
 fn slurm_jobs_spread_over_the_nodes_and_record_theirs() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let Some(e) = mslurm(
-        "mslurm-spread",
-        &CELL,
-        "slurm_cluster::slurm_jobs_spread_over_the_nodes_and_record_theirs",
-    ) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-spread");
     let env = Env::new();
     let yaml = "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5]\n    shell: 'sleep 2; echo $SLURMD_NODENAME'\n";
     let r = run_with(&env, e, yaml, &["--json", "-j", "5"]);
@@ -150,14 +128,7 @@ fn slurm_jobs_spread_over_the_nodes_and_record_theirs() {
 
 #[test]
 fn a_full_slurm_controller_is_told_and_not_a_timeout() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let Some(e) = mslurm(
-        "mslurm-full",
-        &CELL,
-        "slurm_cluster::a_full_slurm_controller_is_told_and_not_a_timeout",
-    ) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-full");
     // The controller keeps ended jobs (MinJobAge) and takes fewer than 3: these fill it.
     for _ in 0..2 {
         sbatch(e, &["--output=/dev/null", "--wrap", "true"]);
@@ -202,11 +173,7 @@ fn slurmd_pid(kind: &str, node: &str) -> u32 {
 
 #[test]
 fn a_node_dying_mid_run_fails_its_job_clearly_and_spares_the_others() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_cluster::a_node_dying_mid_run_fails_its_job_clearly_and_spares_the_others";
-    let Some(e) = mslurm("mslurm-dying", &CELL, test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-dying");
     let env = Env::new();
     let mark = env.path("on-n2");
     let yaml = format!(
@@ -284,11 +251,7 @@ fn rpcs(e: &Exports) -> std::collections::HashMap<String, u64> {
 
 #[test]
 fn wait_asks_slurm_about_all_its_background_jobs_at_once() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_cluster::wait_asks_slurm_about_all_its_background_jobs_at_once";
-    let Some(e) = mslurm("mslurm-bg", &CELL, test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-bg");
     let env = Env::new();
     let yaml = "executor: slurm\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5, 6]\n    shell: 'sleep 4; echo done'\n    background: true\n";
     let r = run_with(&env, e, yaml, &[]);
@@ -312,11 +275,7 @@ fn wait_asks_slurm_about_all_its_background_jobs_at_once() {
 
 #[test]
 fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_cluster::interrupting_many_slurm_jobs_cancels_them_with_one_scancel";
-    let Some(e) = mslurm("mslurm-cancel", &CELL, test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-cancel");
     let env = Env::new();
     // The real scancel, behind a shim that logs each time it is started.
     let log = env.path("scancel.log");
@@ -388,11 +347,7 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
 
 #[test]
 fn a_run_follows_its_slurm_batch_jobs_with_one_query_per_sweep() {
-    static CELL: OnceLock<Result<Exports, String>> = OnceLock::new();
-    let test = "slurm_cluster::a_run_follows_its_slurm_batch_jobs_with_one_query_per_sweep";
-    let Some(e) = mslurm("mslurm-follow", &CELL, test) else {
-        return;
-    };
+    let e = own_daemon!("mslurm-follow");
     let reset = std::process::Command::new("sdiag")
         .envs(e.iter().map(|(k, v)| (k, v)))
         .arg("-r")
