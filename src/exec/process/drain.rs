@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::exec::remote::wrap;
 use crate::exec::{Event, EventSink, Stream};
-use crate::record::{Redactor, Secrets, StoredOutput};
+use crate::record::{Packed, Redactor, Secrets, StoredOutput};
 
 /// One output stream being drained into its capture file.
 pub(super) struct Drain {
@@ -26,6 +26,12 @@ pub(super) struct Drain {
     pub sink: Sink,
     /// Strips a remote wrapper's control lines (stderr of remote jobs).
     pub filter: Option<wrap::ControlFilter>,
+    /// The run's pack, where a small capture moves once the job ended (`pack`).
+    pub pack: Option<PathBuf>,
+    /// What the capture file holds, while it is small enough for the pack.
+    small: Option<Vec<u8>>,
+    /// Where the capture stands in the pack, once it moved there.
+    packed: Option<Packed>,
 }
 
 /// `max_output`: the head goes to the file as it comes; the tail waits in memory (at most
@@ -80,6 +86,9 @@ impl Drain {
             redactor: secrets.redactor(),
             sink: Sink::Capture,
             filter: None,
+            pack: None,
+            small: Some(Vec::new()),
+            packed: None,
         }
     }
 
@@ -132,7 +141,24 @@ impl Drain {
             }
             self.write_file(&kept);
         }
+        self.move_to_pack();
         rest
+    }
+
+    /// A whole capture of at most `PACK_LIMIT` bytes moves into the run's pack and its file
+    /// goes; one that could not be packed simply stays a file.
+    fn move_to_pack(&mut self) {
+        let (Some(pack), Some(bytes), Some(_), None, Sink::Capture) =
+            (&self.pack, &self.small, &self.file, &self.error, &self.sink)
+        else {
+            return;
+        };
+        if let Ok(at) = super::pack::append(pack, bytes) {
+            self.file = None;
+            self.small = None;
+            self.packed = Some(at);
+            super::pack::remove_moved(&self.path);
+        }
     }
 
     fn store(&mut self, chunk: &[u8]) {
@@ -196,6 +222,13 @@ impl Drain {
                 self.path.display()
             ));
         }
+        if let Some(small) = &mut self.small {
+            if small.len() + chunk.len() <= super::pack::PACK_LIMIT {
+                small.extend_from_slice(chunk);
+            } else {
+                self.small = None;
+            }
+        }
     }
 
     /// Splits a chunk into lines for live output (`--output stream`, progress lines).
@@ -238,10 +271,11 @@ impl Drain {
             return StoredOutput::default();
         }
         StoredOutput {
-            path: self.file.is_some().then(|| self.path.clone()),
+            path: (self.file.is_some() || self.packed.is_some()).then(|| self.path.clone()),
             bytes: self.bytes,
             captured: true,
             incomplete: self.error.is_some(),
+            packed: self.packed,
         }
     }
 }

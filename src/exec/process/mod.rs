@@ -9,6 +9,7 @@ mod drain;
 pub(crate) use drain::open_capture;
 mod launch;
 mod outcome;
+mod pack;
 mod path;
 mod pending;
 mod pipe;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use launch::{Launch, Launcher, Local, Sweep};
+pub use pack::PACK_LIMIT;
 pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};
