@@ -28,8 +28,8 @@ pub(super) struct Drain {
     pub filter: Option<wrap::ControlFilter>,
     /// The run's pack, where a small capture moves once the job ended (`pack`).
     pub pack: Option<PathBuf>,
-    /// What the capture file holds, while it is small enough for the pack.
-    small: Option<Vec<u8>>,
+    /// Bytes written to the capture file.
+    written: u64,
     /// Where the capture stands in the pack, once it moved there.
     packed: Option<Packed>,
 }
@@ -87,7 +87,7 @@ impl Drain {
             sink: Sink::Capture,
             filter: None,
             pack: None,
-            small: Some(Vec::new()),
+            written: 0,
             packed: None,
         }
     }
@@ -148,14 +148,18 @@ impl Drain {
     /// A whole capture of at most `PACK_LIMIT` bytes moves into the run's pack and its file
     /// goes; one that could not be packed simply stays a file.
     fn move_to_pack(&mut self) {
-        let (Some(pack), Some(bytes), Some(_), None, Sink::Capture) =
-            (&self.pack, &self.small, &self.file, &self.error, &self.sink)
+        let (Some(pack), Some(file), None, Sink::Capture) =
+            (&self.pack, &self.file, &self.error, &self.sink)
         else {
             return;
         };
-        if let Ok(at) = super::pack::append(pack, bytes) {
+        if self.written > super::pack::PACK_LIMIT as u64 {
+            return;
+        }
+        let mut bytes = vec![0u8; self.written as usize];
+        let read = std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0);
+        if let Ok(at) = read.and_then(|()| super::pack::append(pack, &bytes)) {
             self.file = None;
-            self.small = None;
             self.packed = Some(at);
             super::pack::remove_moved(&self.path);
         }
@@ -222,12 +226,8 @@ impl Drain {
                 self.path.display()
             ));
         }
-        if let Some(small) = &mut self.small {
-            if small.len() + chunk.len() <= super::pack::PACK_LIMIT {
-                small.extend_from_slice(chunk);
-            } else {
-                self.small = None;
-            }
+        if self.error.is_none() {
+            self.written += chunk.len() as u64;
         }
     }
 
@@ -292,6 +292,8 @@ pub(crate) fn open_capture(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .write(true)
+        // Read too: a small capture is read back once its job ended, to go into the pack.
+        .read(true)
         .truncate(true)
         .mode(0o600)
         // Capture files are ours: a symlink in their place is never followed.

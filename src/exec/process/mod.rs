@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use launch::{Launch, Launcher, Local, Sweep};
-pub use pack::PACK_LIMIT;
 pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};
