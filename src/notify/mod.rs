@@ -73,7 +73,24 @@ pub struct FailedJob {
     pub outcome: String,
     pub error: Option<String>,
     /// Its captured stderr (redacted as it was drained), if it wrote any.
-    pub stderr: Option<std::path::PathBuf>,
+    pub stderr: Option<StderrOf>,
+}
+
+/// Where a failed job's stderr reads back from: its record and its run's capture folder, so
+/// that it is read as every output is (`CaptureRoot::read_back`: its file, or the run's pack).
+#[derive(Debug, Clone)]
+pub struct StderrOf {
+    pub files: crate::exec::CaptureRoot,
+    pub record: Box<CompletedProcess>,
+}
+
+impl StderrOf {
+    fn open(&self) -> Option<std::fs::File> {
+        self.files
+            .read_back(&self.record, crate::exec::Stream::Stderr)
+            .ok()?
+            .into_file()
+    }
 }
 
 /// How a run ended, as the run knows it when it is about to end.
@@ -211,8 +228,8 @@ fn summarize(end: &RunEnd<'_>, mut db: Option<&mut RunStore>) -> Summary {
         .map(|f| {
             let tail = f
                 .stderr
-                .as_deref()
-                .and_then(|p| std::fs::File::open(p).ok())
+                .as_ref()
+                .and_then(StderrOf::open)
                 .map(|f| crate::report::tail_lines(f, TAIL_LINES))
                 .unwrap_or_default();
             let diff = match (&mut db, end.job_file, change) {
@@ -266,11 +283,7 @@ fn diff_since_good(db: &mut RunStore, job_file: &str, run_id: &str, f: &FailedJo
             .ok()?
             .into_file(),
     );
-    let new = read(
-        f.stderr
-            .as_deref()
-            .and_then(|p| std::fs::File::open(p).ok()),
-    );
+    let new = read(f.stderr.as_ref().and_then(StderrOf::open));
     let label = |id: &str| format!("{} @ {id}", f.name);
     let text = crate::text::unified_diff(&old, &new, &label(&good_run), &label(run_id));
     let mut lines: Vec<&str> = text.lines().collect();

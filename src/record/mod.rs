@@ -23,6 +23,7 @@ use time::{secs_f64, unix_millis};
 pub struct StoredOutput {
     /// The file holding the bytes: a capture file (absent when the job wrote nothing) or the
     /// job's own redirection target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// Bytes the job wrote to this stream during this run.
     pub bytes: u64,
@@ -33,6 +34,17 @@ pub struct StoredOutput {
     /// say what went wrong.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// Set once a small capture moved from its own file into the run's pack
+    /// (`CaptureRoot::pack_path`): where its bytes are there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<Packed>,
+}
+
+/// Where a capture's bytes stand in its run's pack file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packed {
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// The record of one finished job, in the spirit of Python's `subprocess.CompletedProcess`.
@@ -47,9 +59,11 @@ pub struct CompletedProcess {
     /// The exit code; `None` when the process was killed by a signal or never ran.
     pub returncode: Option<i32>,
     /// The signal that killed the process, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     pub status: Status,
     /// Why the job could not run (spawn errors, skipped jobs), or what went wrong around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub stdout: StoredOutput,
     pub stderr: StoredOutput,
@@ -65,13 +79,15 @@ pub struct CompletedProcess {
     pub attempts: u32,
     /// Succeeded only after retries (see [`CompletedProcess::settle_flaky`]); the status stays
     /// `succeeded`, so counts, exit codes and `--resume` treat it as any success.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Things worth knowing about how the job ended (e.g. a leftover process kept a pipe open).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Attempts before the final one (with `retries:`), oldest first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_attempts: Vec<Attempt>,
     /// Names (not values) of the variables orchestrate set for the job; with `env_inherited`,
     /// the job also had orchestrate's own environment, whose names the run records once.
@@ -80,13 +96,13 @@ pub struct CompletedProcess {
     #[serde(default)]
     pub env_inherited: bool,
     /// A background job (`background: true`): its record belongs to its supervisor.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
     /// The job's definition hash (see `plan::definition_hash`), for `--resume`.
     #[serde(default)]
     pub def_hash: String,
     /// The process that watches a background job, to tell a running job from a lost one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervisor: Option<ProcessIdentity>,
     /// The job's own process (the leader of its process group) while it runs: a record
     /// still running after its run died names a survivor, which the next run of the job
@@ -95,7 +111,7 @@ pub struct CompletedProcess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessIdentity>,
     /// The Slurm job a job ran as (`executor: slurm`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_job_id: Option<String>,
     /// A hook's or a notification's record (`on_failure`, `notify.webhook`), not a job's:
     /// kept and shown with the run, never counted in its jobs or its status.

@@ -100,7 +100,9 @@ fn in_temp(started: SystemTime) -> Result<Capture, RunError> {
         .map_err(RunError::Temp)?;
     Ok(Capture {
         run_id: store::new_run_id(started),
-        dir: t.path().to_path_buf(),
+        // A folder inside the temporary one: the run's pack goes beside it (`<dir>.pack`),
+        // and so inside the temporary folder too.
+        dir: t.path().join("run"),
         db: None,
         state_root: None,
         lock: None,

@@ -13,8 +13,15 @@ use crate::store::RunStore;
 /// Records committed per transaction at most.
 const MAX_BATCH: usize = 2048;
 
-/// How long a finished record may wait for others to share its transaction.
+/// How long the thread takes events before it looks at what is due, and how long a job runs
+/// before its running record is stored.
 const BATCH_WINDOW: Duration = Duration::from_millis(25);
+
+/// How long a finished record may wait for others to share its transaction. Each commit
+/// writes again the index pages its records touched, so the store's CPU per record falls with
+/// the records per commit (measured: about 25 µs at 25 records, 12 µs at 400); a crash loses
+/// at most this much of finished records.
+const COMMIT_WINDOW: Duration = Duration::from_millis(200);
 
 /// What the event thread hands back when the run's events are all taken.
 pub(super) struct Consumed {
@@ -68,6 +75,8 @@ struct Consumer {
     older: HashMap<usize, Sealed>,
     gather: Option<super::facts::Gather>,
     last_end: Option<SystemTime>,
+    /// When the batch's first record must be committed at the latest.
+    due: Option<Instant>,
 }
 
 impl Consumer {
@@ -97,6 +106,8 @@ impl Consumer {
             }
             if self.db.is_some() {
                 self.batch.push(*rec);
+                self.due
+                    .get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
             }
         } else if let Event::HookFinished(rec) = ev {
             self.last_end = self.last_end.max(Some(rec.finished));
@@ -108,6 +119,8 @@ impl Consumer {
             }
             if self.db.is_some() {
                 self.batch.push(*rec);
+                self.due
+                    .get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
             }
         }
     }
@@ -116,7 +129,23 @@ impl Consumer {
     /// tried again with the next; after three failures in a row the store is given up for the
     /// rest of the run, with a warning.
     fn flush(&mut self) {
+        let running = !self.older.is_empty();
         self.store_running();
+        let early = self.due.is_some_and(|d| Instant::now() < d);
+        if !running && early && self.batch.len() < MAX_BATCH {
+            return;
+        }
+        self.commit();
+    }
+
+    /// Commits the batch whatever its age.
+    fn flush_now(&mut self) {
+        self.store_running();
+        self.commit();
+    }
+
+    fn commit(&mut self) {
+        self.due = None;
         let Some(s) = self.db.as_mut() else {
             self.batch.clear();
             return;
@@ -161,7 +190,7 @@ impl Consumer {
     /// Whether running records wait for a commit (the thread must then wake to store them
     /// even when no event comes).
     fn running_pending(&self) -> bool {
-        !self.fresh.is_empty() || !self.older.is_empty()
+        !self.fresh.is_empty() || !self.older.is_empty() || !self.batch.is_empty()
     }
 
     /// The next event, or `None` once every sender is gone. While running records wait, it
@@ -230,6 +259,7 @@ pub(super) fn consume(
         unrecorded: Vec::new(),
         output_lost: 0,
         last_end: None,
+        due: None,
         fresh: HashMap::new(),
         older: HashMap::new(),
         gather,
@@ -264,7 +294,7 @@ pub(super) fn consume(
         if c.batch.is_empty() {
             break;
         }
-        c.flush();
+        c.flush_now();
     }
     c.records.sort_by_key(|r| r.index);
     Consumed {

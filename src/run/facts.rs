@@ -97,11 +97,12 @@ impl Gather {
                 status: rec.status,
                 outcome: rec.outcome(),
                 error: rec.error.clone(),
-                stderr: rec
-                    .stderr
-                    .path
-                    .clone()
-                    .filter(|_| rec.stderr.captured && rec.stderr.bytes > 0),
+                stderr: (rec.stderr.captured && rec.stderr.bytes > 0).then(|| {
+                    crate::notify::StderrOf {
+                        files: self.files.clone(),
+                        record: Box::new(rec.clone()),
+                    }
+                }),
             });
         }
     }

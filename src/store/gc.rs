@@ -7,6 +7,10 @@ use rusqlite::params;
 
 use super::{Result, Retention, RunFilter, RunStore};
 
+/// Free pages below which gc leaves the file as it is (256 KiB of 4 KiB pages): they are
+/// reused by the next runs anyway.
+const SHRINK_MIN_PAGES: i64 = 64;
+
 #[derive(Debug, Clone, Default)]
 pub struct GcReport {
     pub runs_removed: usize,
@@ -38,7 +42,7 @@ impl RunStore {
                 .is_some_and(|a| now.duration_since(r.started).unwrap_or_default() > a);
             // Sizes are only worth walking the folders for when bytes are limited.
             let bytes = if keep.max_bytes.is_some() || too_many || too_old {
-                dir_size(&self.run_dir(&r.id))
+                run_size(&self.root().join("runs"), &r.id)
             } else {
                 0
             };
@@ -57,20 +61,60 @@ impl RunStore {
             }
         }
         let mut report = GcReport::default();
-        for (id, bytes) in doomed {
-            // The folder first, then the rows: a gc stopped in between leaves a folder without
-            // a run, which the sweep below (of this gc or the next) removes.
-            remove_run_dir(&self.root().join("runs"), &id);
-            let tx = self.conn.unchecked_transaction().map_err(self.sql_err())?;
-            tx.execute("DELETE FROM records WHERE run_id = ?1", params![id])
-                .and_then(|_| tx.execute("DELETE FROM runs WHERE id = ?1", params![id]))
-                .and_then(|_| tx.commit())
+        // The rows of all doomed runs go in one transaction (one commit, not one per run),
+        // then their folders: a gc stopped in between leaves folders without a run, which the
+        // sweep below (of this gc or the next) removes.
+        let tx = self.conn.unchecked_transaction().map_err(self.sql_err())?;
+        for (id, _) in &doomed {
+            tx.prepare_cached("DELETE FROM records WHERE run_id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
+                .and_then(|_| tx.prepare_cached("DELETE FROM runs WHERE id = ?1"))
+                .and_then(|mut s| s.execute(params![id]))
                 .map_err(self.sql_err())?;
+        }
+        tx.commit().map_err(self.sql_err())?;
+        for (id, bytes) in doomed {
+            remove_run_dir(&self.root().join("runs"), &id);
             report.runs_removed += 1;
             report.bytes_removed += bytes;
         }
         self.sweep_orphan_dirs()?;
+        if report.runs_removed > 0 {
+            self.shrink()?;
+        }
         Ok(report)
+    }
+
+    /// Gives the pages that removed rows freed back to the file system, once they are a good
+    /// part of the file: the history would otherwise never shrink. A database made before
+    /// `auto_vacuum` was set is rebuilt once by `VACUUM` (the only way to switch it on), later
+    /// ones only move their free pages to the end and cut them off (`incremental_vacuum`).
+    /// The WAL is then checkpointed and truncated, so the file is smaller on disk at once.
+    fn shrink(&mut self) -> Result<()> {
+        let pragma = |conn: &rusqlite::Connection, name: &str| -> rusqlite::Result<i64> {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        };
+        let free = pragma(&self.conn, "freelist_count").map_err(self.sql_err())?;
+        let pages = pragma(&self.conn, "page_count").map_err(self.sql_err())?;
+        if free < SHRINK_MIN_PAGES || free * 4 < pages {
+            return Ok(());
+        }
+        if pragma(&self.conn, "auto_vacuum").map_err(self.sql_err())? == 2 {
+            // It frees a page per step: stepped to its end, not once as `execute_batch` would.
+            let mut stmt = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
+                .map_err(self.sql_err())?;
+            let mut rows = stmt.query([]).map_err(self.sql_err())?;
+            while rows.next().map_err(self.sql_err())?.is_some() {}
+        } else {
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+                .map_err(self.sql_err())?;
+        }
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(self.sql_err())
     }
 
     /// Runs with a job still running are kept whatever the limits: a background job's
@@ -99,9 +143,11 @@ impl RunStore {
         let Ok(entries) = std::fs::read_dir(&runs) else {
             return Ok(0);
         };
-        let names: Vec<String> = entries
+        // A run's pack (`<id>.pack`) belongs to the run of its id.
+        let names: std::collections::HashSet<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map(|n| n.strip_suffix(PACK_SUFFIX).map(str::to_string).unwrap_or(n))
             .collect();
         let mut stmt = self
             .conn
@@ -127,8 +173,12 @@ impl RunStore {
     }
 }
 
-/// Removes `runs/<name>`, only ever an entry directly inside `runs/`: a name that is not a
-/// single plain component is left alone, and a symlink is removed itself, never followed.
+/// What `exec::CaptureRoot::pack_path` adds to a run folder's name for its pack.
+const PACK_SUFFIX: &str = ".pack";
+
+/// Removes `runs/<name>` and its pack `runs/<name>.pack`, only ever entries directly inside
+/// `runs/`: a name that is not a single plain component is left alone, and a symlink is
+/// removed itself, never followed.
 fn remove_run_dir(runs: &Path, name: &str) {
     let plain = !name.is_empty()
         && name != "."
@@ -148,6 +198,15 @@ fn remove_run_dir(runs: &Path, name: &str) {
         }
         Err(_) => {}
     }
+    let _ = std::fs::remove_file(runs.join(format!("{name}{PACK_SUFFIX}")));
+}
+
+/// The bytes a run keeps: its folder's files and its pack.
+fn run_size(runs: &Path, id: &str) -> u64 {
+    let pack = std::fs::symlink_metadata(runs.join(format!("{id}{PACK_SUFFIX}")))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    dir_size(&runs.join(super::as_component(id))) + pack
 }
 
 fn dir_size(p: &Path) -> u64 {

@@ -3,7 +3,10 @@
 //! ```text
 //! <state dir>/history.db
 //! <state dir>/locks/
-//! <state dir>/runs/<run-id>/<job>/stdout|stderr
+//! <state dir>/runs/<run-id>/<job>/stdout|stderr   a job's output while it runs, and after it
+//!                                                 when larger than 64 KiB
+//! <state dir>/runs/<run-id>.pack                  the run's smaller outputs, appended as
+//!                                                 their jobs ended (the folder then goes)
 //! ```
 //!
 //! The handle, its errors and where the store lives are here; each submodule adds to

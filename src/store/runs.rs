@@ -131,6 +131,8 @@ impl RunStore {
                 params![run_id, status.as_str(), to_millis(ended)],
             )
             .map_err(self.sql_err())?;
+        // A run whose outputs all moved into its pack (or that had none) leaves no folder.
+        let _ = std::fs::remove_dir(self.run_dir(run_id));
         self.recount(run_id)
     }
 

@@ -43,6 +43,17 @@ pub fn open_regular_beneath(dir: &Path, parts: &[&str]) -> io::Result<Option<Fil
     Ok(Some(File::from(fd)))
 }
 
+/// A file that lives in memory only, holding `bytes`, read from its start: what is read back
+/// from elsewhere (a run's pack) is handed on as a file like any capture file.
+pub fn anonymous_file(bytes: &[u8]) -> io::Result<File> {
+    use std::io::{Seek, Write};
+    let fd = rustix::fs::memfd_create("orchestrate-output", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    Ok(f)
+}
+
 /// The error of a component that could not be opened. Under O_NOFOLLOW a symlink fails as a
 /// loop (ELOOP), or as "not a directory" where a folder was asked for: it is named as such.
 fn refused(e: rustix::io::Errno, folder: bool) -> io::Error {

@@ -327,9 +327,10 @@ fn junit_and_report_read_output_only_from_the_runs_capture_files() {
     const MARKER: &str = "MARKER-outside-the-state-dir";
     let env = Env::new();
     let secret = env.write("outside/secret", &format!("{MARKER}\n"));
+    // `linked` writes more than the run's pack takes: its file stays.
     let yaml = "jobs:
   - name: linked
-    shell: echo mine; exit 1
+    shell: echo mine; head -c 70000 /dev/zero; exit 1
   - name: named
     shell: echo mine; exit 1
   - name: own

@@ -127,18 +127,19 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Unsafe items (the job gets index names) and safe-but-tricky ones (they become names), plus
 /// job names that need escaping as folder names: a leading dot, `\`, `%`, and two names that
-/// would collide if `%` were not escaped.
+/// would collide if `%` were not escaped. Each writes more than the run's pack takes, so that
+/// its capture file stays where it was written.
 const NAMES_YAML: &str = r#"jobs:
   - name: x
-    command: [printf, '%s\n', '{item}']
+    command: [sh, -c, 'printf "%s\n" "$0"; head -c 70000 /dev/zero', '{item}']
     for_each: ['../../etc', '/abs', 'a/../../b', '..']
   - name: .dot
-    command: [printf, '%s\n', '{item}']
+    command: [sh, -c, 'printf "%s\n" "$0"; head -c 70000 /dev/zero', '{item}']
     for_each: ['.hidden', '..up', '%2F', 'back\slash', '~', '$HOME', '*', '-n']
   - name: ..hidden
-    command: [printf, '%s\n', 'two dots']
+    command: [sh, -c, 'printf "%s\n" "$0"; head -c 70000 /dev/zero', 'two dots']
   - name: '%2E.hidden'
-    command: [printf, '%s\n', 'escaped dot']
+    command: [sh, -c, 'printf "%s\n" "$0"; head -c 70000 /dev/zero', 'escaped dot']
 "#;
 
 #[test]

@@ -15,6 +15,7 @@ mod daemons;
 mod display;
 mod exports;
 mod flaky_slow;
+mod footprint;
 mod graph;
 mod hardening;
 mod helpers;

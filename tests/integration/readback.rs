@@ -43,13 +43,14 @@ fn a_forged_record_or_a_planted_symlink_never_makes_logs_or_diff_print_another_f
     let env = Env::new();
     let secret = env.write("outside/secret", &format!("{MARKER}\n"));
     env.write("outside/dir/stdout", &format!("{MARKER}\n"));
+    // `linked` and `folder` write more than the run's pack takes: their files stay.
     let yaml = "jobs:
   - name: linked
-    command: echo mine
+    shell: echo mine; head -c 70000 /dev/zero
   - name: named
     command: echo mine
   - name: folder
-    command: echo mine
+    shell: echo mine; head -c 70000 /dev/zero
   - name: own
     command: echo mine
     stdout: {file: own.txt}

@@ -65,8 +65,11 @@ fn unsettled_history(env: &Env) -> (String, String) {
     let mut ids: Vec<String> = std::fs::read_dir(env.state().join("runs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // A run's folder, or its pack (`<id>.pack`), or both.
+        .map(|n| n.strip_suffix(".pack").map(str::to_string).unwrap_or(n))
         .collect();
     ids.sort();
+    ids.dedup();
     assert_eq!(ids.len(), 2, "{ids:?}");
     (ids[0].clone(), ids[1].clone())
 }

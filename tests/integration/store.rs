@@ -108,7 +108,7 @@ fn ambiguous_prefix_is_an_error() {
 fn store_layout_and_permissions() {
     let env = Env::new();
     env.run_jobs(
-        "jobs:\n  - name: out\n    command: echo x\n  - name: quiet\n    command: 'true'\n",
+        "jobs:\n  - name: out\n    command: echo x\n  - name: quiet\n    command: 'true'\n  - name: big\n    command: head -c 70000 /dev/zero\n",
         &[],
     );
     let state = env.state();
@@ -116,11 +116,17 @@ fn store_layout_and_permissions() {
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("history.db")), 0o600);
     let id = &run_ids(&env)[0];
-    let out = state.join("runs").join(id).join("out/stdout");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "x\n");
-    assert_eq!(mode(&out), 0o600);
+    // Small outputs end in the run's pack, larger ones keep their own file.
+    let pack = state.join("runs").join(format!("{id}.pack"));
+    assert_eq!(std::fs::read_to_string(&pack).unwrap(), "x\n");
+    assert_eq!(mode(&pack), 0o600);
+    assert!(!state.join("runs").join(id).join("out").exists());
+    let big = state.join("runs").join(id).join("big/stdout");
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 70000);
+    assert_eq!(mode(&big), 0o600);
+    assert_eq!(mode(&state.join("runs").join(id).join("big")), 0o700);
     // Output files are created only when a job writes.
-    assert!(!state.join("runs").join(id).join("out/stderr").exists());
+    assert!(!state.join("runs").join(id).join("big/stderr").exists());
     assert!(!state.join("runs").join(id).join("quiet").exists());
 }
 
@@ -286,9 +292,10 @@ fn gc_removes_rows_and_files_together() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("removed 2 runs"), "{r:?}");
     assert_eq!(run_ids(&env), vec![ids[0].clone()]);
-    assert!(env.state().join("runs").join(&ids[0]).exists());
-    assert!(!env.state().join("runs").join(&ids[1]).exists());
-    assert!(!env.state().join("runs").join(&ids[2]).exists());
+    let pack = |id: &str| env.state().join("runs").join(format!("{id}.pack"));
+    assert!(pack(&ids[0]).exists());
+    assert!(!pack(&ids[1]).exists());
+    assert!(!pack(&ids[2]).exists());
     let none = env.run(&["gc"]);
     assert_eq!(none.code, 2);
 }

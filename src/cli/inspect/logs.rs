@@ -38,11 +38,11 @@ pub(super) fn logs(
             // Running or not: there is nothing here to follow.
             Readback::Elsewhere(p) => Err(InspectError::Usage(not_captured(job, stream, &p))),
             _ if follow && rec.status.is_running() => {
-                copy_unrecorded(db, &run_id, job, &open, follow, out)
+                copy_unrecorded(db, (&run_id, job, stream), &open, follow, out)
             }
-            Readback::Captured(f) => {
+            Readback::Captured(mut f) => {
                 let mut copied = 0;
-                copy_from(f, &mut copied, out)?;
+                copy_from(f.as_mut(), &mut copied, out)?;
                 if copied == 0 {
                     note_other_stream(db.root(), &run_id, &rec, stream, at)?;
                 }
@@ -56,7 +56,7 @@ pub(super) fn logs(
             if !(open()?.is_some() || follow && running) {
                 return Err(InspectError::Store(store::StoreError::NotFound(msg)));
             }
-            copy_unrecorded(db, &run_id, job, &open, follow, out)
+            copy_unrecorded(db, (&run_id, job, stream), &open, follow, out)
         }
         Err(e) => Err(e.into()),
     }
@@ -97,26 +97,49 @@ fn note_other_stream(
 }
 
 /// The output of a job without a final record, once, or with `follow` until the job ends (or
-/// its run, or its supervisor, ends without it).
+/// its run, or its supervisor, ends without it). The file is kept open once it appeared: a
+/// small capture leaves it for the run's pack when its job ends, and what the open file still
+/// holds is read to its end. A file never seen is read from the final record instead.
 fn copy_unrecorded(
     db: &mut RunStore,
-    run_id: &str,
-    job: &str,
+    (run_id, job, stream): (&str, &str, Stream),
     open: &dyn Fn() -> std::io::Result<Option<std::fs::File>>,
     follow: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let mut offset = 0u64;
+    let mut file = None;
     loop {
-        copy_from(open()?, &mut offset, out)?;
+        // A retried job's next attempt writes a new file: the old one is read to its end first.
+        if let Some(new) = open()?
+            && !file.as_ref().is_some_and(|f| same_file(f, &new))
+        {
+            copy_from(file.as_mut(), &mut offset, out)?;
+            (file, offset) = (Some(new), 0);
+        }
+        copy_from(file.as_mut(), &mut offset, out)?;
         if !follow {
             return Ok(exit::OK);
         }
         if !still_going(db, run_id, job)? {
-            copy_from(open()?, &mut offset, out)?;
+            if file.is_none() {
+                file = match db.record(run_id, job) {
+                    Ok(rec) => read_back(db.root(), run_id, &rec, stream)?.into_file(),
+                    Err(_) => open()?,
+                };
+            }
+            copy_from(file.as_mut(), &mut offset, out)?;
             return Ok(exit::OK);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn same_file(a: &std::fs::File, b: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 
@@ -139,11 +162,11 @@ fn still_going(db: &mut RunStore, run_id: &str, job: &str) -> Result<bool, Inspe
 
 /// Copies what the file holds past `offset`, and moves `offset` on; no file yet is no output.
 fn copy_from(
-    file: Option<std::fs::File>,
+    file: Option<&mut std::fs::File>,
     offset: &mut u64,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    if let Some(mut f) = file {
+    if let Some(f) = file {
         f.seek(SeekFrom::Start(*offset))?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::exec::remote::wrap;
 use crate::exec::{Event, EventSink, Stream};
-use crate::record::{Redactor, Secrets, StoredOutput};
+use crate::record::{Packed, Redactor, Secrets, StoredOutput};
 
 /// One output stream being drained into its capture file.
 pub(super) struct Drain {
@@ -26,6 +26,12 @@ pub(super) struct Drain {
     pub sink: Sink,
     /// Strips a remote wrapper's control lines (stderr of remote jobs).
     pub filter: Option<wrap::ControlFilter>,
+    /// The run's pack, where a small capture moves once the job ended (`pack`).
+    pub pack: Option<PathBuf>,
+    /// Bytes written to the capture file.
+    written: u64,
+    /// Where the capture stands in the pack, once it moved there.
+    packed: Option<Packed>,
 }
 
 /// `max_output`: the head goes to the file as it comes; the tail waits in memory (at most
@@ -80,6 +86,9 @@ impl Drain {
             redactor: secrets.redactor(),
             sink: Sink::Capture,
             filter: None,
+            pack: None,
+            written: 0,
+            packed: None,
         }
     }
 
@@ -132,7 +141,28 @@ impl Drain {
             }
             self.write_file(&kept);
         }
+        self.move_to_pack();
         rest
+    }
+
+    /// A whole capture of at most `PACK_LIMIT` bytes moves into the run's pack and its file
+    /// goes; one that could not be packed simply stays a file.
+    fn move_to_pack(&mut self) {
+        let (Some(pack), Some(file), None, Sink::Capture) =
+            (&self.pack, &self.file, &self.error, &self.sink)
+        else {
+            return;
+        };
+        if self.written > super::pack::PACK_LIMIT as u64 {
+            return;
+        }
+        let mut bytes = vec![0u8; self.written as usize];
+        let read = std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0);
+        if let Ok(at) = read.and_then(|()| super::pack::append(pack, &bytes)) {
+            self.file = None;
+            self.packed = Some(at);
+            super::pack::remove_moved(&self.path);
+        }
     }
 
     fn store(&mut self, chunk: &[u8]) {
@@ -196,6 +226,9 @@ impl Drain {
                 self.path.display()
             ));
         }
+        if self.error.is_none() {
+            self.written += chunk.len() as u64;
+        }
     }
 
     /// Splits a chunk into lines for live output (`--output stream`, progress lines).
@@ -238,10 +271,11 @@ impl Drain {
             return StoredOutput::default();
         }
         StoredOutput {
-            path: self.file.is_some().then(|| self.path.clone()),
+            path: (self.file.is_some() || self.packed.is_some()).then(|| self.path.clone()),
             bytes: self.bytes,
             captured: true,
             incomplete: self.error.is_some(),
+            packed: self.packed,
         }
     }
 }
@@ -258,6 +292,8 @@ pub(crate) fn open_capture(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .write(true)
+        // Read too: a small capture is read back once its job ended, to go into the pack.
+        .read(true)
         .truncate(true)
         .mode(0o600)
         // Capture files are ours: a symlink in their place is never followed.

@@ -9,6 +9,7 @@ mod drain;
 pub(crate) use drain::open_capture;
 mod launch;
 mod outcome;
+mod pack;
 mod path;
 mod pending;
 mod pipe;

@@ -1,6 +1,7 @@
 //! Reading a job's output back (`logs`, `diff`, `show --json`, a run's reports, the library):
-//! only from its capture file, found from the run's folder and the job's name, never from the
-//! path a record holds, since a record read back from the store could name any file.
+//! only from its capture file, found from the run's folder and the job's name, or from the
+//! run's pack where a small capture moved when its job ended; never from the path a record
+//! holds, since a record read back from the store could name any file.
 
 use std::fs::File;
 use std::io;
@@ -54,6 +55,20 @@ impl CaptureRoot {
     /// the record names.
     pub fn read_back(&self, rec: &CompletedProcess, stream: Stream) -> io::Result<Readback> {
         let out = stream.of(rec);
+        if let (true, Some(at)) = (out.captured, out.packed) {
+            return Ok(Readback::Captured(self.read_packed(at).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the {} of `{}` is not read from {}: {}",
+                        stream.as_str(),
+                        rec.job,
+                        self.pack_path().display(),
+                        os_text(&e)
+                    ),
+                )
+            })?));
+        }
         if out.captured {
             return Ok(Readback::Captured(self.open(&rec.job, stream)?));
         }

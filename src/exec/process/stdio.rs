@@ -293,12 +293,14 @@ fn open_end(
 }
 
 fn capture_drain(job: &PlannedJob, ctx: &JobCtx, stream: Stream) -> Drain {
-    Drain::new(
+    let mut d = Drain::new(
         stream,
         ctx.capture.path(&job.name, stream),
         &ctx.secrets,
         job.max_output,
-    )
+    );
+    d.pack = Some(ctx.capture.pack_path());
+    d
 }
 
 /// stderr to wherever stdout goes (`2>&1`). A captured stdout then reads one pipe that both

@@ -1,0 +1,234 @@
+//! The store's footprint: small outputs move into one pack per run once their job ended (a
+//! running job's output stays a file of its own), gc gives the database's pages back, and an
+//! older database migrates with its rows as they were.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::helpers::{Env, wait_for};
+
+fn last_run(env: &Env) -> String {
+    env.run(&["runs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every file and folder under `dir`, as paths relative to it.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+        if p.is_dir() {
+            out.extend(
+                tree(&p)
+                    .into_iter()
+                    .map(|q| p.strip_prefix(dir).unwrap().join(q)),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+fn db_len(env: &Env) -> u64 {
+    std::fs::metadata(env.state().join("history.db"))
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn small_outputs_leave_one_pack_per_run_and_still_read_back() {
+    let env = Env::new();
+    let jobs = |word: &str| {
+        format!(
+            "jobs:\n  - name: a\n    shell: 'echo {word}-a; echo err-a >&2'\n  - name: b\n    shell: 'printf {word}-b'\n  - name: quiet\n    shell: 'true'\n"
+        )
+    };
+    assert_eq!(env.run_jobs(&jobs("one"), &["-q"]).code, 0);
+    assert_eq!(env.run_jobs(&jobs("two"), &["-q"]).code, 0);
+    let id = last_run(&env);
+    // No folder and no file per job: one pack for the run's outputs.
+    let runs = env.state().join("runs");
+    let left = tree(&runs);
+    assert!(!runs.join(&id).exists(), "{left:?}");
+    assert!(
+        left.contains(&PathBuf::from(format!("{id}.pack"))),
+        "{left:?}"
+    );
+    assert_eq!(left.len(), 2, "one pack per run: {left:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(runs.join(format!("{id}.pack")))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // Every reader still gets the bytes.
+    assert_eq!(env.run(&["logs", "a"]).stdout, "two-a\n");
+    assert_eq!(env.run(&["logs", "a", "--stderr"]).stdout, "err-a\n");
+    assert_eq!(env.run(&["logs", "b"]).raw_stdout, b"two-b");
+    let shown = env.run(&["show", "--json"]).json();
+    let a = shown.iter().find(|r| r["job"] == "a").unwrap();
+    assert_eq!(a["stdout"], "two-a\n");
+    assert_eq!(a["stderr"], "err-a\n");
+    let diff = env.run(&["diff", "a"]);
+    assert!(
+        diff.stdout.contains("-one-a") && diff.stdout.contains("+two-a"),
+        "{diff:?}"
+    );
+    let older = env.run(&["logs", "b", "--run", "last~1"]);
+    assert_eq!(older.raw_stdout, b"one-b");
+}
+
+#[test]
+fn a_running_jobs_output_is_a_file_until_it_ends() {
+    let env = Env::new();
+    let go = env.path("go");
+    env.write(
+        "jobs.yaml",
+        &format!(
+            "jobs:\n  - name: slow\n    shell: 'echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second'\n",
+            go.display()
+        ),
+    );
+    let mut run = env.spawn(&["jobs.yaml", "-q"]);
+    let file = || -> Option<PathBuf> {
+        let ids = env.run(&["runs", "--json"]).json();
+        let id = ids.first()?["id"].as_str()?.to_string();
+        Some(env.state().join("runs").join(id).join("slow/stdout"))
+    };
+    assert!(wait_for(Duration::from_secs(20), || file().is_some_and(
+        |f| std::fs::read_to_string(f).unwrap_or_default() == "first\n"
+    )));
+    let path = file().unwrap();
+    // What a user would do: tail the file while the job runs.
+    let tail = std::process::Command::new("tail")
+        .args(["-n", "1"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tail.stdout), "first\n");
+    let follow = env.spawn(&["logs", "slow", "--follow"]);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, "").unwrap();
+    assert!(run.wait().unwrap().success());
+    let followed = follow.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "first\nsecond\n");
+    // Ended, its output moved into the run's pack, and still reads back.
+    assert!(!path.exists(), "{path:?} is still there");
+    assert_eq!(env.run(&["logs", "slow"]).stdout, "first\nsecond\n");
+}
+
+#[test]
+fn gc_gives_the_databases_pages_back() {
+    let env = Env::new();
+    let many: String = (0..150)
+        .map(|i| format!("  - name: j{i}\n    shell: 'true'\n"))
+        .collect();
+    for _ in 0..6 {
+        assert_eq!(env.run_jobs(&format!("jobs:\n{many}"), &["-q"]).code, 0);
+    }
+    let before = db_len(&env);
+    let kept = last_run(&env);
+    let gc = env.run(&["gc", "--keep-runs", "1"]);
+    assert!(gc.stdout.contains("removed 5 runs"), "{gc:?}");
+    let after = db_len(&env);
+    assert!(
+        after < before * 2 / 3,
+        "history.db {before} -> {after} bytes"
+    );
+    let ids: Vec<String> = env
+        .run(&["runs", "--json"])
+        .json()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![kept]);
+    assert_eq!(env.run(&["show", "--json"]).json().len(), 150);
+}
+
+/// Makes the store's database look as schema 6 left it: the index it had, no auto_vacuum.
+fn downgrade_to_schema_6(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "DROP INDEX records_background;
+         DROP INDEX records_running;
+         CREATE INDEX records_background ON records(background, status);
+         PRAGMA user_version = 6;
+         PRAGMA auto_vacuum = NONE;
+         VACUUM;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_schema_6_database_migrates_keeps_its_rows_and_shrinks_after_gc() {
+    let env = Env::new();
+    let many: String = (0..150)
+        .map(|i| format!("  - name: j{i}\n    shell: 'echo {i}'\n"))
+        .collect();
+    let yaml = format!("jobs:\n{many}");
+    for _ in 0..5 {
+        assert_eq!(env.run_jobs(&yaml, &["-q"]).code, 0);
+    }
+    let db = env.state().join("history.db");
+    downgrade_to_schema_6(&db);
+    let old = last_run(&env);
+    assert_eq!(env.run_jobs(&yaml, &["-q"]).code, 0);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 7);
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'records_running'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 1);
+    drop(conn);
+    // The old rows read as before.
+    let out = env.run(&["logs", "j7", "--run", &old]);
+    assert_eq!(out.stdout, "7\n", "{out:?}");
+    // gc switches the old database to auto_vacuum (one VACUUM) and gives its pages back.
+    let before = db_len(&env);
+    let gc = env.run(&["gc", "--keep-runs", "1"]);
+    assert!(gc.stdout.contains("removed 5 runs"), "{gc:?}");
+    assert!(
+        db_len(&env) < before * 2 / 3,
+        "{before} -> {}",
+        db_len(&env)
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "incremental from now on");
+}
+
+#[test]
+fn a_pack_replaced_by_a_symlink_is_never_read_through() {
+    let env = Env::new();
+    let secret = env.write("outside/secret", "MARKER-outside\n");
+    assert_eq!(
+        env.run_jobs("jobs:\n  - name: a\n    command: echo mine\n", &["-q"])
+            .code,
+        0
+    );
+    let pack = env
+        .state()
+        .join("runs")
+        .join(format!("{}.pack", last_run(&env)));
+    std::fs::remove_file(&pack).unwrap();
+    std::os::unix::fs::symlink(&secret, &pack).unwrap();
+    let r = env.run(&["logs", "a"]);
+    assert!(
+        !r.stdout.contains("MARKER") && !r.stderr.contains("MARKER"),
+        "{r:?}"
+    );
+    assert_eq!(r.code, 70, "{r:?}");
+    assert!(r.stderr.contains("symlink"), "{r:?}");
+}
