@@ -40,6 +40,17 @@ pub struct StoredOutput {
     pub packed: Option<Packed>,
 }
 
+impl StoredOutput {
+    /// The file that holds the bytes now, to name to people and machines: none once they
+    /// moved into the run's pack (the file `path` names is gone; `logs` reads them).
+    pub fn file_now(&self) -> Option<&std::path::Path> {
+        match self.packed {
+            Some(_) => None,
+            None => self.path.as_deref(),
+        }
+    }
+}
+
 /// Where a capture's bytes stand in its run's pack file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packed {

@@ -285,10 +285,11 @@ fn place_fields(f: &mut Fields, rec: &CompletedProcess) {
 
 /// An output stream's size and where its bytes are.
 fn output_where(out: &StoredOutput) -> String {
-    let where_ = match &out.path {
-        Some(p) => p.display().to_string(),
-        None if out.captured => "(empty)".to_string(),
-        None => "(not captured)".to_string(),
+    let where_ = match (&out.path, out.packed) {
+        (Some(_), Some(_)) => "in the run's pack (orchestrate logs prints it)".to_string(),
+        (Some(p), None) => p.display().to_string(),
+        (None, _) if out.captured => "(empty)".to_string(),
+        (None, _) => "(not captured)".to_string(),
     };
     format!("{} bytes, {where_}", out.bytes)
 }

@@ -72,6 +72,10 @@ fn small_outputs_leave_one_pack_per_run_and_still_read_back() {
     let a = shown.iter().find(|r| r["job"] == "a").unwrap();
     assert_eq!(a["stdout"], "two-a\n");
     assert_eq!(a["stderr"], "err-a\n");
+    // No path to a file that is gone: the bytes are in the pack, and said to be there.
+    assert!(a["stdout_path"].is_null(), "{a}");
+    let one = env.run(&["show", "last", "--job", "a"]).stdout;
+    assert!(one.contains("in the run's pack"), "{one}");
     let diff = env.run(&["diff", "a"]);
     assert!(
         diff.stdout.contains("-one-a") && diff.stdout.contains("+two-a"),
