@@ -4,6 +4,7 @@
 //! into cancellation (`signals`), and the outcome mapped to an exit code.
 
 mod capture;
+mod carry;
 mod consume;
 mod facts;
 mod finish;

@@ -171,3 +171,163 @@ fn ordered_output_of_a_lazy_fan_out_follows_the_items() {
     let want: String = (1..=ITEMS).map(|k| format!("{k}\n")).collect();
     assert_eq!(r.stdout, want);
 }
+
+/// Runs orchestrate under `/usr/bin/time`: how it ended and its peak RSS in MB (`None`
+/// where there is no `/usr/bin/time`: then only the behaviour is checked).
+fn measured(env: &Env, args: &[&str]) -> (Run, Option<u64>) {
+    let (mut c, rss) = timed(env, args);
+    let r = Run::from(c.output().unwrap());
+    (r, rss.and_then(|f| peak_mb(&f)))
+}
+
+/// `orchestrate ARGS` under `/usr/bin/time -f %M -o FILE` when it is there, with FILE.
+fn timed(env: &Env, args: &[&str]) -> (Command, Option<std::path::PathBuf>) {
+    let time = std::path::Path::new("/usr/bin/time");
+    if !time.exists() {
+        let mut c = env.cmd();
+        c.args(args);
+        return (c, None);
+    }
+    let file = env.path("peak-rss.txt");
+    let mut c = Command::new(time);
+    c.args(["-f", "%M", "-o"])
+        .arg(&file)
+        .arg(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("ORCHESTRATE_STATE_DIR", env.state())
+        .stdin(Stdio::null());
+    (c, Some(file))
+}
+
+fn peak_mb(file: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kb: u64 = text.lines().last()?.trim().parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// Making every job of a fan of this many items takes well over 150 MB.
+const HUGE: usize = 200_000;
+
+fn huge_fan() -> String {
+    format!(
+        "jobs:\n  - name: big\n    command: 'echo {{item}}'\n    for_each: {{range: [1, {HUGE}]}}\n  - name: after\n    command: 'echo after'\n    needs: [big]\n"
+    )
+}
+
+#[test]
+fn only_one_item_of_a_huge_fan_out_makes_only_that_job() {
+    let env = Env::new();
+    env.write("jobs.yaml", &huge_fan());
+    let (r, rss) = measured(&env, &["jobs.yaml", "--only", "big[5]", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["job"], "big[5]");
+    assert_eq!(recs[0]["index"], 4, "its place in the job file");
+    assert_eq!(recs[0]["args"], serde_json::json!(["echo", "5"]));
+    if let Some(mb) = rss {
+        assert!(mb < 100, "--only of one item took {mb} MB");
+    }
+}
+
+#[test]
+fn rerun_of_one_job_of_a_huge_fan_out_makes_only_that_job() {
+    let env = Env::new();
+    env.write("jobs.yaml", &huge_fan());
+    let first = env.run(&["jobs.yaml", "--only", "big[7]", "-q"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let (r, rss) = measured(&env, &["rerun", "last", "big[7]", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["job"], "big[7]");
+    assert_eq!(recs[0]["args"], serde_json::json!(["echo", "7"]));
+    if let Some(mb) = rss {
+        assert!(mb < 100, "rerun of one item took {mb} MB");
+    }
+}
+
+#[test]
+fn skip_of_items_of_a_lazy_fan_out_runs_the_others_and_leaves_out_what_needs_it() {
+    let env = Env::new();
+    let after = "  - name: after\n    command: 'echo after'\n    needs: [square]\n";
+    let r = env.run_jobs(
+        &fan(after),
+        &[
+            "--skip",
+            "square[7]",
+            "--skip",
+            "square[9]",
+            "-q",
+            "-j",
+            "4",
+        ],
+    );
+    assert_eq!(r.code, 0, "square[7] fails, and it is skipped: {r:?}");
+    assert!(r.stderr.contains("after"), "{r:?}");
+    let recs = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(recs.len(), ITEMS - 2, "{}", recs.len());
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["job"] == "square[7]" || r["job"] == "after")
+    );
+    assert_eq!(Run::record(&recs, "square[10]")["index"], 9);
+}
+
+#[test]
+fn resume_of_an_interrupted_lazy_fan_out_runs_only_the_rest() {
+    let env = Env::new();
+    // Item 900 stops the run (the first time): the jobs after it never start.
+    let yaml = format!(
+        "jobs:\n  - name: n\n    shell: 'test {{item}} != 900 || test -e resumed || {{ kill -INT $PPID; sleep 5; }}'\n    for_each: {{range: [1, {ITEMS}]}}\n  - name: after\n    command: 'echo after'\n    needs: [n]\n"
+    );
+    let first = env.run_jobs(&yaml, &["-q", "-j", "2"]);
+    assert_eq!(first.code, 130, "{first:?}");
+    let before = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(before.len(), ITEMS + 1, "every job ends as one record");
+    let done = statuses(&before, "succeeded");
+    assert!(done >= 800 && done < ITEMS, "{done} succeeded");
+    env.write("resumed", "");
+    let r = env.run(&["jobs.yaml", "--resume", "last", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let ran = r.json();
+    assert_eq!(ran.len(), ITEMS + 1 - done, "only the rest runs");
+    assert!(ran.iter().all(|r| r["carried_from"].is_null()));
+    assert!(ran.iter().any(|r| r["job"] == "n[900]"));
+    let all = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(all.len(), ITEMS + 1, "carried records and the rest");
+    assert_eq!(statuses(&all, "succeeded"), ITEMS + 1);
+    let carried = all.iter().filter(|r| !r["carried_from"].is_null()).count();
+    assert_eq!(carried, done);
+    assert_eq!(Run::record(&all, "n[1]")["index"], 0);
+}
+
+#[test]
+fn an_interrupted_huge_fan_out_stores_every_record_without_holding_them() {
+    let env = Env::new();
+    // Two jobs hold both slots; Ctrl-C leaves the other items never started.
+    env.write(
+        "jobs.yaml",
+        &format!(
+            "jobs:\n  - name: big\n    shell: 'test {{item}} -gt 2 || {{ echo $PPID >> pids; sleep 30; }}'\n    for_each: {{range: [1, {HUGE}]}}\n"
+        ),
+    );
+    let (mut c, rss) = timed(&env, &["jobs.yaml", "-q", "-j", "2"]);
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = crate::helpers::await_pids(&env.path("pids"), 2);
+    crate::helpers::signal(pids[0], "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let runs = env.run(&["runs", "--json"]).json();
+    let counts = &runs[0]["counts"];
+    assert_eq!(counts["cancelled"], HUGE, "{counts}");
+    if let Some(mb) = rss.and_then(|f| peak_mb(&f)) {
+        assert!(mb < 100, "an interrupted run of {HUGE} jobs took {mb} MB");
+    }
+}
