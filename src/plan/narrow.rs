@@ -96,7 +96,7 @@ impl Plan {
                 } else {
                     keep.any(&self, u - e)
                 };
-                let needs = self.unit_needs().nth(u).expect("a unit");
+                let needs = self.needs_of(u);
                 if !kept && self.needs_kept(needs, &keep) {
                     match u < e {
                         true => keep.jobs[u] = true,
@@ -180,10 +180,12 @@ impl Plan {
         Err(format!("no job `{name}` in the job file{hint}"))
     }
 
-    /// The needs of every unit: jobs made up front, then fans.
-    fn unit_needs(&self) -> impl Iterator<Item = &Vec<super::Need>> {
-        let jobs = self.jobs.iter().map(|j| &j.needs);
-        jobs.chain(self.fans.iter().map(|f| &f.needs))
+    /// The needs of unit `u`: a job made up front, then the fans.
+    fn needs_of(&self, u: usize) -> &[super::Need] {
+        match u.checked_sub(self.jobs.len()) {
+            Some(f) => &self.fans[f].needs,
+            None => &self.jobs[u].needs,
+        }
     }
 
     /// Marks, too, everything the kept jobs need, directly or not (a fan whole).
@@ -197,7 +199,7 @@ impl Plan {
         );
         let mut seen: HashSet<usize> = stack.iter().copied().collect();
         while let Some(u) = stack.pop() {
-            let needs = self.unit_needs().nth(u).expect("a unit");
+            let needs = self.needs_of(u);
             for n in needs {
                 for p in n.jobs.iter().filter_map(|&d| self.at(d)) {
                     keep.jobs[p] = true;

@@ -141,15 +141,6 @@ impl<'p> Succeeded<'p> {
         }
     }
 
-    /// How many jobs of the plan succeeded before.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// What was found, the plan no longer borrowed.
     pub fn done(self) -> Done {
         Done {

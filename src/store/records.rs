@@ -25,6 +25,9 @@ pub struct ShowRow {
     pub carried_from: Option<String>,
 }
 
+/// Where a record row stands in a run's job-file order: its index and its job's name.
+pub type RowKey = (usize, String);
+
 impl RunStore {
     /// Commits finished records in one transaction (one fsync for the whole batch).
     /// Commits finished records in one transaction (one fsync for the whole batch). Every
@@ -156,9 +159,9 @@ impl RunStore {
     pub fn succeeded_page(
         &mut self,
         run_id: &str,
-        after: Option<&(usize, String)>,
+        after: Option<&RowKey>,
         limit: usize,
-    ) -> Result<(Vec<CompletedProcess>, Option<(usize, String)>)> {
+    ) -> Result<(Vec<CompletedProcess>, Option<RowKey>)> {
         let mut stmt = self
             .conn
             .prepare_cached(

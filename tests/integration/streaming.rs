@@ -276,58 +276,68 @@ fn skip_of_items_of_a_lazy_fan_out_runs_the_others_and_leaves_out_what_needs_it(
     assert_eq!(Run::record(&recs, "square[10]")["index"], 9);
 }
 
-#[test]
-fn resume_of_an_interrupted_lazy_fan_out_runs_only_the_rest() {
-    let env = Env::new();
-    // Item 900 stops the run (the first time): the jobs after it never start.
-    let yaml = format!(
-        "jobs:\n  - name: n\n    shell: 'test {{item}} != 900 || test -e resumed || {{ kill -INT $PPID; sleep 5; }}'\n    for_each: {{range: [1, {ITEMS}]}}\n  - name: after\n    command: 'echo after'\n    needs: [n]\n"
-    );
-    let first = env.run_jobs(&yaml, &["-q", "-j", "2"]);
-    assert_eq!(first.code, 130, "{first:?}");
-    let before = env.run(&["show", "last", "--json"]).json();
-    assert_eq!(before.len(), ITEMS + 1, "every job ends as one record");
-    let done = statuses(&before, "succeeded");
-    assert!(done >= 800 && done < ITEMS, "{done} succeeded");
-    env.write("resumed", "");
-    let r = env.run(&["jobs.yaml", "--resume", "last", "--json"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let ran = r.json();
-    assert_eq!(ran.len(), ITEMS + 1 - done, "only the rest runs");
-    assert!(ran.iter().all(|r| r["carried_from"].is_null()));
-    assert!(ran.iter().any(|r| r["job"] == "n[900]"));
-    let all = env.run(&["show", "last", "--json"]).json();
-    assert_eq!(all.len(), ITEMS + 1, "carried records and the rest");
-    assert_eq!(statuses(&all, "succeeded"), ITEMS + 1);
-    let carried = all.iter().filter(|r| !r["carried_from"].is_null()).count();
-    assert_eq!(carried, done);
-    assert_eq!(Run::record(&all, "n[1]")["index"], 0);
+/// Waits for `n` pids in `pids` and interrupts the run they name.
+fn interrupt_at(env: &Env, child: &mut std::process::Child, n: usize) -> Option<i32> {
+    let pids = crate::helpers::await_pids(&env.path("pids"), n);
+    crate::helpers::signal(pids[n - 1], "INT");
+    child.wait().unwrap().code()
 }
 
 #[test]
-fn an_interrupted_huge_fan_out_stores_every_record_without_holding_them() {
+fn an_interrupted_huge_fan_out_stores_every_record_and_resumes_without_making_its_jobs() {
     let env = Env::new();
-    // Two jobs hold both slots; Ctrl-C leaves the other items never started.
+    // Items up to 900 succeed (up to 1000 once resumed); the next two hold both slots, and
+    // Ctrl-C leaves the other items never started.
     env.write(
         "jobs.yaml",
         &format!(
-            "jobs:\n  - name: big\n    shell: 'test {{item}} -gt 2 || {{ echo $PPID >> pids; sleep 30; }}'\n    for_each: {{range: [1, {HUGE}]}}\n"
+            "jobs:\n  - name: big\n    shell: 'test {{item}} -le 900 || {{ test -e resumed && test {{item}} -le 1000; }} || {{ echo $PPID >> pids; sleep 30; }}'\n    for_each: {{range: [1, {HUGE}]}}\n  - name: after\n    command: 'true'\n    needs: [big]\n"
         ),
     );
+    let counts = |env: &Env| env.run(&["runs", "--json"]).json()[0]["counts"].clone();
     let (mut c, rss) = timed(&env, &["jobs.yaml", "-q", "-j", "2"]);
     let mut child = c
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pids = crate::helpers::await_pids(&env.path("pids"), 2);
-    crate::helpers::signal(pids[0], "INT");
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let runs = env.run(&["runs", "--json"]).json();
-    let counts = &runs[0]["counts"];
-    assert_eq!(counts["cancelled"], HUGE, "{counts}");
-    if let Some(mb) = rss.and_then(|f| peak_mb(&f)) {
+    assert_eq!(interrupt_at(&env, &mut child, 2), Some(130));
+    let first = counts(&env);
+    assert_eq!(first["succeeded"], 900, "{first}");
+    assert_eq!(
+        first["cancelled"],
+        HUGE - 900,
+        "every job ends as one record: {first}"
+    );
+    assert_eq!(first["skipped"], 1, "{first}");
+    if let Some(mb) = rss.as_deref().and_then(peak_mb) {
         assert!(mb < 100, "an interrupted run of {HUGE} jobs took {mb} MB");
     }
+    env.write("resumed", "");
+    let (mut c, rss) = timed(&env, &["jobs.yaml", "--resume", "last", "-j", "2"]);
+    let err = std::fs::File::create(env.path("resumed.err")).unwrap();
+    let mut child = c.stdout(Stdio::null()).stderr(err).spawn().unwrap();
+    assert_eq!(interrupt_at(&env, &mut child, 4), Some(130));
+    let said = std::fs::read_to_string(env.path("resumed.err")).unwrap();
+    assert!(
+        said.contains("900 jobs already succeeded"),
+        "{}",
+        &said[..500.min(said.len())]
+    );
+    assert!(
+        said.contains("900 carried from run"),
+        "{}",
+        &said[said.len().saturating_sub(500)..]
+    );
+    let second = counts(&env);
+    assert_eq!(second["succeeded"], 1000, "900 carried, 100 run: {second}");
+    assert_eq!(second["cancelled"], HUGE - 1000, "{second}");
+    if let Some(mb) = rss.as_deref().and_then(peak_mb) {
+        assert!(mb < 100, "--resume of a run of {HUGE} jobs took {mb} MB");
+    }
+    let carried = env.run(&["logs", "last", "big[900]"]);
+    assert_eq!(
+        carried.code, 0,
+        "a carried record is the run's: {carried:?}"
+    );
 }
