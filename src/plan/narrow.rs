@@ -342,3 +342,57 @@ fn nth_item(fan: &super::Fan, k: usize) -> Result<String, String> {
         None => Err(format!("{} has no item {k}", fan.name(k))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "jobs:\n  - {name: pre, command: 'true'}\n  - name: sq\n    command: 'echo {item}'\n    for_each: {range: [1, 5000]}\n    needs: [pre]\n  - {name: after, command: 'true', needs: [sq]}\n  - {name: other, command: 'true'}\n";
+
+    fn plan() -> Plan {
+        Plan::from_text(std::path::Path::new("t.yaml"), YAML).unwrap()
+    }
+
+    #[test]
+    fn only_one_item_keeps_the_fan_lazy_with_what_it_needs() {
+        let p = plan().select(&["sq[7]".into()], &[], true).unwrap();
+        assert_eq!(p.fans.len(), 1);
+        assert_eq!(p.len_hint(), Some(2), "sq[7] and pre");
+        assert_eq!(p.jobs[0].name, "pre");
+        assert_eq!(p.next_index(0), Some(0));
+        assert_eq!(
+            p.next_index(1),
+            Some(7),
+            "sq[7] is job 6 of the fan, index 7"
+        );
+        assert_eq!(p.next_index(8), None);
+        assert_eq!(p.position(7), Some(7));
+        assert_eq!(p.position(8), None);
+    }
+
+    #[test]
+    fn skip_of_an_item_drops_what_needs_the_fan_and_keeps_the_indices() {
+        let p = plan().select(&[], &["sq[3]".into()], true).unwrap();
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["pre", "other"]);
+        assert_eq!(p.jobs[1].index, 5002, "its place in the job file");
+        assert_eq!(p.fans[0].len(), Some(4999));
+        assert!(!p.fans[0].kept(2));
+        assert_eq!(plan().skipped_dependents(&["sq[3]".into()]), ["after"]);
+    }
+
+    #[test]
+    fn rerun_of_a_fan_job_makes_it_alone_and_brings_what_needs_it() {
+        let p = plan().with_job_made("sq[9]").unwrap();
+        let p = p.rerun_of("sq[9]", true).unwrap();
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["sq[9]", "after"]);
+        assert!(p.fans.is_empty());
+        assert_eq!(
+            p.jobs[1].needs[0].jobs,
+            [9],
+            "after waits for the rerun job only"
+        );
+        assert_eq!(p.jobs[0].argv, ["echo", "9"]);
+    }
+}
