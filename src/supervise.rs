@@ -46,7 +46,7 @@ pub fn supervise() -> i32 {
         return 70;
     };
     let me = me();
-    let (tx, rx) = mpsc::channel::<Event>();
+    let (tx, rx) = crate::exec::event_channel();
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
     let secrets = Secrets::new(spec.secrets.clone());
     let watcher = record_when_started(&spec, &me, &secrets, rx);

@@ -40,10 +40,10 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
             exit::USAGE,
         );
     }
-    // One job is picked out by name: every job is made (lazy fan-out too).
+    // One job is picked out by name: of a lazy fan-out, only that job is made.
     let plan = match Plan::load(&path)
         .map_err(|e| e.to_string())
-        .and_then(Plan::materialized)
+        .and_then(|p| p.with_job_made(&a.job))
     {
         Ok(p) => p,
         Err(e) => return report_error(&format_args!("cannot rerun {what}: {e}"), exit::USAGE),
@@ -73,7 +73,7 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
         report_warning(n);
     }
     if !a.quiet && !a.json {
-        let others = plan.jobs.len() - 1;
+        let others = plan.len_hint().unwrap_or(plan.jobs.len()) - 1;
         eprintln!(
             "orchestrate: rerunning {what} from {}{}",
             path.display(),
@@ -97,7 +97,7 @@ pub(super) fn cmd_rerun(a: Rerun, state_dir: Option<PathBuf>, term: Terminal) ->
         .chain(note)
         .map(|n| (name.clone(), n))
         .collect();
-    run_chosen((plan, Vec::new(), None), settings)
+    run_chosen((plan, Default::default(), None), settings)
 }
 
 /// The run, the job's record in it, and the job file the run ran.

@@ -1,7 +1,6 @@
 //! `orchestrate FILE` (and `orchestrate run FILE`): the job file loaded, the settings resolved,
 //! the jobs chosen (`--only`, `--skip`, `--resume`), and the plan run.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::args::RunArgs;
@@ -9,7 +8,7 @@ use super::settings::{RunSettings, Terminal};
 use super::{report_error, report_warning};
 use crate::error::exit;
 use crate::plan::Plan;
-use crate::record::CompletedProcess;
+use crate::plan::resume::{Carried, Succeeded};
 use crate::run::{self, RunError};
 use crate::store::{self, RunFilter, RunStore};
 
@@ -86,7 +85,7 @@ fn skip_note(names: &[String]) {
 }
 
 /// The jobs this run starts, the records it carries over, and the run they come from.
-pub(super) type Chosen = (Plan, Vec<CompletedProcess>, Option<String>);
+pub(super) type Chosen = (Plan, Carried, Option<String>);
 
 /// The plan narrowed to the jobs this run starts, with the records it carries over from the
 /// run it resumes; `None` when `--resume` found every job already succeeded.
@@ -103,29 +102,29 @@ fn choose_jobs(
         .select(&s.only, &s.skip, s.with_deps)
         .map_err(RunError::Invalid)?;
     let Some(from) = &s.resume else {
-        return Ok(Some((plan, Vec::new(), None)));
+        return Ok(Some((plan, Default::default(), None)));
     };
-    // Each job is matched with its earlier record: every job is made (lazy fan-out too).
-    plan = plan.materialized().map_err(RunError::Invalid)?;
-    let (id, done) = resume_set(settings, from, path)?;
-    let keys: HashSet<(String, String)> = done
-        .iter()
-        .map(|r| (r.job.clone(), r.def_hash.clone()))
-        .collect();
-    let left_out = plan.resume_from(&keys);
-    let skipped = left_out.len();
-    let carried = done
-        .into_iter()
-        .filter_map(|mut r| {
-            // Its job's place in the job file as it is now.
-            r.index = *left_out.get(&r.job)?;
-            r.notes
-                .push(format!("succeeded in run {id}; carried over by --resume"));
-            r.carried_from = Some(id.clone());
-            Some(r)
-        })
-        .collect();
-    if plan.jobs.is_empty() {
+    if plan.fans.iter().any(|f| f.is_stream()) {
+        // A pipe's items cannot be read again to compare them: its jobs are made first.
+        plan = plan.materialized().map_err(RunError::Invalid)?;
+    }
+    let (id, mut db) = resume_run(settings, from, path)?;
+    let mut succeeded = Succeeded::new(&plan);
+    let mut after = None;
+    loop {
+        let (page, last) = db
+            .succeeded_page(&id, after.as_ref(), 2048)
+            .map_err(invalid)?;
+        page.iter().for_each(|r| succeeded.add(r));
+        match last {
+            Some(l) => after = Some(l),
+            None => break,
+        }
+    }
+    let done = succeeded.done();
+    let skipped = done.len();
+    let carried = plan.resume_with(done, &id);
+    if plan.jobs.is_empty() && plan.fans.is_empty() {
         // Nothing starts, so no run is recorded: `last` stays the run resumed.
         if !settings.report.quiet {
             let chosen = if s.only.is_empty() && s.skip.is_empty() {
@@ -140,23 +139,25 @@ fn choose_jobs(
         return Ok(None);
     }
     if !settings.report.quiet && !settings.report.json {
+        let left = plan
+            .len_hint()
+            .map_or("the rest".to_string(), |n| n.to_string());
         eprintln!(
-            "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {} to run",
+            "orchestrate: resuming run {id}: {skipped} job{} already succeeded, {left} to run",
             if skipped == 1 { "" } else { "s" },
-            plan.jobs.len()
         );
     }
     Ok(Some((plan, carried, Some(id))))
 }
 
-/// The run to resume and what succeeded in it; it must be a run of the same job file. Its
-/// jobs still running are dealt with first (`--survivors`), so that a job waited for and
-/// succeeded is not run again.
-fn resume_set(
+/// The run to resume, and the store to read what succeeded in it from; it must be a run of
+/// the same job file. Its jobs still running are dealt with first (`--survivors`), so that a
+/// job waited for and succeeded is not run again.
+fn resume_run(
     settings: &RunSettings,
     from: &str,
     job_file: &Path,
-) -> Result<(String, Vec<CompletedProcess>), RunError> {
+) -> Result<(String, RunStore), RunError> {
     let root = store::default_state_dir(settings.state_dir.as_deref()).map_err(invalid)?;
     let mut db = RunStore::open_existing_writable(&root, "a run").map_err(invalid)?;
     let abs = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
@@ -199,8 +200,7 @@ fn resume_set(
     }
     let quiet = settings.report.quiet || settings.report.json;
     run::settle_survivors(&mut db, &abs, Some(&id), settings.survivors, quiet)?;
-    let done = db.succeeded_jobs(&id).map_err(invalid)?;
-    Ok((id, done))
+    Ok((id, db))
 }
 
 /// A store error while choosing jobs: no such run (or no history) is a usage error; a

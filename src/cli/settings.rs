@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use super::args::{OnFailure, RunArgs, When};
 use crate::lock::LockMode;
 use crate::plan::{HaltSpec, Plan, Retention};
-use crate::record::CompletedProcess;
 use crate::report::ReportConfig;
 use crate::run::{RunOptions, Survivors, default_concurrency};
 
@@ -142,7 +141,7 @@ impl RunSettings {
     /// they come from.
     pub fn run_options(
         self,
-        carried: Vec<CompletedProcess>,
+        carried: crate::plan::resume::Carried,
         resumed: Option<String>,
     ) -> RunOptions {
         RunOptions {

@@ -58,9 +58,16 @@ impl Shared {
             return;
         }
         let has_next = match fan.count {
-            Some(n) if matches!(fan.source, FanSource::Range { .. }) => run.next < n,
+            Some(_) if matches!(fan.source, FanSource::Range { .. }) => {
+                // A narrowed plan keeps some of the fan's jobs: the others are no jobs here.
+                match fan.next_kept(run.next) {
+                    Some(k) => run.next = k,
+                    None => run.closed = true,
+                }
+                !run.closed
+            }
             _ => {
-                fill_ahead(run);
+                fill_ahead(run, fan);
                 run.ahead.is_some()
             }
         };
@@ -137,7 +144,10 @@ impl Shared {
         };
         run.next = to;
         run.closed = true;
-        (from..to).map(|k| fan.first + k).collect()
+        (from..to)
+            .filter(|&k| fan.kept(k))
+            .map(|k| fan.first + k)
+            .collect()
     }
 
     /// Records the jobs of every fan that never started: a file's lines not read are no jobs.
@@ -152,7 +162,7 @@ impl Shared {
             };
             run.next = to;
             run.closed = true;
-            for k in from..to {
+            for k in (from..to).filter(|&k| fan.kept(k)) {
                 let rec = ends::not_started(&fan.stub(k), status, why.to_string());
                 self.emit(st, rec);
             }
@@ -160,15 +170,19 @@ impl Shared {
     }
 }
 
-/// Reads a file's next item into `ahead` if one came; notes the end of the file.
-fn fill_ahead(run: &mut FanRun) {
-    if run.ahead.is_some() {
-        return;
-    }
-    let Some(rx) = &run.rx else { return };
-    match rx.try_recv() {
-        Ok(item) => run.ahead = Some(item),
-        Err(TryRecvError::Empty) => {}
-        Err(TryRecvError::Disconnected) => run.closed = true,
+/// Reads a file's next item that makes a job of this plan into `ahead` if one came (the
+/// items of jobs a narrowed plan leaves out are passed over); notes the end of the file.
+fn fill_ahead(run: &mut FanRun, fan: &crate::plan::Fan) {
+    while run.ahead.is_none() {
+        let Some(rx) = &run.rx else { return };
+        match rx.try_recv() {
+            Ok(_) if !fan.kept(run.next) => run.next += 1,
+            Ok(item) => run.ahead = Some(item),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => {
+                run.closed = true;
+                return;
+            }
+        }
     }
 }

@@ -69,7 +69,7 @@ pub fn instance(
 /// A context for a hook from a job's: its events go nowhere (the hook's start and output are
 /// not a job's, and its record is sent once it ends), with `vars` as the run's variables.
 pub fn hook_ctx(ctx: &JobCtx, vars: Vec<(String, String)>) -> JobCtx {
-    let (events, _) = std::sync::mpsc::channel();
+    let (events, _) = super::event_channel();
     JobCtx {
         events,
         forward_output: false,

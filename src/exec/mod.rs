@@ -98,8 +98,18 @@ pub enum Event {
     HookFinished(Box<Sealed>),
 }
 
-/// Events go to one consumer thread (reporter and store), so sending never blocks a job.
-pub type EventSink = std::sync::mpsc::Sender<Event>;
+/// Events go to one consumer thread (reporter and store). The channel is bounded: a sender
+/// waits only while the consumer is this far behind, so a burst of records (the jobs a Ctrl-C
+/// leaves unstarted, a skipped fan-out of millions) is stored as it is made, not held.
+pub type EventSink = std::sync::mpsc::SyncSender<Event>;
+
+/// Events a run's channel holds before a sender waits for the consumer (a few MB of records).
+pub const EVENTS_IN_FLIGHT: usize = 4096;
+
+/// A run's event channel: the one place its bound is set.
+pub fn event_channel() -> (EventSink, std::sync::mpsc::Receiver<Event>) {
+    std::sync::mpsc::sync_channel(EVENTS_IN_FLIGHT)
+}
 
 /// A request to stop the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -78,7 +78,7 @@ impl JobQueue {
                 .plan
                 .fans
                 .iter()
-                .map(|f| f.count.unwrap_or(1))
+                .map(|f| f.len().unwrap_or(1))
                 .sum::<usize>()
     }
 

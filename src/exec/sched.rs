@@ -76,7 +76,7 @@ impl Shared {
                 ready.entry(j.group.clone()).or_default().insert(j.index);
             }
         }
-        let fan_jobs = |f: usize| queue.fan(f).count.unwrap_or(0);
+        let fan_jobs = |f: usize| queue.fan(f).len().unwrap_or(0);
         let waiting = (0..queue.units())
             .map(|u| {
                 let needs = queue.unit_needs(queue.unit_at(u));

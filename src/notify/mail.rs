@@ -45,7 +45,7 @@ impl Mailer {
             ..Retry::default()
         };
         let (_keep, cancel) = tokio::sync::watch::channel(Cancel::None);
-        let (events, _) = std::sync::mpsc::channel();
+        let (events, _) = crate::exec::event_channel();
         let ctx = JobCtx {
             history: Default::default(),
             slow_told: false,

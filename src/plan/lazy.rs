@@ -45,6 +45,9 @@ pub struct Fan {
     pub source: FanSource,
     /// What every job waits for (the needs of the entry).
     pub needs: Vec<Need>,
+    /// Which of its jobs run, when a narrowed run (`--only`, `--skip`, `--resume`, `rerun`)
+    /// keeps only some: `None` keeps them all.
+    pub picks: Option<Arc<super::picks::Picks>>,
     pub(super) template: Arc<FanTemplate>,
 }
 
@@ -72,9 +75,9 @@ pub enum ReadItem {
 }
 
 impl Fan {
-    /// Whether plan index `index` is one of this fan's jobs (a file's: read or not).
+    /// Whether plan index `index` is one of this fan's jobs that run (a file's: read or not).
     pub fn holds(&self, index: usize) -> bool {
-        index >= self.first && self.count.is_none_or(|c| index < self.first + c)
+        index >= self.first && self.kept(index - self.first)
     }
 
     /// The name of job `k`, made without making the job.
@@ -84,6 +87,14 @@ impl Fan {
                 format!("{}[{}]", self.base, start + step * k as i64)
             }
             FanSource::File(_) => format!("{}[{k}]", self.base),
+        }
+    }
+
+    /// Whether its items come from a pipe, a FIFO or a device: they can be read only once.
+    pub fn is_stream(&self) -> bool {
+        match &self.source {
+            FanSource::Range { .. } => false,
+            FanSource::File(p) => std::fs::metadata(p).is_ok_and(|m| !m.is_file()),
         }
     }
 
@@ -321,6 +332,7 @@ pub(super) fn split(
                 base: j.name,
                 source: p.source,
                 needs: Vec::new(),
+                picks: None,
                 template: Arc::new(FanTemplate {
                     t: p.template,
                     start_dir: start_dir.to_path_buf(),

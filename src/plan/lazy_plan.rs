@@ -19,7 +19,20 @@ impl Plan {
     pub fn len_hint(&self) -> Option<usize> {
         self.fans
             .iter()
-            .try_fold(self.jobs.len(), |n, f| Some(n + f.count?))
+            .try_fold(self.jobs.len(), |n, f| Some(n + f.len()?))
+    }
+
+    /// The first plan index at `from` or after that is a job of this plan: a narrowed plan
+    /// with fan-out keeps each job's index, so its indices have gaps (`--output ordered`
+    /// steps through them with this).
+    pub fn next_index(&self, from: usize) -> Option<usize> {
+        let p = self.jobs.partition_point(|j| j.index < from);
+        let job = self.jobs.get(p).map(|j| j.index);
+        let fans = self.fans.iter().filter_map(|f| {
+            let k = from.saturating_sub(f.first);
+            f.next_kept(k).map(|k| f.first + k)
+        });
+        job.into_iter().chain(fans).min()
     }
 
     /// Where plan index `index` stands, if the plan has it.
@@ -56,20 +69,18 @@ impl Plan {
         }
         let fans = std::mem::take(&mut self.fans);
         let mut made: Vec<Vec<PlannedJob>> = Vec::with_capacity(fans.len());
+        let mut lost = 0;
         for fan in &fans {
-            made.push(fan_jobs(fan)?);
+            let (jobs, items) = fan_jobs(fan)?;
+            // A stream (the last entry) was given room for the most items it may hold.
+            if fan.count.is_none() {
+                lost += crate::spec::MAX_ITEMS - items;
+            }
+            made.push(jobs);
         }
-        // A stream (the last entry) was given room for the most items it may hold.
-        let lost: usize = fans
+        let indices: Vec<Vec<usize>> = made
             .iter()
-            .zip(&made)
-            .filter(|(f, _)| f.count.is_none())
-            .map(|(_, m)| crate::spec::MAX_ITEMS - m.len())
-            .sum();
-        let spans: Vec<std::ops::Range<usize>> = fans
-            .iter()
-            .zip(&made)
-            .map(|(fan, jobs)| fan.first..fan.first + jobs.len())
+            .map(|jobs| jobs.iter().map(|j| j.index).collect())
             .collect();
         let mut all: Vec<PlannedJob> = std::mem::take(&mut self.jobs);
         for jobs in made {
@@ -79,7 +90,7 @@ impl Plan {
         for j in &mut all {
             for n in &mut j.needs {
                 for f in std::mem::take(&mut n.fans) {
-                    n.jobs.extend(spans[f].clone());
+                    n.jobs.extend(&indices[f]);
                 }
             }
         }
@@ -89,33 +100,38 @@ impl Plan {
     }
 }
 
-/// Every job of a fan, in order.
-fn fan_jobs(fan: &Fan) -> Result<Vec<PlannedJob>, String> {
+/// Every job of a fan that runs in this plan, in order, and how many items it has.
+fn fan_jobs(fan: &Fan) -> Result<(Vec<PlannedJob>, usize), String> {
     let mut out = Vec::new();
     if let Some(n) = fan.count
         && fan.range_item(0).is_some()
     {
-        out.reserve(n);
-        for k in 0..n {
-            let item = fan.range_item(k).expect("a range");
-            out.push(fan.job(k, &item)?);
+        out.reserve(fan.len().unwrap_or(n));
+        let mut k = 0;
+        while let Some(at) = fan.next_kept(k) {
+            let item = fan.range_item(at).expect("a range");
+            out.push(fan.job(at, &item)?);
+            k = at + 1;
         }
-        return Ok(out);
+        return Ok((out, n));
     }
     let rx = fan.open(Box::new(|| {})).expect("a file fan");
+    let mut k = 0;
     for read in rx {
+        let kept = fan.kept(k);
         match read {
-            ReadItem::Item(s) => {
-                let k = out.len();
+            ReadItem::Item(s) if kept => {
                 out.push(
                     fan.job(k, &s)
                         .map_err(|e| format!("{}: {e}", fan.name(k)))?,
                 );
             }
-            ReadItem::Bad { why, .. } => return Err(why),
+            ReadItem::Bad { why, .. } if kept => return Err(why),
+            _ => {}
         }
+        k += 1;
     }
-    Ok(out)
+    Ok((out, k))
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ mod lazy;
 mod lazy_plan;
 mod locator;
 mod names;
+mod narrow;
+pub mod picks;
+pub mod resume;
 mod select;
 
 use std::path::{Path, PathBuf};

@@ -15,8 +15,10 @@ impl Plan {
         if only.is_empty() && skip.is_empty() {
             return Ok(self);
         }
-        // Jobs are picked out by name: every job is made (lazy fan-out too).
-        let mut plan = self.materialized()?;
+        if !self.fans.is_empty() {
+            return self.select_units(only, skip, with_deps);
+        }
+        let mut plan = self;
         plan.select_made(only, skip, with_deps)?;
         Ok(plan)
     }
@@ -54,6 +56,9 @@ impl Plan {
     /// The jobs `--skip` leaves out only because they need a skipped job (directly or not),
     /// by name: what a run says it left out too.
     pub fn skipped_dependents(&self, skip: &[String]) -> Vec<String> {
+        if !self.fans.is_empty() {
+            return self.skipped_units(skip);
+        }
         let mut keep = vec![true; self.jobs.len()];
         for name in skip {
             for i in self.jobs_named(name).unwrap_or_default() {
@@ -152,6 +157,9 @@ impl Plan {
     /// with `dependents` every job that needs it, directly or not; their needs on the jobs
     /// left out are forgotten, so they run in need order after it. `None`: no such job.
     pub fn rerun_of(mut self, name: &str, dependents: bool) -> Option<Plan> {
+        if !self.fans.is_empty() {
+            return self.rerun_units(name, dependents);
+        }
         let at = self.jobs.iter().position(|j| j.name == name)?;
         let mut keep = vec![false; self.jobs.len()];
         keep[at] = true;
@@ -186,7 +194,7 @@ impl Plan {
     /// Where the job at `file_index` of the job file's whole plan stands in this one (a
     /// record's `index` is its job's `file_index`), if this plan has it.
     pub fn position(&self, file_index: usize) -> Option<usize> {
-        // A plan with lazy fan-out is never narrowed (narrowing makes every job first).
+        // A plan with lazy fan-out is narrowed without renumbering (`narrow`).
         if self.fans.iter().any(|f| f.holds(file_index)) {
             return Some(file_index);
         }

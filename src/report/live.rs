@@ -38,6 +38,11 @@ pub struct Reporter {
     pub(super) log: Option<Box<Reporter>>,
 }
 
+/// The first index of a plan: where ordered output starts.
+fn plan_start(plan: &Plan) -> usize {
+    plan.next_index(0).unwrap_or(0)
+}
+
 impl Reporter {
     pub fn new(
         cfg: ReportConfig,
@@ -59,6 +64,7 @@ impl Reporter {
             .unwrap_or(0)
             .min(32);
         let bars = (cfg.progress && !cfg.json && !cfg.quiet).then(|| Bars::new(plan.len_hint()));
+        let next_ordered = plan_start(&plan);
         Reporter {
             cfg,
             plan,
@@ -67,7 +73,7 @@ impl Reporter {
             out,
             err,
             pending: BTreeMap::new(),
-            next_ordered: 0,
+            next_ordered,
             name_width,
             bars,
             failed: 0,
@@ -298,7 +304,9 @@ impl Reporter {
             } else {
                 self.dump(&rec);
             }
-            self.next_ordered += 1;
+            // A narrowed plan with fan-out keeps its jobs' indices: they have gaps.
+            let next = self.next_ordered + 1;
+            self.next_ordered = self.plan.next_index(next).unwrap_or(next);
         }
     }
 

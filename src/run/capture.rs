@@ -2,7 +2,6 @@
 //! run folder (under the job file's overlap lock), or a temporary folder; and the job file's
 //! history, read from the store before the run begins.
 
-use crate::record::Sealed;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -77,9 +76,7 @@ fn in_store(plan: &Plan, opts: &RunOptions, started: SystemTime) -> Result<Captu
         total: plan.len_hint().unwrap_or(plan.jobs.len()) + opts.carried.len(),
     })?;
     if !opts.carried.is_empty() {
-        // Read back from the store, sealed when they were first written.
-        let carried: Vec<Sealed> = opts.carried.iter().cloned().map(Sealed::trusted).collect();
-        s.record_batch(&run_id, &carried)?;
+        super::carry::write(&mut s, &opts.carried, &run_id)?;
     }
     Ok(Capture {
         dir: s.run_dir(&run_id),

@@ -3,7 +3,6 @@
 //! code stay what its jobs made them.
 
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::SystemTime;
 
 use tokio::sync::watch;
@@ -108,7 +107,7 @@ fn run_hooks(a: &AfterJobs<'_>, status: RunStatus, exit_code: i32) -> Vec<Sealed
     }
     .env(&run_vars);
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
-    let (events, _) = mpsc::channel();
+    let (events, _) = crate::exec::event_channel();
     let ctx = JobCtx {
         history: Default::default(),
         slow_told: false,

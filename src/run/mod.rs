@@ -4,6 +4,7 @@
 //! into cancellation (`signals`), and the outcome mapped to an exit code.
 
 mod capture;
+mod carry;
 mod consume;
 mod facts;
 mod finish;
@@ -67,7 +68,7 @@ pub fn run_plan(
     if let Some(f) = &mut log_file {
         reporter = log::attach(f, reporter, (&run_id, job_file.as_deref()), &opts, &plan)?;
     }
-    let (tx, rx) = mpsc::channel::<Event>();
+    let (tx, rx) = exec::event_channel();
     let consumer = start_consumer(&plan, &opts, rx, reporter, db, &run_id, &dir);
     let spill = state_root.clone();
     let ping = plan.notify.as_ref().and_then(crate::notify::start_ping);
@@ -243,7 +244,7 @@ fn execute(
     plan: Arc<Plan>,
     opts: &RunOptions,
     exec_opts: ExecOptions,
-    tx: mpsc::Sender<Event>,
+    tx: exec::EventSink,
     consumer: &std::thread::Thread,
 ) -> Result<(ExecSummary, Cancel), RunError> {
     if opts.handle_signals {

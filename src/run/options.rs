@@ -32,9 +32,10 @@ pub struct RunOptions {
     pub lock: crate::lock::LockMode,
     /// Ignore SIGHUP (under cron and pipes); otherwise it stops the run like SIGTERM.
     pub ignore_hangup: bool,
-    /// Records of jobs that succeeded in the run being resumed: kept in this run as they are,
-    /// so that the new run is complete and can itself be resumed.
-    pub carried: Vec<CompletedProcess>,
+    /// The jobs that succeeded in the run being resumed: their records are kept in this run
+    /// as they are (read from the store as the run begins), so that the new run is complete
+    /// and can itself be resumed.
+    pub carried: crate::plan::resume::Carried,
     /// The run `carried` comes from (`--resume`): its jobs still running are survivors too.
     pub resumed: Option<String>,
     /// What to do about jobs still running from an earlier run of the job file.
@@ -65,7 +66,7 @@ impl Default for RunOptions {
             handle_signals: false,
             lock: crate::lock::LockMode::Off,
             ignore_hangup: true,
-            carried: Vec::new(),
+            carried: Default::default(),
             resumed: None,
             survivors: Survivors::Refuse,
             log: None,

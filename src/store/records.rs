@@ -25,6 +25,9 @@ pub struct ShowRow {
     pub carried_from: Option<String>,
 }
 
+/// Where a record row stands in a run's job-file order: its index and its job's name.
+pub type RowKey = (usize, String);
+
 impl RunStore {
     /// Commits finished records in one transaction (one fsync for the whole batch).
     /// Commits finished records in one transaction (one fsync for the whole batch). Every
@@ -147,6 +150,41 @@ impl RunStore {
             .into_iter()
             .filter(|r| r.status == Status::Succeeded && r.hook.is_none())
             .collect())
+    }
+
+    /// The records of the jobs that succeeded in a run, a page at a time in job-file order:
+    /// at most `limit` rows, those after `after` (an index and a name), and the key of the
+    /// page's last row (`None`: no row is left). `--resume` reads a run of millions of jobs
+    /// this way.
+    pub fn succeeded_page(
+        &mut self,
+        run_id: &str,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<(Vec<CompletedProcess>, Option<RowKey>)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, job, record FROM records
+                 WHERE run_id = ?1 AND status = ?2 AND hook IS NULL AND (idx, job) > (?3, ?4)
+                 ORDER BY idx, job LIMIT ?5",
+            )
+            .map_err(self.sql_err())?;
+        let (idx, job) = after.map_or((-1, ""), |(i, j)| (*i as i64, j.as_str()));
+        let status = Status::Succeeded.as_str();
+        let rows: Vec<(i64, String, String)> = stmt
+            .query_map(params![run_id, status, idx, job, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(self.sql_err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err())?;
+        let last = rows.last().map(|(i, j, _)| (*i as usize, j.clone()));
+        let recs = rows
+            .iter()
+            .filter_map(|(_, _, json)| serde_json::from_str(json).ok())
+            .collect();
+        Ok((recs, last))
     }
 
     /// One job's record in a run; an unknown name lists the closest ones.

@@ -171,3 +171,173 @@ fn ordered_output_of_a_lazy_fan_out_follows_the_items() {
     let want: String = (1..=ITEMS).map(|k| format!("{k}\n")).collect();
     assert_eq!(r.stdout, want);
 }
+
+/// Runs orchestrate under `/usr/bin/time`: how it ended and its peak RSS in MB (`None`
+/// where there is no `/usr/bin/time`: then only the behaviour is checked).
+fn measured(env: &Env, args: &[&str]) -> (Run, Option<u64>) {
+    let (mut c, rss) = timed(env, args);
+    let r = Run::from(c.output().unwrap());
+    (r, rss.and_then(|f| peak_mb(&f)))
+}
+
+/// `orchestrate ARGS` under `/usr/bin/time -f %M -o FILE` when it is there, with FILE.
+fn timed(env: &Env, args: &[&str]) -> (Command, Option<std::path::PathBuf>) {
+    let time = std::path::Path::new("/usr/bin/time");
+    if !time.exists() {
+        let mut c = env.cmd();
+        c.args(args);
+        return (c, None);
+    }
+    let file = env.path("peak-rss.txt");
+    let mut c = Command::new(time);
+    c.args(["-f", "%M", "-o"])
+        .arg(&file)
+        .arg(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("ORCHESTRATE_STATE_DIR", env.state())
+        .stdin(Stdio::null());
+    (c, Some(file))
+}
+
+fn peak_mb(file: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kb: u64 = text.lines().last()?.trim().parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// Making every job of a fan of this many items takes well over 150 MB.
+const HUGE: usize = 200_000;
+
+fn huge_fan() -> String {
+    format!(
+        "jobs:\n  - name: big\n    command: 'echo {{item}}'\n    for_each: {{range: [1, {HUGE}]}}\n  - name: after\n    command: 'echo after'\n    needs: [big]\n"
+    )
+}
+
+#[test]
+fn only_one_item_of_a_huge_fan_out_makes_only_that_job() {
+    let env = Env::new();
+    env.write("jobs.yaml", &huge_fan());
+    let (r, rss) = measured(&env, &["jobs.yaml", "--only", "big[5]", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["job"], "big[5]");
+    assert_eq!(recs[0]["index"], 4, "its place in the job file");
+    assert_eq!(recs[0]["args"], serde_json::json!(["echo", "5"]));
+    if let Some(mb) = rss {
+        assert!(mb < 100, "--only of one item took {mb} MB");
+    }
+}
+
+#[test]
+fn rerun_of_one_job_of_a_huge_fan_out_makes_only_that_job() {
+    let env = Env::new();
+    env.write("jobs.yaml", &huge_fan());
+    let first = env.run(&["jobs.yaml", "--only", "big[7]", "-q"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let (r, rss) = measured(&env, &["rerun", "last", "big[7]", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["job"], "big[7]");
+    assert_eq!(recs[0]["args"], serde_json::json!(["echo", "7"]));
+    if let Some(mb) = rss {
+        assert!(mb < 100, "rerun of one item took {mb} MB");
+    }
+}
+
+#[test]
+fn skip_of_items_of_a_lazy_fan_out_runs_the_others_and_leaves_out_what_needs_it() {
+    let env = Env::new();
+    let after = "  - name: after\n    command: 'echo after'\n    needs: [square]\n";
+    let r = env.run_jobs(
+        &fan(after),
+        &[
+            "--skip",
+            "square[7]",
+            "--skip",
+            "square[9]",
+            "-q",
+            "-j",
+            "4",
+        ],
+    );
+    assert_eq!(r.code, 0, "square[7] fails, and it is skipped: {r:?}");
+    assert!(r.stderr.contains("after"), "{r:?}");
+    let recs = env.run(&["show", "last", "--json"]).json();
+    assert_eq!(recs.len(), ITEMS - 2, "{}", recs.len());
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["job"] == "square[7]" || r["job"] == "after")
+    );
+    assert_eq!(Run::record(&recs, "square[10]")["index"], 9);
+}
+
+/// Waits for `n` pids in `pids` and interrupts the run they name.
+fn interrupt_at(env: &Env, child: &mut std::process::Child, n: usize) -> Option<i32> {
+    let pids = crate::helpers::await_pids(&env.path("pids"), n);
+    crate::helpers::signal(pids[n - 1], "INT");
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn an_interrupted_huge_fan_out_stores_every_record_and_resumes_without_making_its_jobs() {
+    let env = Env::new();
+    // Items up to 900 succeed (up to 1000 once resumed); the next two hold both slots, and
+    // Ctrl-C leaves the other items never started.
+    env.write(
+        "jobs.yaml",
+        &format!(
+            "jobs:\n  - name: big\n    shell: 'if [ {{item}} -le 900 ]; then exit 0; fi; if [ -e resumed ] && [ {{item}} -le 1000 ]; then exit 0; fi; echo $PPID >> pids; sleep 30'\n    for_each: {{range: [1, {HUGE}]}}\n  - name: after\n    command: 'true'\n    needs: [big]\n"
+        ),
+    );
+    let counts = |env: &Env| env.run(&["runs", "--json"]).json()[0]["counts"].clone();
+    let (mut c, rss) = timed(&env, &["jobs.yaml", "-q", "-j", "2"]);
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(interrupt_at(&env, &mut child, 2), Some(130));
+    let first = counts(&env);
+    assert_eq!(first["succeeded"], 900, "{first}");
+    assert_eq!(
+        first["cancelled"],
+        HUGE - 900,
+        "every job ends as one record: {first}"
+    );
+    assert_eq!(first["skipped"], 1, "{first}");
+    if let Some(mb) = rss.as_deref().and_then(peak_mb) {
+        assert!(mb < 100, "an interrupted run of {HUGE} jobs took {mb} MB");
+    }
+    env.write("resumed", "");
+    let (mut c, rss) = timed(&env, &["jobs.yaml", "--resume", "last", "-j", "2"]);
+    let err = std::fs::File::create(env.path("resumed.err")).unwrap();
+    let mut child = c.stdout(Stdio::null()).stderr(err).spawn().unwrap();
+    assert_eq!(interrupt_at(&env, &mut child, 4), Some(130));
+    let said = std::fs::read_to_string(env.path("resumed.err")).unwrap();
+    assert!(
+        said.contains("900 jobs already succeeded"),
+        "{}",
+        &said[..500.min(said.len())]
+    );
+    assert!(
+        said.contains("900 carried from run"),
+        "{}",
+        &said[said.len().saturating_sub(500)..]
+    );
+    let second = counts(&env);
+    assert_eq!(second["succeeded"], 1000, "900 carried, 100 run: {second}");
+    assert_eq!(second["cancelled"], HUGE - 1000, "{second}");
+    if let Some(mb) = rss.as_deref().and_then(peak_mb) {
+        assert!(mb < 100, "--resume of a run of {HUGE} jobs took {mb} MB");
+    }
+    let carried = env.run(&["logs", "big[900]", "--run", "last"]);
+    assert_eq!(
+        carried.code, 0,
+        "a carried record is the run's: {carried:?}"
+    );
+}

@@ -97,7 +97,7 @@ fn run_plan(plan: Plan, concurrency: usize, cancel: Cancel) -> (Vec<CompletedPro
         backend: Some(fake.clone()),
         history: Default::default(),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = crate::exec::event_channel();
     let (_cancel_tx, cancel_rx) = watch::channel(cancel);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
