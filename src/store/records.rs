@@ -29,7 +29,6 @@ pub struct ShowRow {
 pub type RowKey = (usize, String);
 
 impl RunStore {
-    /// Commits finished records in one transaction (one fsync for the whole batch).
     /// Commits finished records in one transaction (one fsync for the whole batch). Every
     /// record of a run comes here, whoever made it; `insert_record` decides what replaces what.
     pub fn record_batch(&mut self, run_id: &str, recs: &[Sealed]) -> Result<()> {
@@ -48,7 +47,27 @@ impl RunStore {
             let seen = r.background && !r.status.is_running();
             insert_record(&tx, RecordTable::Stored, run_id, r, seen).map_err(&sql)?;
         }
-        tx.commit().map_err(&sql)
+        tx.commit().map_err(&sql)?;
+        self.drop_moved_files(run_id, recs);
+        Ok(())
+    }
+
+    /// Removes the capture files whose bytes moved into the run's pack, now that the records
+    /// saying so are stored: until then a reader (or a run killed in between) finds the bytes
+    /// in the file the running record names. A carried record's bytes are another run's.
+    fn drop_moved_files(&self, run_id: &str, recs: &[Sealed]) {
+        let dir = self.run_dir(run_id);
+        for r in recs.iter().filter(|r| r.carried_from.is_none()) {
+            for (out, name) in [(&r.stdout, "stdout"), (&r.stderr, "stderr")] {
+                if out.captured && out.packed.is_some() {
+                    let job = dir.join(crate::text::job_dir_name(&r.job));
+                    if std::fs::remove_file(job.join(name)).is_ok() {
+                        // Once the other stream went too.
+                        let _ = std::fs::remove_dir(&job);
+                    }
+                }
+            }
+        }
     }
 
     /// Calls `f` with each of a run's records in job-file order, one at a time (a run of
@@ -311,7 +330,11 @@ impl RunStore {
     /// the stored table, or on a read-only store to this process's overlay.
     pub(super) fn put_record(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
         let table = self.record_table()?;
-        insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())
+        insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())?;
+        if matches!(table, RecordTable::Stored) {
+            self.drop_moved_files(run_id, std::slice::from_ref(r));
+        }
+        Ok(())
     }
 }
 

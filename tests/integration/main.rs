@@ -28,6 +28,7 @@ mod library;
 mod listings;
 mod notify;
 mod output;
+mod pack_trust;
 mod readback;
 mod readonly;
 mod redesign;

@@ -38,10 +38,21 @@ pub(super) fn show(
     }
     if json {
         let root = db.root().to_path_buf();
+        // `each_record` stops at the first error; one that is not the reader going away (an
+        // output that cannot be read back) is the command's error, never a short listing.
+        let mut failed = None;
         db.each_record(&id, |r| {
-            let outputs = read_back_both(&root, &id, &r)?;
-            report::write_json_record(out, &id, &r, &inherited, outputs)
+            read_back_both(&root, &id, &r)
+                .and_then(|outputs| report::write_json_record(out, &id, &r, &inherited, outputs))
+                .map_err(|e| {
+                    let kind = e.kind();
+                    failed = Some(e);
+                    std::io::Error::from(kind)
+                })
         })?;
+        if let Some(e) = failed {
+            return Err(InspectError::Io(e));
+        }
         return Ok(exit::OK);
     }
     write_run_table(db, &id, out)?;

@@ -145,8 +145,8 @@ impl Drain {
         rest
     }
 
-    /// A whole capture of at most `PACK_LIMIT` bytes moves into the run's pack and its file
-    /// goes; one that could not be packed simply stays a file.
+    /// A whole capture of at most `PACK_LIMIT` bytes is copied into the run's pack (its file
+    /// goes once the record is stored); one that could not be packed simply stays a file.
     fn move_to_pack(&mut self) {
         let (Some(pack), Some(file), None, Sink::Capture) =
             (&self.pack, &self.file, &self.error, &self.sink)
@@ -159,9 +159,11 @@ impl Drain {
         let mut bytes = vec![0u8; self.written as usize];
         let read = std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0);
         if let Ok(at) = read.and_then(|()| super::pack::append(pack, &bytes)) {
+            // The file stays until the record that says where the bytes went is stored
+            // (`RunStore` removes it then): a reader of the running record, or of a run
+            // killed before that, still finds them there.
             self.file = None;
             self.packed = Some(at);
-            super::pack::remove_moved(&self.path);
         }
     }
 

@@ -26,20 +26,46 @@ impl CaptureRoot {
         PathBuf::from(name)
     }
 
-    /// The bytes of a packed capture, as a file in memory; `None` when there is no pack.
-    pub(super) fn read_packed(&self, at: Packed) -> io::Result<Option<File>> {
+    /// The bytes of a packed capture, as a file in memory. A pack that is missing, not a
+    /// regular file, not ours or writable by others, or shorter than the record says, is an
+    /// error: never an empty output.
+    pub(super) fn read_packed(&self, at: Packed) -> io::Result<File> {
         let pack = self.pack_path();
         let (Some(dir), Some(name)) = (pack.parent(), pack.file_name().and_then(|n| n.to_str()))
         else {
-            return Ok(None);
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no pack"));
         };
         let Some(f) = crate::sys::open_regular_beneath(dir, &[name])? else {
-            return Ok(None);
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the run's pack is missing (removed by hand?)",
+            ));
         };
+        private(&f)?;
         let mut bytes = vec![0u8; at.len.min(PACK_LIMIT as u64) as usize];
         f.read_exact_at(&mut bytes, at.offset)?;
-        crate::sys::anonymous_file(&bytes).map(Some)
+        crate::sys::anonymous_file(&bytes)
     }
+}
+
+/// A pack must be ours and writable by us alone, as everything in the state dir.
+fn private(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = f.metadata()?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "the pack belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "the pack is writable by others (mode {:o}): run `chmod go-w` on it",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// Appends `bytes` to the pack at `pack` in one write, and says where they start. Writers in
@@ -56,6 +82,8 @@ pub(super) fn append(pack: &Path, bytes: &[u8]) -> io::Result<Packed> {
     if !f.metadata()?.is_file() {
         return Err(io::Error::other("it is not a regular file"));
     }
+    // Never add to a pack someone else could have written into.
+    private(&f)?;
     let n = f.write(bytes)?;
     if n != bytes.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "a short write"));
@@ -65,14 +93,4 @@ pub(super) fn append(pack: &Path, bytes: &[u8]) -> io::Result<Packed> {
         offset: end - n as u64,
         len: n as u64,
     })
-}
-
-/// Removes a capture file that moved into the pack, and its job's folder once that is empty
-/// (the other stream may still be a file of its own).
-pub(super) fn remove_moved(path: &Path) {
-    if std::fs::remove_file(path).is_ok()
-        && let Some(dir) = path.parent()
-    {
-        let _ = std::fs::remove_dir(dir);
-    }
 }

@@ -56,18 +56,20 @@ impl CaptureRoot {
     pub fn read_back(&self, rec: &CompletedProcess, stream: Stream) -> io::Result<Readback> {
         let out = stream.of(rec);
         if let (true, Some(at)) = (out.captured, out.packed) {
-            return Ok(Readback::Captured(self.read_packed(at).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "the {} of `{}` is not read from {}: {}",
-                        stream.as_str(),
-                        rec.job,
-                        self.pack_path().display(),
-                        os_text(&e)
-                    ),
-                )
-            })?));
+            return Ok(Readback::Captured(Some(self.read_packed(at).map_err(
+                |e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "the {} of `{}` is not read from {}: {}",
+                            stream.as_str(),
+                            rec.job,
+                            self.pack_path().display(),
+                            os_text(&e)
+                        ),
+                    )
+                },
+            )?)));
         }
         if out.captured {
             return Ok(Readback::Captured(self.open(&rec.job, stream)?));

@@ -26,22 +26,7 @@ impl CaptureRoot {
     }
 }
 
-/// A job name as one safe path component: no `/`, no leading dot, no control characters.
-pub fn job_dir_name(job: &str) -> String {
-    let mut out = String::with_capacity(job.len());
-    for (i, c) in job.chars().enumerate() {
-        match c {
-            '/' | '\\' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
-            '.' if i == 0 => out.push_str("%2E"),
-            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
-            c => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        out.push_str("%00");
-    }
-    out
-}
+pub use crate::text::job_dir_name;
 
 /// Resolves a path of the job file against the job's working directory.
 pub fn resolve(cwd: Option<&Path>, p: &Path) -> PathBuf {
