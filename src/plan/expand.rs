@@ -154,14 +154,17 @@ pub(super) fn expand_text(text: &str, sub: &Subst<'_>, quote: bool) -> Result<St
             },
         };
         match value {
-            Some(v) => out.push_str(&v),
+            Some(v) => {
+                out.push_str(&v);
+                rest = &after[close + 1..];
+            }
+            // Not a placeholder: the brace stays, and the scan goes on right after it, so a
+            // placeholder inside other braces (`{ test {item} -le 3; }`) is still filled.
             None => {
                 out.push('{');
-                out.push_str(token);
-                out.push('}');
+                rest = after;
             }
         }
-        rest = &after[close + 1..];
     }
     out.push_str(rest);
     Ok(out)

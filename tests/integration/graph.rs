@@ -476,3 +476,21 @@ fn slots_and_run_variables_reach_the_jobs() {
     }
     assert_eq!(Run::record(&recs, "vars")["stdout"], "vars 23\n");
 }
+
+#[test]
+fn placeholders_inside_other_braces_are_filled_and_the_braces_kept() {
+    let env = Env::new();
+    // A shell group and an awk program around `{item}`; `{nope}` and a lone `{` stay as written.
+    let yaml = "jobs:\n  - name: t\n    shell: 'true || { test {item} -le 3; }; echo {item} {nope} \"{\"; echo x | awk \"{ print \\\"{item}\\\" }\"'\n    for_each: [7]\n";
+    let r = env.run_jobs(yaml, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = Run::record(&r.json(), "t[7]").clone();
+    assert_eq!(rec["stdout"], "7 {nope} {\n7\n", "{rec}");
+    assert!(
+        rec["args"][2]
+            .as_str()
+            .unwrap()
+            .starts_with("true || { test 7 -le 3; }"),
+        "{rec}"
+    );
+}
