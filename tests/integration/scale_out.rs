@@ -83,6 +83,26 @@ pub(crate) fn get<'a>(e: &'a Exports, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{key} not exported: {e:?}"))
 }
 
+/// A Slurm (or ssh) client command that talks to the test cluster `e`.
+pub(crate) fn cluster_cmd(e: &Exports, program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.envs(e.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// Starts orchestrate on `yaml` (written as jobs.yaml) against cluster `e`, its output piped.
+pub(crate) fn spawn_with(env: &Env, e: &Exports, yaml: &str, args: &[&str]) -> std::process::Child {
+    env.write("jobs.yaml", yaml);
+    env.cmd()
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .arg("jobs.yaml")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 pub(crate) fn run_with(env: &Env, exports: &Exports, yaml: &str, args: &[&str]) -> Run {
     env.write("jobs.yaml", yaml);
     let mut cmd = env.cmd();
@@ -339,8 +359,7 @@ fn slurm_background_job_through_sbatch_is_collected_by_wait() {
         .as_str()
         .unwrap()
         .to_string();
-    let q = std::process::Command::new("squeue")
-        .envs(e.iter().map(|(k, v)| (k, v)))
+    let q = cluster_cmd(e, "squeue")
         .args(["-h", "-j", &id, "-t", "PENDING,RUNNING"])
         .output()
         .unwrap();

@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use crate::helpers::{Env, Run, assert_gone, read_pids, signal, wait_for};
-use crate::scale_out::{Exports, own_daemon, run_with};
+use crate::scale_out::{Exports, cluster_cmd, own_daemon, run_with, spawn_with};
 
 /// The Slurm jobs cluster `e` holds or held lately (ended ones are kept for `MinJobAge`):
 /// (id, name, state).
 fn slurm_jobs(e: &Exports) -> Vec<(String, String, String)> {
-    let o = std::process::Command::new("squeue")
-        .envs(e.iter().map(|(k, v)| (k, v)))
+    let o = cluster_cmd(e, "squeue")
         .args(["-h", "-t", "all", "-o", "%i|%j|%T"])
         .output()
         .expect("squeue");
@@ -142,15 +141,7 @@ fn stop_a_run(e: &Exports, env: &Env, sig: &str) -> (Run, Vec<u32>, String) {
         "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo $$ >> {p}; sleep 60'\n",
         p = pids.display()
     );
-    env.write("jobs.yaml", &yaml);
-    let child = env
-        .cmd()
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .args(["jobs.yaml", "--json", "-j", "4"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_with(env, e, &yaml, &["--json", "-j", "4"]);
     let started = wait_for(Duration::from_secs(60), || read_pids(&pids).len() == 4);
     assert!(started, "the steps never all started");
     let running: Vec<_> = slurm_jobs(e)
@@ -204,15 +195,7 @@ fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
         "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5, 6]\n    shell: 'echo $$ >> {p}; sleep 2; echo ok'\n",
         p = pids.display()
     );
-    env.write("jobs.yaml", &yaml);
-    let child = env
-        .cmd()
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .args(["jobs.yaml", "--json", "-j", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_with(&env, e, &yaml, &["--json", "-j", "2"]);
     assert!(
         wait_for(Duration::from_secs(60), || read_pids(&pids).len() >= 2),
         "the first steps never started"
@@ -223,11 +206,7 @@ fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
         .collect();
     assert_eq!(first.len(), 1, "{first:?}");
     // An admin (or a time limit) ends the allocation under the run.
-    let o = std::process::Command::new("scancel")
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .arg(&first[0].0)
-        .output()
-        .unwrap();
+    let o = cluster_cmd(e, "scancel").arg(&first[0].0).output().unwrap();
     assert!(o.status.success(), "{o:?}");
     let r = Run::from(child.wait_with_output().unwrap());
     let recs = job_records(&r);

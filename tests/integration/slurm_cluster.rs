@@ -4,7 +4,9 @@
 //! Each cluster that a test disturbs (a full queue, a stopped slurmd) is its own.
 
 use crate::helpers::{Env, Run, wait_for};
-use crate::scale_out::{Exports, own_daemon, run_with, slurm, ssh_head, sshd};
+use crate::scale_out::{
+    Exports, cluster_cmd, own_daemon, run_with, slurm, spawn_with, ssh_head, sshd,
+};
 
 fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
@@ -76,8 +78,7 @@ fn ssh_jobs_killed_by_a_signal_keep_their_stderr_as_it_was() {
 
 /// sbatch on cluster `e`, returning the job id.
 fn sbatch(e: &Exports, args: &[&str]) -> String {
-    let o = std::process::Command::new("sbatch")
-        .envs(e.iter().map(|(k, v)| (k, v)))
+    let o = cluster_cmd(e, "sbatch")
         .arg("--parsable")
         .args(args)
         .output()
@@ -180,15 +181,7 @@ fn a_node_dying_mid_run_fails_its_job_clearly_and_spares_the_others() {
         "executor: slurm\njobs:\n  - name: doomed\n    slurm: {{extra_args: ['--nodelist=n2']}}\n    shell: 'echo $$ > {m}; sleep 60'\n  - name: fine\n    slurm: {{extra_args: ['--nodelist=n1']}}\n    shell: 'sleep 3; echo fine'\n",
         m = mark.display()
     );
-    env.write("jobs.yaml", &yaml);
-    let child = env
-        .cmd()
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .args(["jobs.yaml", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_with(&env, e, &yaml, &["--json"]);
     assert!(
         wait_for(std::time::Duration::from_secs(30), || mark.exists()),
         "the job never started on n2"
@@ -228,10 +221,7 @@ fn stat(pid: u32, n: usize) -> u32 {
 
 /// sdiag's RPC counts by message type on cluster `e`.
 fn rpcs(e: &Exports) -> std::collections::HashMap<String, u64> {
-    let o = std::process::Command::new("sdiag")
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("sdiag");
+    let o = cluster_cmd(e, "sdiag").output().expect("sdiag");
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let by_type = text
         .split("by message type")
@@ -256,11 +246,7 @@ fn wait_asks_slurm_about_all_its_background_jobs_at_once() {
     let yaml = "executor: slurm\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5, 6]\n    shell: 'sleep 4; echo done'\n    background: true\n";
     let r = run_with(&env, e, yaml, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    let reset = std::process::Command::new("sdiag")
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .arg("-r")
-        .output()
-        .unwrap();
+    let reset = cluster_cmd(e, "sdiag").arg("-r").output().unwrap();
     assert!(reset.status.success(), "{reset:?}");
     let w = crate::scale_out::inspect_with(&env, e, &["wait", "--timeout", "120s"]);
     assert_eq!(w.code, 0, "{w:?}");
@@ -348,11 +334,7 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
 #[test]
 fn a_run_follows_its_slurm_batch_jobs_with_one_query_per_sweep() {
     let e = own_daemon!("mslurm-follow");
-    let reset = std::process::Command::new("sdiag")
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .arg("-r")
-        .output()
-        .unwrap();
+    let reset = cluster_cmd(e, "sdiag").arg("-r").output().unwrap();
     assert!(reset.status.success(), "{reset:?}");
     let env = Env::new();
     let yaml = "executor: slurm\nwait: true\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5]\n    shell: 'sleep 4; echo done'\n    background: true\n";
