@@ -166,6 +166,11 @@ impl JobQueue {
     }
 
     /// The job at position `p` of the jobs made up front.
+    /// The name of job `index`, without making it (a fan's job is named from its item).
+    pub(super) fn name(&self, index: usize) -> std::borrow::Cow<'_, str> {
+        self.plan.name_of(index)
+    }
+
     pub(super) fn planned(&self, p: usize) -> &PlannedJob {
         &self.plan.jobs[p]
     }

@@ -124,11 +124,8 @@ impl Shared {
         let mut st = self.state();
         let mut todo = VecDeque::new();
         for d in 0..self.queue.units() {
-            let needs = self.queue.unit_needs(self.queue.unit_at(d));
-            if !st.recorded[d] && needs.is_empty() {
-                // A fan without needs is released at once; a job already is ready.
-                self.release(&mut st, d, &mut todo);
-            } else if !st.recorded[d] && st.waiting[d].iter().all(Waiting::settled) {
+            // A unit without needs has nothing to wait for: released at once.
+            if !st.recorded[d] && st.waiting[d].iter().all(Waiting::settled) {
                 self.release(&mut st, d, &mut todo);
             }
         }

@@ -35,7 +35,7 @@ impl Shared {
                 st.waiting[d][k].ended(done, status);
                 let need = &queue.unit_needs(queue.unit_at(d))[k];
                 if needs::skips(need, status) {
-                    let why = format!("needs `{}`, which {what}", queue.job(done).name);
+                    let why = format!("needs `{}`, which {what}", queue.name(done));
                     self.end_unit(st, d, Status::Skipped, why, &mut todo);
                 } else if st.waiting[d].iter().all(Waiting::settled) {
                     self.release(st, d, &mut todo);
@@ -54,7 +54,7 @@ impl Shared {
     ) {
         let queue = &self.queue;
         let unit = queue.unit_at(d);
-        let name = |i: usize| queue.job(i).name.clone();
+        let name = |i: usize| queue.name(i).into_owned();
         for (need, w) in queue.unit_needs(unit).iter().zip(&st.waiting[d]) {
             if let Some(why) = w.unmet(need, name) {
                 return self.end_unit(st, d, Status::NotNeeded, why, todo);
@@ -68,7 +68,7 @@ impl Shared {
         }
         match unit {
             Unit::Job(p) => {
-                let job = &queue.job(queue.planned(p).index);
+                let job = queue.planned(p);
                 st.ready
                     .entry(job.group.clone())
                     .or_default()
@@ -120,7 +120,10 @@ impl Shared {
         let mut todo = VecDeque::new();
         for i in stuck {
             let unit = queue.unit_of(i);
-            let group = queue.job(i).group.clone();
+            let group = match unit {
+                Unit::Fan(f) => queue.fan(f).group().cloned(),
+                Unit::Job(p) => queue.planned(p).group.clone(),
+            };
             if let Some(set) = st.ready.get_mut(&group) {
                 set.remove(&i);
             }

@@ -172,14 +172,8 @@ impl Plan {
             .map(|(f, done)| (f.clone(), done.clone()))
             .collect();
         if self.fans.is_empty() {
-            let keys = self
-                .jobs
-                .iter()
-                .zip(&jobs)
-                .filter(|(_, done)| **done)
-                .map(|(j, _)| (j.name.clone(), j.def_hash.clone()))
-                .collect();
-            self.resume_from(&keys);
+            let keep: Vec<bool> = jobs.iter().map(|done| !done).collect();
+            self.retain_jobs(&keep, true);
         } else {
             let keep = Keep {
                 jobs: jobs.iter().map(|done| !done).collect(),

@@ -128,7 +128,7 @@ impl Plan {
     /// Keeps the jobs marked in `keep`, renumbered in order; needs on dropped jobs are dropped.
     /// When the dropped jobs are those that `succeeded` earlier, an `if: failure` need on them
     /// alone stays, with no job left to wait for: it is unmet, so the job is not needed.
-    fn retain_jobs(&mut self, keep: &[bool], succeeded: bool) {
+    pub(super) fn retain_jobs(&mut self, keep: &[bool], succeeded: bool) {
         let mut new_index = vec![usize::MAX; keep.len()];
         let mut jobs = Vec::with_capacity(keep.iter().filter(|k| **k).count());
         for (i, mut j) in std::mem::take(&mut self.jobs).into_iter().enumerate() {

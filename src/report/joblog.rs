@@ -26,10 +26,7 @@ pub const HEADER: [&str; 9] = [
 /// run's log, as parallel's `--resume` leaves the earlier lines where they are.
 pub fn write_joblog(out: &mut dyn Write, recs: &[CompletedProcess]) -> io::Result<()> {
     writeln!(out, "{}", HEADER.join(","))?;
-    for r in recs
-        .iter()
-        .filter(|r| r.attempts > 0 && r.carried_from.is_none())
-    {
+    for r in recs.iter().filter(|r| super::timeline::ran(r)) {
         writeln!(out, "{}", row(r).map(|c| csv(&c)).join(","))?;
     }
     Ok(())

@@ -86,8 +86,8 @@ impl LaneKey {
 }
 
 /// Whether a record's job started a process in this run (or tried to, in a slot): it has
-/// bars.
-fn ran(rec: &CompletedProcess) -> bool {
+/// bars, and a line in the joblog.
+pub(super) fn ran(rec: &CompletedProcess) -> bool {
     rec.attempts > 0 && rec.carried_from.is_none()
 }
 

@@ -92,7 +92,6 @@ impl Consumer {
                 self.fresh.insert(rec.index, *rec);
             }
         } else if let Event::JobFinished(rec) = ev {
-            self.last_end = self.last_end.max(Some(rec.finished));
             self.fresh.remove(&rec.index);
             self.older.remove(&rec.index);
             if rec.stdout.incomplete || rec.stderr.incomplete {
@@ -104,24 +103,25 @@ impl Consumer {
             if self.keep_records {
                 self.records.push(rec.as_ref().clone().into_inner());
             }
-            if self.db.is_some() {
-                self.batch.push(*rec);
-                self.due
-                    .get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
-            }
+            self.finished(*rec);
         } else if let Event::HookFinished(rec) = ev {
-            self.last_end = self.last_end.max(Some(rec.finished));
             if rec.status.is_failure() {
                 self.warnings.push(super::hooks::failed_hook(&rec));
             }
             if let Some(g) = &mut self.gather {
                 g.record(&rec);
             }
-            if self.db.is_some() {
-                self.batch.push(*rec);
-                self.due
-                    .get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
-            }
+            self.finished(*rec);
+        }
+    }
+
+    /// A job's or a hook's final record: it ends the run no earlier, and joins the batch.
+    fn finished(&mut self, rec: Sealed) {
+        self.last_end = self.last_end.max(Some(rec.finished));
+        if self.db.is_some() {
+            self.batch.push(rec);
+            self.due
+                .get_or_insert_with(|| Instant::now() + COMMIT_WINDOW);
         }
     }
 

@@ -58,13 +58,14 @@ impl RunStore {
     fn drop_moved_files(&self, run_id: &str, recs: &[Sealed]) {
         let dir = self.run_dir(run_id);
         for r in recs.iter().filter(|r| r.carried_from.is_none()) {
-            for (out, name) in [(&r.stdout, "stdout"), (&r.stderr, "stderr")] {
-                if out.captured && out.packed.is_some() {
-                    let job = dir.join(crate::text::job_dir_name(&r.job));
-                    if std::fs::remove_file(job.join(name)).is_ok() {
-                        // Once the other stream went too.
-                        let _ = std::fs::remove_dir(&job);
-                    }
+            let moved = [(&r.stdout, "stdout"), (&r.stderr, "stderr")]
+                .into_iter()
+                .filter(|(out, _)| out.captured && out.packed.is_some());
+            let job = dir.join(crate::text::job_dir_name(&r.job));
+            for (_, name) in moved {
+                if std::fs::remove_file(job.join(name)).is_ok() {
+                    // Once the other stream went too.
+                    let _ = std::fs::remove_dir(&job);
                 }
             }
         }

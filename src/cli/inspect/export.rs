@@ -71,7 +71,7 @@ fn terminal_style() -> TextStyle {
         .unwrap_or(DEFAULT_WIDTH);
     TextStyle {
         width,
-        color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        color: super::diff::colored(crate::cli::When::Auto),
     }
 }
 

@@ -18,7 +18,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::slurm::Slurm;
-use crate::exec::Cancel;
 use crate::exec::ends;
 use crate::exec::process::{self, JobCtx};
 use crate::plan::{PlannedJob, SlurmOptions};
@@ -40,9 +39,10 @@ pub async fn run(
     let mut again = true;
     loop {
         let asked = tokio::time::Instant::now();
+        let mut cancel = ctx.cancel.clone();
         let got = tokio::select! {
             g = allocs.get(key) => g,
-            () = cancelled(ctx.cancel.clone()) => {
+            () = process::wait_cancel(&mut cancel) => {
                 let why = "not started: the run was interrupted".to_string();
                 return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
             }
@@ -69,13 +69,6 @@ pub async fn run(
             ));
         }
         return rec;
-    }
-}
-
-/// Returns once the run is cancelled (never, when the run can no longer be).
-async fn cancelled(mut rx: watch::Receiver<Cancel>) {
-    if rx.wait_for(|c| *c != Cancel::None).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

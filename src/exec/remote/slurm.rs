@@ -127,13 +127,6 @@ impl Launcher for Slurm {
         Some(Box::pin(super::scancel::cancel(id)))
     }
 
-    fn sweep(&self, control: &wrap::Control) -> Option<std::process::Command> {
-        let id = self.cancel_id(control)?;
-        let mut cmd = std::process::Command::new("scancel");
-        cmd.arg(id);
-        Some(cmd)
-    }
-
     fn failure(&self, control: &wrap::Control, status: Option<std::process::ExitStatus>) -> String {
         let code = status.and_then(|s| s.code());
         let what = match code {

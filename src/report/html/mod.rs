@@ -50,13 +50,11 @@ pub struct PastRun {
 /// Writes the page. Hooks' records may be among `jobs`: they are listed and their output
 /// shown, but they are no bars on the timeline.
 pub fn write_html(out: &mut dyn Write, run: &PageRun, jobs: &[PageJob]) -> io::Result<()> {
-    let recs: Vec<CompletedProcess> = jobs.iter().map(|j| j.rec.clone()).collect();
-    let job_recs: Vec<CompletedProcess> =
-        recs.iter().filter(|r| r.hook.is_none()).cloned().collect();
     // Timeline positions index `job_recs`; the page's anchors go by position in `jobs`.
-    let positions: Vec<usize> = (0..recs.len())
-        .filter(|&i| recs[i].hook.is_none())
+    let positions: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].rec.hook.is_none())
         .collect();
+    let job_recs: Vec<CompletedProcess> = positions.iter().map(|&i| jobs[i].rec.clone()).collect();
     let now = SystemTime::now();
     let tl = Timeline::new(&job_recs, run.started, now);
     let title = format!("orchestrate run {}", run.id);
