@@ -114,6 +114,8 @@ fn a_resumed_run_lists_carried_jobs_apart_and_counts_them() {
         )),
         "{page:?}"
     );
+    // Its row says so, as `show` does.
+    assert!(page.stdout.contains("succeeded (carried)"), "{page:?}");
 }
 
 #[test]

@@ -63,10 +63,7 @@ fn write_row(out: &mut dyn Write, k: usize, j: &PageJob, origin: SystemTime) -> 
         (None, Some(s)) => format!("slot {s}"),
         (None, None) => "-".to_string(),
     };
-    let mut status = r.status.label().to_string();
-    if r.flaky {
-        status.push_str(" (flaky)");
-    }
+    let status = crate::report::status_text(r.status.label(), r.flaky, r.carried_from.is_some());
     let fail = r.status.is_failure();
     let class = if fail {
         "st fail"
