@@ -3,6 +3,7 @@
 //! ready set stays small whatever the item count), and a file's items as its reader thread
 //! hands them over.
 
+use std::ops::Range;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 
@@ -124,9 +125,9 @@ impl Shared {
         made.map(|_| ())
     }
 
-    /// Every job of fan `f` not taken yet, taken now (a file is read to its end), to be
+    /// The items of fan `f` not taken yet (its `k`s), taken now (a file is read to its end), to be
     /// recorded as a whole: the fan will not run.
-    pub(super) fn fan_rest(&self, st: &mut State, f: usize, d: usize) -> Vec<usize> {
+    pub(super) fn fan_rest(&self, st: &mut State, f: usize, d: usize) -> Range<usize> {
         st.recorded[d] = true;
         let fan = self.queue.fan(f);
         let run = &mut st.fans[f];
@@ -144,10 +145,7 @@ impl Shared {
         };
         run.next = to;
         run.closed = true;
-        (from..to)
-            .filter(|&k| fan.kept(k))
-            .map(|k| fan.first + k)
-            .collect()
+        from..to
     }
 
     /// Records the jobs of every fan that never started: a file's lines not read are no jobs.

@@ -25,9 +25,9 @@ impl Waiting {
         }
     }
 
-    /// Job `done`, one of the need's jobs, ended as `status`.
-    pub(super) fn ended(&mut self, done: usize, status: Status) {
-        self.left -= 1;
+    /// `count` of the need's jobs ended as `status`, the first of them job `done`.
+    pub(super) fn ended(&mut self, done: usize, count: usize, status: Status) {
+        self.left -= count;
         if status.is_failure() {
             self.failed = true;
         } else if status != Status::Succeeded {

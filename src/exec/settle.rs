@@ -4,12 +4,26 @@
 //! turn; after a halt, the ready jobs that may no longer start are recorded.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::ends;
 use super::needs::{self, Waiting};
 use super::queue::Unit;
 use super::sched::{Shared, State, describe};
 use crate::record::{CompletedProcess, Status};
+
+/// Jobs of one unit that ended the same way, to pass on: `count` of them, the first being
+/// plan index `first`. A fan recorded as a whole is one of these, not one per job, so that
+/// skipping a fan of millions holds nothing per job.
+pub(super) struct Ended {
+    first: usize,
+    count: usize,
+    status: Status,
+    what: String,
+}
+
+/// What is left to pass on.
+pub(super) type Todo = VecDeque<Ended>;
 
 impl Shared {
     /// Passes how `index` ended on to what needs it: a unit needing it to succeed is skipped
@@ -20,22 +34,28 @@ impl Shared {
         if self.queue.dependents(slot).is_empty() {
             return;
         }
-        self.pass_on(st, VecDeque::from([(index, status, what)]));
+        let one = Ended {
+            first: index,
+            count: 1,
+            status,
+            what,
+        };
+        self.pass_on(st, VecDeque::from([one]));
     }
 
     /// `settle` for every job in `todo`, and for what that records in turn.
-    pub(super) fn pass_on(&self, st: &mut State, mut todo: VecDeque<(usize, Status, String)>) {
+    pub(super) fn pass_on(&self, st: &mut State, mut todo: Todo) {
         let queue = &self.queue;
-        while let Some((done, status, what)) = todo.pop_front() {
-            let slot = queue.unit_slot(queue.unit_of(done));
+        while let Some(e) = todo.pop_front() {
+            let slot = queue.unit_slot(queue.unit_of(e.first));
             for &(d, k) in queue.dependents(slot) {
                 if st.recorded[d] {
                     continue;
                 }
-                st.waiting[d][k].ended(done, status);
+                st.waiting[d][k].ended(e.first, e.count, e.status);
                 let need = &queue.unit_needs(queue.unit_at(d))[k];
-                if needs::skips(need, status) {
-                    let why = format!("needs `{}`, which {what}", queue.name(done));
+                if needs::skips(need, e.status) {
+                    let why = format!("needs `{}`, which {}", queue.name(e.first), e.what);
                     self.end_unit(st, d, Status::Skipped, why, &mut todo);
                 } else if st.waiting[d].iter().all(Waiting::settled) {
                     self.release(st, d, &mut todo);
@@ -46,12 +66,7 @@ impl Shared {
 
     /// A unit whose needs have all ended (none that had to succeed failed): made ready, or
     /// recorded with why it does not run.
-    pub(super) fn release(
-        &self,
-        st: &mut State,
-        d: usize,
-        todo: &mut VecDeque<(usize, Status, String)>,
-    ) {
+    pub(super) fn release(&self, st: &mut State, d: usize, todo: &mut Todo) {
         let queue = &self.queue;
         let unit = queue.unit_at(d);
         let name = |i: usize| queue.name(i).into_owned();
@@ -79,30 +94,42 @@ impl Shared {
     }
 
     /// Records every job of unit `d` not started yet as `status` (not needed: a note), and
-    /// queues them to be passed on.
-    fn end_unit(
-        &self,
-        st: &mut State,
-        d: usize,
-        status: Status,
-        why: String,
-        todo: &mut VecDeque<(usize, Status, String)>,
-    ) {
+    /// queues them to be passed on: a fan's one by one as they are made, as one entry.
+    fn end_unit(&self, st: &mut State, d: usize, status: Status, why: String, todo: &mut Todo) {
         let queue = &self.queue;
-        let indices: Vec<usize> = match queue.unit_at(d) {
-            Unit::Job(p) => vec![queue.planned(p).index],
-            Unit::Fan(f) => self.fan_rest(st, f, d),
+        let (indices, fan): (Range<usize>, _) = match queue.unit_at(d) {
+            Unit::Job(p) => {
+                let i = queue.planned(p).index;
+                (i..i + 1, None)
+            }
+            Unit::Fan(f) => {
+                let ks = self.fan_rest(st, f, d);
+                let fan = queue.fan(f);
+                (fan.first + ks.start..fan.first + ks.end, Some(fan))
+            }
         };
-        for i in indices {
+        let mut ended: Option<Ended> = None;
+        for i in indices.filter(|&i| fan.is_none_or(|f| f.kept(i - f.first))) {
             let job = queue.job(i);
             let rec = if status == Status::NotNeeded {
                 ends::not_needed(&job, why.clone())
             } else {
                 ends::not_started(&job, status, why.clone())
             };
-            todo.push_back((i, rec.status, describe(&rec)));
+            match &mut ended {
+                Some(e) => e.count += 1,
+                None => {
+                    ended = Some(Ended {
+                        first: i,
+                        count: 1,
+                        status: rec.status,
+                        what: describe(&rec),
+                    })
+                }
+            }
             self.emit(st, rec);
         }
+        todo.extend(ended);
     }
 
     /// Once a failure halted the run: every ready job that may not start now is recorded as
