@@ -34,11 +34,12 @@ impl RunStore {
     ) -> Result<Vec<HistoryRow>> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT r.run_id, u.job_file, r.record FROM records r JOIN runs u ON u.id = r.run_id
-                 WHERE r.job = ?1 AND (?2 IS NULL OR u.job_file = ?2 OR u.job_file LIKE '%/' || ?2)
+                 WHERE r.job = ?1 AND (?2 IS NULL OR {})
                  ORDER BY r.started_ms DESC, r.run_id DESC LIMIT ?3",
-            )
+                super::job_file::sql("u.job_file", "?2")
+            ))
             .map_err(self.sql_err())?;
         let rows: Vec<(String, Option<String>, String)> = stmt
             .query_map(params![job, job_file, limit as i64], |r| {

@@ -15,6 +15,7 @@
 mod background;
 mod gc;
 mod ids;
+mod job_file;
 mod job_history;
 mod liveness;
 mod readonly;
@@ -36,6 +37,7 @@ pub use crate::plan::{DEFAULT_RETENTION, Retention};
 pub use background::Viewer;
 pub use gc::GcReport;
 pub use ids::{as_component, looks_like_run_id, new_run_id, valid_run_id};
+pub use job_file::names as job_file_names;
 pub use job_history::{HistoryRow, runs_back};
 pub use liveness::hostname;
 pub use records::{ShowRow, not_found_job};

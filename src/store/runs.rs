@@ -216,9 +216,10 @@ impl RunStore {
             ));
         }
         if let Some(jf) = &f.job_file {
-            sql.push_str(" AND (job_file = ? OR job_file LIKE ?)");
-            args.push(jf.clone().into());
-            args.push(format!("%/{jf}").into());
+            sql.push_str(&format!(" AND {}", super::job_file::sql("job_file", "?")));
+            for _ in 0..3 {
+                args.push(jf.clone().into());
+            }
         }
         if let Some(since) = f.since {
             sql.push_str(" AND started_ms >= ?");

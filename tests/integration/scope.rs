@@ -250,3 +250,21 @@ fn resume_with_nothing_left_says_so_and_records_no_run() {
     let r = ok(env.run(&["g.yaml", "--resume", "last", "-q"]));
     assert_eq!(r.stderr, "");
 }
+
+#[test]
+fn job_file_names_match_as_plain_text_not_as_wildcards() {
+    let env = Env::new();
+    env.write("a_b.yaml", "jobs:\n  - name: build\n    command: echo U\n");
+    env.write("aXb.yaml", "jobs:\n  - name: build\n    command: echo X\n");
+    ok(env.run(&["-q", "a_b.yaml"]));
+    ok(env.run(&["-q", "aXb.yaml"]));
+    let r = ok(env.run(&["runs", "--job-file", "a_b.yaml"]));
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+    assert!(!r.stdout.contains("aXb"), "{r:?}");
+    let r = ok(env.run(&["history", "build", "--job-file", "a_b.yaml", "--json"]));
+    let recs = r.json();
+    assert_eq!(recs.len(), 1, "{r:?}");
+    assert_eq!(recs[0]["stdout"], "U\n", "{r:?}");
+    let r = ok(env.run(&["runs", "--job-file", "%b.yaml"]));
+    assert_eq!(r.stdout.lines().count(), 1, "only the header: {r:?}");
+}

@@ -215,7 +215,11 @@ fn run_of_job(
     let last = db.resolve_run("last")?;
     let row = db.run(&last)?;
     let running = row.status == crate::record::RunStatus::Running
-        && job_file.is_none_or(|f| row.job_file.as_deref().is_some_and(|p| same_file(p, f)));
+        && job_file.is_none_or(|f| {
+            row.job_file
+                .as_deref()
+                .is_some_and(|p| store::job_file_names(p, f))
+        });
     let files = CaptureRoot(db.run_dir(&last));
     if running
         && (files.open(job, Stream::Stdout)?.is_some()
@@ -229,12 +233,6 @@ fn run_of_job(
         Ok(_) => Ok(last),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Whether the job file at `path` is the one `given` names, as `--job-file` matches it: the
-/// path as given, or its end (the file name).
-fn same_file(path: &str, given: &str) -> bool {
-    path == given || path.ends_with(&format!("/{given}"))
 }
 
 /// How `stream` of a record of `run_id` in the store at `root` reads back: from the capture
