@@ -2,7 +2,6 @@
 //! field for `show --job`, the tail of a job's output, and how a job ended in a few words.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, SystemTime};
 
 use super::ReportConfig;
@@ -175,17 +174,13 @@ pub fn visible(s: &str) -> String {
     out
 }
 
-/// The last `n` lines of a file, reading at most its last 64 KiB, made safe to show.
-pub fn tail_lines(mut f: File, n: usize) -> Vec<String> {
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(64 * 1024);
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
+/// The last `n` lines of a file, reading at most its last [`KEPT_BYTES`] as the exports do
+/// (`Shown::from_file`), made safe to show.
+///
+/// [`KEPT_BYTES`]: super::shown::KEPT_BYTES
+pub fn tail_lines(f: File, n: usize) -> Vec<String> {
+    let shown = super::shown::Shown::from_file(f, super::shown::KEPT_BYTES);
+    let lines: Vec<&str> = shown.text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|l| visible(&l.chars().take(500).collect::<String>()))
