@@ -334,6 +334,22 @@ impl RunStore {
         insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())?;
         if matches!(table, RecordTable::Stored) {
             self.drop_moved_files(run_id, std::slice::from_ref(r));
+            // The last background job of an ended run to end takes the run's folder with it
+            // once it is empty, as the run's end does (`finish_run`); while the run goes on,
+            // its next job may be making its folder in there.
+            let ended: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT ended_ms FROM runs WHERE id = ?1",
+                    params![run_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(self.sql_err())?
+                .flatten();
+            if ended.is_some() {
+                let _ = std::fs::remove_dir(self.run_dir(run_id));
+            }
         }
         Ok(())
     }

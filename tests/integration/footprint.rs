@@ -236,3 +236,17 @@ fn a_pack_replaced_by_a_symlink_is_never_read_through() {
     assert_eq!(r.code, 70, "{r:?}");
     assert!(r.stderr.contains("symlink"), "{r:?}");
 }
+
+#[test]
+fn a_background_job_packed_after_its_run_ended_leaves_no_folder() {
+    let env = Env::new();
+    let jobs = "jobs:\n  - name: bg\n    shell: 'sleep 1; echo late'\n    background: true\n  - name: fg\n    command: echo fg\n";
+    assert_eq!(env.run_jobs(jobs, &["-q"]).code, 0);
+    let id = last_run(&env);
+    assert_eq!(env.run(&["wait"]).code, 0);
+    let runs = env.state().join("runs");
+    // The supervisor stores the record a moment after the job's status is there.
+    wait_for(Duration::from_secs(10), || !runs.join(&id).exists());
+    assert_eq!(tree(&runs), vec![PathBuf::from(format!("{id}.pack"))]);
+    assert_eq!(env.run(&["logs", "bg"]).stdout, "late\n");
+}
