@@ -1,5 +1,5 @@
-//! A store this process cannot write (a read-only mount, a folder or file without write
-//! permission): opened read-only, and what settling would change (a dead run interrupted, a
+//! A store this process cannot write (a read-only mount, a full disk, a folder or file
+//! without write permission): opened read-only, and what settling would change (a dead run interrupted, a
 //! lost job) kept in temp tables that shadow the stored ones, for this process alone.
 
 use std::os::unix::ffi::OsStrExt;
@@ -57,7 +57,13 @@ impl RunStore {
         };
         let corrupt = corrupt_or_sql(&db_path);
         let (conn, version) = match connect(&db_path, false) {
-            Err(e) if e.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
+            // Cannot make the -shm file: not allowed to, or no space left for it.
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::CannotOpen | ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+                ) =>
+            {
                 if wal_holds_changes(&db_path) {
                     return Err(refuse(
                         "history.db-wal holds changes that cannot be read without history.db-shm, which cannot be made there; run orchestrate once where the folder can be written".into(),

@@ -90,7 +90,14 @@ impl RunStore {
         let probe = root.join(format!(".probe-{}", std::process::id()));
         std::fs::write(&probe, b"").map_err(dir_err)?;
         let _ = std::fs::remove_file(&probe);
-        let mut store = Self::open_db(root, true)?;
+        let mut store = Self::open_db(root, true).map_err(|e| {
+            // SQLite says "disk I/O error" when it cannot make its WAL files: say why.
+            if crate::sys::no_space_left(root) {
+                dir_err(std::io::Error::other("no space left on its file system"))
+            } else {
+                e
+            }
+        })?;
         store.fold_spills();
         Ok(store)
     }
@@ -103,7 +110,15 @@ impl RunStore {
         if super::readonly::unwritable(root).is_some() {
             return Self::open_read_only(root);
         }
-        let store = Self::open_db(root, false)?;
+        let store = match Self::open_db(root, false) {
+            // A full disk cannot take the WAL's -shm file, nor settling's writes: the history
+            // is still there to read, as on a read-only mount. (If it cannot be read either,
+            // the first error is the one to report.)
+            Err(e) if crate::sys::no_space_left(root) => {
+                return Self::open_read_only(root).map_err(|_| e);
+            }
+            r => r?,
+        };
         // SQLite opens a file it may not write for reading only, without saying so.
         if store.conn.is_readonly("main").unwrap_or(false) {
             drop(store);

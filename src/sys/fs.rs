@@ -7,6 +7,20 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, fstat, open, openat};
 
+/// Whether the file system holding `path` has no block left for this process (for root, none
+/// at all; others also lack the reserved ones).
+pub fn no_space_left(path: &Path) -> bool {
+    let Ok(v) = rustix::fs::statvfs(path) else {
+        return false;
+    };
+    let left = if super::is_root() {
+        v.f_bfree
+    } else {
+        v.f_bavail
+    };
+    v.f_blocks > 0 && left == 0
+}
+
 /// Opens `dir/parts[0]/…/parts[n]` for reading, refusing a symlink at `dir` itself and at
 /// every part (each is opened with O_NOFOLLOW from the one before it, not by its whole path),
 /// and anything but a regular file at the end (a FIFO is refused, not waited on). A missing

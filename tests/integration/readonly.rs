@@ -1,4 +1,4 @@
-//! A state dir on a read-only mount: the inspection commands read the history as it is (what
+//! A state dir on a read-only mount or a full disk: the inspection commands read the history as it is (what
 //! settling would write is shown, not written); a run, `gc` and `kill` are refused at once.
 
 use std::time::Duration;
@@ -206,4 +206,32 @@ fn a_read_only_state_dir_is_still_read_and_never_written() {
         bad.stderr.contains("is damaged or not a database"),
         "{bad:?}"
     );
+}
+
+#[test]
+fn a_full_disk_is_still_read_and_a_run_on_it_says_why_it_cannot_start() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(env.state(), "size=2m,mode=0700") else {
+        crate::helpers::skipped(
+            "readonly::a_full_disk_is_still_read",
+            "cannot mount a tmpfs (not root?)",
+        );
+        return;
+    };
+    env.write("j.yaml", "jobs:\n  - name: a\n    command: echo hi\n");
+    assert_eq!(env.run(&["-q", "j.yaml"]).code, 0);
+    // The run closed the database cleanly: no -wal or -shm file is left to read it with.
+    assert!(!env.state().join("history.db-shm").exists());
+    let filler = std::fs::File::create(fs.0.join("filler")).unwrap();
+    let mut w = std::io::BufWriter::new(filler);
+    let chunk = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut w, &chunk).is_ok() {}
+    drop(w);
+    let runs = clean(&env, &["runs"]);
+    assert!(runs.stdout.contains("1 succeeded"), "{runs:?}");
+    assert_eq!(clean(&env, &["logs", "a"]).stdout, "hi\n");
+    assert_eq!(clean(&env, &["show", "last", "--json"]).json().len(), 1);
+    let r = env.run(&["-q", "j.yaml"]);
+    assert_eq!(r.code, 70, "{r:?}");
+    assert!(r.stderr.contains("no space left"), "{r:?}");
 }
