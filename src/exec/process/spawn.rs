@@ -6,7 +6,6 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::path::find_in_path;
@@ -147,19 +146,13 @@ pub(super) fn spawn_child(
         ChildIo::Fd(fd) => Some(fd.as_fd()),
         ChildIo::Piped => theirs[i].as_ref().map(|f| f.as_fd()),
     });
-    child.exit.pid = if cwd.is_some() && !sys::can_spawn_in_dir() {
-        // A C library older than glibc 2.29 cannot change directory in posix_spawn: the
-        // standard library's fork and exec do it (copying the environment, as it does).
-        spawn_std(cmd, env_clear, &changes, stdio)?
-    } else {
-        sys::spawn(&sys::Spawn {
-            path: &path,
-            argv: &argv,
-            envp: &envp,
-            cwd: cwd.as_deref(),
-            stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
-        })?
-    };
+    child.exit.pid = sys::spawn(&sys::Spawn {
+        path: &path,
+        argv: &argv,
+        envp: &envp,
+        cwd: cwd.as_deref(),
+        stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
+    })?;
     // Our copies of the child's ends of new pipes close here (the caller drops the rest), or
     // EOF would never come.
     drop(theirs);
@@ -279,43 +272,6 @@ fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
     Ok((child, theirs))
 }
 
-/// Starts `cmd` through `std::process::Command` (in a new process group, with the given
-/// descriptors as its stdio) and returns its pid, to be waited for by `ChildExit`.
-pub(super) fn spawn_std(
-    cmd: &std::process::Command,
-    env_clear: bool,
-    changes: &[(&std::ffi::OsStr, Option<&std::ffi::OsStr>)],
-    stdio: [Option<std::os::fd::BorrowedFd<'_>>; 3],
-) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let mut std_cmd = std::process::Command::new(cmd.get_program());
-    std_cmd.args(cmd.get_args()).process_group(0);
-    if env_clear {
-        std_cmd.env_clear();
-    }
-    for (k, v) in changes {
-        match v {
-            Some(v) => std_cmd.env(k, v),
-            None => std_cmd.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        std_cmd.current_dir(dir);
-    }
-    let given = |fd: Option<std::os::fd::BorrowedFd<'_>>| -> std::io::Result<Stdio> {
-        match fd {
-            None => Ok(Stdio::inherit()),
-            Some(fd) => Ok(Stdio::from(fd.try_clone_to_owned()?)),
-        }
-    };
-    std_cmd
-        .stdin(given(stdio[0])?)
-        .stdout(given(stdio[1])?)
-        .stderr(given(stdio[2])?);
-    // Dropping std's Child neither waits nor kills: `ChildExit` reaps it by pid.
-    Ok(std_cmd.spawn()?.id())
-}
-
 /// The job's argv with `{slot}` filled in.
 pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
     if !job.argv.iter().any(|w| w.contains("{slot}")) {
@@ -328,9 +284,26 @@ pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
         .collect()
 }
 
-/// A job's working directory must be a directory it can use.
+/// A job's working directory must be a directory it can use. The last one found usable on
+/// this thread is not looked at again (most jobs share one): should it have gone since, the
+/// spawn fails, and `check_dir_again` then says why.
 pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
+    thread_local! {
+        static USABLE: std::cell::RefCell<Option<std::path::PathBuf>> = const {
+            std::cell::RefCell::new(None)
+        };
+    }
     let Some(dir) = cwd else { return Ok(()) };
+    if USABLE.with_borrow(|u| u.as_deref() == Some(dir)) {
+        return Ok(());
+    }
+    check_dir_again(dir)?;
+    USABLE.set(Some(dir.to_path_buf()));
+    Ok(())
+}
+
+/// `check_dir` without the memory of a usable one.
+pub(super) fn check_dir_again(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!(
@@ -342,32 +315,5 @@ pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
             dir.display(),
             os_text(&e)
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_standard_library_fallback_starts_in_the_directory_with_the_environment() {
-        use std::io::Read;
-        use std::os::fd::AsFd;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "pwd; echo \"$ONLY:$HOME\""])
-            .current_dir(dir.path())
-            .env("ONLY", "me");
-        let changes: Vec<_> = cmd.get_envs().collect();
-        let (mut r, w) = std::io::pipe().unwrap();
-        let pid = spawn_std(&cmd, true, &changes, [None, Some(w.as_fd()), None]).unwrap();
-        drop(w);
-        let mut out = String::new();
-        r.read_to_string(&mut out).unwrap();
-        // In a process group of its own (read while it is a zombie, before it is reaped).
-        assert_eq!(sys::process_group_of(pid), Some(pid));
-        assert!(sys::wait_blocking(pid).unwrap().success());
-        let real = dir.path().canonicalize().unwrap();
-        assert_eq!(out, format!("{}\nme:\n", real.display()));
     }
 }
