@@ -251,6 +251,7 @@ impl Watch {
             if self.status.is_some() && self.out.is_none() && self.err.is_none() {
                 return;
             }
+            let pipes_open = self.out.is_some() || self.err.is_some();
             tokio::select! {
                 r = read_opt(&mut self.out, &mut self.buf_o) => match r {
                     Ok(0) | Err(_) => self.out = None,
@@ -263,7 +264,7 @@ impl Watch {
                         self.check_start();
                     }
                 },
-                st = self.child.wait(), if self.status.is_none() && self.wait_error.is_none() => {
+                st = self.child.wait(pipes_open), if self.status.is_none() && self.wait_error.is_none() => {
                     if !self.exited(st, ctx) {
                         return;
                     }
