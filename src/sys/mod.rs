@@ -17,7 +17,7 @@ pub use procfs::{
     process_named, process_start_ticks,
 };
 pub use signal::{SIGHUP, SIGINT, SIGKILL, SIGTERM, ignore_file_size_signal, kill, killpg};
-pub use spawn::{Spawn, can_spawn_in_dir, new_session, spawn};
+pub use spawn::{Spawn, new_session, spawn};
 pub use wait::{pidfd_open, try_wait, wait_blocking};
 
 pub fn is_root() -> bool {

@@ -12,7 +12,8 @@ use super::pending::Pending;
 use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
 use super::slow::SlowWatch;
 use super::spawn::{
-    Child, ChildExit, ChildIo, argv_for_slot, check_dir, spawn_child, spawn_failure,
+    Child, ChildExit, ChildIo, argv_for_slot, check_dir, check_dir_again, spawn_child,
+    spawn_failure,
 };
 use super::stdio::{FileTarget, Streams, open_streams};
 use super::{JobCtx, Launch, PIPE_GRACE};
@@ -44,6 +45,10 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
     let child = match spawn_held(&launch, &streams.io).await {
         Ok(c) => c,
         Err(e) => {
+            // The directory may have gone since `check_dir` last found it usable.
+            if let Some(Err(why)) = cwd.map(check_dir_again) {
+                return failed(why);
+            }
             return failed(spawn_failure(&job.argv[0], &e));
         }
     };
@@ -246,6 +251,7 @@ impl Watch {
             if self.status.is_some() && self.out.is_none() && self.err.is_none() {
                 return;
             }
+            let pipes_open = self.out.is_some() || self.err.is_some();
             tokio::select! {
                 r = read_opt(&mut self.out, &mut self.buf_o) => match r {
                     Ok(0) | Err(_) => self.out = None,
@@ -258,7 +264,7 @@ impl Watch {
                         self.check_start();
                     }
                 },
-                st = self.child.wait(), if self.status.is_none() && self.wait_error.is_none() => {
+                st = self.child.wait(pipes_open), if self.status.is_none() && self.wait_error.is_none() => {
                     if !self.exited(st, ctx) {
                         return;
                     }

@@ -6,7 +6,6 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::path::find_in_path;
@@ -42,15 +41,32 @@ pub(super) struct ChildExit {
     /// Without pidfds (Linux before 5.3): how long to sleep before looking again.
     poll_every: Option<Duration>,
     status: Option<std::process::ExitStatus>,
+    /// Until then, while the child's pipes are open, their end tells of its end (`wait`).
+    watch_pipes_until: std::time::Instant,
 }
+
+/// How long after its start a job's end is looked for only at the end of its pipes. A pidfd
+/// costs a job five system calls and a file (pidfd_open, epoll_ctl twice, close): a tenth of
+/// what orchestrate spends on a job that ends at once.
+const PIPES_TELL: Duration = Duration::from_millis(20);
 
 impl ChildExit {
     /// The child's exit status, once it ended. Cancel-safe: what it learnt stays here.
-    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+    /// `pipes_open`: whether pipes from it are still read; their end (a child that exits
+    /// closes them) is then the moment to look, until `PIPES_TELL` after the start (a leftover
+    /// may hold them: from then on a pidfd tells).
+    pub async fn wait(&mut self, pipes_open: bool) -> std::io::Result<std::process::ExitStatus> {
         if let Some(st) = self.status {
             return Ok(st);
         }
         if self.pidfd.is_none() && self.poll_every.is_none() {
+            if pipes_open && std::time::Instant::now() < self.watch_pipes_until {
+                tokio::time::sleep_until(self.watch_pipes_until.into()).await;
+            } else if let Some(st) = sys::try_wait(self.pid)? {
+                // Usually so once its pipes closed: no pidfd is needed.
+                self.status = Some(st);
+                return Ok(st);
+            }
             match sys::pidfd_open(self.pid) {
                 Ok(fd) => self.pidfd = Some(fd),
                 Err(_) => self.poll_every = Some(Duration::from_millis(1)),
@@ -131,8 +147,12 @@ pub(super) fn spawn_child(
     let argv: Vec<&CStr> = args.iter().map(CString::as_c_str).collect();
     let set = env_changes(&changes)?;
     let envp = envp(env_clear, &changes, &set);
+    // Most jobs start in our own directory (nothing here changes it): no chdir for them.
+    static OURS: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let ours = OURS.get_or_init(|| std::env::current_dir().ok());
     let cwd = cmd
         .get_current_dir()
+        .filter(|d| ours.as_deref() != Some(*d))
         .map(|d| cstr(d.as_os_str()))
         .transpose()?;
 
@@ -147,19 +167,13 @@ pub(super) fn spawn_child(
         ChildIo::Fd(fd) => Some(fd.as_fd()),
         ChildIo::Piped => theirs[i].as_ref().map(|f| f.as_fd()),
     });
-    child.exit.pid = if cwd.is_some() && !sys::can_spawn_in_dir() {
-        // A C library older than glibc 2.29 cannot change directory in posix_spawn: the
-        // standard library's fork and exec do it (copying the environment, as it does).
-        spawn_std(cmd, env_clear, &changes, stdio)?
-    } else {
-        sys::spawn(&sys::Spawn {
-            path: &path,
-            argv: &argv,
-            envp: &envp,
-            cwd: cwd.as_deref(),
-            stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
-        })?
-    };
+    child.exit.pid = sys::spawn(&sys::Spawn {
+        path: &path,
+        argv: &argv,
+        envp: &envp,
+        cwd: cwd.as_deref(),
+        stdio: stdio.map(|fd| fd.map(|fd| fd.as_raw_fd())),
+    })?;
     // Our copies of the child's ends of new pipes close here (the caller drops the rest), or
     // EOF would never come.
     drop(theirs);
@@ -260,6 +274,7 @@ fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
             pidfd: None,
             poll_every: None,
             status: None,
+            watch_pipes_until: std::time::Instant::now() + PIPES_TELL,
         },
     };
     for (i, io) in io.iter().enumerate() {
@@ -279,43 +294,6 @@ fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
     Ok((child, theirs))
 }
 
-/// Starts `cmd` through `std::process::Command` (in a new process group, with the given
-/// descriptors as its stdio) and returns its pid, to be waited for by `ChildExit`.
-pub(super) fn spawn_std(
-    cmd: &std::process::Command,
-    env_clear: bool,
-    changes: &[(&std::ffi::OsStr, Option<&std::ffi::OsStr>)],
-    stdio: [Option<std::os::fd::BorrowedFd<'_>>; 3],
-) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let mut std_cmd = std::process::Command::new(cmd.get_program());
-    std_cmd.args(cmd.get_args()).process_group(0);
-    if env_clear {
-        std_cmd.env_clear();
-    }
-    for (k, v) in changes {
-        match v {
-            Some(v) => std_cmd.env(k, v),
-            None => std_cmd.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        std_cmd.current_dir(dir);
-    }
-    let given = |fd: Option<std::os::fd::BorrowedFd<'_>>| -> std::io::Result<Stdio> {
-        match fd {
-            None => Ok(Stdio::inherit()),
-            Some(fd) => Ok(Stdio::from(fd.try_clone_to_owned()?)),
-        }
-    };
-    std_cmd
-        .stdin(given(stdio[0])?)
-        .stdout(given(stdio[1])?)
-        .stderr(given(stdio[2])?);
-    // Dropping std's Child neither waits nor kills: `ChildExit` reaps it by pid.
-    Ok(std_cmd.spawn()?.id())
-}
-
 /// The job's argv with `{slot}` filled in.
 pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
     if !job.argv.iter().any(|w| w.contains("{slot}")) {
@@ -328,9 +306,26 @@ pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
         .collect()
 }
 
-/// A job's working directory must be a directory it can use.
+/// A job's working directory must be a directory it can use. The last one found usable on
+/// this thread is not looked at again (most jobs share one): should it have gone since, the
+/// spawn fails, and `check_dir_again` then says why.
 pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
+    thread_local! {
+        static USABLE: std::cell::RefCell<Option<std::path::PathBuf>> = const {
+            std::cell::RefCell::new(None)
+        };
+    }
     let Some(dir) = cwd else { return Ok(()) };
+    if USABLE.with_borrow(|u| u.as_deref() == Some(dir)) {
+        return Ok(());
+    }
+    check_dir_again(dir)?;
+    USABLE.set(Some(dir.to_path_buf()));
+    Ok(())
+}
+
+/// `check_dir` without the memory of a usable one.
+pub(super) fn check_dir_again(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!(
@@ -342,32 +337,5 @@ pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
             dir.display(),
             os_text(&e)
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_standard_library_fallback_starts_in_the_directory_with_the_environment() {
-        use std::io::Read;
-        use std::os::fd::AsFd;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "pwd; echo \"$ONLY:$HOME\""])
-            .current_dir(dir.path())
-            .env("ONLY", "me");
-        let changes: Vec<_> = cmd.get_envs().collect();
-        let (mut r, w) = std::io::pipe().unwrap();
-        let pid = spawn_std(&cmd, true, &changes, [None, Some(w.as_fd()), None]).unwrap();
-        drop(w);
-        let mut out = String::new();
-        r.read_to_string(&mut out).unwrap();
-        // In a process group of its own (read while it is a zombie, before it is reaped).
-        assert_eq!(sys::process_group_of(pid), Some(pid));
-        assert!(sys::wait_blocking(pid).unwrap().success());
-        let real = dir.path().canonicalize().unwrap();
-        assert_eq!(out, format!("{}\nme:\n", real.display()));
     }
 }
