@@ -5,9 +5,12 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 use super::path::find_in_path;
 use crate::plan::PlannedJob;
@@ -42,12 +45,23 @@ pub(super) struct ChildExit {
     /// Without pidfds (Linux before 5.3): how long to sleep before looking again.
     poll_every: Option<Duration>,
     status: Option<std::process::ExitStatus>,
+    /// A delegated job (`Launch::delegate`): its end comes from the process it runs through,
+    /// not from a child of ours.
+    ended: Option<oneshot::Receiver<ExitStatus>>,
 }
 
 impl ChildExit {
     /// The child's exit status, once it ended. Cancel-safe: what it learnt stays here.
     pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         if let Some(st) = self.status {
+            return Ok(st);
+        }
+        if let Some(rx) = &mut self.ended {
+            // Its sender gone without a word: the worker's task ended (the run is ending).
+            let st = rx
+                .await
+                .unwrap_or(std::process::ExitStatus::from_raw(255 << 8));
+            self.status = Some(st);
             return Ok(st);
         }
         if self.pidfd.is_none() && self.poll_every.is_none() {
@@ -85,6 +99,7 @@ impl Drop for ChildExit {
         // Not waited for to its end (only after an error, or a task given up): reaped by a
         // thread of its own once it ends, so that no zombie stays for the rest of the run.
         if self.status.is_none()
+            && self.ended.is_none()
             && self.pid > 0
             && !matches!(sys::try_wait(self.pid), Ok(Some(_)) | Err(_))
         {
@@ -164,6 +179,19 @@ pub(super) fn spawn_child(
     // EOF would never come.
     drop(theirs);
     Ok(child)
+}
+
+impl ChildExit {
+    /// The job runs through a process that is not its own (`Launch::delegate`).
+    pub fn delegated(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// A delegated job's end comes from `ended`; `pid` is the process it runs through.
+    pub(super) fn delegate_to(&mut self, pid: u32, ended: oneshot::Receiver<ExitStatus>) {
+        self.pid = pid;
+        self.ended = Some(ended);
+    }
 }
 
 /// Why a spawn failed. No exit code goes with it: no process ran to give one (as Python's
@@ -247,7 +275,7 @@ fn envp<'a>(
 
 /// New pipes for the `Piped` streams: our ends registered with the runtime before the spawn,
 /// so that nothing can fail once the child runs, and the child's ends to give it.
-fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
+pub(super) fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
     use std::os::fd::AsRawFd;
     use tokio::net::unix::pipe::{Receiver, Sender};
     let mut theirs: [Option<OwnedFd>; 3] = [None, None, None];
@@ -260,6 +288,7 @@ fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
             pidfd: None,
             poll_every: None,
             status: None,
+            ended: None,
         },
     };
     for (i, io) in io.iter().enumerate() {
