@@ -338,3 +338,35 @@ fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
     let later = slurm_jobs(e);
     assert!(later.len() >= 2, "{later:?}");
 }
+
+#[test]
+fn a_job_on_a_worker_gets_its_environment_directory_and_files() {
+    let e = own_daemon!("mslurm-workenv");
+    let env = Env::new();
+    let sub = env.path("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let sub = sub.canonicalize().unwrap();
+    let yaml = format!(
+        "executor: slurm\ninherit_env: false\nenv: {{A: one}}\njobs:\n  - name: e\n    for_each: [1, 2, 3]\n    cwd: {d}\n    env: {{B: two}}\n    stderr: stdout\n    shell: 'echo \"$A $B {{item}} $(pwd) $SLURMD_NODENAME\"; [ -z \"$HOME\" ] && echo no home; echo err >&2'\n  - name: f\n    stdout: {{file: {o}}}\n    shell: 'echo to the file'\n",
+        d = sub.display(),
+        o = env.path("out.txt").display()
+    );
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 4, "{r:?}");
+    one_slurm_job(&recs);
+    for i in 1..=3 {
+        let rec = Run::record(&recs, &format!("e[{i}]"));
+        let node = rec["host"].as_str().unwrap_or_default();
+        assert_eq!(
+            rec["stdout"],
+            format!("one two {i} {} {node}\nno home\nerr\n", sub.display()),
+            "{rec}"
+        );
+        assert_eq!(rec["stderr"], serde_json::Value::Null, "{rec}");
+    }
+    let out = std::fs::read_to_string(env.path("out.txt")).unwrap();
+    assert_eq!(out, "to the file\n");
+    assert!(steps_made(e) <= 2, "two workers for the four jobs");
+}
