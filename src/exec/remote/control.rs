@@ -327,8 +327,8 @@ impl Frame {
             p += seg.len();
             match find(seg, &self.marker).filter(|_| whole) {
                 Some(i) => {
-                    let word = seg[i + self.marker.len()..].split(|b| b.is_ascii_whitespace());
-                    let word = word.filter(|w| !w.is_empty()).next().unwrap_or_default();
+                    let mut words = seg[i + self.marker.len()..].split(|b| b.is_ascii_whitespace());
+                    let word = words.find(|w| !w.is_empty()).unwrap_or_default();
                     match (self.state, word) {
                         (FrameState::Before, w) if w == self.opens.as_bytes() => {
                             outside.extend_from_slice(&seg[..i]);
