@@ -64,7 +64,7 @@ pub(super) async fn pump(
             && let Some(c) = cur.take()
         {
             *lock(&state.current) = None;
-            let _ = c.ended.send(ExitStatus::from_raw(0));
+            end(c, ExitStatus::from_raw(0));
         }
     }
     state.gone.store(true, Ordering::SeqCst);
@@ -81,7 +81,15 @@ pub(super) async fn pump(
         write(&mut c.err, &chatter).await;
     }
     *lock(&state.current) = None;
-    let _ = c.ended.send(st);
+    end(c, st);
+}
+
+/// The job's streams end (its pipes close), then its end is told: the pipes are at EOF by
+/// the time the job's status is known.
+fn end(c: Current, st: ExitStatus) {
+    let Current { out, err, ended, .. } = c;
+    drop((out, err));
+    let _ = ended.send(st);
 }
 
 /// A chunk of a worker's stdout (`is_out`) or stderr: the job's part to the job, what is
