@@ -287,8 +287,10 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
         std::env::var("PATH").unwrap_or_default()
     );
     let pids = env.path("pids");
+    // With `time:` each job is a step of its own (a job on a worker step is stopped by its
+    // worker, with no scancel at all).
     let yaml = format!(
-        "executor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo $$ >> {p}; sleep 60'\n",
+        "executor: slurm\nslurm: {{time: '5'}}\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo $$ >> {p}; sleep 60'\n",
         p = pids.display()
     );
     env.write("jobs.yaml", &yaml);

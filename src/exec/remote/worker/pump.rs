@@ -87,7 +87,9 @@ pub(super) async fn pump(
 /// The job's streams end (its pipes close), then its end is told: the pipes are at EOF by
 /// the time the job's status is known.
 fn end(c: Current, st: ExitStatus) {
-    let Current { out, err, ended, .. } = c;
+    let Current {
+        out, err, ended, ..
+    } = c;
     drop((out, err));
     let _ = ended.send(st);
 }
