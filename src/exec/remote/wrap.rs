@@ -179,6 +179,63 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_runs_job_after_job_and_kills_one_whole() {
+        use std::io::{Read, Write};
+        let mut w = std::process::Command::new("bash")
+            .args(["-c", WORKER])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let job = PlannedJob::new(0, "w".into(), vec![]);
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = script(
+            "__ORCH_1",
+            &job,
+            &argv(&["sh", "-c", "echo out; printf err >&2; exit 3"]),
+            "",
+            false,
+        );
+        let two = script(
+            "__ORCH_2",
+            &job,
+            &argv(&["sh", "-c", "trap '' TERM; sleep 60 & echo $! >&2; sleep 60"]),
+            "",
+            false,
+        );
+        let stdin = w.stdin.as_mut().unwrap();
+        stdin.write_all(&worker_job("__ORCH_1", &one)).unwrap();
+        // The next job goes once this one ended (what it left running dies then).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(&worker_job("__ORCH_2", &two)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // TERM first, which the job ignores; then KILL takes its group, the child with it.
+        stdin.write_all(&worker_kill("__ORCH_2", 15)).unwrap();
+        stdin.write_all(&worker_kill("__ORCH_2", 9)).unwrap();
+        drop(w.stdin.take());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        w.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        w.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+        assert!(w.wait().unwrap().success());
+        let part = |f: &mut Frame, b: &[u8]| f.feed(b, true).1;
+        let mut filter = ControlFilter::new("__ORCH_1");
+        let e1 = filter.feed(&part(&mut Frame::stderr("__ORCH_1"), &err), true);
+        assert_eq!(part(&mut Frame::stdout("__ORCH_1"), &out), b"out\n");
+        assert_eq!((e1.as_slice(), filter.control.exit), (&b"err"[..], Some(3)));
+        let e2 =
+            ControlFilter::new("__ORCH_2").feed(&part(&mut Frame::stderr("__ORCH_2"), &err), true);
+        let child: i32 = String::from_utf8_lossy(&e2).trim().parse().unwrap();
+        // Gone, or a zombie waiting for whoever adopted it.
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        assert!(
+            matches!(state, None | Some('Z')),
+            "the job's child went with its group: {stat}"
+        );
+    }
+
+    #[test]
     fn a_job_killed_by_a_signal_leaves_its_stderr_as_it_was() {
         let job = PlannedJob::new(0, "k".into(), vec![]);
         let (err, c) = sh(&job, &["sh", "-c", "echo before >&2; kill -9 $$"]);
