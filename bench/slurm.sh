@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Slurm at scale: N `true` jobs (default 1,000) on the 3-node test cluster of ../shared/cluster,
 # driven by a plain `srun` loop, GNU parallel running srun, and orchestrate (`executor: slurm`,
-# whose jobs are steps of one allocation), side by side in one hyperfine run; prints each one's
+# whose jobs run on worker steps of one allocation), side by side in one hyperfine run; prints each one's
 # wall time and the controller's RPCs per job (from `sdiag`, reset before each run) beside the
 # goal. Starts its own cluster (MaxJobCount raised so that every run's jobs fit) and stops it.
 #
@@ -36,7 +36,7 @@ orch() { ORCHESTRATE_STATE_DIR="$TMP/state" "$BIN" "$TMP/jobs.yaml" -q; }
 sdiag | sed -n '/by message type/,/by user/p' | grep -v REQUEST_STATS_INFO |
     sed -n 's/.*count:\([0-9]*\).*/\1/p' | awk '{ s += \$1 } END { print s + 0 }' > "$TMP/rpc-\$1"
 SCRIPT
-names=("srun loop (sequential)" "GNU parallel -j $J srun" "orchestrate -j $J (steps of one allocation)")
+names=("srun loop (sequential)" "GNU parallel -j $J srun" "orchestrate -j $J (worker steps in one allocation)")
 drivers=(srun_loop srun_parallel orch)
 args=()
 for i in 0 1 2; do args+=(-n "${names[$i]}" "bash $TMP/run.sh ${drivers[$i]}"); done

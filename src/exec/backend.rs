@@ -5,7 +5,7 @@
 //! |--------------|----------------------------------------|---------------------------------------|
 //! | `Direct`     | `executor: local` (or a library launcher) | a child process here (`process`)    |
 //! | `SlurmStep`  | `executor: slurm`, alone in its settings | `srun` under the wrapper, its own Slurm job |
-//! | `SlurmShared`| `executor: slurm`, many with the same settings | a step of the run's allocation (`remote::alloc`) |
+//! | `SlurmShared`| `executor: slurm`, many with the same settings | on a worker step of the run's allocation (`remote::worker`; with `time:`, a step of its own there) |
 //! | `Ssh`        | `executor: ssh`                        | ssh over a shared master per host     |
 //! | `Supervised` | `background: true`                     | a detached supervisor (`background`)  |
 //! | `Sbatch`     | `background: true` + `executor: slurm` | `sbatch`, followed through Slurm      |

@@ -80,7 +80,7 @@ pub(crate) fn start(kind: &str) -> Result<Exports, String> {
             ],
         ),
         // A node whose slurmd stops is found dead after seconds, not the default 300.
-        "mslurm-dying" => (
+        k if k.starts_with("mslurm-dying") => (
             "slurm-multi-up.sh",
             "slurm-multi-down.sh",
             vec![

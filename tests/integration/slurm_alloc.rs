@@ -1,7 +1,8 @@
-//! Slurm jobs of a run as steps of one allocation, on real 3-node clusters (each test its own,
-//! so that the jobs counted are the test's alone): one Slurm job for a fan-out, a fan-out
-//! larger than the controller's MaxJobCount, steps spread over the nodes, a step's timeout,
-//! and the allocation given back when the run ends, is interrupted or is killed.
+//! Slurm jobs of a run in one allocation, on worker steps that run job after job, on real
+//! 3-node clusters (each test its own, so that the jobs and steps counted are the test's
+//! alone): one Slurm job and a handful of steps for a fan-out, each record the job's own, a
+//! fan-out larger than the controller's MaxJobCount, a timeout on a worker, a node dying
+//! under one, and the allocation given back when the run ends, is interrupted or is killed.
 
 use std::time::Duration;
 
@@ -55,30 +56,60 @@ fn one_slurm_job(recs: &[serde_json::Value]) -> String {
     ids.into_iter().next().unwrap()
 }
 
+/// Steps the controller made on cluster `e` (each worker is one).
+fn steps_made(e: &Exports) -> u64 {
+    crate::slurm_cluster::rpcs(e)
+        .get("REQUEST_JOB_STEP_CREATE")
+        .copied()
+        .unwrap_or(0)
+}
+
 #[test]
-fn a_fan_out_runs_as_steps_of_one_slurm_job_spread_over_the_nodes() {
+fn a_fan_out_runs_on_a_handful_of_worker_steps_and_each_record_is_the_jobs() {
     let e = own_daemon!("mslurm-alloc");
     let env = Env::new();
-    let yaml = "executor: slurm\njobs:\n  - name: s\n    for_each: {range: [1, 60]}\n    shell: 'sleep 0.3; echo $SLURMD_NODENAME $SLURM_JOB_ID.$SLURM_STEP_ID'\n";
+    // Item i: stdout and stderr of its own (stderr without a newline), exit i % 4, and every
+    // seventh killed by a signal.
+    let yaml = "executor: slurm\njobs:\n  - name: s\n    for_each: {range: [1, 60]}\n    shell: 'echo out{item} $SLURMD_NODENAME $SLURM_JOB_ID.$SLURM_STEP_ID; printf err{item} >&2; [ $(({item} % 7)) = 0 ] && kill -9 $$; exit $(({item} % 4))'\n";
     let r = run_with(&env, e, yaml, &["--json", "-j", "5"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
     let recs = job_records(&r);
     assert_eq!(recs.len(), 60, "{r:?}");
     let id = one_slurm_job(&recs);
     let mut nodes = std::collections::BTreeSet::new();
     let mut steps = std::collections::BTreeSet::new();
     for rec in &recs {
-        assert_eq!(rec["status"], "succeeded", "{rec}");
+        let i: u64 = rec["job"].as_str().unwrap()[2..]
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
         let out = rec["stdout"].as_str().unwrap_or_default().to_string();
-        let (node, step) = out.trim().split_once(' ').expect("node and step");
-        assert_eq!(rec["host"], node, "the record names the step's node: {rec}");
+        let (head, rest) = out.split_once(' ').expect("out, node and step");
+        assert_eq!(head, format!("out{i}"), "{rec}");
+        let (node, step) = rest.trim().split_once(' ').expect("node and step");
+        assert_eq!(
+            rec["host"], node,
+            "the record names the worker's node: {rec}"
+        );
         assert!(step.starts_with(&format!("{id}.")), "{rec}");
+        assert_eq!(
+            rec["stderr"],
+            format!("err{i}"),
+            "nothing but the job's: {rec}"
+        );
+        assert_eq!(rec["notes"], serde_json::json!([]), "{rec}");
+        let code = if i.is_multiple_of(7) { 137 } else { i % 4 };
+        assert_eq!(rec["returncode"], code, "{rec}");
+        let ok = if code == 0 { "succeeded" } else { "failed" };
+        assert_eq!(rec["status"], ok, "{rec}");
         nodes.insert(node.to_string());
         steps.insert(step.to_string());
     }
-    assert_eq!(steps.len(), 60, "a step each: {steps:?}");
     // 5 CPUs in all (2 + 1 + 2): an allocation of five tasks takes every node.
     assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n2", "n3"]);
+    assert!(steps.len() <= 5, "a worker step per task: {steps:?}");
+    let made = steps_made(e);
+    assert!(made <= 5, "60 jobs made {made} steps, not one each");
     let jobs = slurm_jobs(e);
     assert_eq!(jobs.len(), 1, "60 jobs were one Slurm job: {jobs:?}");
     assert!(jobs[0].1.starts_with("orchestrate-"), "{jobs:?}");
@@ -105,32 +136,117 @@ fn a_fan_out_larger_than_max_job_count_succeeds() {
 }
 
 #[test]
-fn a_step_times_out_alone_and_the_allocation_is_given_back() {
+fn a_job_timing_out_on_a_worker_dies_whole_and_the_worker_runs_the_next() {
     let e = own_daemon!("mslurm-steptime");
     let env = Env::new();
-    let pids = env.path("pids");
+    let (pids, step) = (env.path("pids"), env.path("step"));
+    // The slow job leaves a child that ignores TERM: the KILL after it takes that too.
     let yaml = format!(
-        "executor: slurm\njobs:\n  - name: slow\n    timeout: 2s\n    kill_after: 1s\n    shell: 'echo $$ >> {p}; echo started >&2; sleep 60'\n  - name: quick\n    for_each: [1, 2, 3]\n    shell: 'sleep 3; echo ok'\n",
-        p = pids.display()
+        "executor: slurm\njobs:\n  - name: slow\n    timeout: 2s\n    kill_after: 1s\n    shell: 'echo $SLURM_STEP_ID > {s}; echo $$ >> {p}; (trap \"\" TERM; sleep 60) & echo $! >> {p}; echo started >&2; sleep 60'\n  - name: quick\n    for_each: [1, 2, 3, 4]\n    shell: 'sleep 3; echo ok $SLURM_STEP_ID'\n",
+        p = pids.display(),
+        s = step.display()
     );
-    let r = run_with(&env, e, &yaml, &["--json", "-j", "4"]);
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "2"]);
     assert_eq!(r.code, 1, "{r:?}");
     let recs = job_records(&r);
     let id = one_slurm_job(&recs);
     let slow = Run::record(&recs, "slow");
     assert_eq!(slow["status"], "timed_out", "{slow}");
     assert_eq!(slow["stderr"], "started\n", "{slow}");
-    assert!(slow["notes"].to_string().contains("CANCELLED AT"), "{slow}");
+    assert_eq!(slow["returncode"], serde_json::Value::Null, "{slow}");
+    assert_eq!(slow["signal"], 15, "{slow}");
+    let step = std::fs::read_to_string(&step).unwrap().trim().to_string();
+    let mut after = 0;
     for rec in recs.iter().filter(|r| r["job"] != "slow") {
-        assert_eq!(rec["status"], "succeeded", "the other steps go on: {rec}");
-        assert_eq!(rec["stdout"], "ok\n", "{rec}");
+        assert_eq!(rec["status"], "succeeded", "the other jobs go on: {rec}");
+        if rec["stdout"] == format!("ok {step}\n") {
+            after += 1;
+        }
     }
-    assert_gone(&read_pids(&pids), "the timed-out step's processes");
+    assert!(
+        after >= 1,
+        "the slow job's worker ran a job after it: {recs:#?}"
+    );
+    assert!(steps_made(e) <= 2, "two workers for the five jobs");
+    assert_gone(&read_pids(&pids), "the timed-out job's processes");
     assert!(
         wait_for(Duration::from_secs(30), || ended(e, &id)),
         "the allocation was given back: {:?}",
         slurm_jobs(e)
     );
+}
+
+#[test]
+fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
+    let e = own_daemon!("mslurm-dying-workers");
+    let env = Env::new();
+    let mark = env.path("n2");
+    // The first job on n2 waits there; the test then kills the node under it.
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    for_each: {{range: [1, 20]}}\n    shell: 'if [ $SLURMD_NODENAME = n2 ] && mkdir {m} 2>/dev/null; then echo $$ > {m}/pid; sleep 60; fi; sleep 0.5; echo ok $SLURMD_NODENAME'\n",
+        m = mark.display()
+    );
+    let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
+    let pid_file = mark.join("pid");
+    assert!(
+        wait_for(Duration::from_secs(60), || std::fs::read_to_string(
+            &pid_file
+        )
+        .is_ok_and(|p| p.ends_with('\n'))),
+        "no job started on n2"
+    );
+    let task: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // n2 dies: its slurmd, the worker's slurmstepd and everything below it.
+    let mut doomed = vec![task];
+    let mut p = task;
+    while std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "slurmstepd")
+    {
+        p = crate::slurm_cluster::stat(p, 1);
+        doomed.push(p);
+    }
+    let group = format!("-{}", crate::slurm_cluster::stat(task, 2));
+    let slurmd = crate::slurm_cluster::slurmd_pid("mslurm-dying-workers", "n2");
+    let all: Vec<String> = std::iter::once(slurmd)
+        .chain(doomed)
+        .map(|p| p.to_string())
+        .chain([group])
+        .collect();
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg("--")
+        .args(&all)
+        .status();
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 20, "{r:?}");
+    let failed: Vec<_> = recs.iter().filter(|r| r["status"] != "succeeded").collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "only the job on the dead node fails: {failed:#?}"
+    );
+    let f = failed[0];
+    assert_eq!(f["status"], "failed", "{f}");
+    assert_eq!(f["host"], "n2", "{f}");
+    assert_eq!(f["returncode"], serde_json::Value::Null, "{f}");
+    let why = f["error"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("srun ended") && why.contains("without the job's exit status"),
+        "{f}"
+    );
+    for rec in recs.iter().filter(|r| r["status"] == "succeeded") {
+        assert_eq!(
+            rec["stdout"],
+            format!("ok {}\n", rec["host"].as_str().unwrap()),
+            "{rec}"
+        );
+        assert_eq!(rec["stderr"], "", "{rec}");
+    }
 }
 
 /// Starts a run of four steps that sleep, waits until they all run, sends `sig` to the run
@@ -221,4 +337,36 @@ fn an_allocation_cancelled_mid_run_is_replaced_for_the_jobs_left() {
     }
     let later = slurm_jobs(e);
     assert!(later.len() >= 2, "{later:?}");
+}
+
+#[test]
+fn a_job_on_a_worker_gets_its_environment_directory_and_files() {
+    let e = own_daemon!("mslurm-workenv");
+    let env = Env::new();
+    let sub = env.path("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let sub = sub.canonicalize().unwrap();
+    let yaml = format!(
+        "executor: slurm\ninherit_env: false\nenv: {{A: one}}\njobs:\n  - name: e\n    for_each: [1, 2, 3]\n    cwd: {d}\n    env: {{B: two}}\n    stderr: stdout\n    shell: 'echo \"$A $B {{item}} $(pwd) $SLURMD_NODENAME\"; [ -z \"$HOME\" ] && echo no home; echo err >&2'\n  - name: f\n    stdout: {{file: {o}}}\n    shell: 'echo to the file'\n",
+        d = sub.display(),
+        o = env.path("out.txt").display()
+    );
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 4, "{r:?}");
+    one_slurm_job(&recs);
+    for i in 1..=3 {
+        let rec = Run::record(&recs, &format!("e[{i}]"));
+        let node = rec["host"].as_str().unwrap_or_default();
+        assert_eq!(
+            rec["stdout"],
+            format!("one two {i} {} {node}\nno home\nerr\n", sub.display()),
+            "{rec}"
+        );
+        assert_eq!(rec["stderr"], "", "merged into stdout: {rec}");
+    }
+    let out = std::fs::read_to_string(env.path("out.txt")).unwrap();
+    assert_eq!(out, "to the file\n");
+    assert!(steps_made(e) <= 2, "two workers for the four jobs");
 }

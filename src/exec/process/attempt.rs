@@ -85,6 +85,9 @@ const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Spawns the job; when this process is out of file descriptors (other jobs hold them), the
 /// job is held back and tried again as they free some, instead of failing.
 async fn spawn_held(launch: &Launch, io: &[ChildIo; 3]) -> std::io::Result<Child> {
+    if let Some(d) = &launch.delegate {
+        return super::delegated::start_delegated(d.as_ref(), io);
+    }
     let t0 = Instant::now();
     let mut pause = std::time::Duration::from_millis(5);
     loop {
@@ -360,8 +363,11 @@ impl Watch {
         let stopped = self.timed_out || self.cancelled;
         if stopped {
             // Whatever of the group survived the TERM (children that ignore it, or were
-            // spawned after it).
-            let _ = sys::killpg(self.pgid, sys::SIGKILL);
+            // spawned after it); a delegated job's group is on the other side.
+            match self.child.delegated() {
+                true => self.signal(ctx, sys::SIGKILL),
+                false => drop(sys::killpg(self.pgid, sys::SIGKILL)),
+            }
         }
         for d in [&mut self.stdout_drain, &mut self.stderr_drain]
             .into_iter()

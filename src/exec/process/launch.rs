@@ -21,6 +21,31 @@ pub struct Launch {
     /// Bytes sent on the job's stdin ahead of its own input (ssh: the script and its
     /// variables, which must not be in any command line).
     pub stdin_prefix: Option<Vec<u8>>,
+    /// The job is started by a process that already runs (a Slurm worker step), not
+    /// spawned here; `cmd` then only says where the job runs (its directory).
+    pub delegate: Option<Box<dyn Delegate>>,
+}
+
+/// Where a delegated job's stdout or stderr goes here: a pipe this process drains (its
+/// write end, non-blocking), or a file (the job's own output file, or orchestrate's own
+/// stream).
+pub enum JobEnd {
+    Pipe(std::os::fd::OwnedFd),
+    File(std::fs::File),
+}
+
+/// A job started by a process that already runs, which writes the job's stdout and stderr
+/// into the ends a child would have been given (`None`: nowhere).
+pub trait Delegate: Send + Sync {
+    fn start(&self, out: Option<JobEnd>, err: Option<JobEnd>) -> std::io::Result<Delegated>;
+}
+
+/// A delegated job, started: the local process it runs through (for the record), and its
+/// end: once both its streams ended, the status of the process it ran through when that
+/// ended under the job (else success: the job's own status is the wrapper's word).
+pub struct Delegated {
+    pub pid: u32,
+    pub ended: tokio::sync::oneshot::Receiver<std::process::ExitStatus>,
 }
 
 /// A stop that runs elsewhere, to await before the job is recorded.
@@ -101,6 +126,7 @@ impl Launcher for Local {
             env,
             marker: None,
             stdin_prefix: None,
+            delegate: None,
         }
     }
 }

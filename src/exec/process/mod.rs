@@ -1,10 +1,11 @@
 //! The process layer: one job on this machine's process table (its own, or a remote
 //! client's). Split by action: `launch` (the back ends' seam), `stdio` (where the streams go),
-//! `spawn` (starting the process), `drain` and `pipe` (reading its output), `readback`
+//! `spawn` (starting the process), `delegated` (a job started by a process that already runs), `drain` and `pipe` (reading its output), `readback`
 //! (reading it again later), `attempt` (one run under its timeout and cancellation), `slow`
 //! (the slow warning), `stop` (signals), `path` (finding programs).
 
 mod attempt;
+mod delegated;
 mod drain;
 pub(crate) use drain::open_capture;
 mod launch;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use launch::{Launch, Launcher, Local, Sweep};
+pub use launch::{Delegate, Delegated, JobEnd, Launch, Launcher, Local, Sweep};
 pub use readback::Readback;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};

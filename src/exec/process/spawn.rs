@@ -5,8 +5,11 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::process::ExitStatus;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 use super::path::find_in_path;
 use crate::plan::PlannedJob;
@@ -43,6 +46,9 @@ pub(super) struct ChildExit {
     status: Option<std::process::ExitStatus>,
     /// Until then, while the child's pipes are open, their end tells of its end (`wait`).
     watch_pipes_until: std::time::Instant,
+    /// A delegated job (`Launch::delegate`): its end comes from the process it runs through,
+    /// not from a child of ours.
+    ended: Option<oneshot::Receiver<ExitStatus>>,
 }
 
 /// How long after its start a job's end is looked for only at the end of its pipes. A pidfd
@@ -57,6 +63,14 @@ impl ChildExit {
     /// may hold them: from then on a pidfd tells).
     pub async fn wait(&mut self, pipes_open: bool) -> std::io::Result<std::process::ExitStatus> {
         if let Some(st) = self.status {
+            return Ok(st);
+        }
+        if let Some(rx) = &mut self.ended {
+            // Its sender gone without a word: the worker's task ended (the run is ending).
+            let st = rx
+                .await
+                .unwrap_or(std::process::ExitStatus::from_raw(255 << 8));
+            self.status = Some(st);
             return Ok(st);
         }
         if self.pidfd.is_none() && self.poll_every.is_none() {
@@ -101,6 +115,7 @@ impl Drop for ChildExit {
         // Not waited for to its end (only after an error, or a task given up): reaped by a
         // thread of its own once it ends, so that no zombie stays for the rest of the run.
         if self.status.is_none()
+            && self.ended.is_none()
             && self.pid > 0
             && !matches!(sys::try_wait(self.pid), Ok(Some(_)) | Err(_))
         {
@@ -178,6 +193,19 @@ pub(super) fn spawn_child(
     // EOF would never come.
     drop(theirs);
     Ok(child)
+}
+
+impl ChildExit {
+    /// The job runs through a process that is not its own (`Launch::delegate`).
+    pub fn delegated(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// A delegated job's end comes from `ended`; `pid` is the process it runs through.
+    pub(super) fn delegate_to(&mut self, pid: u32, ended: oneshot::Receiver<ExitStatus>) {
+        self.pid = pid;
+        self.ended = Some(ended);
+    }
 }
 
 /// Why a spawn failed. No exit code goes with it: no process ran to give one (as Python's
@@ -261,7 +289,7 @@ fn envp<'a>(
 
 /// New pipes for the `Piped` streams: our ends registered with the runtime before the spawn,
 /// so that nothing can fail once the child runs, and the child's ends to give it.
-fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
+pub(super) fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
     use std::os::fd::AsRawFd;
     use tokio::net::unix::pipe::{Receiver, Sender};
     let mut theirs: [Option<OwnedFd>; 3] = [None, None, None];
@@ -275,6 +303,7 @@ fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedFd>; 3])> {
             poll_every: None,
             status: None,
             watch_pipes_until: std::time::Instant::now() + PIPES_TELL,
+            ended: None,
         },
     };
     for (i, io) in io.iter().enumerate() {

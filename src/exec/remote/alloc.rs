@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::slurm::Slurm;
+use super::worker::{OnWorker, Workers};
 use crate::exec::ends;
 use crate::exec::process::{self, JobCtx};
 use crate::plan::{PlannedJob, SlurmOptions};
@@ -51,8 +52,18 @@ pub async fn run(
             Ok(id) => id,
             Err(why) => return ends::spawn_error(job, ctx.slot, None, None, why),
         };
+        // A job with a `time:` of its own is a step of its own: its limit is the step's.
+        ctx.launcher = match (o.time.is_none(), allocs.workers(key, &id)) {
+            (true, Some(pool)) => tokio::select! {
+                lease = pool.take() => Arc::new(OnWorker::new(o, id.clone(), lease)),
+                () = process::wait_cancel(&mut cancel) => {
+                    let why = "not started: the run was interrupted".to_string();
+                    return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
+                }
+            },
+            _ => Arc::new(Slurm::step_of(o.clone(), id.clone())),
+        };
         let waited = asked.elapsed();
-        ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
         let mut rec = process::run_job(job, ctx.clone()).await;
         let gone = rec.status == Status::SpawnError
             && rec.error.as_deref().is_some_and(|e| e.contains(GONE));
@@ -104,6 +115,9 @@ struct Held {
     /// The holder's stdin: closing it gives the allocation back.
     stdin: Option<ChildStdin>,
     grant: watch::Receiver<Grant>,
+    tasks: usize,
+    /// Its worker steps, once it is granted.
+    workers: Option<Arc<Workers>>,
 }
 
 /// The run's allocations, one per `Key`, made when the first job of its key needs it.
@@ -189,6 +203,20 @@ impl Allocations {
         }
     }
 
+    /// The worker steps of allocation `id` of `key` (`None` once it is no longer the key's).
+    fn workers(&self, key: &Key, id: &str) -> Option<Arc<Workers>> {
+        let mut held = self.lock();
+        let h = held.get_mut(key)?;
+        if !matches!(&*h.grant.borrow(), Grant::Granted(g) if g == id) {
+            return None;
+        }
+        let tasks = h.tasks;
+        let w = h
+            .workers
+            .get_or_insert_with(|| Workers::new(id.into(), tasks, key.cpus));
+        Some(w.clone())
+    }
+
     /// Allocation `id` of `key` is gone (ended, cancelled, past its time limit): the next job
     /// asks for a new one.
     pub fn lost(&self, key: &Key, id: &str) {
@@ -206,6 +234,10 @@ impl Allocations {
     /// Gives every allocation back and waits (a few seconds at most) until salloc has.
     pub async fn close(&self) {
         let mut all: Vec<Held> = self.lock().drain().map(|(_, h)| h).collect();
+        // The workers first: their steps end before the allocation does.
+        for w in all.iter().filter_map(|h| h.workers.clone()) {
+            w.close().await;
+        }
         for h in &mut all {
             release(h);
         }
@@ -247,7 +279,8 @@ impl Allocations {
     /// Starts `salloc` for `key`; a thread waits for the holder's first line.
     fn request(&self, key: &Key) -> Result<Held, String> {
         let mut cmd = Command::new("salloc");
-        cmd.args(salloc_args(key, self.tasks(key), &self.name));
+        let tasks = self.tasks(key);
+        cmd.args(salloc_args(key, tasks, &self.name));
         // -Q: salloc's own stderr says nothing but errors once granted (no one may read it).
         cmd.args(["sh", "-c", "echo \"$SLURM_JOB_ID\"; exec cat >/dev/null"]);
         let err = tempfile::tempfile().map_err(|e| format!("cannot start salloc: {e}"))?;
@@ -273,6 +306,8 @@ impl Allocations {
             child,
             stdin,
             grant: rx,
+            tasks,
+            workers: None,
         })
     }
 }

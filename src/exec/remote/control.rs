@@ -258,6 +258,101 @@ impl ControlFilter {
     }
 }
 
+/// Where one job's part of a Slurm worker's stream stands (`remote::worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameState {
+    /// Before the job's opening line: the bytes are the worker's or a job before it.
+    Before,
+    In,
+    /// After the job's `end` line.
+    Done,
+}
+
+/// One job's part of a stream a worker step shares between the jobs it runs, one after the
+/// other: from the job's opening line (stdout: `MARKER begin`, which is dropped; stderr: the
+/// wrapper's start line, which is the job's, for its `ControlFilter`) to `MARKER end`, which
+/// the worker writes on both streams once the job and its wrapper ended. The job's last line
+/// may lack a newline: the end line is found glued to it, as `ControlFilter` finds its lines.
+pub struct Frame {
+    marker: Vec<u8>,
+    /// The opening line's word: `begin` (dropped) or `start` (kept).
+    opens: &'static str,
+    carry: Vec<u8>,
+    pub state: FrameState,
+}
+
+impl Frame {
+    /// The job's stdout: between `MARKER begin` and `MARKER end`.
+    pub fn stdout(marker: &str) -> Frame {
+        Frame::new(marker, "begin")
+    }
+
+    /// The job's stderr: from the wrapper's `MARKER start` line to `MARKER end`.
+    pub fn stderr(marker: &str) -> Frame {
+        Frame::new(marker, "start")
+    }
+
+    fn new(marker: &str, opens: &'static str) -> Frame {
+        Frame {
+            marker: marker.as_bytes().to_vec(),
+            opens,
+            carry: Vec::new(),
+            state: FrameState::Before,
+        }
+    }
+
+    /// Splits `chunk` into what is outside the job's part (before it, or after its end) and
+    /// what is the job's. A partial line that may still become a marker line is held back.
+    pub fn feed(&mut self, chunk: &[u8], last: bool) -> (Vec<u8>, Vec<u8>) {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let (mut outside, mut job) = (Vec::new(), Vec::new());
+        let mut p = 0;
+        while p < buf.len() {
+            if self.state == FrameState::Done {
+                outside.extend_from_slice(&buf[p..]);
+                break;
+            }
+            let rest = &buf[p..];
+            let (seg, whole) = match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) => (&rest[..=nl], true),
+                None => (rest, false),
+            };
+            let may_grow =
+                find(seg, &self.marker).is_some() || partial_prefix(seg, &self.marker) > 0;
+            if !whole && !last && seg.len() <= HOLD_MAX && may_grow {
+                self.carry = seg.to_vec();
+                break;
+            }
+            p += seg.len();
+            match find(seg, &self.marker).filter(|_| whole) {
+                Some(i) => {
+                    let mut words = seg[i + self.marker.len()..].split(|b| b.is_ascii_whitespace());
+                    let word = words.find(|w| !w.is_empty()).unwrap_or_default();
+                    match (self.state, word) {
+                        (FrameState::Before, w) if w == self.opens.as_bytes() => {
+                            outside.extend_from_slice(&seg[..i]);
+                            self.state = FrameState::In;
+                            if self.opens == "start" {
+                                job.extend_from_slice(&seg[i..]);
+                            }
+                        }
+                        (FrameState::In, b"end") => {
+                            job.extend_from_slice(&seg[..i]);
+                            self.state = FrameState::Done;
+                        }
+                        (FrameState::In, _) => job.extend_from_slice(seg),
+                        _ => outside.extend_from_slice(seg),
+                    }
+                }
+                None if self.state == FrameState::In => job.extend_from_slice(seg),
+                None => outside.extend_from_slice(seg),
+            }
+        }
+        (outside, job)
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -340,6 +435,36 @@ mod tests {
         assert_eq!(out, b"err\n");
         assert_eq!(c.exit, Some(3));
         assert_eq!(c.notes(), ["srun: something else"]);
+    }
+
+    #[test]
+    fn a_workers_stream_is_cut_into_the_jobs_parts() {
+        let mut f = Frame::stdout("__ORCH_x");
+        let (o, j) = f.feed(b"left over\n__ORCH_x begin\nout1\npart", false);
+        assert_eq!(
+            (o.as_slice(), j.as_slice()),
+            (&b"left over\n"[..], &b"out1\npart"[..])
+        );
+        let (o, j) = f.feed(b"ial__ORC", false);
+        assert_eq!(
+            (o.len(), j.len()),
+            (0, 0),
+            "held: it may become the end line"
+        );
+        let (o, j) = f.feed(b"H_x end\nnext job's\n", false);
+        assert_eq!(
+            (o.as_slice(), j.as_slice()),
+            (&b"next job's\n"[..], &b"ial"[..])
+        );
+        assert_eq!(f.state, FrameState::Done);
+        let mut f = Frame::stderr("__ORCH_x");
+        let (o, j) = f.feed(
+            b"srun: hi\n__ORCH_x start 1 2 n1 3\nerr__ORCH_x exit 3\n__ORCH_x end\n",
+            false,
+        );
+        assert_eq!(o, b"srun: hi\n");
+        assert_eq!(j, b"__ORCH_x start 1 2 n1 3\nerr__ORCH_x exit 3\n");
+        assert_eq!(f.state, FrameState::Done);
     }
 
     #[test]

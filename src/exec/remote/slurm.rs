@@ -109,6 +109,7 @@ impl Launcher for Slurm {
             env,
             marker: Some(self.marker.clone()),
             stdin_prefix: None,
+            delegate: None,
         }
     }
 

@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use super::control::{Control, ControlFilter};
+pub use super::control::{Control, ControlFilter, Frame, FrameState};
 use crate::environ::JobEnv;
 use crate::plan::{PlannedJob, Target};
 
@@ -80,16 +80,73 @@ pub fn script(marker: &str, job: &PlannedJob, argv: &[String], setup: &str, cd: 
 /// Shell statements that give the job exactly `env` on top of the session's environment, or
 /// instead of it with `clean` (every variable the session had is unset first).
 pub fn exports(env: &JobEnv, clean: bool) -> String {
+    exports_keeping(env, clean, None)
+}
+
+/// `exports`, where `clean` keeps the variables whose names begin with `keep` (Slurm's own,
+/// as `srun --export=NAMES` does).
+pub fn exports_keeping(env: &JobEnv, clean: bool, keep: Option<&str>) -> String {
     let mut s = String::new();
     if clean {
-        s.push_str(
-            "for __k in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$__k\" 2>/dev/null; done; unset __k; ",
-        );
+        let unset = match keep {
+            Some(k) => format!("case $__k in {k}*) ;; *) unset \"$__k\" 2>/dev/null;; esac"),
+            None => "unset \"$__k\" 2>/dev/null".to_string(),
+        };
+        s.push_str(&format!(
+            "for __k in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do {unset}; done; unset __k; "
+        ));
     }
     for (k, v) in &env.vars {
         s.push_str(&format!("export {k}={}; ", shell_words::quote(v)));
     }
     s
+}
+
+/// The loop a Slurm worker step runs (under bash, for `set -m`: each job in a process group
+/// of its own, killed whole, with the signals a job gets elsewhere, which `sh` without job
+/// control would start with SIGINT and SIGQUIT ignored). It reads `job MARKER LEN` and LEN
+/// bytes of a `script` (`worker_job`), or `kill MARKER SIGNAL` (`worker_kill`) for the job it
+/// runs. A job's runner writes `MARKER begin` on stdout, runs the script, then `MARKER end` on
+/// stdout and stderr (`control::Frame` cuts the streams there); when the runner itself is
+/// killed, the loop writes the end lines for it. What the job left running is killed when
+/// the next job starts, and when the loop ends: at EOF (the run closed it, or died) or when
+/// Slurm ends the step. The loop's own stderr (bash's word on a killed job) goes nowhere.
+pub const WORKER: &str = r#"exec 4>&2 2>/dev/null
+set -m
+cur= curm=
+trap '[ -n "$cur" ] && kill -9 -"$cur"; exit 143' TERM HUP INT
+while IFS=' ' read -r what m a; do
+  case $what in
+  job)
+    [ -n "$cur" ] && { kill -9 -"$cur"; wait "$cur"; }
+    s=$(dd bs=1 count="$a")
+    curm=$m
+    ( trap : TERM INT HUP; printf '%s begin\n' "$m"; ( eval "$s" ); printf '%s end\n' "$m"; printf '%s end\n' "$m" >&2 ) </dev/null 2>&4 4>&- &
+    cur=$! ;;
+  kill)
+    [ "$m" = "$curm" ] && [ -n "$cur" ] || continue
+    kill -"$a" -"$cur"
+    if [ "$a" = 9 ]; then
+      wait "$cur"
+      [ $? = 137 ] && { printf '%s end\n' "$m"; printf '%s end\n' "$m" >&4; }
+    fi ;;
+  esac
+done
+[ -n "$cur" ] && kill -9 -"$cur"
+exit 0"#;
+
+/// What a worker is sent to run one job: its marker and `script` (which starts with a trap,
+/// so that a TERM for the job leaves the wrapper to report its status).
+pub fn worker_job(marker: &str, script: &str) -> Vec<u8> {
+    let script = format!("trap : TERM INT HUP; {script}");
+    let mut b = format!("job {marker} {}\n", script.len()).into_bytes();
+    b.extend_from_slice(script.as_bytes());
+    b
+}
+
+/// What a worker is sent to signal the job of `marker` (and its whole process group).
+pub fn worker_kill(marker: &str, signal: i32) -> Vec<u8> {
+    format!("kill {marker} {signal}\n").into_bytes()
 }
 
 /// The remote command that runs a script sent on stdin: a line with its length in bytes,
@@ -119,6 +176,63 @@ mod tests {
         let mut err = f.feed(&out.stderr, false);
         err.extend(f.feed(&[], true));
         (String::from_utf8_lossy(&err).into_owned(), f.control)
+    }
+
+    #[test]
+    fn a_worker_runs_job_after_job_and_kills_one_whole() {
+        use std::io::{Read, Write};
+        let mut w = std::process::Command::new("bash")
+            .args(["-c", WORKER])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let job = PlannedJob::new(0, "w".into(), vec![]);
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = script(
+            "__ORCH_1",
+            &job,
+            &argv(&["sh", "-c", "echo out; printf err >&2; exit 3"]),
+            "",
+            false,
+        );
+        let two = script(
+            "__ORCH_2",
+            &job,
+            &argv(&["sh", "-c", "trap '' TERM; sleep 60 & echo $! >&2; sleep 60"]),
+            "",
+            false,
+        );
+        let stdin = w.stdin.as_mut().unwrap();
+        stdin.write_all(&worker_job("__ORCH_1", &one)).unwrap();
+        // The next job goes once this one ended (what it left running dies then).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(&worker_job("__ORCH_2", &two)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // TERM first, which the job ignores; then KILL takes its group, the child with it.
+        stdin.write_all(&worker_kill("__ORCH_2", 15)).unwrap();
+        stdin.write_all(&worker_kill("__ORCH_2", 9)).unwrap();
+        drop(w.stdin.take());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        w.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        w.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+        assert!(w.wait().unwrap().success());
+        let part = |f: &mut Frame, b: &[u8]| f.feed(b, true).1;
+        let mut filter = ControlFilter::new("__ORCH_1");
+        let e1 = filter.feed(&part(&mut Frame::stderr("__ORCH_1"), &err), true);
+        assert_eq!(part(&mut Frame::stdout("__ORCH_1"), &out), b"out\n");
+        assert_eq!((e1.as_slice(), filter.control.exit), (&b"err"[..], Some(3)));
+        let e2 =
+            ControlFilter::new("__ORCH_2").feed(&part(&mut Frame::stderr("__ORCH_2"), &err), true);
+        let child: i32 = String::from_utf8_lossy(&e2).trim().parse().unwrap();
+        // Gone, or a zombie waiting for whoever adopted it.
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        assert!(
+            matches!(state, None | Some('Z')),
+            "the job's child went with its group: {stat}"
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Launcher for Ssh {
             },
             marker: Some(self.marker.clone()),
             stdin_prefix: Some(wrap::stdin_prefix(&script)),
+            delegate: None,
         }
     }
 

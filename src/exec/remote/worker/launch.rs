@@ -1,0 +1,118 @@
+//! A job of the run's allocation as the process layer sees it: launched on its lease's
+//! worker (`process::Delegate`), stopped through it.
+
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::slurm::Slurm;
+use super::super::wrap::{self, Control, Frame};
+use super::pump::{Current, Sink};
+use super::{Lease, lock};
+use crate::environ::JobEnv;
+use crate::exec::process::{Delegate, Delegated, JobEnd, Launch, Launcher, Sweep};
+use crate::plan::{PlannedJob, SlurmOptions};
+
+/// A job of the run's allocation that runs on a worker of its slot.
+pub struct OnWorker {
+    slurm: Slurm,
+    lease: Arc<Lease>,
+    /// The marker of its current attempt.
+    marker: Mutex<String>,
+}
+
+impl OnWorker {
+    pub fn new(o: &SlurmOptions, alloc: String, lease: Lease) -> OnWorker {
+        OnWorker {
+            slurm: Slurm::step_of(o.clone(), alloc),
+            lease: Arc::new(lease),
+            marker: Mutex::new(String::new()),
+        }
+    }
+}
+
+/// An attempt's start on the lease's worker.
+struct Dispatch {
+    lease: Arc<Lease>,
+    marker: String,
+    script: String,
+}
+
+impl Delegate for Dispatch {
+    fn start(&self, out: Option<JobEnd>, err: Option<JobEnd>) -> std::io::Result<Delegated> {
+        let (tx, rx) = oneshot::channel();
+        let mut job = Current {
+            out: out.map(Sink::Given),
+            err: err.map(Sink::Given),
+            out_frame: Frame::stdout(&self.marker),
+            err_frame: Frame::stderr(&self.marker),
+            ended: tx,
+        };
+        // A worker found dead only now (its pump ended) is replaced once.
+        for _ in 0..2 {
+            let w = self.lease.worker()?;
+            *lock(&w.state.current) = Some(self.marker.clone());
+            match w.jobs.send(job) {
+                Ok(()) => {
+                    w.send(wrap::worker_job(&self.marker, &self.script));
+                    return Ok(Delegated {
+                        pid: w.pid,
+                        ended: rx,
+                    });
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    job = back;
+                    *lock(&w.state.current) = None;
+                    w.close();
+                }
+            }
+        }
+        Err(std::io::Error::other("the Slurm worker step ended at once"))
+    }
+}
+
+impl Launcher for OnWorker {
+    fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
+        let marker = wrap::new_marker();
+        *lock(&self.marker) = marker.clone();
+        // The variables travel in the script, on the worker's stdin; with `env_clear`, the
+        // job keeps Slurm's own, as `srun --export=NAMES` would.
+        let setup = wrap::exports_keeping(&env, !env.inherited, Some("SLURM"));
+        let script = wrap::script(&marker, job, argv, &setup, true);
+        // Only where the job runs: its directory is checked here, as for a step of its own.
+        let mut cmd = std::process::Command::new("srun");
+        if let Some(dir) = &job.cwd {
+            cmd.current_dir(dir);
+        }
+        Launch {
+            cmd,
+            env_clear: false,
+            env,
+            marker: Some(marker.clone()),
+            stdin_prefix: None,
+            delegate: Some(Box::new(Dispatch {
+                lease: self.lease.clone(),
+                marker,
+                script,
+            })),
+        }
+    }
+
+    fn signal(&self, _pgid: u32, signal: i32, control: Option<&Control>) {
+        let marker = lock(&self.marker).clone();
+        self.lease.signal(&marker, signal, control);
+    }
+
+    fn sweep_later(&self, _control: &Control) -> Option<Sweep> {
+        None
+    }
+
+    fn failure(&self, control: &Control, status: Option<ExitStatus>) -> String {
+        self.slurm.failure(control, status)
+    }
+
+    fn timeout_from_start(&self) -> bool {
+        true
+    }
+}
