@@ -378,15 +378,16 @@ fn skipped_fan_rss(items: usize) -> (Option<u64>, serde_json::Value) {
 #[test]
 fn a_skipped_huge_fan_out_is_recorded_job_by_job_without_holding_its_jobs() {
     let (small, _) = skipped_fan_rss(HUGE / 40);
-    let (big, after) = skipped_fan_rss(HUGE * 3 / 10);
+    let (big, after) = skipped_fan_rss(HUGE * 3 / 5);
     assert_eq!(after["status"], "skipped", "{after:#}");
     let why = after["error"].as_str().unwrap();
     assert!(why.contains("big[1]") && why.contains("skipped"), "{why}");
     if let (Some(small), Some(big)) = (small, big) {
-        // Before, every skipped job waited in a queue to be passed on: 4 MB more here.
+        // Before, every skipped job waited in a queue to be passed on: 13 MB more here. (The
+        // records in the event channel, at most 4,096, may differ by a few MB.)
         assert!(
-            big < small + 2048,
-            "{small} KB for 5,000 items, {big} KB for 60,000"
+            big < small + 5120,
+            "{small} KB for 5,000 items, {big} KB for 120,000"
         );
     }
 }
