@@ -51,6 +51,10 @@ impl StoredOutput {
     }
 }
 
+/// What a run folder's name takes for its pack file, `runs/<run id>.pack`: the one spelling,
+/// for the writer (`exec::CaptureRoot::pack_path`) and for gc.
+pub const PACK_SUFFIX: &str = ".pack";
+
 /// Where a capture's bytes stand in its run's pack file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packed {

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use rusqlite::params;
 
 use super::{Result, Retention, RunFilter, RunStore};
+use crate::record::PACK_SUFFIX;
 
 /// Free pages below which gc leaves the file as it is (256 KiB of 4 KiB pages): they are
 /// reused by the next runs anyway.
@@ -172,9 +173,6 @@ impl RunStore {
         Ok(removed)
     }
 }
-
-/// What `exec::CaptureRoot::pack_path` adds to a run folder's name for its pack.
-const PACK_SUFFIX: &str = ".pack";
 
 /// Removes `runs/<name>` and its pack `runs/<name>.pack`, only ever entries directly inside
 /// `runs/`: a name that is not a single plain component is left alone, and a symlink is

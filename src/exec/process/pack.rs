@@ -22,7 +22,7 @@ impl CaptureRoot {
     /// no folder behind. Never a job's folder, which is always inside the run's.
     pub fn pack_path(&self) -> PathBuf {
         let mut name = self.0.as_os_str().to_owned();
-        name.push(".pack");
+        name.push(crate::record::PACK_SUFFIX);
         PathBuf::from(name)
     }
 
