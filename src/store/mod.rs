@@ -124,7 +124,6 @@ fn home_from_passwd() -> Option<PathBuf> {
 /// others. `follow`: the state dir itself may be a symlink (to a folder of ours); nothing
 /// inside it may.
 fn check_private(path: &Path, follow: bool) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let meta = if follow {
         std::fs::metadata(path)
     } else {
@@ -149,19 +148,12 @@ fn check_private(path: &Path, follow: bool) -> Result<()> {
             "it is a symlink inside the state directory".into(),
         ));
     }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(unsafe_because(format!(
-            "it belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_because(format!(
-            "it is writable by others (mode {:o}); run `chmod go-w {}`",
-            meta.mode() & 0o7777,
-            path.display()
-        )));
+    if let Some(why) = crate::sys::not_private(&meta) {
+        let hint = match why.contains("writable") {
+            true => format!("; run `chmod go-w {}`", path.display()),
+            false => String::new(),
+        };
+        return Err(unsafe_because(format!("{why}{hint}")));
     }
     Ok(())
 }

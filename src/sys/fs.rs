@@ -7,6 +7,21 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, fstat, open, openat};
 
+/// Why a file or folder of the state dir, as `meta` describes it, is not ours alone, if it is
+/// not: another user's, or writable by others (who could then change what we read or run).
+pub fn not_private(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Some(format!(
+            "it belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        ));
+    }
+    (meta.mode() & 0o022 != 0)
+        .then(|| format!("it is writable by others (mode {:o})", meta.mode() & 0o7777))
+}
+
 /// Whether the file system holding `path` has no block left for this process (for root, none
 /// at all; others also lack the reserved ones).
 pub fn no_space_left(path: &Path) -> bool {

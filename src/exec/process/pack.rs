@@ -50,22 +50,13 @@ impl CaptureRoot {
 
 /// A pack must be ours and writable by us alone, as everything in the state dir.
 fn private(f: &File) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = f.metadata()?;
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(io::Error::other(format!(
-            "the pack belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        )));
+    match crate::sys::not_private(&f.metadata()?) {
+        Some(why) if why.contains("writable") => Err(io::Error::other(format!(
+            "the run's pack: {why}; run `chmod go-w` on it"
+        ))),
+        Some(why) => Err(io::Error::other(format!("the run's pack: {why}"))),
+        None => Ok(()),
     }
-    if meta.mode() & 0o022 != 0 {
-        return Err(io::Error::other(format!(
-            "the pack is writable by others (mode {:o}): run `chmod go-w` on it",
-            meta.mode() & 0o7777
-        )));
-    }
-    Ok(())
 }
 
 /// Appends `bytes` to the pack at `pack` in one write, and says where they start. Writers in
