@@ -74,7 +74,8 @@ impl Pending {
     /// "pending 12s in Slurm's queue: Resources", for a job that waited to start.
     pub(super) fn note(&self, control: Option<&Control>) -> Option<String> {
         let c = control?;
-        let retrying = String::from_utf8_lossy(&c.early).contains("sleeping and retrying");
+        let retrying =
+            crate::exec::remote::slurm::controller_refused(&String::from_utf8_lossy(&c.early));
         if c.queued.is_none() && !retrying {
             return None;
         }

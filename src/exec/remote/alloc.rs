@@ -349,10 +349,10 @@ fn read_grant(stdout: Option<std::process::ChildStdout>, mut err: std::fs::File)
         .filter(|l| !l.is_empty())
         .collect();
     let said = said.join("; ");
-    if said.contains("sleeping and retrying") || said.contains("Resource temporarily unavailable") {
+    if super::slurm::controller_refused(&said) {
         return Grant::Refused(format!(
-            "Slurm did not accept the run's allocation (salloc): {said}. The controller is \
-             down, or full (MaxJobCount, a QOS limit): see `sdiag` and `squeue | wc -l`"
+            "Slurm did not accept the run's allocation (salloc): {said}. {}",
+            super::slurm::REFUSED_HINT
         ));
     }
     Grant::Refused(match said.is_empty() {

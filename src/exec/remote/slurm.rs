@@ -13,6 +13,17 @@ use crate::environ::JobEnv;
 use crate::exec::process::{Launch, Launcher, Sweep};
 use crate::plan::{PlannedJob, SlurmOptions};
 
+/// Whether a Slurm client's words (srun's, salloc's) say the controller did not take a new
+/// job: down, or full (srun 22.05 says "controller not responding" also when the controller
+/// refuses new jobs because it holds MaxJobCount of them). The one test of it.
+pub fn controller_refused(said: &str) -> bool {
+    said.contains("sleeping and retrying") || said.contains("Resource temporarily unavailable")
+}
+
+/// What to tell of a controller that did not take a job.
+pub const REFUSED_HINT: &str = "The controller is down, or full (MaxJobCount, a QOS limit): see \
+     `sdiag` and `squeue | wc -l`";
+
 /// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
 /// the job's status apart anyway; this only keeps srun's failures recognisable.
 pub const SRUN_EXIT_ERROR: i32 = 254;
@@ -142,13 +153,9 @@ impl Launcher for Slurm {
                 "srun ended ({what}) while the job ran, without the job's exit status{sep}{late}"
             );
         }
-        if early.contains("sleeping and retrying") {
-            // srun 22.05 says "controller not responding" also when the controller refuses
-            // new jobs because it holds MaxJobCount of them.
+        if controller_refused(&early) {
             return format!(
-                "Slurm did not accept the job: srun gave up retrying ({what}): {early}. \
-                 The controller is down, or full (MaxJobCount, a QOS limit): see `sdiag` and \
-                 `squeue | wc -l`"
+                "Slurm did not accept the job: srun gave up retrying ({what}): {early}. {REFUSED_HINT}"
             );
         }
         if early.is_empty() {
