@@ -314,8 +314,8 @@ impl RecordTable {
             "INSERT INTO {table}
              (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen, hook)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT (run_id, job) DO UPDATE SET
-               idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
+             ON CONFLICT (run_id, idx, job) DO UPDATE SET
+               status = excluded.status, returncode = excluded.returncode,
                started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
                stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
                record = excluded.record, background = excluded.background, seen = excluded.seen,
@@ -350,7 +350,10 @@ pub(super) fn insert_record(
     r: &Sealed,
     seen: bool,
 ) -> rusqlite::Result<()> {
-    let json = serde_json::to_string(&**r).expect("records serialize to JSON");
+    // Sized for a typical record at once, not grown from a few bytes.
+    let mut json = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut json, &**r).expect("records serialize to JSON");
+    let json = String::from_utf8(json).expect("JSON is UTF-8");
     conn.prepare_cached(table.upsert())?.execute(params![
         run_id,
         r.index as i64,
