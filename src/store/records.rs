@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed, Status, to_millis};
@@ -41,11 +41,18 @@ impl RunStore {
             source,
         };
         let tx = self.conn.transaction().map_err(&sql)?;
-        for r in recs {
-            // The run reported how a background job ended (it waited): nothing new for
-            // `status` to show.
-            let seen = r.background && !r.status.is_running();
-            insert_record(&tx, RecordTable::Stored, run_id, r, seen).map_err(&sql)?;
+        {
+            // Looked up once a batch: the cache is keyed by the statement's text, hashed at
+            // each lookup.
+            let mut upsert = tx
+                .prepare_cached(RecordTable::Stored.upsert())
+                .map_err(&sql)?;
+            for r in recs {
+                // The run reported how a background job ended (it waited): nothing new for
+                // `status` to show.
+                let seen = r.background && !r.status.is_running();
+                insert_record(&mut upsert, run_id, r, seen).map_err(&sql)?;
+            }
         }
         tx.commit().map_err(&sql)?;
         self.drop_moved_files(run_id, recs);
@@ -331,7 +338,10 @@ impl RunStore {
     /// the stored table, or on a read-only store to this process's overlay.
     pub(super) fn put_record(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
         let table = self.record_table()?;
-        insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())?;
+        self.conn
+            .prepare_cached(table.upsert())
+            .and_then(|mut upsert| insert_record(&mut upsert, run_id, r, seen))
+            .map_err(self.sql_err())?;
         if matches!(table, RecordTable::Stored) {
             self.drop_moved_files(run_id, std::slice::from_ref(r));
         }
@@ -342,10 +352,10 @@ impl RunStore {
 /// Writes one record row: the columns queries use, and the whole record as JSON. The one rule
 /// for a job recorded twice (the run and a background job's supervisor both write it): a
 /// record replaces the stored one unless the stored one has ended and the new one has not,
-/// so a job's final record is never overwritten by its running one.
+/// so a job's final record is never overwritten by its running one. `upsert` is the
+/// statement of `RecordTable::upsert`.
 pub(super) fn insert_record(
-    conn: &Connection,
-    table: RecordTable,
+    upsert: &mut rusqlite::CachedStatement<'_>,
     run_id: &str,
     r: &Sealed,
     seen: bool,
@@ -354,7 +364,7 @@ pub(super) fn insert_record(
     let mut json = Vec::with_capacity(1024);
     serde_json::to_writer(&mut json, &**r).expect("records serialize to JSON");
     let json = String::from_utf8(json).expect("JSON is UTF-8");
-    conn.prepare_cached(table.upsert())?.execute(params![
+    upsert.execute(params![
         run_id,
         r.index as i64,
         r.job,
