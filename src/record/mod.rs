@@ -16,7 +16,7 @@ pub use json::write_json_record;
 pub use redact::{REDACTED, Redactor, Sealed, Secrets};
 pub use status::{Counts, RunStatus, Status};
 pub use time::{format_duration, format_tenths, format_time, from_millis, to_millis};
-use time::{secs_f64, unix_millis};
+use time::{millis, secs_f64, unix_millis};
 
 /// Where one of a job's output streams ended up.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +85,9 @@ pub struct CompletedProcess {
     pub pid: Option<u32>,
     /// The worker slot (0-based) the job ran in, like the P0..P3 of a process pool.
     pub slot: Option<usize>,
-    #[serde(with = "unix_millis")]
+    #[serde(with = "millis")]
     pub started: SystemTime,
-    #[serde(with = "unix_millis")]
+    #[serde(with = "millis")]
     pub finished: SystemTime,
     #[serde(with = "secs_f64")]
     pub duration: Duration,

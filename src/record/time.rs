@@ -63,6 +63,44 @@ pub(super) mod unix_millis {
     }
 }
 
+/// A record's start and end as the store writes them: milliseconds since the epoch, shorter
+/// than RFC 3339 text and with nothing to format. Text (records written before schema 8)
+/// still reads.
+pub(super) mod millis {
+    use super::*;
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(to_millis(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        d.deserialize_any(Millis)
+    }
+
+    struct Millis;
+
+    impl de::Visitor<'_> for Millis {
+        type Value = SystemTime;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("milliseconds since the epoch or an RFC 3339 time")
+        }
+
+        fn visit_i64<E: de::Error>(self, ms: i64) -> Result<SystemTime, E> {
+            Ok(from_millis(ms))
+        }
+
+        fn visit_u64<E: de::Error>(self, ms: u64) -> Result<SystemTime, E> {
+            i64::try_from(ms).map(from_millis).map_err(E::custom)
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<SystemTime, E> {
+            humantime::parse_rfc3339(s).map_err(E::custom)
+        }
+    }
+}
+
 pub(super) mod secs_f64 {
     use super::*;
     use serde::{Deserializer, Serializer};

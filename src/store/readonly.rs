@@ -127,7 +127,7 @@ impl RunStore {
 /// The overlay of changed records, and the view that every query of `records` then reads:
 /// each stored record unless the overlay has one for that job.
 const OVERLAY: &str = "CREATE TEMP TABLE records_overlay AS SELECT * FROM main.records WHERE 0;
-     CREATE UNIQUE INDEX temp.records_overlay_key ON records_overlay(run_id, job);
+     CREATE UNIQUE INDEX temp.records_overlay_key ON records_overlay(run_id, idx, job);
      CREATE TEMP VIEW records AS
        SELECT * FROM main.records m WHERE NOT EXISTS
          (SELECT 1 FROM records_overlay o WHERE o.run_id = m.run_id AND o.job = m.job)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed, Status, to_millis};
@@ -41,11 +41,18 @@ impl RunStore {
             source,
         };
         let tx = self.conn.transaction().map_err(&sql)?;
-        for r in recs {
-            // The run reported how a background job ended (it waited): nothing new for
-            // `status` to show.
-            let seen = r.background && !r.status.is_running();
-            insert_record(&tx, RecordTable::Stored, run_id, r, seen).map_err(&sql)?;
+        {
+            // Looked up once a batch: the cache is keyed by the statement's text, hashed at
+            // each lookup.
+            let mut upsert = tx
+                .prepare_cached(RecordTable::Stored.upsert())
+                .map_err(&sql)?;
+            for r in recs {
+                // The run reported how a background job ended (it waited): nothing new for
+                // `status` to show.
+                let seen = r.background && !r.status.is_running();
+                insert_record(&mut upsert, run_id, r, seen).map_err(&sql)?;
+            }
         }
         tx.commit().map_err(&sql)?;
         self.drop_moved_files(run_id, recs);
@@ -314,8 +321,8 @@ impl RecordTable {
             "INSERT INTO {table}
              (run_id, idx, job, status, returncode, started_ms, duration_ms, stdout_bytes, stderr_bytes, record, background, seen, hook)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT (run_id, job) DO UPDATE SET
-               idx = excluded.idx, status = excluded.status, returncode = excluded.returncode,
+             ON CONFLICT (run_id, idx, job) DO UPDATE SET
+               status = excluded.status, returncode = excluded.returncode,
                started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,
                stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes,
                record = excluded.record, background = excluded.background, seen = excluded.seen,
@@ -331,7 +338,10 @@ impl RunStore {
     /// the stored table, or on a read-only store to this process's overlay.
     pub(super) fn put_record(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
         let table = self.record_table()?;
-        insert_record(&self.conn, table, run_id, r, seen).map_err(self.sql_err())?;
+        self.conn
+            .prepare_cached(table.upsert())
+            .and_then(|mut upsert| insert_record(&mut upsert, run_id, r, seen))
+            .map_err(self.sql_err())?;
         if matches!(table, RecordTable::Stored) {
             self.drop_moved_files(run_id, std::slice::from_ref(r));
             // The last background job of an ended run to end takes the run's folder with it
@@ -358,16 +368,19 @@ impl RunStore {
 /// Writes one record row: the columns queries use, and the whole record as JSON. The one rule
 /// for a job recorded twice (the run and a background job's supervisor both write it): a
 /// record replaces the stored one unless the stored one has ended and the new one has not,
-/// so a job's final record is never overwritten by its running one.
+/// so a job's final record is never overwritten by its running one. `upsert` is the
+/// statement of `RecordTable::upsert`.
 pub(super) fn insert_record(
-    conn: &Connection,
-    table: RecordTable,
+    upsert: &mut rusqlite::CachedStatement<'_>,
     run_id: &str,
     r: &Sealed,
     seen: bool,
 ) -> rusqlite::Result<()> {
-    let json = serde_json::to_string(&**r).expect("records serialize to JSON");
-    conn.prepare_cached(table.upsert())?.execute(params![
+    // Sized for a typical record at once, not grown from a few bytes.
+    let mut json = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut json, &**r).expect("records serialize to JSON");
+    let json = String::from_utf8(json).expect("JSON is UTF-8");
+    upsert.execute(params![
         run_id,
         r.index as i64,
         r.job,

@@ -152,18 +152,47 @@ fn gc_gives_the_databases_pages_back() {
     assert_eq!(env.run(&["show", "--json"]).json().len(), 150);
 }
 
-/// Makes the store's database look as schema 6 left it: the index it had, no auto_vacuum.
+/// Makes the store's database look as schema 6 left it: records keyed by (run_id, job) with
+/// the indexes it had, times as RFC 3339 text in the records, no auto_vacuum.
 fn downgrade_to_schema_6(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
-        "DROP INDEX records_background;
-         DROP INDEX records_running;
+        "CREATE TABLE records_old (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            job TEXT NOT NULL,
+            status TEXT NOT NULL,
+            returncode INTEGER,
+            started_ms INTEGER NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            stdout_bytes INTEGER NOT NULL,
+            stderr_bytes INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (run_id, job)
+         );
+         ALTER TABLE records_old ADD COLUMN background INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE records_old ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE records_old ADD COLUMN hook TEXT;
+         INSERT INTO records_old SELECT * FROM records;
+         DROP TABLE records;
+         ALTER TABLE records_old RENAME TO records;
+         CREATE INDEX records_job ON records(job, started_ms);
+         CREATE INDEX records_run_order ON records(run_id, idx);
          CREATE INDEX records_background ON records(background, status);
+         UPDATE records SET record = json_set(record,
+           '$.started', strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record, '$.started') / 1000.0, 'unixepoch'),
+           '$.finished', strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record, '$.finished') / 1000.0, 'unixepoch'));
          PRAGMA user_version = 6;
          PRAGMA auto_vacuum = NONE;
          VACUUM;",
     )
     .unwrap();
+}
+
+/// `SELECT COUNT(*)` of the database at `db`.
+fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -179,24 +208,36 @@ fn a_schema_6_database_migrates_keeps_its_rows_and_shrinks_after_gc() {
     let db = env.state().join("history.db");
     downgrade_to_schema_6(&db);
     let old = last_run(&env);
-    assert_eq!(env.run_jobs(&yaml, &["-q"]).code, 0);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 7);
-    let indexes: i64 = conn
+    let old_start: String = rusqlite::Connection::open(&db)
+        .unwrap()
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'records_running'",
-            [],
+            "SELECT json_extract(record, '$.started') FROM records WHERE run_id = ?1 AND job = 'j7'",
+            [&old],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 1);
-    drop(conn);
-    // The old rows read as before.
+    assert_eq!(env.run_jobs(&yaml, &["-q"]).code, 0);
+    let version = count(&db, "PRAGMA user_version");
+    assert_eq!(version, 8);
+    let index = |name: &str| {
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = '{name}'"),
+        )
+    };
+    assert_eq!(index("records_running"), 1);
+    // One index serves the upsert and the job-file order: the one that had only the order went.
+    assert_eq!(index("records_run_order"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM records"), 6 * 150);
+    // The new run's times are numbers (milliseconds), shorter than the text they were.
+    let text_times = "SELECT COUNT(*) FROM records WHERE json_type(record, '$.started') = 'text'";
+    assert_eq!(count(&db, text_times), 5 * 150);
+    // The old rows read as before, their text times too.
     let out = env.run(&["logs", "j7", "--run", &old]);
     assert_eq!(out.stdout, "7\n", "{out:?}");
+    let shown = env.run(&["show", &old, "--job", "j7", "--json"]).json();
+    assert_eq!(shown[0]["start"], old_start.as_str(), "{shown:?}");
+    assert_eq!(env.run(&["show", &old]).code, 0);
     // gc switches the old database to auto_vacuum (one VACUUM) and gives its pages back.
     let before = db_len(&env);
     let gc = env.run(&["gc", "--keep-runs", "1"]);
@@ -206,11 +247,13 @@ fn a_schema_6_database_migrates_keeps_its_rows_and_shrinks_after_gc() {
         "{before} -> {}",
         db_len(&env)
     );
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let mode: i64 = conn
-        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, 2, "incremental from now on");
+    assert_eq!(
+        count(&db, "PRAGMA auto_vacuum"),
+        2,
+        "incremental from now on"
+    );
+    assert_eq!(count(&db, text_times), 0);
+    assert_eq!(env.run(&["show", "--json"]).json().len(), 150);
 }
 
 #[test]
