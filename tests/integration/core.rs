@@ -509,3 +509,24 @@ fn demo_job_file_runs() {
     assert_eq!(Run::record(&recs, "too-slow")["status"], "timed_out");
     assert_eq!(Run::record(&recs, "df-h")["status"], "succeeded");
 }
+
+#[test]
+fn a_job_starts_in_its_directory_by_path_even_when_a_job_before_made_it_anew() {
+    let env = Env::new();
+    let w = env.dir.path().join("w");
+    std::fs::create_dir(&w).unwrap();
+    let w_text = w.display().to_string();
+    env.write(
+        "jobs.yaml",
+        &format!(
+            "concurrency: 1\njobs:\n  - name: remake\n    shell: 'cd /; rm -rf {w_text}; mkdir {w_text}; touch {w_text}/marker'\n    cwd: {w_text}\n  - name: write\n    shell: 'ls; echo result > out.txt'\n    cwd: {w_text}\n    needs: [remake]\n"
+        ),
+    );
+    // Started in that directory: the job's is then orchestrate's own.
+    let jobs = env.dir.path().join("jobs.yaml");
+    let out = env.cmd().current_dir(&w).arg(&jobs).output().unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read_to_string(w.join("out.txt")).unwrap(), "result\n");
+    assert_eq!(env.run(&["logs", "write"]).stdout, "marker\n");
+}

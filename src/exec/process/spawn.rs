@@ -162,12 +162,10 @@ pub(super) fn spawn_child(
     let argv: Vec<&CStr> = args.iter().map(CString::as_c_str).collect();
     let set = env_changes(&changes)?;
     let envp = envp(env_clear, &changes, &set);
-    // Most jobs start in our own directory (nothing here changes it): no chdir for them.
-    static OURS: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    let ours = OURS.get_or_init(|| std::env::current_dir().ok());
+    // Always a chdir when the job names its directory, also our own: by its path, which a
+    // job before it may have removed or made anew.
     let cwd = cmd
         .get_current_dir()
-        .filter(|d| ours.as_deref() != Some(*d))
         .map(|d| cstr(d.as_os_str()))
         .transpose()?;
 
