@@ -10,7 +10,8 @@
 
 /// Most bytes kept of what the client wrote before the job started (its own error messages).
 const EARLY_MAX: usize = 4096;
-/// A partial line held back to see whether it becomes a control line grows no longer than this.
+/// The end of a partial line held back to see whether it becomes a control line (from a
+/// marker, or a line that may be srun's) grows no longer than this.
 const HOLD_MAX: usize = 1024;
 
 /// srun's lines, inside the job's part of the stream, that are about stopping the step.
@@ -142,10 +143,14 @@ impl ControlFilter {
                     p += nl + 1;
                 }
                 None => {
-                    if !last && self.may_grow(rest) {
-                        self.carry = rest.to_vec();
-                    } else {
-                        self.piece(rest, &mut out);
+                    match self.hold_from(rest).filter(|_| !last) {
+                        Some(at) => {
+                            if at > 0 {
+                                self.piece(&rest[..at], &mut out);
+                            }
+                            self.carry = rest[at..].to_vec();
+                        }
+                        None => self.piece(rest, &mut out),
                     }
                     p = buf.len();
                 }
@@ -154,20 +159,20 @@ impl ControlFilter {
         out
     }
 
-    /// Whether a partial line may still turn into something that is not the job's output.
-    fn may_grow(&self, rest: &[u8]) -> bool {
-        if rest.len() > HOLD_MAX {
-            return false;
+    /// Where the end of a partial line may still turn into something that is not the job's
+    /// output, if it may: from a marker, whole or begun (what is before it is the job's, however
+    /// long the line), or the whole line when it may be srun's or slurmstepd's.
+    fn hold_from(&self, rest: &[u8]) -> Option<usize> {
+        if let Some(at) = marker_from(rest, &self.marker) {
+            return Some(at);
         }
-        if find(rest, &self.marker).is_some() || partial_prefix(rest, &self.marker) > 0 {
-            return true;
-        }
-        self.slurm_started()
+        let client = self.slurm_started()
             && self.at_line_start
             && ["srun: ".as_bytes(), b"slurmstepd"].iter().any(|w| {
                 let n = w.len().min(rest.len());
                 rest[..n] == w[..n]
-            })
+            });
+        (client && rest.len() <= HOLD_MAX).then_some(0)
     }
 
     /// A line (with its newline) or the partial line at the end of the stream.
@@ -318,10 +323,16 @@ impl Frame {
                 Some(nl) => (&rest[..=nl], true),
                 None => (rest, false),
             };
-            let may_grow =
-                find(seg, &self.marker).is_some() || partial_prefix(seg, &self.marker) > 0;
-            if !whole && !last && seg.len() <= HOLD_MAX && may_grow {
-                self.carry = seg.to_vec();
+            if !whole
+                && !last
+                && let Some(at) = marker_from(seg, &self.marker)
+            {
+                // What is before a marker that may still come whole is already known.
+                match self.state {
+                    FrameState::In => job.extend_from_slice(&seg[..at]),
+                    _ => outside.extend_from_slice(&seg[..at]),
+                }
+                self.carry = seg[at..].to_vec();
                 break;
             }
             p += seg.len();
@@ -358,6 +369,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Length of the longest end of `hay` that begins `needle`: it may continue in the next chunk.
+/// Where in a partial line a marker line may begin: at the marker, or at a begun marker at
+/// its end; none when that part is longer than a control line can be (`HOLD_MAX`), so that
+/// what a job writes without a newline is never held without end.
+fn marker_from(seg: &[u8], marker: &[u8]) -> Option<usize> {
+    let at = find(seg, marker).unwrap_or(seg.len() - partial_prefix(seg, marker));
+    (at < seg.len() && seg.len() - at <= HOLD_MAX).then_some(at)
+}
+
 fn partial_prefix(hay: &[u8], needle: &[u8]) -> usize {
     let max = hay.len().min(needle.len() - 1);
     (1..=max)
@@ -447,15 +466,12 @@ mod tests {
         );
         let (o, j) = f.feed(b"ial__ORC", false);
         assert_eq!(
-            (o.len(), j.len()),
-            (0, 0),
-            "held: it may become the end line"
+            (o.len(), j.as_slice()),
+            (0, &b"ial"[..]),
+            "the begun marker held: it may become the end line"
         );
         let (o, j) = f.feed(b"H_x end\nnext job's\n", false);
-        assert_eq!(
-            (o.as_slice(), j.as_slice()),
-            (&b"next job's\n"[..], &b"ial"[..])
-        );
+        assert_eq!((o.as_slice(), j.len()), (&b"next job's\n"[..], 0));
         assert_eq!(f.state, FrameState::Done);
         let mut f = Frame::stderr("__ORCH_x");
         let (o, j) = f.feed(
@@ -465,6 +481,32 @@ mod tests {
         assert_eq!(o, b"srun: hi\n");
         assert_eq!(j, b"__ORCH_x start 1 2 n1 3\nerr__ORCH_x exit 3\n");
         assert_eq!(f.state, FrameState::Done);
+    }
+
+    #[test]
+    fn a_marker_split_after_a_long_line_without_newline_is_still_found() {
+        let long = vec![b'x'; 5000];
+        let mut f = Frame::stdout("__ORCH_x");
+        let mut job = f.feed(b"__ORCH_x begin\n", false).1;
+        job.extend(f.feed(&[&long[..], b"__ORC"].concat(), false).1);
+        job.extend(f.feed(b"H_x end\n", false).1);
+        assert_eq!(f.state, FrameState::Done);
+        assert_eq!(job, long);
+        // The exit line on stderr, the same way.
+        let (out, c) = run(&[
+            b"__ORCH_x start 1 - h\n",
+            &[&long[..], b"__OR"].concat(),
+            b"CH_x exit 3\n",
+        ]);
+        assert_eq!(out, long);
+        assert_eq!(c.exit, Some(3));
+        // A job's own long line that only looks begun is all its output, held no longer.
+        let (out, c) = run(&[
+            b"__ORCH_x start 1 - h\n",
+            &[b"__ORCH_x", &long[..]].concat(),
+        ]);
+        assert_eq!(out, [b"__ORCH_x", &long[..]].concat());
+        assert!(c.exit.is_none());
     }
 
     #[test]
