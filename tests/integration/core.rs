@@ -527,6 +527,9 @@ fn a_job_starts_in_its_directory_by_path_even_when_a_job_before_made_it_anew() {
     let out = env.cmd().current_dir(&w).arg(&jobs).output().unwrap();
     let r = Run::from(out);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(std::fs::read_to_string(w.join("out.txt")).unwrap(), "result\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("out.txt")).unwrap(),
+        "result\n"
+    );
     assert_eq!(env.run(&["logs", "write"]).stdout, "marker\n");
 }
