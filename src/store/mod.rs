@@ -18,6 +18,7 @@ mod ids;
 mod job_file;
 mod job_history;
 mod liveness;
+mod moved;
 mod readonly;
 mod records;
 mod runs;

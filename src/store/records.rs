@@ -59,25 +59,6 @@ impl RunStore {
         Ok(())
     }
 
-    /// Removes the capture files whose bytes moved into the run's pack, now that the records
-    /// saying so are stored: until then a reader (or a run killed in between) finds the bytes
-    /// in the file the running record names. A carried record's bytes are another run's.
-    fn drop_moved_files(&self, run_id: &str, recs: &[Sealed]) {
-        let dir = self.run_dir(run_id);
-        for r in recs.iter().filter(|r| r.carried_from.is_none()) {
-            let moved = [(&r.stdout, "stdout"), (&r.stderr, "stderr")]
-                .into_iter()
-                .filter(|(out, _)| out.captured && out.packed.is_some());
-            let job = dir.join(crate::text::job_dir_name(&r.job));
-            for (_, name) in moved {
-                if std::fs::remove_file(job.join(name)).is_ok() {
-                    // Once the other stream went too.
-                    let _ = std::fs::remove_dir(&job);
-                }
-            }
-        }
-    }
-
     /// Calls `f` with each of a run's records in job-file order, one at a time (a run of
     /// 100,000 jobs is never held in memory whole).
     pub fn each_record(
@@ -344,22 +325,7 @@ impl RunStore {
             .map_err(self.sql_err())?;
         if matches!(table, RecordTable::Stored) {
             self.drop_moved_files(run_id, std::slice::from_ref(r));
-            // The last background job of an ended run to end takes the run's folder with it
-            // once it is empty, as the run's end does (`finish_run`); while the run goes on,
-            // its next job may be making its folder in there.
-            let ended: Option<i64> = self
-                .conn
-                .query_row(
-                    "SELECT ended_ms FROM runs WHERE id = ?1",
-                    params![run_id],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(self.sql_err())?
-                .flatten();
-            if ended.is_some() {
-                let _ = std::fs::remove_dir(self.run_dir(run_id));
-            }
+            self.drop_ended_run_dir(run_id)?;
         }
         Ok(())
     }

@@ -12,8 +12,7 @@ use super::pending::Pending;
 use super::pipe::{Pipe, ReadBuf, read_now, read_opt};
 use super::slow::SlowWatch;
 use super::spawn::{
-    Child, ChildExit, ChildIo, argv_for_slot, check_dir, check_dir_again, spawn_child,
-    spawn_failure,
+    Child, ChildExit, ChildIo, argv_for_slot, check_dir, spawn_child, spawn_failure,
 };
 use super::stdio::{FileTarget, Streams, open_streams};
 use super::{JobCtx, Launch, PIPE_GRACE};
@@ -44,13 +43,7 @@ pub(super) async fn run_attempt(job: &PlannedJob, ctx: &mut JobCtx) -> Completed
     };
     let child = match spawn_held(&launch, &streams.io).await {
         Ok(c) => c,
-        Err(e) => {
-            // The directory may have gone since `check_dir` last found it usable.
-            if let Some(Err(why)) = cwd.map(check_dir_again) {
-                return failed(why);
-            }
-            return failed(spawn_failure(&job.argv[0], &e));
-        }
+        Err(e) => return failed(spawn_failure(&job.argv[0], cwd, &e)),
     };
     let mut watch = Watch::start(job, ctx, child, streams);
     let mut running = ends::running(

@@ -208,7 +208,11 @@ impl ChildExit {
 
 /// Why a spawn failed. No exit code goes with it: no process ran to give one (as Python's
 /// subprocess raises rather than return a shell's 127).
-pub(super) fn spawn_failure(program: &str, e: &std::io::Error) -> String {
+pub(super) fn spawn_failure(program: &str, cwd: Option<&Path>, e: &std::io::Error) -> String {
+    // The directory may have gone since `check_dir` last found it usable.
+    if let Some(Err(why)) = cwd.map(check_dir_again) {
+        return why;
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound => format!("command not found: {program}"),
         std::io::ErrorKind::PermissionDenied => format!("permission denied: {program}"),
@@ -352,7 +356,7 @@ pub(super) fn check_dir(cwd: Option<&Path>) -> Result<(), String> {
 }
 
 /// `check_dir` without the memory of a usable one.
-pub(super) fn check_dir_again(dir: &Path) -> Result<(), String> {
+fn check_dir_again(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!(
