@@ -77,11 +77,11 @@ fn unsettled_history(env: &Env) -> (String, String) {
 #[test]
 fn a_read_only_state_dir_is_still_read_and_never_written() {
     let env = Env::new();
-    let Some(fs) = Tmpfs::mount(env.state(), "size=8m,mode=0700") else {
-        crate::helpers::skipped(
-            "readonly::a_read_only_state_dir_is_still_read",
-            "cannot mount a tmpfs (not root?)",
-        );
+    let Some(fs) = Tmpfs::state_dir(
+        &env,
+        "size=8m,mode=0700",
+        "readonly::a_read_only_state_dir_is_still_read",
+    ) else {
         return;
     };
     let (first, killed) = unsettled_history(&env);
@@ -211,11 +211,11 @@ fn a_read_only_state_dir_is_still_read_and_never_written() {
 #[test]
 fn a_full_disk_is_still_read_and_a_run_on_it_says_why_it_cannot_start() {
     let env = Env::new();
-    let Some(fs) = Tmpfs::mount(env.state(), "size=2m,mode=0700") else {
-        crate::helpers::skipped(
-            "readonly::a_full_disk_is_still_read",
-            "cannot mount a tmpfs (not root?)",
-        );
+    let Some(fs) = Tmpfs::state_dir(
+        &env,
+        "size=2m,mode=0700",
+        "readonly::a_full_disk_is_still_read",
+    ) else {
         return;
     };
     env.write("j.yaml", "jobs:\n  - name: a\n    command: echo hi\n");

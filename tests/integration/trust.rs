@@ -604,6 +604,16 @@ fn the_ssh_socket_folder_is_private_and_a_killed_runs_folder_is_cleaned_up() {
 pub(crate) struct Tmpfs(pub(crate) std::path::PathBuf);
 
 impl Tmpfs {
+    /// A tmpfs over `env`'s state dir, or `None` (the test `test` then said it was skipped)
+    /// where one cannot be mounted.
+    pub(crate) fn state_dir(env: &crate::helpers::Env, opts: &str, test: &str) -> Option<Tmpfs> {
+        let fs = Tmpfs::mount(env.state(), opts);
+        if fs.is_none() {
+            crate::helpers::skipped(test, "cannot mount a tmpfs (not root?)");
+        }
+        fs
+    }
+
     pub(crate) fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(&at).ok()?;
         let ok = std::process::Command::new("mount")
@@ -625,11 +635,11 @@ impl Drop for Tmpfs {
 #[test]
 fn a_run_that_fills_the_disk_exits_70_and_loses_no_record() {
     let env = Env::new();
-    let Some(_fs) = Tmpfs::mount(env.state(), "size=640k,mode=0700") else {
-        crate::helpers::skipped(
-            "trust::a_run_that_fills_the_disk",
-            "cannot mount a tmpfs (not root?)",
-        );
+    let Some(_fs) = Tmpfs::state_dir(
+        &env,
+        "size=640k,mode=0700",
+        "trust::a_run_that_fills_the_disk",
+    ) else {
         return;
     };
     // The first job fills the state dir's disk with its output; the others' records then
