@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Condition, Plan, PlannedJob, ReadItem};
+use super::{Plan, PlannedJob, ReadItem};
 
 /// What a narrowed plan keeps: each job made up front, and each fan's jobs.
 #[derive(Clone)]
@@ -290,9 +290,7 @@ impl Plan {
                     .filter(|&&f| new_fan[f] != usize::MAX)
                     .map(|&f| new_fan[f])
                     .collect();
-                !n.jobs.is_empty()
-                    || !n.fans.is_empty()
-                    || (n.when == Condition::Failure && (succeeded || !had))
+                super::select::still_a_need(n, had, succeeded)
             });
         };
         jobs.iter_mut().for_each(|j| fix(&mut j.needs));

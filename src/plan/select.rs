@@ -147,7 +147,7 @@ impl Plan {
                     .filter(|&&d| new_index[d] != usize::MAX)
                     .map(|&d| new_index[d])
                     .collect();
-                !n.jobs.is_empty() || (n.when == Condition::Failure && (succeeded || !had))
+                still_a_need(n, had, succeeded)
             });
         }
         self.jobs = jobs;
@@ -228,6 +228,16 @@ impl Plan {
         self.retain_jobs(&keep, true);
         left_out
     }
+}
+
+/// Whether need `n` stays once the jobs it named were narrowed (`had`: it named any before).
+/// One with jobs left stays; an `if: failure` need left without any stays too when they
+/// were dropped for having `succeeded` earlier (it is then unmet: the job is not needed), or
+/// when it named none. The one rule for a plan narrowed with fans and without.
+pub(super) fn still_a_need(n: &super::Need, had: bool, succeeded: bool) -> bool {
+    !n.jobs.is_empty()
+        || !n.fans.is_empty()
+        || (n.when == Condition::Failure && (succeeded || !had))
 }
 
 #[cfg(test)]
