@@ -38,17 +38,8 @@ impl CaptureRoot {
     /// opened without following a symlink, and only a regular file.
     pub fn open(&self, job: &str, stream: Stream) -> io::Result<Option<File>> {
         let dir = job_dir_name(job);
-        crate::sys::open_regular_beneath(&self.0, &[&dir, stream.as_str()]).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "the {} of `{job}` is not read from {}: {}",
-                    stream.as_str(),
-                    self.path(job, stream).display(),
-                    os_text(&e)
-                ),
-            )
-        })
+        crate::sys::open_regular_beneath(&self.0, &[&dir, stream.as_str()])
+            .map_err(|e| not_read(stream, job, &self.path(job, stream), &e))
     }
 
     /// How `stream` of `rec` reads back: from its capture file in this folder, whatever path
@@ -56,20 +47,10 @@ impl CaptureRoot {
     pub fn read_back(&self, rec: &CompletedProcess, stream: Stream) -> io::Result<Readback> {
         let out = stream.of(rec);
         if let (true, Some(at)) = (out.captured, out.packed) {
-            return Ok(Readback::Captured(Some(self.read_packed(at).map_err(
-                |e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "the {} of `{}` is not read from {}: {}",
-                            stream.as_str(),
-                            rec.job,
-                            self.pack_path().display(),
-                            os_text(&e)
-                        ),
-                    )
-                },
-            )?)));
+            let f = self
+                .read_packed(at)
+                .map_err(|e| not_read(stream, &rec.job, &self.pack_path(), &e))?;
+            return Ok(Readback::Captured(Some(f)));
         }
         if out.captured {
             return Ok(Readback::Captured(self.open(&rec.job, stream)?));
@@ -79,4 +60,17 @@ impl CaptureRoot {
             .clone()
             .map_or(Readback::NotKept, Readback::Elsewhere))
     }
+}
+
+/// Why `job`'s `stream` could not be read from `path`, keeping the error's kind.
+fn not_read(stream: Stream, job: &str, path: &std::path::Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "the {} of `{job}` is not read from {}: {}",
+            stream.as_str(),
+            path.display(),
+            os_text(e)
+        ),
+    )
 }

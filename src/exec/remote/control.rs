@@ -336,7 +336,7 @@ impl Frame {
                 break;
             }
             p += seg.len();
-            match find(seg, &self.marker).filter(|_| whole) {
+            match whole.then(|| find(seg, &self.marker)).flatten() {
                 Some(i) => {
                     let mut words = seg[i + self.marker.len()..].split(|b| b.is_ascii_whitespace());
                     let word = words.find(|w| !w.is_empty()).unwrap_or_default();
@@ -368,15 +368,15 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Length of the longest end of `hay` that begins `needle`: it may continue in the next chunk.
 /// Where in a partial line a marker line may begin: at the marker, or at a begun marker at
 /// its end; none when that part is longer than a control line can be (`HOLD_MAX`), so that
 /// what a job writes without a newline is never held without end.
 fn marker_from(seg: &[u8], marker: &[u8]) -> Option<usize> {
-    let at = find(seg, marker).unwrap_or(seg.len() - partial_prefix(seg, marker));
+    let at = find(seg, marker).unwrap_or_else(|| seg.len() - partial_prefix(seg, marker));
     (at < seg.len() && seg.len() - at <= HOLD_MAX).then_some(at)
 }
 
+/// Length of the longest end of `hay` that begins `needle`: it may continue in the next chunk.
 fn partial_prefix(hay: &[u8], needle: &[u8]) -> usize {
     let max = hay.len().min(needle.len() - 1);
     (1..=max)

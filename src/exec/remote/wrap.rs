@@ -138,9 +138,8 @@ exit 0"#;
 /// What a worker is sent to run one job: its marker and `script` (which starts with a trap,
 /// so that a TERM for the job leaves the wrapper to report its status).
 pub fn worker_job(marker: &str, script: &str) -> Vec<u8> {
-    let script = format!("trap : TERM INT HUP; {script}");
-    let mut b = format!("job {marker} {}\n", script.len()).into_bytes();
-    b.extend_from_slice(script.as_bytes());
+    let mut b = format!("job {marker} ").into_bytes();
+    b.extend(stdin_prefix(&format!("trap : TERM INT HUP; {script}")));
     b
 }
 
