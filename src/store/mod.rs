@@ -150,9 +150,11 @@ fn check_private(path: &Path, follow: bool) -> Result<()> {
         ));
     }
     if let Some(why) = crate::sys::not_private(&meta) {
-        let hint = match why.contains("writable") {
-            true => format!("; run `chmod go-w {}`", path.display()),
-            false => String::new(),
+        let hint = match why {
+            crate::sys::NotPrivate::Writable { .. } => {
+                format!("; run `chmod go-w {}`", path.display())
+            }
+            crate::sys::NotPrivate::Owner { .. } => String::new(),
         };
         return Err(unsafe_because(format!("{why}{hint}")));
     }

@@ -7,19 +7,38 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, fstat, open, openat};
 
-/// Why a file or folder of the state dir, as `meta` describes it, is not ours alone, if it is
-/// not: another user's, or writable by others (who could then change what we read or run).
-pub fn not_private(meta: &std::fs::Metadata) -> Option<String> {
+/// Why a file or folder of the state dir is not ours alone: another user's, or writable by
+/// others (who could then change what we read or run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotPrivate {
+    Owner { uid: u32, me: u32 },
+    Writable { mode: u32 },
+}
+
+impl std::fmt::Display for NotPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotPrivate::Owner { uid, me } => {
+                write!(f, "it belongs to uid {uid}, not to you (uid {me})")
+            }
+            NotPrivate::Writable { mode } => write!(f, "it is writable by others (mode {mode:o})"),
+        }
+    }
+}
+
+/// Whether what `meta` describes is ours alone, and if not, why.
+pub fn not_private(meta: &std::fs::Metadata) -> Option<NotPrivate> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Some(format!(
-            "it belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        ));
+        return Some(NotPrivate::Owner {
+            uid: meta.uid(),
+            me,
+        });
     }
-    (meta.mode() & 0o022 != 0)
-        .then(|| format!("it is writable by others (mode {:o})", meta.mode() & 0o7777))
+    (meta.mode() & 0o022 != 0).then(|| NotPrivate::Writable {
+        mode: meta.mode() & 0o7777,
+    })
 }
 
 /// Whether the file system holding `path` has no block left for this process (for root, none

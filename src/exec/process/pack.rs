@@ -41,7 +41,7 @@ impl CaptureRoot {
                 "the run's pack is missing (removed by hand?)",
             ));
         };
-        private(&f)?;
+        private(&f.metadata()?)?;
         let mut bytes = vec![0u8; at.len.min(PACK_LIMIT as u64) as usize];
         f.read_exact_at(&mut bytes, at.offset)?;
         crate::sys::anonymous_file(&bytes)
@@ -49,9 +49,10 @@ impl CaptureRoot {
 }
 
 /// A pack must be ours and writable by us alone, as everything in the state dir.
-fn private(f: &File) -> io::Result<()> {
-    match crate::sys::not_private(&f.metadata()?) {
-        Some(why) if why.contains("writable") => Err(io::Error::other(format!(
+fn private(meta: &std::fs::Metadata) -> io::Result<()> {
+    use crate::sys::NotPrivate;
+    match crate::sys::not_private(meta) {
+        Some(why @ NotPrivate::Writable { .. }) => Err(io::Error::other(format!(
             "the run's pack: {why}; run `chmod go-w` on it"
         ))),
         Some(why) => Err(io::Error::other(format!("the run's pack: {why}"))),
@@ -70,11 +71,12 @@ pub(super) fn append(pack: &Path, bytes: &[u8]) -> io::Result<Packed> {
         // Ours alone: a symlink in its place is never followed, a FIFO never waited on.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(pack)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::other("it is not a regular file"));
     }
     // Never add to a pack someone else could have written into.
-    private(&f)?;
+    private(&meta)?;
     let n = f.write(bytes)?;
     if n != bytes.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "a short write"));
