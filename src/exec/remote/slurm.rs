@@ -24,6 +24,22 @@ pub fn controller_refused(said: &str) -> bool {
 pub const REFUSED_HINT: &str = "The controller is down, or full (MaxJobCount, a QOS limit): see \
      `sdiag` and `squeue | wc -l`";
 
+/// srun's options for a step of allocation `alloc`: one node, the step's CPUs only, and the
+/// memory shared with the other steps (`--mem=0`; without it a step takes all of it and the
+/// next one waits). The partition is the allocation's. For a job's own step and a worker's.
+pub fn step_args(alloc: &str, cpus: Option<usize>) -> Vec<String> {
+    let mut a = vec![
+        format!("--jobid={alloc}"),
+        "--nodes=1".into(),
+        "--exact".into(),
+        "--mem=0".into(),
+    ];
+    if let Some(c) = cpus {
+        a.push(format!("--cpus-per-task={c}"));
+    }
+    a
+}
+
 /// srun's exit status for its own failures (`SLURM_EXIT_ERROR`). The wrapper's trailer tells
 /// the job's status apart anyway; this only keeps srun's failures recognisable.
 pub const SRUN_EXIT_ERROR: i32 = 254;
@@ -54,7 +70,7 @@ impl Slurm {
 
     /// What stops what is left of the job: its step in the allocation (never the allocation,
     /// which the other jobs use), or its own Slurm job.
-    fn cancel_id(&self, control: &wrap::Control) -> Option<String> {
+    pub(super) fn cancel_id(&self, control: &wrap::Control) -> Option<String> {
         let id = control.slurm_job_id.clone()?;
         match &self.within {
             None => Some(id),
@@ -72,18 +88,7 @@ impl Slurm {
             a.extend(self.opts.args());
             return a;
         };
-        // One node, the step's CPUs only, and the job's memory shared with the other steps
-        // (`--mem=0`; without it a step takes all of it and the next one waits). The
-        // partition is the allocation's.
-        a.extend([
-            format!("--jobid={id}"),
-            "--nodes=1".into(),
-            "--exact".into(),
-        ]);
-        a.push("--mem=0".into());
-        if let Some(c) = self.opts.cpus {
-            a.push(format!("--cpus-per-task={c}"));
-        }
+        a.extend(step_args(id, self.opts.cpus));
         if let Some(t) = &self.opts.time {
             a.push(format!("--time={t}"));
         }

@@ -11,7 +11,7 @@ use super::super::wrap::{self, Control, Frame};
 use super::pump::{Current, Sink};
 use super::{Lease, lock};
 use crate::environ::JobEnv;
-use crate::exec::process::{Delegate, Delegated, JobEnd, Launch, Launcher, Sweep};
+use crate::exec::process::{Delegate, Delegated, JobEnd, Launch, Launcher};
 use crate::plan::{PlannedJob, SlurmOptions};
 
 /// A job of the run's allocation that runs on a worker of its slot.
@@ -101,11 +101,8 @@ impl Launcher for OnWorker {
 
     fn signal(&self, _pgid: u32, signal: i32, control: Option<&Control>) {
         let marker = lock(&self.marker).clone();
-        self.lease.signal(&marker, signal, control);
-    }
-
-    fn sweep_later(&self, _control: &Control) -> Option<Sweep> {
-        None
+        let step = control.and_then(|c| self.slurm.cancel_id(c));
+        self.lease.signal(&marker, signal, step);
     }
 
     fn failure(&self, control: &Control, status: Option<ExitStatus>) -> String {

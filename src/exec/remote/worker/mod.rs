@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::slurm::SRUN_EXIT_ERROR;
-use super::wrap::{self, Control};
+use super::wrap;
 use crate::sys;
 use pump::{Current, pump};
 
@@ -108,7 +108,8 @@ impl Lease {
 
     /// Signals the job of `marker`, if it still runs on this lease's worker, on its node; a
     /// KILL that the worker does not carry out in time gives the worker up.
-    fn signal(&self, marker: &str, signal: i32, control: Option<&Control>) {
+    /// `step`: the worker's step, to cancel when it must be given up.
+    fn signal(&self, marker: &str, signal: i32, step: Option<String>) {
         let Some(w) = lock(&self.worker).clone() else {
             return;
         };
@@ -119,13 +120,6 @@ impl Lease {
         if signal != sys::SIGKILL || !running {
             return;
         }
-        let step = control.and_then(|c| {
-            Some(format!(
-                "{}.{}",
-                c.slurm_job_id.as_ref()?,
-                c.slurm_step.as_ref()?
-            ))
-        });
         let (state, pid, marker) = (w.state.clone(), w.pid, marker.to_string());
         let Ok(rt) = runtime() else { return };
         rt.spawn(async move {
@@ -256,19 +250,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Handle> {
     Ok(h)
 }
 
-/// srun's options for a worker: one task of allocation `alloc` on one node, its CPUs alone
-/// (`--exact`), the memory shared with the other steps (`--mem=0`).
+/// srun's options for a worker: one task, as a step of allocation `alloc` (`step_args`).
 fn srun_args(alloc: &str, cpus: Option<usize>) -> Vec<String> {
-    let mut a = vec![
-        format!("--jobid={alloc}"),
-        "--ntasks=1".into(),
-        "--nodes=1".into(),
-        "--exact".into(),
-        "--mem=0".into(),
-        "--job-name=orchestrate-worker".into(),
-    ];
-    if let Some(c) = cpus {
-        a.push(format!("--cpus-per-task={c}"));
-    }
+    let mut a = super::slurm::step_args(alloc, cpus);
+    a.extend(["--ntasks=1".into(), "--job-name=orchestrate-worker".into()]);
     a
 }
