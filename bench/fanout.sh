@@ -21,7 +21,6 @@ SECTIONS="${SECTIONS:-check first runs side interrupt show run7}"
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 CHECK_SIZES="${CHECK_SIZES:-1000000 10000000}"
 RUN_SIZES="${RUN_SIZES:-100000 1000000}"
-CMP_SIZE="${CMP_SIZE:-${RUN_SIZES%% *}}"
 if ! command -v parallel >/dev/null; then
     apt-get install -y parallel >/dev/null 2>&1 || echo "fanout: GNU parallel missing, not compared" >&2
 fi
@@ -98,7 +97,6 @@ if on side; then
 echo "== side by side (hyperfine, one run each, J=2): orchestrate $SIDE_SIZE, xargs $SIDE_SIZE, GNU parallel $PARALLEL_SIZE items of \`true\`"
 command -v hyperfine >/dev/null || apt-get install -y hyperfine >/dev/null 2>&1
 f="$(range_file "$SIDE_SIZE")"
-printf 'jobs:\n  - name: t\n    command: "true {item}"\n    for_each: {range: [1, 10000000]}\n' > "$TMP/first7.yaml"
 rm -rf "$ORCHESTRATE_STATE_DIR"
 cmds=("/usr/bin/time -f %M -o $TMP/rss.orch $BIN $f -q -j 2"
       "/usr/bin/time -f %M -o $TMP/rss.xargs sh -c 'seq 1 $SIDE_SIZE | xargs -P2 -n1 true'")

@@ -129,15 +129,6 @@ impl Fan {
         Some(self.picks.as_ref().map_or(n, |p| p.count(n)))
     }
 
-    /// Whether every job of the fan runs in this plan.
-    pub fn whole(&self) -> bool {
-        match (&self.picks, self.count) {
-            (None, _) => true,
-            (Some(p), Some(n)) => p.count(n) == n,
-            (Some(_), None) => false,
-        }
-    }
-
     /// Whether no job of the fan runs in this plan.
     pub fn is_empty(&self) -> bool {
         self.next_kept(0).is_none()

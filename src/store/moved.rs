@@ -14,9 +14,14 @@ impl RunStore {
     pub(super) fn drop_moved_files(&self, run_id: &str, recs: &[Sealed]) {
         let dir = self.run_dir(run_id);
         for r in recs.iter().filter(|r| r.carried_from.is_none()) {
-            let moved = [(&r.stdout, "stdout"), (&r.stderr, "stderr")]
+            let mut moved = [(&r.stdout, "stdout"), (&r.stderr, "stderr")]
                 .into_iter()
-                .filter(|(out, _)| out.captured && out.packed.is_some());
+                .filter(|(out, _)| out.captured && out.packed.is_some())
+                .peekable();
+            // Most records moved nothing (no output): no path is made for them.
+            if moved.peek().is_none() {
+                continue;
+            }
             let job = dir.join(crate::text::job_dir_name(&r.job));
             for (_, name) in moved {
                 if std::fs::remove_file(job.join(name)).is_ok() {

@@ -130,7 +130,7 @@ const OVERLAY: &str = "CREATE TEMP TABLE records_overlay AS SELECT * FROM main.r
      CREATE UNIQUE INDEX temp.records_overlay_key ON records_overlay(run_id, idx, job);
      CREATE TEMP VIEW records AS
        SELECT * FROM main.records m WHERE NOT EXISTS
-         (SELECT 1 FROM records_overlay o WHERE o.run_id = m.run_id AND o.job = m.job)
+         (SELECT 1 FROM records_overlay o WHERE o.run_id = m.run_id AND o.idx = m.idx AND o.job = m.job)
        UNION ALL SELECT * FROM records_overlay;";
 
 /// A read-only connection and the database's schema version (its first read, where SQLite

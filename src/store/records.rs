@@ -150,16 +150,6 @@ impl RunStore {
             .collect())
     }
 
-    /// The records of the jobs that succeeded in a run, for `--resume` (a hook is not a job: the
-    /// new run runs its own).
-    pub fn succeeded_jobs(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
-        Ok(self
-            .records(run_id)?
-            .into_iter()
-            .filter(|r| r.status == Status::Succeeded && r.hook.is_none())
-            .collect())
-    }
-
     /// The records of the jobs that succeeded in a run, a page at a time in job-file order:
     /// at most `limit` rows, those after `after` (an index and a name), and the key of the
     /// page's last row (`None`: no row is left). `--resume` reads a run of millions of jobs
