@@ -34,8 +34,17 @@ impl Recent {
         // A large fan-out is not looked up job by job for slow warnings (100,000 lookups take
         // seconds before the first job starts); its `timeout: auto` jobs still are.
         let short = plan.jobs.len() > SLOW_LOOKUPS || db.runs_of_job_file(job_file)? < ENOUGH;
+        if !short {
+            // Every job is looked up: the job file's runs are read once each.
+            let jobs = plan
+                .jobs
+                .iter()
+                .map(|j| (j.name.as_str(), j.index))
+                .collect();
+            return Ok(Recent(db.recent_durations_of(job_file, &jobs, RECENT)?));
+        }
         let mut by_job = HashMap::new();
-        for job in plan.jobs.iter().filter(|j| !short || j.timeout_auto) {
+        for job in plan.jobs.iter().filter(|j| j.timeout_auto) {
             let d = db.recent_durations(job_file, &job.name, RECENT)?;
             if !d.is_empty() {
                 by_job.insert(job.index, d);

@@ -1,10 +1,19 @@
 //! One job across runs (`history`, `diff`, `logs JOB`, `rerun last JOB`): a job is known by its
 //! job file and its name, so a job of the same name in another job file can be told apart.
+//! A job is looked up run by run, newest run first (`records_run_job` is led by the run: an
+//! index led by the job's name cost every record a page write of its own).
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use rusqlite::params;
 
 use super::{Result, RunStore, StoreError};
-use crate::record::CompletedProcess;
+use crate::record::{CompletedProcess, Status};
+
+/// How many of a job file's latest runs `recent_durations_of` reads at most: a job that seldom
+/// succeeds has a shorter history, rather than a run's start reading the whole store.
+const RECENT_RUNS: usize = 100;
 
 /// How many runs back `last` (0) or `last~N` (N) goes; `None` for an id or a prefix.
 pub fn runs_back(spec: &str) -> Option<usize> {
@@ -35,9 +44,10 @@ impl RunStore {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT r.run_id, u.job_file, r.record FROM records r JOIN runs u ON u.id = r.run_id
-                 WHERE r.job = ?1 AND (?2 IS NULL OR {})
-                 ORDER BY r.started_ms DESC, r.run_id DESC LIMIT ?3",
+                "SELECT r.run_id, u.job_file, r.record
+                 FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
+                 WHERE ?2 IS NULL OR {}
+                 ORDER BY u.started_ms DESC, u.id DESC LIMIT ?3",
                 super::job_file::sql("u.job_file", "?2")
             ))
             .map_err(self.sql_err())?;
@@ -79,7 +89,11 @@ impl RunStore {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT job FROM records WHERE job <> ?1 ORDER BY job LIMIT 10000")
+            .prepare(
+                "SELECT DISTINCT job FROM records
+                 WHERE run_id IN (SELECT id FROM runs ORDER BY started_ms DESC LIMIT 100)
+                   AND job <> ?1 ORDER BY job LIMIT 10000",
+            )
             .map_err(self.sql_err())?;
         let names: Vec<String> = stmt
             .query_map(params![job], |r| r.get(0))
@@ -101,8 +115,10 @@ impl RunStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT DISTINCT u.job_file FROM records r JOIN runs u ON u.id = r.run_id
-                 WHERE r.job = ?1 AND u.job_file IS NOT NULL ORDER BY u.job_file LIMIT 100",
+                "SELECT DISTINCT u.job_file FROM runs u
+                 WHERE u.job_file IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM records r WHERE r.run_id = u.id AND r.job = ?1)
+                 ORDER BY u.job_file LIMIT 100",
             )
             .map_err(self.sql_err())?;
         let files = stmt
@@ -111,5 +127,87 @@ impl RunStore {
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
         Ok(files)
+    }
+
+    /// How long `job` took in its last `limit` succeeded records in runs of `job_file`, newest
+    /// first: the history that slow warnings and `timeout: auto` go by. One job's: the job
+    /// file's runs are looked at newest first, and the job in each.
+    pub fn recent_durations(
+        &mut self,
+        job_file: &str,
+        job: &str,
+        limit: usize,
+    ) -> Result<Vec<Duration>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.duration_ms FROM runs u CROSS JOIN records r
+                   ON r.run_id = u.id AND r.job = ?1
+                 WHERE u.job_file = ?2 AND r.status = ?3
+                 ORDER BY u.started_ms DESC, u.id DESC LIMIT ?4",
+            )
+            .map_err(self.sql_err())?;
+        let ok = Status::Succeeded.as_str();
+        stmt.query_map(params![job, job_file, ok, limit as i64], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(self.sql_err())?
+        .map(|ms| ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        .collect::<rusqlite::Result<_>>()
+        .map_err(self.sql_err())
+    }
+
+    /// `recent_durations` of many jobs at once, by name: the succeeded records of the job file's
+    /// latest runs (at most `RECENT_RUNS`), newest first, read a run at a time from the index
+    /// alone, until each job has `limit`. For a job file of many jobs this reads each run once
+    /// instead of looking each job up in every run.
+    pub fn recent_durations_of(
+        &mut self,
+        job_file: &str,
+        jobs: &HashMap<&str, usize>,
+        limit: usize,
+    ) -> Result<HashMap<usize, Vec<Duration>>> {
+        let runs: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM runs WHERE job_file = ?1
+                     ORDER BY started_ms DESC, id DESC LIMIT ?2",
+                )
+                .map_err(self.sql_err())?;
+            stmt.query_map(params![job_file, RECENT_RUNS as i64], |r| r.get(0))
+                .map_err(self.sql_err())?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(self.sql_err())?
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT job, duration_ms FROM records WHERE run_id = ?1 AND status = ?2",
+            )
+            .map_err(self.sql_err())?;
+        let mut found: HashMap<usize, Vec<Duration>> = HashMap::new();
+        let mut full = 0;
+        for run in runs {
+            let mut rows = stmt
+                .query(params![run, Status::Succeeded.as_str()])
+                .map_err(self.sql_err())?;
+            while let Some(row) = rows.next().map_err(self.sql_err())? {
+                let name = row.get_ref(0).map_err(self.sql_err())?;
+                let Some(&index) = name.as_str().ok().and_then(|n| jobs.get(n)) else {
+                    continue;
+                };
+                let ms: i64 = row.get(1).map_err(self.sql_err())?;
+                let durations = found.entry(index).or_default();
+                if durations.len() < limit {
+                    durations.push(Duration::from_millis(ms.max(0) as u64));
+                    full += usize::from(durations.len() == limit);
+                }
+            }
+            if full == jobs.len() {
+                break;
+            }
+        }
+        Ok(found)
     }
 }

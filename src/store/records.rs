@@ -227,32 +227,6 @@ impl RunStore {
             .map_err(self.sql_err())
     }
 
-    /// How long `job` took in its last `limit` succeeded records in runs of `job_file`, newest
-    /// first: the history that slow warnings and `timeout: auto` go by.
-    pub fn recent_durations(
-        &mut self,
-        job_file: &str,
-        job: &str,
-        limit: usize,
-    ) -> Result<Vec<Duration>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.duration_ms FROM records r JOIN runs u ON u.id = r.run_id
-                 WHERE r.job = ?1 AND u.job_file = ?2 AND r.status = ?3
-                 ORDER BY r.started_ms DESC LIMIT ?4",
-            )
-            .map_err(self.sql_err())?;
-        let ok = Status::Succeeded.as_str();
-        stmt.query_map(params![job, job_file, ok, limit as i64], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(self.sql_err())?
-        .map(|ms| ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(self.sql_err())
-    }
-
     /// Every recorded job name of a run, for suggestions (names only: no record is decoded).
     pub fn job_names(&mut self, run_id: &str) -> Result<Vec<String>> {
         let mut stmt = self

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{Result, RunStore, StoreError, mkdir_private};
 
 /// The schema this build writes. Older databases are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -97,6 +97,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_job ON records(job, started_ms);
     CREATE INDEX records_background ON records(status) WHERE background = 1;
     CREATE INDEX records_running ON records(run_id) WHERE status = 'running';",
+    // 8 -> 9: a job across runs is found run by run (`runs` newest first, then the job in
+    // each), not through an index led by the job's name. That index took each record's entry
+    // next to the same job's entries of every earlier run, so every record of a run dirtied
+    // an index page of its own, written again at each commit: the store's cost per record grew
+    // with its history (measured on this schema alone: 8 µs a record in a store's first run of
+    // 2,000 jobs, 19 in its sixtieth). Led by the
+    // run, a run's entries sit together and each commit touches a few pages. Status, duration
+    // and hook ride along, so a job file's recent durations and a run's counts are read from
+    // the index alone.
+    "DROP INDEX records_job;
+    CREATE INDEX records_run_job ON records(run_id, job, status, duration_ms, hook);",
 ];
 
 /// The schema a new database is made with: what `MIGRATIONS` build from nothing, made at once
@@ -136,7 +147,7 @@ const FRESH: &str = "CREATE TABLE runs (
         hook TEXT,
         PRIMARY KEY (run_id, idx, job)
     );
-    CREATE INDEX records_job ON records(job, started_ms);
+    CREATE INDEX records_run_job ON records(run_id, job, status, duration_ms, hook);
     CREATE INDEX records_background ON records(status) WHERE background = 1;
     CREATE INDEX records_running ON records(run_id) WHERE status = 'running';";
 

@@ -55,9 +55,10 @@ impl RunStore {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT r.run_id, r.record FROM records r JOIN runs u ON u.id = r.run_id
-                 WHERE r.job = ?1 AND u.job_file = ?2 AND r.run_id != ?3 AND r.status = ?4
-                 ORDER BY r.started_ms DESC LIMIT 1",
+                "SELECT r.run_id, r.record
+                 FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
+                 WHERE u.job_file = ?2 AND u.id != ?3 AND r.status = ?4
+                 ORDER BY u.started_ms DESC, u.id DESC LIMIT 1",
                 params![job, job_file, run_id, Status::Succeeded.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

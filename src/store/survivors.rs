@@ -43,27 +43,36 @@ impl RunStore {
     /// (background jobs too): resuming it would start a second copy of each.
     pub fn survivors(&mut self, job_file: &str, resumed: Option<&str>) -> Result<Vec<Survivor>> {
         self.settle_dead_runs()?;
+        // Each half is read through a partial index (`records_running`, `records_background`),
+        // which holds only the records still running: one query with both conditions under an
+        // OR read every record of the store at each run's start (so would an ORDER BY here:
+        // SQLite then reads the key's index to merge the halves in order, and they are sorted
+        // below instead). A `background` record is a background job's
+        // (`ends::running_background`).
+        let here = "u.job_file = ?1 AND (u.host IS NULL OR u.host = ?2)";
         let sql = format!(
-            "SELECT r.run_id, r.record FROM records r JOIN runs u ON u.id = r.run_id
-             WHERE u.job_file = ?1 AND (u.host IS NULL OR u.host = ?2)
-               AND ((NOT u.{run_live} AND r.background = 0 AND r.status = '{running}')
-                    OR (r.run_id = ?3 AND r.status IN ({any_running})))
-             ORDER BY r.run_id, r.idx",
+            "SELECT r.run_id, r.idx, r.record FROM records r JOIN runs u ON u.id = r.run_id
+             WHERE {here} AND r.status = '{running}'
+               AND ((NOT u.{run_live} AND r.background = 0) OR r.run_id = ?3)
+             UNION ALL
+             SELECT r.run_id, r.idx, r.record FROM records r JOIN runs u ON u.id = r.run_id
+             WHERE {here} AND r.background = 1 AND r.status = '{background}' AND r.run_id = ?3",
             run_live = status_sql::run_running(),
             running = Status::Running.as_str(),
-            any_running = Status::sql_list(Status::is_running),
+            background = Status::Background.as_str(),
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let rows: Vec<(String, String)> = stmt
+        let mut rows: Vec<(String, i64, String)> = stmt
             .query_map(params![job_file, hostname(), resumed], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
+        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(rows
             .into_iter()
-            .filter_map(|(run_id, j)| {
+            .filter_map(|(run_id, _, j)| {
                 let record: CompletedProcess = serde_json::from_str(&j).ok()?;
                 still_running(&record).then_some(Survivor { run_id, record })
             })

@@ -31,8 +31,9 @@ impl RunStore {
             s.is_running() || matches!(s, Status::Skipped | Status::NotNeeded)
         });
         let sql = format!(
-            "SELECT r.run_id, r.duration_ms, r.status FROM records r JOIN runs u ON u.id = r.run_id
-             WHERE r.job = ?1 AND u.job_file = ?2 AND r.hook IS NULL AND r.status NOT IN ({left_out})
+            "SELECT r.run_id, r.duration_ms, r.status
+             FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
+             WHERE u.job_file = ?2 AND r.hook IS NULL AND r.status NOT IN ({left_out})
                AND u.started_ms <= (SELECT started_ms FROM runs WHERE id = ?3)
              ORDER BY u.started_ms DESC, u.id DESC LIMIT ?4"
         );
