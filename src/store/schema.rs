@@ -102,10 +102,9 @@ const MIGRATIONS: &[&str] = &[
     // next to the same job's entries of every earlier run, so every record of a run dirtied
     // an index page of its own, written again at each commit: the store's cost per record grew
     // with its history (measured on this schema alone: 8 µs a record in a store's first run of
-    // 2,000 jobs, 19 in its sixtieth). Led by the
-    // run, a run's entries sit together and each commit touches a few pages. Status, duration
-    // and hook ride along, so a job file's recent durations and a run's counts are read from
-    // the index alone.
+    // 2,000 jobs, 19 in its sixtieth). Led by the run, a run's entries sit together and each
+    // commit touches a few pages. Status, duration and hook ride along, so a job file's recent
+    // durations and a run's counts are read from the index alone.
     "DROP INDEX records_job;
     CREATE INDEX records_run_job ON records(run_id, job, status, duration_ms, hook);",
 ];
