@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::plan::Retention;
+use crate::plan::Plan;
 use crate::record::Sealed;
 use crate::store::{self, RunStore};
 
@@ -16,7 +16,8 @@ pub(super) struct RunEnd<'a> {
     pub(super) interrupted: bool,
     /// A job failed, as the run counted them (the store may have missed some records).
     pub(super) failed: bool,
-    pub(super) retention: Option<Retention>,
+    /// The plan that ran: its retention, and whether its durations are kept.
+    pub(super) plan: &'a Plan,
     pub(super) job_file: Option<&'a str>,
     /// Its last record's end: the one end of a run's duration (`RunRow::duration`).
     pub(super) ended: SystemTime,
@@ -90,8 +91,15 @@ fn finish_in_store(mut s: RunStore, end: &RunEnd, warnings: &mut Vec<String>) ->
     if let Err(e) = &ended {
         warnings.push(format!("could not record the end of the run: {e}"));
     }
+    if let (true, Some(job_file)) = (super::history::kept(end.plan), end.job_file)
+        && let Err(e) = s.keep_durations(end.run_id, job_file)
+    {
+        warnings.push(format!(
+            "could not keep the jobs' durations for the next runs: {e}"
+        ));
+    }
     // Retention: this job file's history, by its own limits or the default.
-    let keep = end.retention.unwrap_or(store::DEFAULT_RETENTION);
+    let keep = end.plan.retention.unwrap_or(store::DEFAULT_RETENTION);
     if let Err(e) = s.gc(&keep, end.job_file) {
         warnings.push(format!("could not prune old runs: {e}"));
     }

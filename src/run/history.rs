@@ -11,7 +11,7 @@ use crate::record::format_tenths;
 use crate::store::{Result, RunStore};
 
 /// Runs of a job looked at: its last 20 successful ones.
-const RECENT: usize = 20;
+const RECENT: usize = crate::store::KEPT_DURATIONS;
 /// Fewer successful runs than this say nothing about a job's usual time.
 const ENOUGH: usize = 5;
 /// A job is slow past twice its usual time, and at least a second over it.
@@ -34,16 +34,35 @@ impl Recent {
         // A large fan-out is not looked up job by job for slow warnings (100,000 lookups take
         // seconds before the first job starts); its `timeout: auto` jobs still are.
         let short = plan.jobs.len() > SLOW_LOOKUPS || db.runs_of_job_file(job_file)? < ENOUGH;
-        if !short {
-            // Every job is looked up: the job file's runs are read once each.
-            let jobs = plan
-                .jobs
-                .iter()
-                .map(|j| (j.name.as_str(), j.index))
-                .collect();
-            return Ok(Recent(db.recent_durations_of(job_file, &jobs, RECENT)?));
-        }
         let mut by_job = HashMap::new();
+        if !short && !kept(plan) {
+            // The jobs made up front beside a fan-out made as it runs: one query each.
+            for job in &plan.jobs {
+                let d = db.recent_durations(job_file, &job.name, RECENT)?;
+                if !d.is_empty() {
+                    by_job.insert(job.index, d);
+                }
+            }
+        } else if !short {
+            // Every job is looked up: in the durations the store keeps for the job file, or
+            // where it keeps none yet, in its last runs, each read once.
+            if let Some(mut kept) = db.kept_durations(job_file)? {
+                for job in &plan.jobs {
+                    if let Some(d) = kept.remove(&job.name) {
+                        by_job.insert(job.index, d);
+                    }
+                }
+            } else {
+                let jobs = plan
+                    .jobs
+                    .iter()
+                    .map(|j| (j.name.as_str(), j.index))
+                    .collect();
+                by_job = db.recent_durations_of(job_file, &jobs, RECENT)?;
+            }
+        }
+        // `timeout: auto` jobs are looked up in their records: a background job's end, which
+        // comes after its run's, counts there.
         for job in plan.jobs.iter().filter(|j| j.timeout_auto) {
             let d = db.recent_durations(job_file, &job.name, RECENT)?;
             if !d.is_empty() {
@@ -56,6 +75,13 @@ impl Recent {
 
 /// Job files with more jobs than this get no slow warnings.
 const SLOW_LOOKUPS: usize = 2000;
+
+/// Whether the store keeps the durations of a run of `plan` for the next runs (and they read
+/// them): not for a large fan-out (one made as it runs is never small), which gets no slow
+/// warnings.
+pub(super) fn kept(plan: &Plan) -> bool {
+    plan.fans.is_empty() && plan.jobs.len() <= SLOW_LOOKUPS
+}
 
 /// A job's usual time: the p95 (nearest rank) of its recent runs, when there are enough.
 fn usual(runs: &[Duration]) -> Option<Duration> {

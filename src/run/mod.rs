@@ -95,7 +95,7 @@ pub fn run_plan(
         run_id: &run_id,
         interrupted: interrupted.is_some(),
         failed: summary.failed() > 0,
-        retention: plan.retention,
+        plan: &plan,
         job_file: job_file.as_deref(),
         ended: run_ended(consumed.last_end, started),
     };

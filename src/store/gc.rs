@@ -81,6 +81,7 @@ impl RunStore {
         }
         self.sweep_orphan_dirs()?;
         if report.runs_removed > 0 {
+            self.drop_orphan_durations()?;
             self.shrink()?;
         }
         Ok(report)

@@ -161,12 +161,12 @@ impl RunStore {
     /// latest runs (at most `RECENT_RUNS`), newest first, read a run at a time from the index
     /// alone, until each job has `limit`. For a job file of many jobs this reads each run once
     /// instead of looking each job up in every run.
-    pub fn recent_durations_of(
+    pub fn recent_durations_of<K: Clone + Eq + std::hash::Hash>(
         &mut self,
         job_file: &str,
-        jobs: &HashMap<&str, usize>,
+        jobs: &HashMap<&str, K>,
         limit: usize,
-    ) -> Result<HashMap<usize, Vec<Duration>>> {
+    ) -> Result<HashMap<K, Vec<Duration>>> {
         let runs: Vec<String> = {
             let mut stmt = self
                 .conn
@@ -186,7 +186,7 @@ impl RunStore {
                 "SELECT job, duration_ms FROM records WHERE run_id = ?1 AND status = ?2",
             )
             .map_err(self.sql_err())?;
-        let mut found: HashMap<usize, Vec<Duration>> = HashMap::new();
+        let mut found: HashMap<K, Vec<Duration>> = HashMap::new();
         let mut full = 0;
         for run in runs {
             let mut rows = stmt
@@ -194,11 +194,11 @@ impl RunStore {
                 .map_err(self.sql_err())?;
             while let Some(row) = rows.next().map_err(self.sql_err())? {
                 let name = row.get_ref(0).map_err(self.sql_err())?;
-                let Some(&index) = name.as_str().ok().and_then(|n| jobs.get(n)) else {
+                let Some(key) = name.as_str().ok().and_then(|n| jobs.get(n)) else {
                     continue;
                 };
                 let ms: i64 = row.get(1).map_err(self.sql_err())?;
-                let durations = found.entry(index).or_default();
+                let durations = found.entry(key.clone()).or_default();
                 if durations.len() < limit {
                     durations.push(Duration::from_millis(ms.max(0) as u64));
                     full += usize::from(durations.len() == limit);

@@ -167,3 +167,105 @@ fn a_timeout_that_is_neither_a_duration_nor_auto_is_refused_where_it_stands() {
     assert!(r.stderr.contains("or `auto`"), "{r:?}");
     assert!(!env.path("marker").exists(), "a job ran");
 }
+
+/// `quick` takes as long as `dur` says; `bad` always fails.
+const KEPT: &str = "jobs:
+  - name: quick
+    shell: 'sleep $(cat dur)'
+  - name: bad
+    command: 'false'
+";
+
+/// The durations row's bytes (`store::recent`): per job, the name's length (u32 LE), the name,
+/// a count (u8) and that many u32 LE milliseconds, newest first.
+fn kept_of(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    while at < bytes.len() {
+        let len = u32_at(at) as usize;
+        let name = String::from_utf8(bytes[at + 4..at + 4 + len].to_vec()).unwrap();
+        at += 4 + len;
+        let count = bytes[at] as usize;
+        let ms = (0..count).map(|i| u32_at(at + 1 + 4 * i)).collect();
+        at += 1 + 4 * count;
+        out.push((name, ms));
+    }
+    out
+}
+
+fn kept_row(env: &Env) -> Vec<(String, Vec<u32>)> {
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    let rows: Vec<Vec<u8>> = db
+        .prepare("SELECT recent FROM durations")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one row for the one job file");
+    kept_of(&rows[0])
+}
+
+#[test]
+fn a_job_files_recent_durations_are_kept_in_one_row_that_later_runs_read() {
+    let env = Env::new();
+    env.write("dur", "0");
+    for _ in 0..6 {
+        assert_eq!(env.run_jobs(KEPT, &["-q"]).code, 1);
+    }
+    // Each succeeded run of `quick` is kept, newest first; a job that never succeeded has none.
+    let kept = kept_row(&env);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (kept[0].0.as_str(), kept[0].1.len()),
+        ("quick", 6),
+        "{kept:?}"
+    );
+
+    // The next run goes by the row, not by the records: told that `quick` usually takes 100 s,
+    // a run of 1.5 s is not slow (by its records, which say about 0 s, it would be after 1 s).
+    let mut told = 5u32.to_le_bytes()[..].to_vec();
+    told.extend_from_slice(b"quick");
+    told.push(5);
+    for _ in 0..5 {
+        told.extend_from_slice(&100_000u32.to_le_bytes());
+    }
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    db.execute("UPDATE durations SET recent = ?1", [told])
+        .unwrap();
+    drop(db);
+    env.write("dur", "1.5");
+    let r = env.run_jobs(KEPT, &[]);
+    assert!(!r.stderr.contains("slow: `quick`"), "{r:?}");
+    // That run's 1.5 s joined the row in front.
+    let kept = kept_row(&env);
+    assert_eq!(kept[0].1.len(), 6, "{kept:?}");
+    assert!((1500..100_000).contains(&kept[0].1[0]), "{kept:?}");
+}
+
+#[test]
+fn a_fan_out_made_as_it_runs_keeps_no_durations_and_its_other_jobs_are_still_looked_up() {
+    let env = Env::new();
+    // 1,500 items: made as they run (more than 1,000). `export` beside it is made up front.
+    let yaml = "concurrency: 4
+jobs:
+  - name: item
+    command: 'true {item}'
+    for_each: {range: [1, 1500]}
+  - name: export
+    shell: 'sleep $(cat dur)'
+";
+    env.write("dur", "0");
+    for _ in 0..5 {
+        assert_eq!(env.run_jobs(yaml, &["-q"]).code, 0);
+    }
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM durations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "a fan-out's names are not kept");
+    env.write("dur", "1.5");
+    let r = env.run_jobs(yaml, &[]);
+    assert!(r.stderr.contains("slow: `export` running for "), "{r:?}");
+}

@@ -176,6 +176,7 @@ fn downgrade_to_schema_6(db: &Path) {
          INSERT INTO records_old SELECT * FROM records;
          DROP TABLE records;
          ALTER TABLE records_old RENAME TO records;
+         DROP TABLE durations;
          CREATE INDEX records_job ON records(job, started_ms);
          CREATE INDEX records_run_order ON records(run_id, idx);
          CREATE INDEX records_background ON records(background, status);
