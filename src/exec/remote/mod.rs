@@ -4,6 +4,7 @@
 //! `follow`), one `scancel` for many jobs (`scancel`), and ssh hosts (`ssh`).
 
 pub mod alloc;
+pub mod array;
 mod control;
 mod follow;
 pub mod sbatch;

@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
+use super::array::Arrays;
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
 use crate::exec::process::{FileDest, JobCtx, file_dest};
@@ -65,41 +66,60 @@ fn sbatch_command(
     Ok(cmd)
 }
 
-/// Submits a background job with sbatch; with `wait`, follows it to its end.
+/// Runs `cmd`, an sbatch `--parsable`; returns the job id it printed, or sbatch's words.
+pub(super) async fn submit(mut cmd: Command) -> Result<String, String> {
+    cmd.stdin(Stdio::null());
+    match tokio::process::Command::from(cmd).output().await {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let id = text.trim().split(';').next().unwrap_or("").to_string();
+            if id.is_empty() {
+                Err("sbatch printed no job id".to_string())
+            } else {
+                Ok(id)
+            }
+        }
+        Ok(o) => Err(format!(
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run sbatch: {e}")),
+    }
+}
+
+/// A job alone: one `sbatch` of its own.
+async fn submit_alone(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<String, String> {
+    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
+    submit(sbatch_command(job, ctx, o, &env)?).await
+}
+
+/// Submits a background job with sbatch (alone, or as its task of its group's array,
+/// `remote::array`); with `wait`, follows it to its end.
 pub async fn run_background(
     job: &PlannedJob,
     ctx: JobCtx,
     o: &SlurmOptions,
     bg: &BackgroundCtx,
+    arrays: &Arrays,
 ) -> CompletedProcess {
     let mut rec = ends::running_background(job, ctx.slot, None, &ctx.run_env, &ctx.capture);
-    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
-    let submitted = match sbatch_command(job, &ctx, o, &env) {
-        Ok(mut cmd) => {
-            let out = tokio::process::Command::from({
-                cmd.stdin(Stdio::null());
-                cmd
-            })
-            .output()
-            .await;
-            match out {
-                Ok(o) if o.status.success() => {
-                    let text = String::from_utf8_lossy(&o.stdout);
-                    let id = text.trim().split(';').next().unwrap_or("").to_string();
-                    if id.is_empty() {
-                        Err("sbatch printed no job id".to_string())
-                    } else {
-                        Ok(id)
-                    }
-                }
-                Ok(o) => Err(format!(
-                    "sbatch failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => Err(format!("cannot run sbatch: {e}")),
+    let mut task = None;
+    let submitted = if arrays.holds(job) {
+        match arrays.task(job, &ctx, o).await {
+            Ok(t) => {
+                let id = t.id.clone();
+                task = Some(t);
+                Ok(id)
+            }
+            Err(why) => {
+                rec.notes.push(format!(
+                    "not in a job array with the jobs of its entry: {why}"
+                ));
+                submit_alone(job, &ctx, o).await
             }
         }
-        Err(e) => Err(e),
+    } else {
+        submit_alone(job, &ctx, o).await
     };
     let id = match submitted {
         Ok(id) => id,
@@ -110,9 +130,15 @@ pub async fn run_background(
         }
     };
     rec.slurm_job_id = Some(id.clone());
-    rec.notes.push(format!(
-        "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
-    ));
+    rec.notes.push(match &task {
+        Some(t) => format!(
+            "submitted to Slurm as task {} of job array {} ({} tasks); `orchestrate status` and `orchestrate wait` follow it",
+            t.index, t.array, t.of
+        ),
+        None => format!(
+            "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
+        ),
+    });
     if !bg.wait {
         return rec;
     }
@@ -133,8 +159,14 @@ pub async fn run_background(
             r = cancel.changed(), if listen => {
                 listen = r.is_ok();
                 if listen && *cancel.borrow() != Cancel::None {
-                    // With the other jobs stopped now, in one scancel.
-                    tokio::spawn(super::scancel::cancel(id.clone()));
+                    // With the other jobs stopped now, in one scancel: a task's whole array
+                    // (its jobs not yet dispatched will never be).
+                    match &task {
+                        Some(t) => arrays.cancel(job, t),
+                        None => {
+                            tokio::spawn(super::scancel::cancel(id.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -164,11 +196,38 @@ pub fn poll(rec: &mut CompletedProcess) -> bool {
     settle(rec, &id, state)
 }
 
-/// `poll` for many jobs with one question to Slurm (`squeue` with their ids), not one per job:
-/// only a job squeue no longer lists is asked about alone (scontrol, then sacct). Returns, for
-/// each record, whether it has ended.
+/// `poll` for a job just cancelled: one that Slurm no longer knows was cancelled before it
+/// started (a pending task of an array leaves no record when cancelled alone).
+pub fn poll_cancelled(rec: &mut CompletedProcess) -> bool {
+    let Some(id) = rec.slurm_job_id.clone() else {
+        return false;
+    };
+    match scontrol_state(&id).or_else(|| sacct_state(&id)) {
+        Some(state) => settle(rec, &id, Some(state)),
+        None => {
+            let none = (String::from("CANCELLED"), 0, 0, String::new());
+            settle(rec, &id, Some(none));
+            rec.returncode = None;
+            rec.notes.push(format!(
+                "cancelled before it started (Slurm keeps nothing of job {id} once cancelled)"
+            ));
+            true
+        }
+    }
+}
+
+/// `poll` for many jobs with one question to Slurm (`squeue` with their ids, an array's tasks
+/// asked for by the array's id, one line each), not one per job: only a job squeue no longer
+/// lists is asked about alone (scontrol, then sacct). Returns, for each record, whether it
+/// has ended.
 pub fn poll_all(recs: &mut [CompletedProcess]) -> Vec<bool> {
-    let ids: Vec<String> = recs.iter().filter_map(|r| r.slurm_job_id.clone()).collect();
+    let mut ids: Vec<String> = recs
+        .iter()
+        .filter_map(|r| r.slurm_job_id.as_deref())
+        .map(|id| id.split('_').next().unwrap_or(id).to_string())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
     let listed = squeue_states(&ids);
     recs.iter_mut()
         .map(|rec| {
@@ -183,21 +242,27 @@ pub fn poll_all(recs: &mut [CompletedProcess]) -> Vec<bool> {
         .collect()
 }
 
-/// (state, exit code, signal) of each job squeue lists, by id, from one `squeue` call.
-fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, (String, i32, i32)> {
+/// What Slurm says of a job: state, exit code, signal, node.
+type Word = (String, i32, i32, String);
+
+/// The `Word` on each job squeue lists, by id (`ARRAY_TASK` for an array's task), from one
+/// `squeue` call.
+fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, Word> {
     let mut found = std::collections::HashMap::new();
     if ids.is_empty() {
         return found;
     }
     let list = ids.join(",");
+    // -r: an array's pending tasks one per line, not folded into `123_[4-9]`.
     let args = [
         "-h",
+        "-r",
         "-t",
         "all",
         "-j",
         &list,
         "-O",
-        "JobID:|,State:|,exit_code:|",
+        "JobArrayID:|,State:|,exit_code:|,NodeList:|",
     ];
     let Some(text) = query("squeue", &args) else {
         return found;
@@ -205,19 +270,24 @@ fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, (String, i
     for line in text.lines() {
         let f: Vec<&str> = line.split('|').map(str::trim).collect();
         // exit_code is the raw wait status: the code in the high byte, the signal below.
-        if let [id, state, raw, ..] = f.as_slice()
+        if let [id, state, raw, node, ..] = f.as_slice()
             && let Ok(raw) = raw.parse::<i32>()
         {
-            let state = state.to_string();
-            found.insert(id.to_string(), (state, (raw >> 8) & 0xff, raw & 0x7f));
+            let word = (
+                state.to_string(),
+                (raw >> 8) & 0xff,
+                raw & 0x7f,
+                node.to_string(),
+            );
+            found.insert(id.to_string(), word);
         }
     }
     found
 }
 
 /// Fills in a background job's record from Slurm's word on it; true once it has ended.
-fn settle(rec: &mut CompletedProcess, id: &str, state: Option<(String, i32, i32)>) -> bool {
-    let Some((state, code, signal)) = state else {
+fn settle(rec: &mut CompletedProcess, id: &str, state: Option<Word>) -> bool {
+    let Some((state, code, signal, node)) = state else {
         rec.status = Status::Lost;
         rec.error = Some(format!(
             "Slurm no longer knows job {id} (scontrol and sacct have no record of it)"
@@ -234,6 +304,9 @@ fn settle(rec: &mut CompletedProcess, id: &str, state: Option<(String, i32, i32)
         _ => Status::Failed,
     };
     rec.status = status;
+    if !node.is_empty() && node != "(null)" && node != "None assigned" {
+        rec.host = Some(node);
+    }
     rec.returncode = (signal == 0).then_some(code);
     rec.signal = (signal != 0).then_some(signal);
     if !matches!(
@@ -256,8 +329,8 @@ fn finish(rec: &mut CompletedProcess) {
     }
 }
 
-/// (state, exit code, signal) from `scontrol show job -o ID`.
-fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
+/// The `Word` from `scontrol show job -o ID`.
+fn scontrol_state(id: &str) -> Option<Word> {
     let text = query("scontrol", &["show", "job", "-o", id])?;
     let field = |name: &str| {
         text.split_whitespace()
@@ -266,21 +339,25 @@ fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
     };
     let state = field("JobState=")?;
     let (code, signal) = exit_code(&field("ExitCode=")?)?;
-    Some((state, code, signal))
+    Some((state, code, signal, field("NodeList=").unwrap_or_default()))
 }
 
 /// The same from accounting, for jobs that scontrol has forgotten.
-fn sacct_state(id: &str) -> Option<(String, i32, i32)> {
+fn sacct_state(id: &str) -> Option<Word> {
     let text = query(
         "sacct",
-        &["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode"],
+        &["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode,NodeList"],
     )?;
-    let line = text.lines().next()?;
-    let (state, code) = line.split_once('|')?;
+    let mut f = text.lines().next()?.split('|');
     // "CANCELLED by 0" -> "CANCELLED"
-    let state = state.split_whitespace().next()?.to_string();
-    let (code, signal) = exit_code(code)?;
-    Some((state, code, signal))
+    let state = f.next()?.split_whitespace().next()?.to_string();
+    let (code, signal) = exit_code(f.next()?)?;
+    Some((
+        state,
+        code,
+        signal,
+        f.next().unwrap_or_default().to_string(),
+    ))
 }
 
 /// The stdout of a Slurm query command, if it ran and succeeded.

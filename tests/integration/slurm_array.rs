@@ -1,0 +1,222 @@
+//! Background Slurm fan-outs as one job array (`sbatch --array`), against real 3-node
+//! clusters: one Slurm job for the fan-out, every item its own record (output, exit code,
+//! node), followed by `wait` and a run's `wait: true`, stopped with one `scancel`.
+
+use crate::helpers::{Env, Run, wait_for};
+use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with};
+use crate::slurm_cluster::rpcs;
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn reset_rpcs(e: &Exports) {
+    let reset = cluster_cmd(e, "sdiag").arg("-r").output().unwrap();
+    assert!(reset.status.success(), "{reset:?}");
+}
+
+/// Batch jobs the controller was asked to take since the last reset.
+fn submits(e: &Exports) -> u64 {
+    rpcs(e)
+        .get("REQUEST_SUBMIT_BATCH_JOB")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The array ids of `recs`' Slurm ids (`ARRAY_TASK`), each once, and the tasks seen.
+fn arrays_of(recs: &[serde_json::Value]) -> (Vec<String>, Vec<String>) {
+    let ids: Vec<String> = recs.iter().map(|r| text(&r["slurm_job_id"])).collect();
+    let mut arrays: Vec<String> = ids
+        .iter()
+        .map(|id| id.split('_').next().unwrap_or_default().to_string())
+        .collect();
+    arrays.sort();
+    arrays.dedup();
+    (arrays, ids)
+}
+
+fn jobs_only(recs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    recs.into_iter().filter(|r| r["job"].is_string()).collect()
+}
+
+#[test]
+fn a_background_fan_out_is_one_slurm_job_and_each_item_its_own_record() {
+    let e = own_daemon!("mslurm-array");
+    let env = Env::new();
+    // An item's own output file, in append mode: what it held stays.
+    env.write("out-5.txt", "before\n");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: bg\n    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]\n    background: true\n    env: {{ITEM: '{{item}}'}}\n    shell: 'echo $SLURMD_NODENAME; echo err $ITEM >&2; if [ {{item}} = 7 ]; then exit 3; fi'\n  - name: app\n    for_each: [5]\n    background: true\n    stdout: {{file: {out}, append: true}}\n    shell: 'echo appended'\n",
+        out = env.path("out-5.txt").display()
+    );
+    reset_rpcs(e);
+    let r = run_with(&env, e, &yaml, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let w = inspect_with(&env, e, &["wait", "--timeout", "180s"]);
+    assert_eq!(w.code, 1, "one item failed: {w:?}");
+    // The fan-out's 20 jobs were one batch job; `app` (alone in its entry) one more.
+    assert_eq!(submits(e), 2, "{:?}", rpcs(e));
+    let show = inspect_with(&env, e, &["show", "--json"]);
+    let recs = jobs_only(show.json());
+    let fan: Vec<_> = recs
+        .iter()
+        .filter(|r| text(&r["job"]).starts_with("bg["))
+        .cloned()
+        .collect();
+    assert_eq!(fan.len(), 20, "{show:?}");
+    let (arrays, ids) = arrays_of(&fan);
+    assert_eq!(arrays.len(), 1, "one array for the fan-out: {ids:?}");
+    let mut tasks: Vec<&str> = ids
+        .iter()
+        .filter_map(|i| i.split_once('_'))
+        .map(|t| t.1)
+        .collect();
+    tasks.sort_by_key(|t| t.parse::<u32>().unwrap_or(u32::MAX));
+    assert_eq!(
+        tasks,
+        (0..20).map(|k| k.to_string()).collect::<Vec<_>>(),
+        "{ids:?}"
+    );
+    for rec in &fan {
+        let job = text(&rec["job"]);
+        let item = job.trim_start_matches("bg[").trim_end_matches(']');
+        let node = text(&rec["stdout"]).trim().to_string();
+        assert!(["n1", "n2", "n3"].contains(&node.as_str()), "{rec}");
+        assert_eq!(
+            rec["host"],
+            node.as_str(),
+            "the record names its node: {rec}"
+        );
+        assert_eq!(text(&rec["stderr"]), format!("err {item}\n"), "{rec}");
+        if item == "7" {
+            assert_eq!(rec["status"], "failed", "{rec}");
+            assert_eq!(rec["returncode"], 3, "{rec}");
+        } else {
+            assert_eq!(rec["status"], "succeeded", "{rec}");
+            assert_eq!(rec["returncode"], 0, "{rec}");
+        }
+    }
+    let out = std::fs::read_to_string(env.path("out-5.txt")).unwrap();
+    assert_eq!(out, "before\nappended\n");
+}
+
+#[test]
+fn a_waiting_run_follows_its_array_tasks_to_their_ends() {
+    let e = own_daemon!("mslurm-array-wait");
+    let env = Env::new();
+    let yaml = "executor: slurm\nwait: true\njobs:\n  - name: w\n    for_each: [1, 2, 3, 4, 5, 6]\n    background: true\n    shell: 'sleep 1; echo done {item}; exit $(( {item} == 4 ))'\n  - name: after\n    executor: local\n    needs: [{job: w, if: always}]\n    command: echo after\n";
+    reset_rpcs(e);
+    let r = run_with(&env, e, yaml, &["--json", "-j", "3"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = jobs_only(r.json());
+    let fan: Vec<_> = recs
+        .iter()
+        .filter(|r| text(&r["job"]).starts_with("w["))
+        .cloned()
+        .collect();
+    assert_eq!(fan.len(), 6, "{r:?}");
+    for rec in &fan {
+        let item = text(&rec["job"])
+            .trim_start_matches("w[")
+            .trim_end_matches(']')
+            .to_string();
+        assert_eq!(text(&rec["stdout"]), format!("done {item}\n"), "{rec}");
+        let want = if item == "4" { "failed" } else { "succeeded" };
+        assert_eq!(rec["status"], want, "{rec}");
+    }
+    assert_eq!(arrays_of(&fan).0.len(), 1, "{fan:#?}");
+    assert_eq!(submits(e), 1, "{:?}", rpcs(e));
+    assert_eq!(Run::record(&recs, "after")["stdout"], "after\n");
+}
+
+#[test]
+fn interrupting_a_run_waiting_for_an_array_cancels_it_with_one_scancel() {
+    let e = own_daemon!("mslurm-array-cancel");
+    let env = Env::new();
+    let log = env.path("scancel.log");
+    let real = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join("scancel"))
+        .find(|p| p.is_file())
+        .expect("scancel on PATH");
+    let shim = env.write(
+        "bin/scancel",
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        env.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pids = env.path("pids");
+    let yaml = format!(
+        "executor: slurm\nwait: true\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5, 6]\n    background: true\n    shell: 'echo $$ >> {p}; sleep 120'\n",
+        p = pids.display()
+    );
+    env.write("jobs.yaml", &yaml);
+    let child = env
+        .cmd()
+        .envs(e.iter().map(|(k, v)| (k, v)))
+        .env("PATH", path)
+        .args(["jobs.yaml", "--json", "-j", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = wait_for(std::time::Duration::from_secs(90), || {
+        crate::helpers::read_pids(&pids).len() == 3
+    });
+    assert!(started, "the tasks never started");
+    crate::helpers::signal(child.id(), "INT");
+    let r = Run::from(child.wait_with_output().unwrap());
+    let recs = jobs_only(r.json());
+    assert_eq!(recs.len(), 6, "{r:?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], "cancelled", "{rec}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(calls.lines().count(), 1, "one scancel: {calls}");
+    let array = calls.trim().to_string();
+    assert!(!array.contains('_'), "the whole array at once: {calls}");
+    let q = cluster_cmd(e, "squeue")
+        .args(["-h", "-r", "-j", &array, "-t", "PENDING,RUNNING"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&q.stdout).trim().is_empty(),
+        "tasks of {array} still queued or running: {q:?}"
+    );
+}
+
+#[test]
+fn kill_stops_one_task_of_an_array_and_leaves_the_others() {
+    let e = own_daemon!("mslurm-array-kill");
+    let env = Env::new();
+    let yaml = "executor: slurm\njobs:\n  - name: k\n    for_each: [1, 2, 3]\n    background: true\n    shell: 'sleep 2; echo ran {item}'\n  - name: long\n    for_each: [1, 2]\n    background: true\n    command: sleep 300\n";
+    let r = run_with(&env, e, yaml, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let k = inspect_with(&env, e, &["kill", "long[1]"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    assert!(k.stdout.contains("long[1] cancelled"), "{k:?}");
+    let status = inspect_with(&env, e, &["status", "--json"]).json();
+    let other = status
+        .iter()
+        .find(|r| r["job"] == "long[2]")
+        .expect("long[2]");
+    assert_eq!(other["status"], "background", "{status:?}");
+    let k = inspect_with(&env, e, &["kill", "long[2]"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    let w = inspect_with(
+        &env,
+        e,
+        &["wait", "--timeout", "120s", "k[1]", "k[2]", "k[3]"],
+    );
+    assert_eq!(w.code, 0, "{w:?}");
+    assert_eq!(w.stdout.matches(" succeeded ").count(), 3, "{w:?}");
+}
