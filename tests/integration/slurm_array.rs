@@ -183,7 +183,14 @@ fn interrupting_a_run_waiting_for_an_array_cancels_it_with_one_scancel() {
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(calls.lines().count(), 1, "one scancel: {calls}");
     let array = calls.trim().to_string();
-    assert!(!array.contains('_'), "the whole array at once: {calls}");
+    // The whole array at once (its tasks not yet dispatched too), not each job's task.
+    assert_eq!(calls.split_whitespace().count(), 1, "{calls}");
+    for rec in recs.iter().filter(|r| r["slurm_job_id"].is_string()) {
+        assert!(
+            text(&rec["slurm_job_id"]).starts_with(&format!("{array}_")),
+            "a task of {array}: {rec}"
+        );
+    }
     let q = cluster_cmd(e, "squeue")
         .args(["-h", "-r", "-j", &array, "-t", "PENDING,RUNNING"])
         .output()
@@ -201,6 +208,19 @@ fn kill_stops_one_task_of_an_array_and_leaves_the_others() {
     let yaml = "executor: slurm\njobs:\n  - name: k\n    for_each: [1, 2, 3]\n    background: true\n    shell: 'sleep 2; echo ran {item}'\n  - name: long\n    for_each: [1, 2]\n    background: true\n    command: sleep 300\n";
     let r = run_with(&env, e, yaml, &[]);
     assert_eq!(r.code, 0, "{r:?}");
+    let show = inspect_with(&env, e, &["show", "--json"]).json();
+    let long: Vec<_> = show
+        .iter()
+        .filter(|r| text(&r["job"]).starts_with("long["))
+        .cloned()
+        .collect();
+    let (arrays, ids) = arrays_of(&long);
+    assert!(ids.iter().all(|i| i.contains('_')), "{ids:?}");
+    assert_eq!(
+        (arrays.len(), ids.len()),
+        (1, 2),
+        "two tasks of one array: {ids:?}"
+    );
     let k = inspect_with(&env, e, &["kill", "long[1]"]);
     assert_eq!(k.code, 0, "{k:?}");
     assert!(k.stdout.contains("long[1] cancelled"), "{k:?}");
