@@ -240,3 +240,37 @@ fn kill_stops_one_task_of_an_array_and_leaves_the_others() {
     assert_eq!(w.code, 0, "{w:?}");
     assert_eq!(w.stdout.matches(" succeeded ").count(), 3, "{w:?}");
 }
+
+#[test]
+fn a_fan_out_the_controller_cannot_hold_is_refused_whole_with_one_submission() {
+    let e = own_daemon!("mslurm-max160");
+    let env = Env::new();
+    // Slurm counts each task of an array against MaxJobCount: 300 tasks are more than 160.
+    // The array is refused at once, and so is every job of it; none is left half-submitted
+    // (160 jobs running and 140 refused, each after sbatch's own retries).
+    let items: Vec<String> = (1..=300).map(|k| k.to_string()).collect();
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
+        items.join(", ")
+    );
+    reset_rpcs(e);
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "150"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = jobs_only(r.json());
+    assert_eq!(recs.len(), 300, "{r:?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], "spawn_error", "{rec}");
+        let err = text(&rec["error"]);
+        assert!(err.contains("Batch job submission failed"), "{rec}");
+        assert!(err.contains("MaxJobCount"), "the hint: {rec}");
+        assert!(err.contains("the job array of its entry"), "{rec}");
+    }
+    let q = cluster_cmd(e, "squeue")
+        .args(["-h", "-t", "all"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&q.stdout).trim().is_empty(),
+        "{q:?}"
+    );
+}

@@ -46,11 +46,22 @@ struct Group {
     /// `%J`: at most this many tasks run at once.
     throttle: Option<usize>,
     /// The array's job id, or why there is none (its jobs then go as plain batch jobs).
-    submitted: OnceCell<Result<String, String>>,
+    submitted: OnceCell<Result<String, NoTask>>,
     /// The tasks whose job took them; the others are cancelled when the run ends.
     claimed: Mutex<Vec<bool>>,
     /// The whole array was cancelled (the run was stopped).
     cancelled: Mutex<bool>,
+}
+
+/// Why a job of a group has no task.
+#[derive(Debug, Clone)]
+pub enum NoTask {
+    /// The group cannot be an array (a task line would hold a secret, the task file cannot
+    /// be written): its jobs go as plain batch jobs.
+    Alone(String),
+    /// Slurm refused the array (sbatch's words): every job of the group fails with them,
+    /// rather than each asking again on its own (a full controller refuses them all).
+    Refused(String),
 }
 
 /// A job's task of its array.
@@ -114,14 +125,17 @@ impl Arrays {
     }
 
     /// `job`'s task: the array is submitted first if no job of its group did it yet. `Err`
-    /// says why the group has no array (the job then goes as a plain batch job).
+    /// says why the group has no array.
     pub async fn task(
         &self,
         job: &PlannedJob,
         ctx: &JobCtx,
         o: &SlurmOptions,
-    ) -> Result<Task, String> {
-        let &(g, k) = self.of_job.get(&job.index).ok_or("not in an array")?;
+    ) -> Result<Task, NoTask> {
+        let &(g, k) = self
+            .of_job
+            .get(&job.index)
+            .ok_or_else(|| NoTask::Alone("not in an array".into()))?;
         let group = &self.groups[g];
         let got = group
             .submitted
@@ -280,14 +294,16 @@ async fn submit(
     ctx: &JobCtx,
     o: &SlurmOptions,
     throttle: Option<usize>,
-) -> Result<String, String> {
-    let first = jobs.first().ok_or("an empty array")?;
+) -> Result<String, NoTask> {
+    let first = jobs
+        .first()
+        .ok_or_else(|| NoTask::Alone("an empty array".into()))?;
     let common = JobEnv::for_job(first, &ctx.run_env, ctx.slot);
     let path = ctx
         .capture
         .0
         .join(format!(".slurm-array-{}.tasks", first.index));
-    write_tasks(&path, jobs, ctx, &common)?;
+    write_tasks(&path, jobs, ctx, &common).map_err(NoTask::Alone)?;
     let base = first.name.split('[').next().unwrap_or(&first.name);
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable")
@@ -309,7 +325,7 @@ async fn submit(
     if out.is_err() {
         let _ = std::fs::remove_file(&path);
     }
-    out
+    out.map_err(NoTask::Refused)
 }
 
 fn write_tasks(

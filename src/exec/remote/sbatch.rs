@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use super::array::Arrays;
+use super::array::{Arrays, NoTask};
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
 use crate::exec::process::{FileDest, JobCtx, file_dest};
@@ -79,10 +79,18 @@ pub(super) async fn submit(mut cmd: Command) -> Result<String, String> {
                 Ok(id)
             }
         }
-        Ok(o) => Err(format!(
-            "sbatch failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
+        Ok(o) => {
+            let said = String::from_utf8_lossy(&o.stderr);
+            let said = said.trim();
+            Err(if super::slurm::controller_refused(said) {
+                format!(
+                    "Slurm did not accept the batch job: {said}. {}",
+                    super::slurm::REFUSED_HINT
+                )
+            } else {
+                format!("sbatch failed: {said}")
+            })
+        }
         Err(e) => Err(format!("cannot run sbatch: {e}")),
     }
 }
@@ -111,12 +119,13 @@ pub async fn run_background(
                 task = Some(t);
                 Ok(id)
             }
-            Err(why) => {
+            Err(NoTask::Alone(why)) => {
                 rec.notes.push(format!(
                     "not in a job array with the jobs of its entry: {why}"
                 ));
                 submit_alone(job, &ctx, o).await
             }
+            Err(NoTask::Refused(why)) => Err(format!("{why} (the job array of its entry)")),
         }
     } else {
         submit_alone(job, &ctx, o).await
