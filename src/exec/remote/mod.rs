@@ -10,6 +10,7 @@ mod follow;
 pub mod sbatch;
 mod scancel;
 pub mod slurm;
+mod squeue;
 pub mod ssh;
 pub mod worker;
 pub mod wrap;

@@ -2,9 +2,22 @@
 //! Slurm itself (`squeue` for all of them at once; `scontrol show job`, else `sacct`, for one it
 //! no longer lists) rather than a local supervisor, so a job outlives orchestrate, its
 //! machine's reboot and its run.
+//!
+//! How they are submitted, per case:
+//! - the background Slurm jobs of one `jobs:` entry with the same settings (a `for_each`
+//!   fan-out made up front) go as one job array (`remote::array`): one sbatch, one job in the
+//!   controller while its tasks wait (squeue folds them into `123_[4-9]`), one `scancel` for
+//!   all, each job still its own record with its task's id (`123_4`), state, exit code, node
+//!   and its own files. An array, not steps in one batch allocation: a task is a batch job
+//!   as Slurm knows it (its own state and exit code in squeue, scontrol and sacct, its own
+//!   node, cancelled alone by `orchestrate kill`), which is what a record of a background job
+//!   reads after the run is gone; steps would need a state file per job and a batch job that
+//!   holds its CPUs between them. The cost: Slurm (22.05 at least) counts every task against
+//!   `MaxJobCount`, so an array does not let a fan-out past a full controller (it is refused
+//!   whole, once, and every job of it fails with sbatch's words);
+//! - a job alone in its entry (or whose task line would hold a secret) is one plain sbatch.
 
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
 use super::array::{Arrays, NoTask};
 use crate::environ::JobEnv;
@@ -13,6 +26,8 @@ use crate::exec::process::{FileDest, JobCtx, file_dest};
 use crate::exec::{Cancel, Event, Stream, ends};
 use crate::plan::{PlannedJob, SlurmOptions};
 use crate::record::{CompletedProcess, Status};
+
+pub use super::squeue::{poll, poll_all, poll_cancelled};
 
 /// sbatch's arguments for a job: options, output files, and the command as `--wrap`.
 fn sbatch_command(
@@ -193,208 +208,4 @@ pub fn scancel(ids: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-/// Asks Slurm how a background job is doing; fills in the record and returns true once it
-/// has ended (or Slurm no longer knows it: then it is `lost`).
-pub fn poll(rec: &mut CompletedProcess) -> bool {
-    let Some(id) = rec.slurm_job_id.clone() else {
-        return false;
-    };
-    let state = scontrol_state(&id).or_else(|| sacct_state(&id));
-    settle(rec, &id, state)
-}
-
-/// `poll` for a job just cancelled: one that Slurm no longer knows was cancelled before it
-/// started (a pending task of an array leaves no record when cancelled alone).
-pub fn poll_cancelled(rec: &mut CompletedProcess) -> bool {
-    let Some(id) = rec.slurm_job_id.clone() else {
-        return false;
-    };
-    match scontrol_state(&id).or_else(|| sacct_state(&id)) {
-        Some(state) => settle(rec, &id, Some(state)),
-        None => {
-            let none = (String::from("CANCELLED"), 0, 0, String::new());
-            settle(rec, &id, Some(none));
-            rec.returncode = None;
-            rec.notes.push(format!(
-                "cancelled before it started (Slurm keeps nothing of job {id} once cancelled)"
-            ));
-            true
-        }
-    }
-}
-
-/// `poll` for many jobs with one question to Slurm (`squeue` with their ids, an array's tasks
-/// asked for by the array's id, one line each), not one per job: only a job squeue no longer
-/// lists is asked about alone (scontrol, then sacct). Returns, for each record, whether it
-/// has ended.
-pub fn poll_all(recs: &mut [CompletedProcess]) -> Vec<bool> {
-    let mut ids: Vec<String> = recs
-        .iter()
-        .filter_map(|r| r.slurm_job_id.as_deref())
-        .map(|id| id.split('_').next().unwrap_or(id).to_string())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let listed = squeue_states(&ids);
-    recs.iter_mut()
-        .map(|rec| {
-            let Some(id) = rec.slurm_job_id.clone() else {
-                return false;
-            };
-            match listed.get(&id) {
-                Some(state) => settle(rec, &id, Some(state.clone())),
-                None => poll(rec),
-            }
-        })
-        .collect()
-}
-
-/// What Slurm says of a job: state, exit code, signal, node.
-type Word = (String, i32, i32, String);
-
-/// The `Word` on each job squeue lists, by id (`ARRAY_TASK` for an array's task), from one
-/// `squeue` call.
-fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, Word> {
-    let mut found = std::collections::HashMap::new();
-    if ids.is_empty() {
-        return found;
-    }
-    let list = ids.join(",");
-    // -r: an array's pending tasks one per line, not folded into `123_[4-9]`.
-    let args = [
-        "-h",
-        "-r",
-        "-t",
-        "all",
-        "-j",
-        &list,
-        "-O",
-        "JobArrayID:|,State:|,exit_code:|,NodeList:|",
-    ];
-    let Some(text) = query("squeue", &args) else {
-        return found;
-    };
-    for line in text.lines() {
-        let f: Vec<&str> = line.split('|').map(str::trim).collect();
-        // exit_code is the raw wait status: the code in the high byte, the signal below.
-        if let [id, state, raw, node, ..] = f.as_slice()
-            && let Ok(raw) = raw.parse::<i32>()
-        {
-            let word = (
-                state.to_string(),
-                (raw >> 8) & 0xff,
-                raw & 0x7f,
-                node.to_string(),
-            );
-            found.insert(id.to_string(), word);
-        }
-    }
-    found
-}
-
-/// Fills in a background job's record from Slurm's word on it; true once it has ended.
-fn settle(rec: &mut CompletedProcess, id: &str, state: Option<Word>) -> bool {
-    let Some((state, code, signal, node)) = state else {
-        rec.status = Status::Lost;
-        rec.error = Some(format!(
-            "Slurm no longer knows job {id} (scontrol and sacct have no record of it)"
-        ));
-        finish(rec);
-        return true;
-    };
-    let status = match state.as_str() {
-        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
-        | "RESIZING" | "STAGE_OUT" | "SIGNALING" => return false,
-        "COMPLETED" if code == 0 => Status::Succeeded,
-        "CANCELLED" => Status::Cancelled,
-        "TIMEOUT" => Status::TimedOut,
-        _ => Status::Failed,
-    };
-    rec.status = status;
-    if !node.is_empty() && node != "(null)" && node != "None assigned" {
-        rec.host = Some(node);
-    }
-    rec.returncode = (signal == 0).then_some(code);
-    rec.signal = (signal != 0).then_some(signal);
-    if !matches!(
-        state.as_str(),
-        "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT"
-    ) {
-        rec.error = Some(format!("Slurm ended the job as {state}"));
-    }
-    finish(rec);
-    true
-}
-
-fn finish(rec: &mut CompletedProcess) {
-    rec.finished = SystemTime::now();
-    rec.duration = rec.finished.duration_since(rec.started).unwrap_or_default();
-    for out in [&mut rec.stdout, &mut rec.stderr] {
-        if let Some(p) = &out.path {
-            out.bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        }
-    }
-}
-
-/// The `Word` from `scontrol show job -o ID`.
-fn scontrol_state(id: &str) -> Option<Word> {
-    let text = query("scontrol", &["show", "job", "-o", id])?;
-    let field = |name: &str| {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .map(str::to_string)
-    };
-    let state = field("JobState=")?;
-    let (code, signal) = exit_code(&field("ExitCode=")?)?;
-    Some((state, code, signal, field("NodeList=").unwrap_or_default()))
-}
-
-/// The same from accounting, for jobs that scontrol has forgotten.
-fn sacct_state(id: &str) -> Option<Word> {
-    let text = query(
-        "sacct",
-        &["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode,NodeList"],
-    )?;
-    let mut f = text.lines().next()?.split('|');
-    // "CANCELLED by 0" -> "CANCELLED"
-    let state = f.next()?.split_whitespace().next()?.to_string();
-    let (code, signal) = exit_code(f.next()?)?;
-    Some((
-        state,
-        code,
-        signal,
-        f.next().unwrap_or_default().to_string(),
-    ))
-}
-
-/// The stdout of a Slurm query command, if it ran and succeeded.
-fn query(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Slurm's `CODE:SIGNAL`.
-fn exit_code(s: &str) -> Option<(i32, i32)> {
-    let (c, sig) = s.trim().split_once(':')?;
-    Some((c.parse().ok()?, sig.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_code("3:0"), Some((3, 0)));
-        assert_eq!(exit_code("0:15"), Some((0, 15)));
-        assert_eq!(exit_code("x"), None);
-    }
 }
