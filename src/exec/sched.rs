@@ -106,7 +106,9 @@ impl Shared {
         let (interrupt_tx, interrupt_rx) = watch::channel(initial);
         let n = opts.concurrency.max(1);
         let allocs = Allocations::of(queue.jobs(), !queue.fans().is_empty(), n, opts.run_id());
-        let arrays = Arrays::of(queue.jobs(), |j| throttle(&queue, &opts, n, j));
+        let arrays = Arrays::of(queue.jobs(), queue.fans(), |j| {
+            throttle(&queue, &opts, n, j)
+        });
         let backends = Backends::new(opts.background.clone(), opts.backend.clone())
             .sharing(allocs)
             .arrays(arrays);

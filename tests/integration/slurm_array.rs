@@ -274,3 +274,37 @@ fn a_fan_out_the_controller_cannot_hold_is_refused_whole_with_one_submission() {
         "{q:?}"
     );
 }
+
+#[test]
+fn a_lazy_range_fan_out_goes_as_arrays_of_a_thousand_tasks() {
+    let e = own_daemon!("mslurm-array-lazy");
+    let env = Env::new();
+    // More than 1000 items: a fan whose jobs are made as they are dispatched (never a list),
+    // and more than one array holds (Slurm's MaxArraySize).
+    let yaml = "executor: slurm\njobs:\n  - name: z\n    for_each: {range: [1, 1200]}\n    background: true\n    shell: 'echo {item}'\n";
+    reset_rpcs(e);
+    let r = run_with(&env, e, yaml, &["--json", "-j", "8"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let recs = jobs_only(r.json());
+    assert_eq!(recs.len(), 1200);
+    assert!(
+        recs.iter().all(|r| r["status"] == "background"),
+        "{:?}",
+        recs[0]
+    );
+    let (arrays, ids) = arrays_of(&recs);
+    assert_eq!(arrays.len(), 2, "{:?}", &ids[..5]);
+    assert!(ids.iter().all(|i| i.contains('_')), "{:?}", &ids[..5]);
+    assert_eq!(submits(e), 2, "{:?}", rpcs(e));
+    let z = Run::record(&recs, "z[1001]");
+    assert_eq!(text(&z["slurm_job_id"]), format!("{}_0", arrays[1]), "{z}");
+    // An item of the second array runs as its own task and writes its own output (the first
+    // array is cancelled: its 1000 tasks would take minutes on 5 CPUs).
+    let c = cluster_cmd(e, "scancel").arg(&arrays[0]).status().unwrap();
+    assert!(c.success());
+    let w = inspect_with(&env, e, &["wait", "--timeout", "300s", "z[1001]"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    let show = inspect_with(&env, e, &["show", "--job", "z[1001]", "--json"]).json();
+    assert_eq!(show[0]["stdout"], "1001\n", "{show:?}");
+    let _ = cluster_cmd(e, "scancel").args(&arrays).status();
+}

@@ -16,17 +16,15 @@
 //! line holds only those that differ from the submitting job's.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
 use tokio::sync::OnceCell;
 
-use crate::environ::JobEnv;
-use crate::exec::Stream;
-use crate::exec::process::{FileDest, JobCtx, file_dest};
-use crate::plan::{Executor, PlannedJob, SlurmOptions};
+use super::array_tasks::{Written, script, write_tasks};
+use crate::exec::process::JobCtx;
+use crate::plan::{Executor, Fan, PlannedJob, SlurmOptions};
 
 /// Tasks in one array at most: Slurm's default `MaxArraySize` (1001) allows indices 0..=1000.
 const MAX_TASKS: usize = 1000;
@@ -36,12 +34,41 @@ const MAX_TASKS: usize = 1000;
 pub struct Arrays {
     /// The group and the task of each grouped job, by plan index.
     of_job: HashMap<usize, (usize, usize)>,
+    /// Lazy fan-outs as arrays: the plan index of the first job, the job count and the first
+    /// of the groups (one per `MAX_TASKS` jobs), which stand one after another.
+    fans: Vec<(usize, usize, usize)>,
     groups: Vec<Group>,
 }
 
+/// Where a group's jobs come from, until the array is submitted.
+enum Source {
+    /// Jobs the plan made up front, in task order.
+    Jobs(Vec<PlannedJob>),
+    /// Jobs `from..to` of a lazy fan-out (a range), made as the task file is written.
+    Fan {
+        fan: Fan,
+        from: usize,
+        to: usize,
+    },
+    Taken,
+}
+
+impl Source {
+    /// The jobs, task by task (`None`: no job, a fan's job not kept or whose item makes none).
+    fn jobs(self) -> Box<dyn Iterator<Item = Option<PlannedJob>> + Send> {
+        match self {
+            Source::Jobs(v) => Box::new(v.into_iter().map(Some)),
+            Source::Fan { fan, from, to } => Box::new((from..to).map(move |k| {
+                let item = fan.range_item(k).filter(|_| fan.kept(k))?;
+                fan.job(k, &item).ok()
+            })),
+            Source::Taken => Box::new(std::iter::empty()),
+        }
+    }
+}
+
 struct Group {
-    /// Its jobs in task order, until the array is submitted.
-    jobs: Mutex<Vec<PlannedJob>>,
+    source: Mutex<Source>,
     len: usize,
     /// `%J`: at most this many tasks run at once.
     throttle: Option<usize>,
@@ -74,11 +101,25 @@ pub struct Task {
     pub of: usize,
 }
 
+impl Group {
+    fn new(len: usize, throttle: Option<usize>, source: Source) -> Group {
+        Group {
+            source: Mutex::new(source),
+            len,
+            throttle,
+            submitted: OnceCell::new(),
+            claimed: Mutex::new(Vec::new()),
+            cancelled: Mutex::new(false),
+        }
+    }
+}
+
 impl Arrays {
     /// The groups among `jobs` (background, `executor: slurm`, the same entry and settings,
     /// more than one job), split at `MAX_TASKS`. `throttle` gives a job's `%J`, if any.
     pub fn of<'a>(
         jobs: impl Iterator<Item = &'a PlannedJob>,
+        fans: &[Fan],
         throttle: impl Fn(&PlannedJob) -> Option<usize>,
     ) -> Arrays {
         let mut by_key: Vec<((usize, SlurmOptions), Vec<PlannedJob>)> = Vec::new();
@@ -106,22 +147,57 @@ impl Arrays {
                 for (k, j) in chunk.iter().enumerate() {
                     arrays.of_job.insert(j.index, (g, k));
                 }
-                arrays.groups.push(Group {
-                    len: chunk.len(),
-                    throttle: throttle(&chunk[0]),
-                    jobs: Mutex::new(chunk),
-                    submitted: OnceCell::new(),
-                    claimed: Mutex::new(Vec::new()),
-                    cancelled: Mutex::new(false),
-                });
+                let t = throttle(&chunk[0]);
+                arrays
+                    .groups
+                    .push(Group::new(chunk.len(), t, Source::Jobs(chunk)));
             }
+        }
+        for fan in fans {
+            arrays.add_fan(fan, &throttle);
         }
         arrays
     }
 
+    /// A range fan-out of background Slurm jobs: its groups of `MAX_TASKS` jobs, whose jobs
+    /// are made when the first of a group is dispatched.
+    fn add_fan(&mut self, fan: &Fan, throttle: &impl Fn(&PlannedJob) -> Option<usize>) {
+        let (Some(n), Some(_)) = (fan.count, fan.range_item(0)) else {
+            return;
+        };
+        let stub = fan.stub(0);
+        if n < 2 || !stub.background || !matches!(stub.executor, Executor::Slurm(_)) {
+            return;
+        }
+        self.fans.push((fan.first, n, self.groups.len()));
+        for from in (0..n).step_by(MAX_TASKS) {
+            let to = n.min(from + MAX_TASKS);
+            let source = Source::Fan {
+                fan: fan.clone(),
+                from,
+                to,
+            };
+            self.groups
+                .push(Group::new(to - from, throttle(&stub), source));
+        }
+    }
+
+    /// The group and the task of `job`, if it is in one.
+    fn place(&self, job: &PlannedJob) -> Option<(usize, usize)> {
+        if let Some(&at) = self.of_job.get(&job.index) {
+            return Some(at);
+        }
+        let &(first, n, g) = self
+            .fans
+            .iter()
+            .find(|(first, n, _)| (*first..first + n).contains(&job.index))?;
+        let k = job.index - first;
+        (k < n).then_some((g + k / MAX_TASKS, k % MAX_TASKS))
+    }
+
     /// Whether `job` goes as a task of an array.
     pub fn holds(&self, job: &PlannedJob) -> bool {
-        self.of_job.contains_key(&job.index)
+        self.place(job).is_some()
     }
 
     /// `job`'s task: the array is submitted first if no job of its group did it yet. `Err`
@@ -132,20 +208,28 @@ impl Arrays {
         ctx: &JobCtx,
         o: &SlurmOptions,
     ) -> Result<Task, NoTask> {
-        let &(g, k) = self
-            .of_job
-            .get(&job.index)
+        let (g, k) = self
+            .place(job)
             .ok_or_else(|| NoTask::Alone("not in an array".into()))?;
         let group = &self.groups[g];
         let got = group
             .submitted
             .get_or_init(|| async {
-                let jobs = std::mem::take(&mut *lock(&group.jobs));
-                let out = submit(&jobs, ctx, o, group.throttle).await;
-                if out.is_ok() {
-                    *lock(&group.claimed) = vec![false; group.len];
-                }
-                out
+                let source = std::mem::replace(&mut *lock(&group.source), Source::Taken);
+                let path = ctx
+                    .capture
+                    .0
+                    .join(format!(".slurm-array-{}.tasks", job.index - k));
+                let out = submit(&path, source, ctx, o, group.throttle).await;
+                out.map(|(id, ids)| {
+                    // Tasks not in the array count as taken: nothing to cancel.
+                    let mut claimed = vec![true; group.len];
+                    for i in ids {
+                        claimed[i] = false;
+                    }
+                    *lock(&group.claimed) = claimed;
+                    id
+                })
             })
             .await;
         let array = got.clone()?;
@@ -163,7 +247,7 @@ impl Arrays {
     /// The run was stopped: the whole array of `task` is cancelled, in one `scancel` with the
     /// other jobs stopped together.
     pub fn cancel(&self, job: &PlannedJob, task: &Task) {
-        if let Some(&(g, _)) = self.of_job.get(&job.index) {
+        if let Some((g, _)) = self.place(job) {
             *lock(&self.groups[g].cancelled) = true;
         }
         tokio::spawn(super::scancel::cancel(task.array.clone()));
@@ -217,149 +301,42 @@ fn ranges(ks: &[usize]) -> String {
     out.join(",")
 }
 
-/// The array's script: task `SLURM_ARRAY_TASK_ID` reads its line of the task file (cwd,
-/// stdout, its mode, stderr (empty: into stdout), its mode, `NAME=value`..., `--`, argv).
-fn script(tasks: &Path) -> String {
-    let file = shell_words::quote(&tasks.to_string_lossy()).into_owned();
-    format!(
-        "set -f; line=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {file}) || exit 127; \
-         eval \"set -- $line\"; \
-         if [ -n \"$1\" ]; then cd -- \"$1\" || exit 1; fi; \
-         if [ \"$3\" = a ]; then exec >>\"$2\"; else exec >\"$2\"; fi; \
-         if [ -z \"$4\" ]; then exec 2>&1; elif [ \"$5\" = a ]; then exec 2>>\"$4\"; else exec 2>\"$4\"; fi; \
-         shift 5; while [ \"$1\" != -- ]; do export \"$1\"; shift; done; shift; exec \"$@\""
-    )
-}
-
-/// The task line of `job`: its words, shell-quoted. `common` is the submitting job's
-/// environment, which sbatch exports to every task.
-fn task_line(
-    job: &PlannedJob,
-    ctx: &JobCtx,
-    env: &JobEnv,
-    common: &JobEnv,
-) -> Result<String, String> {
-    let mut words: Vec<String> = vec![
-        job.cwd
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-    ];
-    for stream in [Stream::Stdout, Stream::Stderr] {
-        let (path, append) = match file_dest(job, &ctx.capture, stream) {
-            FileDest::SameAsStdout => (String::new(), false),
-            FileDest::Null => ("/dev/null".to_string(), false),
-            FileDest::Capture(p) => {
-                if let Some(d) = p.parent() {
-                    private_dir(d)?;
-                }
-                (p.display().to_string(), false)
-            }
-            FileDest::File { path, append } => (path.display().to_string(), append),
-        };
-        words.push(path);
-        words.push(if append { "a" } else { "w" }.to_string());
-    }
-    for (k, v) in &env.vars {
-        if !common.vars.iter().any(|(ck, cv)| ck == k && cv == v) {
-            words.push(format!("{k}={v}"));
-        }
-    }
-    words.push("--".to_string());
-    words.extend(job.argv.iter().cloned());
-    let line = shell_words::join(words.iter().map(String::as_str));
-    let secret = ctx
-        .secrets
-        .values()
-        .iter()
-        .any(|s| !s.is_empty() && line.contains(s.as_str()));
-    if secret || line.contains('\n') {
-        return Err("a job's task line would hold a secret value or a line break".into());
-    }
-    Ok(line)
-}
-
-fn private_dir(d: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(d)
-        .map_err(|e| format!("cannot create {}: {e}", d.display()))
-}
-
-/// Writes the task file of `jobs` (0600, in the run's folder) and submits their array.
+/// Writes the task file of a group's jobs at `path` and submits their array; returns its id
+/// and the tasks in it.
 async fn submit(
-    jobs: &[PlannedJob],
+    path: &Path,
+    source: Source,
     ctx: &JobCtx,
     o: &SlurmOptions,
     throttle: Option<usize>,
-) -> Result<String, NoTask> {
-    let first = jobs
-        .first()
-        .ok_or_else(|| NoTask::Alone("an empty array".into()))?;
-    let common = JobEnv::for_job(first, &ctx.run_env, ctx.slot);
-    let path = ctx
-        .capture
-        .0
-        .join(format!(".slurm-array-{}.tasks", first.index));
-    write_tasks(&path, jobs, ctx, &common).map_err(NoTask::Alone)?;
+) -> Result<(String, Vec<usize>), NoTask> {
+    let Written { ids, first, common } =
+        write_tasks(path, source.jobs(), ctx).map_err(NoTask::Alone)?;
     let base = first.name.split('[').next().unwrap_or(&first.name);
+    let spec = ranges(&ids);
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable")
         .arg(format!("--job-name={base}"))
         .arg(match throttle {
-            Some(t) => format!("--array=0-{}%{t}", jobs.len() - 1),
-            None => format!("--array=0-{}", jobs.len() - 1),
+            Some(t) => format!("--array={spec}%{t}"),
+            None => format!("--array={spec}"),
         })
         // Each task sends its streams where its line says; the array's own go nowhere (never
         // Slurm's default slurm-%A_%a.out in the submitting directory).
         .args(["--output=/dev/null", "--error=/dev/null"])
         .args(o.args())
-        .arg(format!("--wrap={}", script(&path)));
+        .arg(format!("--wrap={}", script(path)));
     if first.env_clear {
         cmd.env_clear();
     }
     common.apply(&mut cmd);
-    let out = super::sbatch::submit(cmd).await;
-    if out.is_err() {
-        let _ = std::fs::remove_file(&path);
+    match super::sbatch::submit(cmd).await {
+        Ok(id) => Ok((id, ids)),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(NoTask::Refused(e))
+        }
     }
-    out.map_err(NoTask::Refused)
-}
-
-fn write_tasks(
-    path: &Path,
-    jobs: &[PlannedJob],
-    ctx: &JobCtx,
-    common: &JobEnv,
-) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    private_dir(path.parent().unwrap_or(Path::new(".")))?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        // Nothing in the state dir is opened through a symlink.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(err)?;
-    let mut w = std::io::BufWriter::new(file);
-    for j in jobs {
-        let env = JobEnv::for_job(j, &ctx.run_env, ctx.slot);
-        let line = match task_line(j, ctx, &env, common) {
-            Ok(l) => l,
-            Err(e) => {
-                drop(w);
-                let _ = std::fs::remove_file(path);
-                return Err(e);
-            }
-        };
-        writeln!(w, "{line}").map_err(err)?;
-    }
-    w.flush().map_err(err)
 }
 
 #[cfg(test)]

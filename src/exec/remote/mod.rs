@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod array;
+mod array_tasks;
 mod control;
 mod follow;
 pub mod sbatch;
