@@ -124,8 +124,16 @@ fn a_waiting_run_follows_its_array_tasks_to_their_ends() {
         let want = if item == "4" { "failed" } else { "succeeded" };
         assert_eq!(rec["status"], want, "{rec}");
     }
-    assert_eq!(arrays_of(&fan).0.len(), 1, "{fan:#?}");
+    let arrays = arrays_of(&fan).0;
+    assert_eq!(arrays.len(), 1, "{fan:#?}");
     assert_eq!(submits(e), 1, "{:?}", rpcs(e));
+    // At most the run's concurrency in Slurm at once, as with a job per slot.
+    let o = cluster_cmd(e, "scontrol")
+        .args(["show", "job", "-o", &arrays[0]])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("ArrayTaskThrottle=3"), "{shown}");
     assert_eq!(Run::record(&recs, "after")["stdout"], "after\n");
 }
 
@@ -307,4 +315,29 @@ fn a_lazy_range_fan_out_goes_as_arrays_of_a_thousand_tasks() {
     let show = inspect_with(&env, e, &["show", "--job", "z[1001]", "--json"]).json();
     assert_eq!(show[0]["stdout"], "1001\n", "{show:?}");
     let _ = cluster_cmd(e, "scancel").args(&arrays).status();
+}
+
+#[test]
+fn a_fan_out_whose_task_lines_would_hold_a_secret_goes_job_by_job() {
+    let e = own_daemon!("mslurm-array-secret");
+    let env = Env::new();
+    const SECRET: &str = "s3cr3t-v4lue";
+    let yaml = format!(
+        "env: {{TOKEN: {SECRET}}}\nsecret_env: [TOKEN]\nexecutor: slurm\njobs:\n  - name: s\n    for_each: [1, 2, 3]\n    background: true\n    stdout: 'null'\n    stderr: 'null'\n    command: 'true {SECRET} {{item}}'\n"
+    );
+    let r = run_with(&env, e, &yaml, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = jobs_only(r.json());
+    assert_eq!(recs.len(), 3, "{r:?}");
+    for rec in &recs {
+        assert!(
+            rec["notes"].to_string().contains("not in a job array"),
+            "{rec}"
+        );
+        assert!(!text(&rec["slurm_job_id"]).contains('_'), "{rec}");
+    }
+    let w = inspect_with(&env, e, &["wait", "--timeout", "120s"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    let held = crate::helpers::files_holding(&env.state(), SECRET);
+    assert!(held.is_empty(), "{held:?}");
 }
