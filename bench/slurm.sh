@@ -3,11 +3,14 @@
 # driven by a plain `srun` loop, GNU parallel running srun, and orchestrate (`executor: slurm`,
 # whose jobs run on worker steps of one allocation), side by side in one hyperfine run; prints each one's
 # wall time and the controller's RPCs per job (from `sdiag`, reset before each run) beside the
-# goal. Starts its own cluster (MaxJobCount raised so that every run's jobs fit) and stops it.
+# goal. Then a background fan-out of the same N items (`background: true`, `wait: true`: one
+# job array), with the controller's RPCs by type and per job. Starts its own cluster
+# (MaxJobCount raised so that every run's jobs fit) and stops it.
 #
 # Usage: bench/slurm.sh [N] [J]   J: jobs in flight for parallel and orchestrate (default 5,
 #                                  the cluster's CPUs); RUNS=R runs each (default 1: the srun
 #                                  loop alone takes minutes). Needs root (the daemons).
+#                                  SECTIONS="steps background" (the default) or either alone.
 set -euo pipefail
 N="${1:-1000}"; J="${2:-5}"; RUNS="${RUNS:-1}"
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,6 +39,8 @@ orch() { ORCHESTRATE_STATE_DIR="$TMP/state" "$BIN" "$TMP/jobs.yaml" -q; }
 sdiag | sed -n '/by message type/,/by user/p' | grep -v REQUEST_STATS_INFO |
     sed -n 's/.*count:\([0-9]*\).*/\1/p' | awk '{ s += \$1 } END { print s + 0 }' > "$TMP/rpc-\$1"
 SCRIPT
+SECTIONS=" ${SECTIONS:-steps background} "
+if [[ "$SECTIONS" == *" steps "* ]]; then
 names=("srun loop (sequential)" "GNU parallel -j $J srun" "orchestrate -j $J (worker steps in one allocation)")
 drivers=(srun_loop srun_parallel orch)
 args=()
@@ -53,3 +58,24 @@ for i in 0 1 2; do
     awk -v name="${names[$i]}" -v w="$wall" -v n="$n" -v jobs="$N" \
         'BEGIN { printf "| %s | %.1f s | %.1f ms | %d | %.2f |\n", name, w, w * 1000 / jobs, n, n / jobs }'
 done
+fi
+
+if [[ "$SECTIONS" == *" background "* ]]; then
+{ echo "concurrency: $J"; echo "executor: slurm"; echo "wait: true"; echo "jobs:"; echo "  - name: b"
+  echo "    command: 'true'"; echo "    background: true"; echo "    for_each: {range: [1, $N]}"; } > "$TMP/bg.yaml"
+sdiag -r >/dev/null
+t0=$(date +%s.%N)
+ORCHESTRATE_STATE_DIR="$TMP/state-bg" "$BIN" "$TMP/bg.yaml" -q >/dev/null 2>&1 || true
+t1=$(date +%s.%N)
+sdiag | sed -n '/by message type/,/by user/p' | grep -v REQUEST_STATS_INFO |
+    sed -n 's/^[[:space:]]*\([A-Z_]*\) *( *[0-9]*) count:\([0-9]*\).*/\1 \2/p' > "$TMP/rpc-bg"
+arrays=$(squeue -h -t all -o %F | sort -u | wc -l)
+echo
+echo "Background fan-out: $N items of \`true\` (\`background: true\`, \`wait: true\`, -j $J), $arrays Slurm job(s)"
+echo
+echo "| RPC | count | per job |"
+echo "| --- | --- | --- |"
+awk -v jobs="$N" '{ s += $2; printf "| %s | %d | %.3f |\n", $1, $2, $2 / jobs }
+    END { printf "| all | %d | %.2f |\n", s, s / jobs }' "$TMP/rpc-bg"
+awk -v a="$t0" -v b="$t1" -v jobs="$N" 'BEGIN { printf "\nwall %.1f s (%.1f ms per job)\n", b - a, (b - a) * 1000 / jobs }'
+fi

@@ -219,7 +219,7 @@ pub(super) fn kill(
         let mut r = db.record(&run, job)?;
         if r.slurm_job_id.is_some()
             && r.status == Status::Background
-            && crate::exec::sbatch::poll(&mut r)
+            && crate::exec::sbatch::poll_cancelled(&mut r)
         {
             db.put_background(&run, &Sealed::trusted(r.clone()))?;
         }

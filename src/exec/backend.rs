@@ -8,7 +8,7 @@
 //! | `SlurmShared`| `executor: slurm`, many with the same settings | on a worker step of the run's allocation (`remote::worker`; with `time:`, a step of its own there) |
 //! | `Ssh`        | `executor: ssh`                        | ssh over a shared master per host     |
 //! | `Supervised` | `background: true`                     | a detached supervisor (`background`)  |
-//! | `Sbatch`     | `background: true` + `executor: slurm` | `sbatch`, followed through Slurm      |
+//! | `Sbatch`     | `background: true` + `executor: slurm` | `sbatch` (many of one entry: one job array), followed through Slurm |
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::background::{self, BackgroundCtx};
 use super::process::{self, JobCtx};
-use super::remote::{alloc, sbatch, slurm, ssh};
+use super::remote::{alloc, array, sbatch, slurm, ssh};
 use crate::plan::{Executor, PlannedJob};
 use crate::record::CompletedProcess;
 
@@ -85,13 +85,13 @@ impl Backend for Supervised {
     }
 }
 
-/// A background job submitted to Slurm with sbatch.
-struct Sbatch(BackgroundCtx);
+/// A background job submitted to Slurm with sbatch, alone or as a task of its group's array.
+struct Sbatch(BackgroundCtx, array::Arrays);
 
 impl Backend for Sbatch {
     fn run<'a>(&'a self, job: &'a PlannedJob, ctx: JobCtx) -> Running<'a> {
         match &job.executor {
-            Executor::Slurm(o) => Box::pin(sbatch::run_background(job, ctx, o, &self.0)),
+            Executor::Slurm(o) => Box::pin(sbatch::run_background(job, ctx, o, &self.0, &self.1)),
             _ => Box::pin(background::run_background(job, ctx, &self.0)),
         }
     }
@@ -118,7 +118,7 @@ impl Backends {
             slurm: SlurmStep,
             shared: None,
             ssh: Ssh(ssh::Pool::new()),
-            background: background.map(|b| (Supervised(b.clone()), Sbatch(b))),
+            background: background.map(|b| (Supervised(b.clone()), Sbatch(b, Default::default()))),
             every,
         }
     }
@@ -127,6 +127,15 @@ impl Backends {
     /// run's own hooks and notifications, which run after it).
     pub fn sharing(mut self, allocs: alloc::Allocations) -> Backends {
         self.shared = Some(SlurmShared(allocs));
+        self
+    }
+
+    /// Background Slurm jobs of one entry with the same settings go as the job arrays of
+    /// `arrays` (a run's jobs).
+    pub fn arrays(mut self, arrays: array::Arrays) -> Backends {
+        if let Some((_, s)) = &mut self.background {
+            s.1 = arrays;
+        }
         self
     }
 
@@ -151,6 +160,9 @@ impl Backends {
         self.ssh.0.close().await;
         if let Some(s) = &self.shared {
             s.0.close().await;
+        }
+        if let Some((_, s)) = &self.background {
+            s.1.close().await;
         }
     }
 }

@@ -14,6 +14,7 @@ use super::backend::Backends;
 use super::needs::Waiting;
 use super::queue::{JobQueue, Unit};
 use super::remote::alloc::Allocations;
+use super::remote::array::Arrays;
 use super::{Cancel, Event, EventSink, ExecOptions, ExecSummary, ends, process};
 use crate::plan::HaltSpec;
 use crate::record::{CompletedProcess, Sealed, Status};
@@ -62,6 +63,23 @@ pub(super) struct Shared {
     pub(super) backends: Backends,
 }
 
+/// The `%J` of a job array: with `wait: true` each of its jobs holds a slot (and its group's
+/// room) until it ends, so Slurm runs at most as many of its tasks at once as the run would;
+/// without it the run leaves them all to Slurm, as it does plain batch jobs.
+fn throttle(
+    queue: &JobQueue,
+    opts: &ExecOptions,
+    slots: usize,
+    job: &crate::plan::PlannedJob,
+) -> Option<usize> {
+    let wait = opts.background.as_ref().is_some_and(|b| b.wait);
+    let group = job
+        .group
+        .as_deref()
+        .map_or(usize::MAX, |g| queue.group_limit(g));
+    wait.then_some(slots.min(group))
+}
+
 impl Shared {
     pub(super) fn new(
         queue: JobQueue,
@@ -88,7 +106,12 @@ impl Shared {
         let (interrupt_tx, interrupt_rx) = watch::channel(initial);
         let n = opts.concurrency.max(1);
         let allocs = Allocations::of(queue.jobs(), !queue.fans().is_empty(), n, opts.run_id());
-        let backends = Backends::new(opts.background.clone(), opts.backend.clone()).sharing(allocs);
+        let arrays = Arrays::of(queue.jobs(), queue.fans(), |j| {
+            throttle(&queue, &opts, n, j)
+        });
+        let backends = Backends::new(opts.background.clone(), opts.backend.clone())
+            .sharing(allocs)
+            .arrays(arrays);
         Shared {
             state: std::sync::Mutex::new(State {
                 free_slots: (0..n).rev().collect(),

@@ -36,6 +36,7 @@ mod scale_out;
 mod scope;
 mod settings;
 mod slurm_alloc;
+mod slurm_array;
 mod slurm_cluster;
 mod ssh_down;
 mod ssh_hosts;

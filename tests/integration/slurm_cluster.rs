@@ -77,10 +77,11 @@ fn ssh_jobs_killed_by_a_signal_keep_their_stderr_as_it_was() {
     assert_eq!(input["stderr"], "err\n", "{input}");
 }
 
-/// sbatch on cluster `e`, returning the job id.
+/// sbatch on cluster `e`, returning the job id. Its output goes nowhere: without `--output`
+/// Slurm writes `slurm-ID.out` into the test's working directory, the repository.
 fn sbatch(e: &Exports, args: &[&str]) -> String {
     let o = cluster_cmd(e, "sbatch")
-        .arg("--parsable")
+        .args(["--parsable", "--output=/dev/null"])
         .args(args)
         .output()
         .expect("sbatch");
@@ -133,7 +134,7 @@ fn a_full_slurm_controller_is_told_and_not_a_timeout() {
     let e = own_daemon!("mslurm-full");
     // The controller keeps ended jobs (MinJobAge) and takes fewer than 3: these fill it.
     for _ in 0..2 {
-        sbatch(e, &["--output=/dev/null", "--wrap", "true"]);
+        sbatch(e, &["--wrap", "true"]);
     }
     let env = Env::new();
     // Alone in its settings, `one` is a Slurm job of its own; the others share an allocation.

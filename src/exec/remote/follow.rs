@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::sbatch::poll_all;
+use super::squeue::poll_all;
 use crate::record::CompletedProcess;
 
 /// The first sweep comes after this; each gap is twice the one before, up to `MAX_GAP`.
@@ -20,7 +20,11 @@ type Entry = (CompletedProcess, oneshot::Sender<CompletedProcess>);
 static FOLLOWED: Mutex<(Vec<Entry>, bool)> = Mutex::new((Vec::new(), false));
 
 /// Returns the record of a submitted batch job once Slurm says it has ended.
-pub async fn until_end(rec: CompletedProcess) -> CompletedProcess {
+pub async fn until_end(mut rec: CompletedProcess) -> CompletedProcess {
+    // A task a sweep saw end before its job took it ends now.
+    if super::squeue::seen_ended(&mut rec) {
+        return rec;
+    }
     let (tx, rx) = oneshot::channel();
     let keep = rec.clone();
     {

@@ -4,11 +4,14 @@
 //! `follow`), one `scancel` for many jobs (`scancel`), and ssh hosts (`ssh`).
 
 pub mod alloc;
+pub mod array;
+mod array_tasks;
 mod control;
 mod follow;
 pub mod sbatch;
 mod scancel;
 pub mod slurm;
+mod squeue;
 pub mod ssh;
 pub mod worker;
 pub mod wrap;

@@ -2,16 +2,33 @@
 //! Slurm itself (`squeue` for all of them at once; `scontrol show job`, else `sacct`, for one it
 //! no longer lists) rather than a local supervisor, so a job outlives orchestrate, its
 //! machine's reboot and its run.
+//!
+//! How they are submitted, per case:
+//! - the background Slurm jobs of one `jobs:` entry with the same settings (a `for_each`
+//!   fan-out, made up front or a lazy `range:`) go as job arrays of at most 1000 tasks
+//!   (`remote::array`): one sbatch per array, one job in the
+//!   controller while its tasks wait (squeue folds them into `123_[4-9]`), one `scancel` for
+//!   all, each job still its own record with its task's id (`123_4`), state, exit code, node
+//!   and its own files. An array, not steps in one batch allocation: a task is a batch job
+//!   as Slurm knows it (its own state and exit code in squeue, scontrol and sacct, its own
+//!   node, cancelled alone by `orchestrate kill`), which is what a record of a background job
+//!   reads after the run is gone; steps would need a state file per job and a batch job that
+//!   holds its CPUs between them. The cost: Slurm (22.05 at least) counts every task against
+//!   `MaxJobCount`, so an array does not let a fan-out past a full controller (it is refused
+//!   whole, once, and every job of it fails with sbatch's words);
+//! - a job alone in its entry (or whose task line would hold a secret) is one plain sbatch.
 
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
+use super::array::{Arrays, NoTask};
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
 use crate::exec::process::{FileDest, JobCtx, file_dest};
 use crate::exec::{Cancel, Event, Stream, ends};
 use crate::plan::{PlannedJob, SlurmOptions};
 use crate::record::{CompletedProcess, Status};
+
+pub use super::squeue::{poll, poll_all, poll_cancelled};
 
 /// sbatch's arguments for a job: options, output files, and the command as `--wrap`.
 fn sbatch_command(
@@ -65,41 +82,69 @@ fn sbatch_command(
     Ok(cmd)
 }
 
-/// Submits a background job with sbatch; with `wait`, follows it to its end.
+/// Runs `cmd`, an sbatch `--parsable`; returns the job id it printed, or sbatch's words.
+pub(super) async fn submit(mut cmd: Command) -> Result<String, String> {
+    cmd.stdin(Stdio::null());
+    match tokio::process::Command::from(cmd).output().await {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let id = text.trim().split(';').next().unwrap_or("").to_string();
+            if id.is_empty() {
+                Err("sbatch printed no job id".to_string())
+            } else {
+                Ok(id)
+            }
+        }
+        Ok(o) => {
+            let said = String::from_utf8_lossy(&o.stderr);
+            let said = said.trim();
+            Err(if super::slurm::controller_refused(said) {
+                format!(
+                    "Slurm did not accept the batch job: {said}. {}",
+                    super::slurm::REFUSED_HINT
+                )
+            } else {
+                format!("sbatch failed: {said}")
+            })
+        }
+        Err(e) => Err(format!("cannot run sbatch: {e}")),
+    }
+}
+
+/// A job alone: one `sbatch` of its own.
+async fn submit_alone(job: &PlannedJob, ctx: &JobCtx, o: &SlurmOptions) -> Result<String, String> {
+    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
+    submit(sbatch_command(job, ctx, o, &env)?).await
+}
+
+/// Submits a background job with sbatch (alone, or as its task of its group's array,
+/// `remote::array`); with `wait`, follows it to its end.
 pub async fn run_background(
     job: &PlannedJob,
     ctx: JobCtx,
     o: &SlurmOptions,
     bg: &BackgroundCtx,
+    arrays: &Arrays,
 ) -> CompletedProcess {
     let mut rec = ends::running_background(job, ctx.slot, None, &ctx.run_env, &ctx.capture);
-    let env = JobEnv::for_job(job, &ctx.run_env, ctx.slot);
-    let submitted = match sbatch_command(job, &ctx, o, &env) {
-        Ok(mut cmd) => {
-            let out = tokio::process::Command::from({
-                cmd.stdin(Stdio::null());
-                cmd
-            })
-            .output()
-            .await;
-            match out {
-                Ok(o) if o.status.success() => {
-                    let text = String::from_utf8_lossy(&o.stdout);
-                    let id = text.trim().split(';').next().unwrap_or("").to_string();
-                    if id.is_empty() {
-                        Err("sbatch printed no job id".to_string())
-                    } else {
-                        Ok(id)
-                    }
-                }
-                Ok(o) => Err(format!(
-                    "sbatch failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => Err(format!("cannot run sbatch: {e}")),
+    let mut task = None;
+    let submitted = if arrays.holds(job) {
+        match arrays.task(job, &ctx, o).await {
+            Ok(t) => {
+                let id = t.id.clone();
+                task = Some(t);
+                Ok(id)
             }
+            Err(NoTask::Alone(why)) => {
+                rec.notes.push(format!(
+                    "not in a job array with the jobs of its entry: {why}"
+                ));
+                submit_alone(job, &ctx, o).await
+            }
+            Err(NoTask::Refused(why)) => Err(format!("{why} (the job array of its entry)")),
         }
-        Err(e) => Err(e),
+    } else {
+        submit_alone(job, &ctx, o).await
     };
     let id = match submitted {
         Ok(id) => id,
@@ -110,9 +155,15 @@ pub async fn run_background(
         }
     };
     rec.slurm_job_id = Some(id.clone());
-    rec.notes.push(format!(
-        "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
-    ));
+    rec.notes.push(match &task {
+        Some(t) => format!(
+            "submitted to Slurm as task {} of job array {} ({} tasks); `orchestrate status` and `orchestrate wait` follow it",
+            t.index, t.array, t.of
+        ),
+        None => format!(
+            "submitted to Slurm as job {id}; `orchestrate status` and `orchestrate wait` follow it"
+        ),
+    });
     if !bg.wait {
         return rec;
     }
@@ -133,8 +184,14 @@ pub async fn run_background(
             r = cancel.changed(), if listen => {
                 listen = r.is_ok();
                 if listen && *cancel.borrow() != Cancel::None {
-                    // With the other jobs stopped now, in one scancel.
-                    tokio::spawn(super::scancel::cancel(id.clone()));
+                    // With the other jobs stopped now, in one scancel: a task's whole array
+                    // (its jobs not yet dispatched will never be).
+                    match &task {
+                        Some(t) => arrays.cancel(job, t),
+                        None => {
+                            tokio::spawn(super::scancel::cancel(id.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -152,163 +209,4 @@ pub fn scancel(ids: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-/// Asks Slurm how a background job is doing; fills in the record and returns true once it
-/// has ended (or Slurm no longer knows it: then it is `lost`).
-pub fn poll(rec: &mut CompletedProcess) -> bool {
-    let Some(id) = rec.slurm_job_id.clone() else {
-        return false;
-    };
-    let state = scontrol_state(&id).or_else(|| sacct_state(&id));
-    settle(rec, &id, state)
-}
-
-/// `poll` for many jobs with one question to Slurm (`squeue` with their ids), not one per job:
-/// only a job squeue no longer lists is asked about alone (scontrol, then sacct). Returns, for
-/// each record, whether it has ended.
-pub fn poll_all(recs: &mut [CompletedProcess]) -> Vec<bool> {
-    let ids: Vec<String> = recs.iter().filter_map(|r| r.slurm_job_id.clone()).collect();
-    let listed = squeue_states(&ids);
-    recs.iter_mut()
-        .map(|rec| {
-            let Some(id) = rec.slurm_job_id.clone() else {
-                return false;
-            };
-            match listed.get(&id) {
-                Some(state) => settle(rec, &id, Some(state.clone())),
-                None => poll(rec),
-            }
-        })
-        .collect()
-}
-
-/// (state, exit code, signal) of each job squeue lists, by id, from one `squeue` call.
-fn squeue_states(ids: &[String]) -> std::collections::HashMap<String, (String, i32, i32)> {
-    let mut found = std::collections::HashMap::new();
-    if ids.is_empty() {
-        return found;
-    }
-    let list = ids.join(",");
-    let args = [
-        "-h",
-        "-t",
-        "all",
-        "-j",
-        &list,
-        "-O",
-        "JobID:|,State:|,exit_code:|",
-    ];
-    let Some(text) = query("squeue", &args) else {
-        return found;
-    };
-    for line in text.lines() {
-        let f: Vec<&str> = line.split('|').map(str::trim).collect();
-        // exit_code is the raw wait status: the code in the high byte, the signal below.
-        if let [id, state, raw, ..] = f.as_slice()
-            && let Ok(raw) = raw.parse::<i32>()
-        {
-            let state = state.to_string();
-            found.insert(id.to_string(), (state, (raw >> 8) & 0xff, raw & 0x7f));
-        }
-    }
-    found
-}
-
-/// Fills in a background job's record from Slurm's word on it; true once it has ended.
-fn settle(rec: &mut CompletedProcess, id: &str, state: Option<(String, i32, i32)>) -> bool {
-    let Some((state, code, signal)) = state else {
-        rec.status = Status::Lost;
-        rec.error = Some(format!(
-            "Slurm no longer knows job {id} (scontrol and sacct have no record of it)"
-        ));
-        finish(rec);
-        return true;
-    };
-    let status = match state.as_str() {
-        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
-        | "RESIZING" | "STAGE_OUT" | "SIGNALING" => return false,
-        "COMPLETED" if code == 0 => Status::Succeeded,
-        "CANCELLED" => Status::Cancelled,
-        "TIMEOUT" => Status::TimedOut,
-        _ => Status::Failed,
-    };
-    rec.status = status;
-    rec.returncode = (signal == 0).then_some(code);
-    rec.signal = (signal != 0).then_some(signal);
-    if !matches!(
-        state.as_str(),
-        "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT"
-    ) {
-        rec.error = Some(format!("Slurm ended the job as {state}"));
-    }
-    finish(rec);
-    true
-}
-
-fn finish(rec: &mut CompletedProcess) {
-    rec.finished = SystemTime::now();
-    rec.duration = rec.finished.duration_since(rec.started).unwrap_or_default();
-    for out in [&mut rec.stdout, &mut rec.stderr] {
-        if let Some(p) = &out.path {
-            out.bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        }
-    }
-}
-
-/// (state, exit code, signal) from `scontrol show job -o ID`.
-fn scontrol_state(id: &str) -> Option<(String, i32, i32)> {
-    let text = query("scontrol", &["show", "job", "-o", id])?;
-    let field = |name: &str| {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .map(str::to_string)
-    };
-    let state = field("JobState=")?;
-    let (code, signal) = exit_code(&field("ExitCode=")?)?;
-    Some((state, code, signal))
-}
-
-/// The same from accounting, for jobs that scontrol has forgotten.
-fn sacct_state(id: &str) -> Option<(String, i32, i32)> {
-    let text = query(
-        "sacct",
-        &["-j", id, "-n", "-P", "-X", "-o", "State,ExitCode"],
-    )?;
-    let line = text.lines().next()?;
-    let (state, code) = line.split_once('|')?;
-    // "CANCELLED by 0" -> "CANCELLED"
-    let state = state.split_whitespace().next()?.to_string();
-    let (code, signal) = exit_code(code)?;
-    Some((state, code, signal))
-}
-
-/// The stdout of a Slurm query command, if it ran and succeeded.
-fn query(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Slurm's `CODE:SIGNAL`.
-fn exit_code(s: &str) -> Option<(i32, i32)> {
-    let (c, sig) = s.trim().split_once(':')?;
-    Some((c.parse().ok()?, sig.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_code("3:0"), Some((3, 0)));
-        assert_eq!(exit_code("0:15"), Some((0, 15)));
-        assert_eq!(exit_code("x"), None);
-    }
 }

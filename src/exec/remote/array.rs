@@ -1,0 +1,351 @@
+//! The background Slurm jobs of one fan-out as one job array (`sbatch --array=0-N[%J]`): the
+//! first of them to be dispatched submits the array for all (a task file of one line per job
+//! in the run's folder, read by the array's script on the node), and each job, when its turn
+//! comes, takes its task (`ARRAY_TASK`) and goes on as a batch job of its own would.
+//!
+//! Why the first job submits for all rather than gathering jobs dispatched close together: a
+//! background job holds its slot until its record is made (at once without `wait: true`, to its
+//! end with it), so a gathering would make arrays of at most the run's concurrency. Why `%J`
+//! only with `wait: true`: then the run holds at most J of them at once (each waits for its
+//! end in a slot), and the throttle keeps Slurm to the same bound; without it the run leaves
+//! every job to Slurm at once, as plain batch jobs are.
+//!
+//! What the task file holds is no secret: a line that would hold a secret value makes the group
+//! go as plain batch jobs (their environment then reaches them through sbatch's export, as a
+//! single job's does). The variables every job shares reach the tasks the same way: the task
+//! line holds only those that differ from the submitting job's.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use tokio::sync::OnceCell;
+
+use super::array_tasks::{Written, script, write_tasks};
+use crate::exec::process::JobCtx;
+use crate::plan::{Executor, Fan, PlannedJob, SlurmOptions};
+
+/// Tasks in one array at most: Slurm's default `MaxArraySize` (1001) allows indices 0..=1000.
+const MAX_TASKS: usize = 1000;
+
+/// The arrays of a run: its background Slurm jobs grouped by entry and settings.
+#[derive(Default)]
+pub struct Arrays {
+    /// The group and the task of each grouped job, by plan index.
+    of_job: HashMap<usize, (usize, usize)>,
+    /// Lazy fan-outs as arrays: the plan index of the first job, the job count and the first
+    /// of the groups (one per `MAX_TASKS` jobs), which stand one after another.
+    fans: Vec<(usize, usize, usize)>,
+    groups: Vec<Group>,
+}
+
+/// Where a group's jobs come from, until the array is submitted.
+enum Source {
+    /// Jobs the plan made up front, in task order.
+    Jobs(Vec<PlannedJob>),
+    /// Jobs `from..to` of a lazy fan-out (a range), made as the task file is written.
+    Fan {
+        fan: Fan,
+        from: usize,
+        to: usize,
+    },
+    Taken,
+}
+
+impl Source {
+    /// The jobs, task by task (`None`: no job, a fan's job not kept or whose item makes none).
+    fn jobs(self) -> Box<dyn Iterator<Item = Option<PlannedJob>> + Send> {
+        match self {
+            Source::Jobs(v) => Box::new(v.into_iter().map(Some)),
+            Source::Fan { fan, from, to } => Box::new((from..to).map(move |k| {
+                let item = fan.range_item(k).filter(|_| fan.kept(k))?;
+                fan.job(k, &item).ok()
+            })),
+            Source::Taken => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+struct Group {
+    source: Mutex<Source>,
+    len: usize,
+    /// `%J`: at most this many tasks run at once.
+    throttle: Option<usize>,
+    /// The array's job id, or why there is none (its jobs then go as plain batch jobs).
+    submitted: OnceCell<Result<String, NoTask>>,
+    /// The tasks whose job took them; the others are cancelled when the run ends.
+    claimed: Mutex<Vec<bool>>,
+    /// The whole array was cancelled (the run was stopped).
+    cancelled: Mutex<bool>,
+}
+
+/// Why a job of a group has no task.
+#[derive(Debug, Clone)]
+pub enum NoTask {
+    /// The group cannot be an array (a task line would hold a secret, the task file cannot
+    /// be written): its jobs go as plain batch jobs.
+    Alone(String),
+    /// Slurm refused the array (sbatch's words): every job of the group fails with them,
+    /// rather than each asking again on its own (a full controller refuses them all).
+    Refused(String),
+}
+
+/// A job's task of its array.
+pub struct Task {
+    /// The array's own id (cancelling it cancels every task).
+    pub array: String,
+    /// `ARRAY_TASK`, the job's Slurm id.
+    pub id: String,
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Group {
+    fn new(len: usize, throttle: Option<usize>, source: Source) -> Group {
+        Group {
+            source: Mutex::new(source),
+            len,
+            throttle,
+            submitted: OnceCell::new(),
+            claimed: Mutex::new(Vec::new()),
+            cancelled: Mutex::new(false),
+        }
+    }
+}
+
+impl Arrays {
+    /// The groups among `jobs` (background, `executor: slurm`, the same entry and settings,
+    /// more than one job), split at `MAX_TASKS`. `throttle` gives a job's `%J`, if any.
+    pub fn of<'a>(
+        jobs: impl Iterator<Item = &'a PlannedJob>,
+        fans: &[Fan],
+        throttle: impl Fn(&PlannedJob) -> Option<usize>,
+    ) -> Arrays {
+        let mut by_key: Vec<((usize, SlurmOptions), Vec<PlannedJob>)> = Vec::new();
+        let mut at: HashMap<usize, Vec<usize>> = HashMap::new();
+        for j in jobs.filter(|j| j.background) {
+            let Executor::Slurm(o) = &j.executor else {
+                continue;
+            };
+            let known = at.entry(j.entry).or_default();
+            match known.iter().find(|&&g| by_key[g].0.1 == *o) {
+                Some(&g) => by_key[g].1.push(j.clone()),
+                None => {
+                    known.push(by_key.len());
+                    by_key.push(((j.entry, o.clone()), vec![j.clone()]));
+                }
+            }
+        }
+        let mut arrays = Arrays::default();
+        for (_, jobs) in by_key.into_iter().filter(|(_, j)| j.len() > 1) {
+            let mut rest = jobs;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_TASKS));
+                let chunk = std::mem::replace(&mut rest, tail);
+                let g = arrays.groups.len();
+                for (k, j) in chunk.iter().enumerate() {
+                    arrays.of_job.insert(j.index, (g, k));
+                }
+                let t = throttle(&chunk[0]);
+                arrays
+                    .groups
+                    .push(Group::new(chunk.len(), t, Source::Jobs(chunk)));
+            }
+        }
+        for fan in fans {
+            arrays.add_fan(fan, &throttle);
+        }
+        arrays
+    }
+
+    /// A range fan-out of background Slurm jobs: its groups of `MAX_TASKS` jobs, whose jobs
+    /// are made when the first of a group is dispatched.
+    fn add_fan(&mut self, fan: &Fan, throttle: &impl Fn(&PlannedJob) -> Option<usize>) {
+        let (Some(n), Some(_)) = (fan.count, fan.range_item(0)) else {
+            return;
+        };
+        let stub = fan.stub(0);
+        if n < 2 || !stub.background || !matches!(stub.executor, Executor::Slurm(_)) {
+            return;
+        }
+        self.fans.push((fan.first, n, self.groups.len()));
+        for from in (0..n).step_by(MAX_TASKS) {
+            let to = n.min(from + MAX_TASKS);
+            let source = Source::Fan {
+                fan: fan.clone(),
+                from,
+                to,
+            };
+            self.groups
+                .push(Group::new(to - from, throttle(&stub), source));
+        }
+    }
+
+    /// The group and the task of `job`, if it is in one.
+    fn place(&self, job: &PlannedJob) -> Option<(usize, usize)> {
+        if let Some(&at) = self.of_job.get(&job.index) {
+            return Some(at);
+        }
+        let &(first, n, g) = self
+            .fans
+            .iter()
+            .find(|(first, n, _)| (*first..first + n).contains(&job.index))?;
+        let k = job.index - first;
+        (k < n).then_some((g + k / MAX_TASKS, k % MAX_TASKS))
+    }
+
+    /// Whether `job` goes as a task of an array.
+    pub fn holds(&self, job: &PlannedJob) -> bool {
+        self.place(job).is_some()
+    }
+
+    /// `job`'s task: the array is submitted first if no job of its group did it yet. `Err`
+    /// says why the group has no array.
+    pub async fn task(
+        &self,
+        job: &PlannedJob,
+        ctx: &JobCtx,
+        o: &SlurmOptions,
+    ) -> Result<Task, NoTask> {
+        let (g, k) = self
+            .place(job)
+            .ok_or_else(|| NoTask::Alone("not in an array".into()))?;
+        let group = &self.groups[g];
+        let got = group
+            .submitted
+            .get_or_init(|| async {
+                let source = std::mem::replace(&mut *lock(&group.source), Source::Taken);
+                let path = ctx
+                    .capture
+                    .0
+                    .join(format!(".slurm-array-{}.tasks", job.index - k));
+                let out = submit(&path, source, ctx, o, group.throttle).await;
+                out.map(|(id, ids)| {
+                    // Tasks not in the array count as taken: nothing to cancel.
+                    let mut claimed = vec![true; group.len];
+                    for i in ids {
+                        claimed[i] = false;
+                    }
+                    *lock(&group.claimed) = claimed;
+                    id
+                })
+            })
+            .await;
+        let array = got.clone()?;
+        if let Some(c) = lock(&group.claimed).get_mut(k) {
+            *c = true;
+        }
+        Ok(Task {
+            id: format!("{array}_{k}"),
+            array,
+            index: k,
+            of: group.len,
+        })
+    }
+
+    /// The run was stopped: the whole array of `task` is cancelled, in one `scancel` with the
+    /// other jobs stopped together.
+    pub fn cancel(&self, job: &PlannedJob, task: &Task) {
+        if let Some((g, _)) = self.place(job) {
+            *lock(&self.groups[g].cancelled) = true;
+        }
+        tokio::spawn(super::scancel::cancel(task.array.clone()));
+    }
+
+    /// Cancels the tasks no job took (the run ended before it dispatched them: a halt, an
+    /// interrupt), in one `scancel` for all arrays.
+    pub async fn close(&self) {
+        let mut ids = Vec::new();
+        for g in &self.groups {
+            let Some(Ok(array)) = g.submitted.get() else {
+                continue;
+            };
+            if *lock(&g.cancelled) {
+                continue;
+            }
+            let claimed = lock(&g.claimed);
+            let left: Vec<usize> = (0..claimed.len()).filter(|&k| !claimed[k]).collect();
+            if !left.is_empty() {
+                ids.push(format!("{array}_[{}]", ranges(&left)));
+            }
+        }
+        if !ids.is_empty() {
+            let mut cmd = Command::new("scancel");
+            cmd.args(&ids);
+            crate::exec::process::run_stop_command(cmd).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `0-3,5,7-9`: Slurm's list of array indices.
+fn ranges(ks: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ks.len() {
+        let mut j = i;
+        while j + 1 < ks.len() && ks[j + 1] == ks[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ks[i].to_string()
+        } else {
+            format!("{}-{}", ks[i], ks[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Writes the task file of a group's jobs at `path` and submits their array; returns its id
+/// and the tasks in it.
+async fn submit(
+    path: &Path,
+    source: Source,
+    ctx: &JobCtx,
+    o: &SlurmOptions,
+    throttle: Option<usize>,
+) -> Result<(String, Vec<usize>), NoTask> {
+    let Written { ids, first, common } =
+        write_tasks(path, source.jobs(), ctx).map_err(NoTask::Alone)?;
+    let base = first.name.split('[').next().unwrap_or(&first.name);
+    let spec = ranges(&ids);
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable")
+        .arg(format!("--job-name={base}"))
+        .arg(match throttle {
+            Some(t) => format!("--array={spec}%{t}"),
+            None => format!("--array={spec}"),
+        })
+        // Each task sends its streams where its line says; the array's own go nowhere (never
+        // Slurm's default slurm-%A_%a.out in the submitting directory).
+        .args(["--output=/dev/null", "--error=/dev/null"])
+        .args(o.args())
+        .arg(format!("--wrap={}", script(path)));
+    if first.env_clear {
+        cmd.env_clear();
+    }
+    common.apply(&mut cmd);
+    match super::sbatch::submit(cmd).await {
+        Ok(id) => Ok((id, ids)),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(NoTask::Refused(e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lists() {
+        assert_eq!(ranges(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
+        assert_eq!(ranges(&[4]), "4");
+    }
+}

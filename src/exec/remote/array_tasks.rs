@@ -1,0 +1,138 @@
+//! The task file of a job array, one line per task (0600, in the run's folder), and the
+//! array's script, which runs task `SLURM_ARRAY_TASK_ID` from its line.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::environ::JobEnv;
+use crate::exec::Stream;
+use crate::exec::process::{FileDest, JobCtx, file_dest};
+use crate::plan::PlannedJob;
+
+/// What a written task file holds: the tasks that are jobs (a fan's job not kept, or whose
+/// item makes no job, has an inert line), and the first job, whose environment sbatch
+/// exports to every task.
+pub(super) struct Written {
+    pub(super) ids: Vec<usize>,
+    pub(super) first: PlannedJob,
+    pub(super) common: JobEnv,
+}
+
+/// An inert line: a task not in the array.
+const NO_TASK: &str = "'' /dev/null w '' w -- true";
+
+/// The array's script: task `SLURM_ARRAY_TASK_ID` reads its line of the task file (cwd,
+/// stdout, its mode, stderr (empty: into stdout), its mode, `NAME=value`..., `--`, argv).
+pub(super) fn script(tasks: &Path) -> String {
+    let file = shell_words::quote(&tasks.to_string_lossy()).into_owned();
+    format!(
+        "set -f; line=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {file}) || exit 127; \
+         eval \"set -- $line\"; \
+         if [ -n \"$1\" ]; then cd -- \"$1\" || exit 1; fi; \
+         if [ \"$3\" = a ]; then exec >>\"$2\"; else exec >\"$2\"; fi; \
+         if [ -z \"$4\" ]; then exec 2>&1; elif [ \"$5\" = a ]; then exec 2>>\"$4\"; else exec 2>\"$4\"; fi; \
+         shift 5; while [ \"$1\" != -- ]; do export \"$1\"; shift; done; shift; exec \"$@\""
+    )
+}
+
+/// The task line of `job`: its words, shell-quoted. `common` is the submitting job's
+/// environment, which sbatch exports to every task.
+fn task_line(
+    job: &PlannedJob,
+    ctx: &JobCtx,
+    env: &JobEnv,
+    common: &JobEnv,
+) -> Result<String, String> {
+    let mut words: Vec<String> = vec![
+        job.cwd
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    ];
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let (path, append) = match file_dest(job, &ctx.capture, stream) {
+            FileDest::SameAsStdout => (String::new(), false),
+            FileDest::Null => ("/dev/null".to_string(), false),
+            FileDest::Capture(p) => {
+                if let Some(d) = p.parent() {
+                    private_dir(d)?;
+                }
+                (p.display().to_string(), false)
+            }
+            FileDest::File { path, append } => (path.display().to_string(), append),
+        };
+        words.push(path);
+        words.push(if append { "a" } else { "w" }.to_string());
+    }
+    for (k, v) in &env.vars {
+        if !common.vars.iter().any(|(ck, cv)| ck == k && cv == v) {
+            words.push(format!("{k}={v}"));
+        }
+    }
+    words.push("--".to_string());
+    words.extend(job.argv.iter().cloned());
+    let line = shell_words::join(words.iter().map(String::as_str));
+    let secret = ctx
+        .secrets
+        .values()
+        .iter()
+        .any(|s| !s.is_empty() && line.contains(s.as_str()));
+    if secret || line.contains('\n') {
+        return Err("a job's task line would hold a secret value or a line break".into());
+    }
+    Ok(line)
+}
+
+pub(super) fn private_dir(d: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(d)
+        .map_err(|e| format!("cannot create {}: {e}", d.display()))
+}
+
+/// Writes the task file at `path` from `jobs` (task `k` is the `k`th item; `None` is no job)
+/// as they come: a fan's jobs are made one at a time, never held together.
+pub(super) fn write_tasks(
+    path: &Path,
+    jobs: impl Iterator<Item = Option<PlannedJob>>,
+    ctx: &JobCtx,
+) -> Result<Written, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        // Nothing in the state dir is opened through a symlink.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(err)?;
+    let mut w = std::io::BufWriter::new(file);
+    let mut ids = Vec::new();
+    let mut head: Option<(PlannedJob, JobEnv)> = None;
+    for (k, j) in jobs.enumerate() {
+        let Some(j) = j else {
+            writeln!(w, "{NO_TASK}").map_err(err)?;
+            continue;
+        };
+        let env = JobEnv::for_job(&j, &ctx.run_env, ctx.slot);
+        let common = &head.get_or_insert_with(|| (j.clone(), env.clone())).1;
+        let line = match task_line(&j, ctx, &env, common) {
+            Ok(l) => l,
+            Err(e) => {
+                drop(w);
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        writeln!(w, "{line}").map_err(err)?;
+        ids.push(k);
+    }
+    w.flush().map_err(err)?;
+    let (first, common) = head.ok_or("no job to submit")?;
+    Ok(Written { ids, first, common })
+}
