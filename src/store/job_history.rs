@@ -41,24 +41,21 @@ impl RunStore {
         job_file: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HistoryRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT r.run_id, u.job_file, r.record
-                 FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
-                 WHERE ?2 IS NULL OR {}
-                 ORDER BY u.started_ms DESC, u.id DESC LIMIT ?3",
-                super::job_file::sql("u.job_file", "?2")
-            ))
-            .map_err(self.sql_err())?;
-        let rows: Vec<(String, Option<String>, String)> = stmt
-            .query_map(params![job, job_file, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.sql_err())?;
-        drop(stmt);
+        let runs = format!(
+            "SELECT id, job_file FROM runs WHERE ?1 IS NULL OR {}
+             ORDER BY started_ms DESC, id DESC",
+            super::job_file::sql("job_file", "?1")
+        );
+        let mut rows: Vec<(String, Option<String>, String)> = Vec::new();
+        self.run_by_run(
+            (&runs, params![job_file]),
+            job,
+            "record",
+            |run, file, row| {
+                rows.push((run, file, row.get(0)?));
+                Ok(rows.len() < limit)
+            },
+        )?;
         if rows.is_empty() {
             return Err(StoreError::NotFound(self.no_history(job, job_file)?));
         }
@@ -89,14 +86,18 @@ impl RunStore {
         }
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
+                // The names of the last 100 runs (of the job file): a store of millions of
+                // records is not read whole for a suggestion.
                 "SELECT DISTINCT job FROM records
-                 WHERE run_id IN (SELECT id FROM runs ORDER BY started_ms DESC LIMIT 100)
+                 WHERE run_id IN (SELECT id FROM runs WHERE ?2 IS NULL OR {}
+                                  ORDER BY started_ms DESC LIMIT 100)
                    AND job <> ?1 ORDER BY job LIMIT 10000",
-            )
+                super::job_file::sql("job_file", "?2")
+            ))
             .map_err(self.sql_err())?;
         let names: Vec<String> = stmt
-            .query_map(params![job], |r| r.get(0))
+            .query_map(params![job, job_file], |r| r.get(0))
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
@@ -138,23 +139,22 @@ impl RunStore {
         job: &str,
         limit: usize,
     ) -> Result<Vec<Duration>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.duration_ms FROM runs u CROSS JOIN records r
-                   ON r.run_id = u.id AND r.job = ?1
-                 WHERE u.job_file = ?2 AND r.status = ?3
-                 ORDER BY u.started_ms DESC, u.id DESC LIMIT ?4",
-            )
-            .map_err(self.sql_err())?;
+        let runs = "SELECT id, job_file FROM runs WHERE job_file = ?1
+                    ORDER BY started_ms DESC, id DESC";
+        let mut found = Vec::new();
         let ok = Status::Succeeded.as_str();
-        stmt.query_map(params![job, job_file, ok, limit as i64], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(self.sql_err())?
-        .map(|ms| ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(self.sql_err())
+        self.run_by_run(
+            (runs, params![job_file]),
+            job,
+            "status, duration_ms",
+            |_, _, r| {
+                if r.get::<_, String>(0)? == ok {
+                    found.push(Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64));
+                }
+                Ok(found.len() < limit)
+            },
+        )?;
+        Ok(found)
     }
 
     /// `recent_durations` of many jobs at once, by name: the succeeded records of the job file's
@@ -167,6 +167,60 @@ impl RunStore {
         jobs: &HashMap<&str, K>,
         limit: usize,
     ) -> Result<HashMap<K, Vec<Duration>>> {
+        let mut found: HashMap<K, Vec<Duration>> = HashMap::new();
+        let mut full = 0;
+        self.succeeded_in_recent_runs(job_file, |row| {
+            let Some((name, d)) = row else {
+                return full == jobs.len();
+            };
+            if let Some(key) = jobs.get(name) {
+                let durations = found.entry(key.clone()).or_default();
+                if durations.len() < limit {
+                    durations.push(d);
+                    full += usize::from(durations.len() == limit);
+                }
+            }
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// The same for every job of the job file's latest runs, by name: read until a run brings
+    /// no job not seen yet and each job seen has `limit`.
+    pub fn recent_durations_by_name(
+        &mut self,
+        job_file: &str,
+        limit: usize,
+    ) -> Result<HashMap<String, Vec<Duration>>> {
+        let mut found: HashMap<String, Vec<Duration>> = HashMap::new();
+        let (mut full, mut new) = (0, false);
+        self.succeeded_in_recent_runs(job_file, |row| {
+            let Some((name, d)) = row else {
+                let done = !new && full == found.len();
+                new = false;
+                return done;
+            };
+            let durations = found.entry(name.to_string()).or_insert_with(|| {
+                new = true;
+                Vec::new()
+            });
+            if durations.len() < limit {
+                durations.push(d);
+                full += usize::from(durations.len() == limit);
+            }
+            false
+        })
+        .map(|()| found)
+    }
+
+    /// Calls `f` with each succeeded record (name, duration) of the job file's latest runs
+    /// (at most `RECENT_RUNS`), newest run first, and with `None` at the end of each run: it
+    /// returns true there to read no further run.
+    fn succeeded_in_recent_runs(
+        &mut self,
+        job_file: &str,
+        mut f: impl FnMut(Option<(&str, Duration)>) -> bool,
+    ) -> Result<()> {
         let runs: Vec<String> = {
             let mut stmt = self
                 .conn
@@ -183,31 +237,56 @@ impl RunStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT job, duration_ms FROM records WHERE run_id = ?1 AND status = ?2",
+                "SELECT job, duration_ms FROM records
+                 WHERE run_id = ?1 AND status = ?2 AND hook IS NULL",
             )
             .map_err(self.sql_err())?;
-        let mut found: HashMap<K, Vec<Duration>> = HashMap::new();
-        let mut full = 0;
         for run in runs {
             let mut rows = stmt
                 .query(params![run, Status::Succeeded.as_str()])
                 .map_err(self.sql_err())?;
             while let Some(row) = rows.next().map_err(self.sql_err())? {
                 let name = row.get_ref(0).map_err(self.sql_err())?;
-                let Some(key) = name.as_str().ok().and_then(|n| jobs.get(n)) else {
-                    continue;
-                };
                 let ms: i64 = row.get(1).map_err(self.sql_err())?;
-                let durations = found.entry(key.clone()).or_default();
-                if durations.len() < limit {
-                    durations.push(Duration::from_millis(ms.max(0) as u64));
-                    full += usize::from(durations.len() == limit);
+                if let Ok(name) = name.as_str() {
+                    f(Some((name, Duration::from_millis(ms.max(0) as u64))));
                 }
             }
-            if full == jobs.len() {
+            if f(None) {
                 break;
             }
         }
-        Ok(found)
+        Ok(())
+    }
+
+    /// Calls `f` with `job`'s row (`columns` of it) in each run that `runs` lists (its SQL,
+    /// giving each run's id and job file, newest first, and its parameters), until `f` returns
+    /// false. A job across runs is read so, a run at a time: each lookup is by the key's
+    /// prefix (`records_run_job`), also through the view a read-only store reads records by
+    /// (`readonly`), which a join would read whole.
+    pub(super) fn run_by_run(
+        &self,
+        runs: (&str, &[&dyn rusqlite::ToSql]),
+        job: &str,
+        columns: &str,
+        mut f: impl FnMut(String, Option<String>, &rusqlite::Row<'_>) -> rusqlite::Result<bool>,
+    ) -> Result<()> {
+        let sql = format!("SELECT {columns} FROM records WHERE run_id = ?1 AND job = ?2");
+        let mut walk = || -> rusqlite::Result<()> {
+            let mut list = self.conn.prepare_cached(runs.0)?;
+            let mut one = self.conn.prepare_cached(&sql)?;
+            let mut listed = list.query(runs.1)?;
+            while let Some(run) = listed.next()? {
+                let (id, file): (String, Option<String>) = (run.get(0)?, run.get(1)?);
+                let mut found = one.query(params![id, job])?;
+                if let Some(row) = found.next()?
+                    && !f(id, file, row)?
+                {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        walk().map_err(self.sql_err())
     }
 }

@@ -87,7 +87,8 @@ impl RunStore {
                 conn.execute_batch(
                     "PRAGMA temp_store = MEMORY;
                      CREATE TEMP TABLE runs AS SELECT * FROM main.runs;
-                     CREATE UNIQUE INDEX temp.runs_id ON runs(id);",
+                     CREATE UNIQUE INDEX temp.runs_id ON runs(id);
+                     CREATE INDEX temp.runs_started ON runs(started_ms);",
                 )
             })
             .map_err(&corrupt)?;

@@ -3,7 +3,7 @@
 //! first job, instead of the succeeded records of its job file's last runs (20 rows a job).
 //! Where no row is kept yet (a store made before schema 9), the records are read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
@@ -94,8 +94,10 @@ impl RunStore {
         let ran = self.succeeded_in(run_id)?;
         let kept = match self.kept_row(job_file)? {
             Some(mut kept) => {
-                if kept.len() + ran.len() > MAX_NAMES {
-                    kept.retain(|name, _| ran.iter().any(|(n, _)| n == name));
+                let new = ran.iter().filter(|(n, _)| !kept.contains_key(n)).count();
+                if kept.len() + new > MAX_NAMES {
+                    let here: HashSet<&str> = ran.iter().map(|(n, _)| n.as_str()).collect();
+                    kept.retain(|name, _| here.contains(name.as_str()));
                 }
                 for (name, ms) in ran {
                     let durations = kept.entry(name).or_default();
@@ -104,13 +106,13 @@ impl RunStore {
                 }
                 kept
             }
-            None => {
-                let names = ran.iter().map(|(n, _)| (n.as_str(), n.clone())).collect();
-                self.recent_durations_of(job_file, &names, KEPT)?
-                    .into_iter()
-                    .map(|(name, d)| (name, d.iter().map(|d| d.as_millis() as u64).collect()))
-                    .collect()
-            }
+            // Every job of the job file's last runs, not only those of this one: a job that
+            // failed or was left out of it keeps its history.
+            None => self
+                .recent_durations_by_name(job_file, KEPT)?
+                .into_iter()
+                .map(|(name, d)| (name, d.iter().map(|d| d.as_millis() as u64).collect()))
+                .collect(),
         };
         self.conn
             .execute(
@@ -135,7 +137,7 @@ impl RunStore {
     }
 
     fn kept_row(&mut self, job_file: &str) -> Result<Option<Kept>> {
-        let bytes: Option<Vec<u8>> = self
+        let value: Option<rusqlite::types::Value> = self
             .conn
             .query_row(
                 "SELECT recent FROM durations WHERE job_file = ?1",
@@ -144,8 +146,12 @@ impl RunStore {
             )
             .optional()
             .map_err(self.sql_err())?;
-        // A row this version cannot read is as good as none: the records are read again.
-        Ok(bytes.and_then(|b| decode(&b)))
+        // A row this version cannot read (other bytes, or not bytes at all) is as good as
+        // none: the records are read again.
+        Ok(match value {
+            Some(rusqlite::types::Value::Blob(b)) => decode(&b),
+            _ => None,
+        })
     }
 
     /// The names and durations (ms) of a run's succeeded records, from the index alone.

@@ -1,7 +1,7 @@
 //! What a run is compared with before it is announced (`notify: when: change`): the runs of
 //! its job file before it, and a job's last good run.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::{Result, RunStore};
 use crate::record::{CompletedProcess, RunStatus, Status};
@@ -52,18 +52,20 @@ impl RunStore {
         job: &str,
         run_id: &str,
     ) -> Result<Option<(String, CompletedProcess)>> {
-        let row: Option<(String, String)> = self
-            .conn
-            .query_row(
-                "SELECT r.run_id, r.record
-                 FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
-                 WHERE u.job_file = ?2 AND u.id != ?3 AND r.status = ?4
-                 ORDER BY u.started_ms DESC, u.id DESC LIMIT 1",
-                params![job, job_file, run_id, Status::Succeeded.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(self.sql_err())?;
+        let runs = "SELECT id, job_file FROM runs WHERE job_file = ?1 AND id != ?2
+                    ORDER BY started_ms DESC, id DESC";
+        let mut row: Option<(String, String)> = None;
+        self.run_by_run(
+            (runs, params![job_file, run_id]),
+            job,
+            "status, record",
+            |id, _, r| {
+                if r.get::<_, String>(0)? == Status::Succeeded.as_str() {
+                    row = Some((id, r.get(1)?));
+                }
+                Ok(row.is_none())
+            },
+        )?;
         Ok(row.and_then(|(id, json)| serde_json::from_str(&json).ok().map(|rec| (id, rec))))
     }
 }

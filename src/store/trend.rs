@@ -27,28 +27,29 @@ impl RunStore {
         limit: usize,
     ) -> Result<Vec<PastRecord>> {
         // Jobs that never started say nothing of how long the job takes.
-        let left_out = Status::sql_list(|s| {
-            s.is_running() || matches!(s, Status::Skipped | Status::NotNeeded)
-        });
-        let sql = format!(
-            "SELECT r.run_id, r.duration_ms, r.status
-             FROM runs u CROSS JOIN records r ON r.run_id = u.id AND r.job = ?1
-             WHERE u.job_file = ?2 AND r.hook IS NULL AND r.status NOT IN ({left_out})
-               AND u.started_ms <= (SELECT started_ms FROM runs WHERE id = ?3)
-             ORDER BY u.started_ms DESC, u.id DESC LIMIT ?4"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
-        let mut rows: Vec<PastRecord> = stmt
-            .query_map(params![job, job_file, upto, limit as i64], |r| {
-                Ok(PastRecord {
-                    run_id: r.get(0)?,
-                    duration: Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64),
-                    status: Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Failed),
-                })
-            })
-            .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.sql_err())?;
+        let left_out =
+            |s: Status| s.is_running() || matches!(s, Status::Skipped | Status::NotNeeded);
+        let runs = "SELECT id, job_file FROM runs
+                    WHERE job_file = ?1 AND started_ms <= (SELECT started_ms FROM runs WHERE id = ?2)
+                    ORDER BY started_ms DESC, id DESC";
+        let mut rows: Vec<PastRecord> = Vec::new();
+        let columns = "duration_ms, status, hook IS NOT NULL";
+        self.run_by_run(
+            (runs, params![job_file, upto]),
+            job,
+            columns,
+            |run_id, _, r| {
+                let status = Status::parse(&r.get::<_, String>(1)?).unwrap_or(Status::Failed);
+                if !r.get::<_, bool>(2)? && !left_out(status) {
+                    rows.push(PastRecord {
+                        run_id,
+                        duration: Duration::from_millis(r.get::<_, i64>(0)?.max(0) as u64),
+                        status,
+                    });
+                }
+                Ok(rows.len() < limit)
+            },
+        )?;
         rows.reverse();
         Ok(rows)
     }

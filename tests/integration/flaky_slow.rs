@@ -269,3 +269,26 @@ jobs:
     let r = env.run_jobs(yaml, &[]);
     assert!(r.stderr.contains("slow: `export` running for "), "{r:?}");
 }
+
+#[test]
+fn a_durations_row_made_again_keeps_the_jobs_the_run_that_made_it_left_out() {
+    let env = Env::new();
+    let yaml = "jobs:
+  - name: quick
+    command: 'true'
+  - name: export
+    shell: 'sleep $(cat dur)'
+";
+    env.write("dur", "0");
+    for _ in 0..6 {
+        assert_eq!(env.run_jobs(yaml, &["-q"]).code, 0);
+    }
+    // As a store made before the row was kept: no row. The run that makes it leaves `export` out.
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    db.execute("DELETE FROM durations", []).unwrap();
+    drop(db);
+    assert_eq!(env.run_jobs(yaml, &["-q", "--only", "quick"]).code, 0);
+    env.write("dur", "1.5");
+    let r = env.run_jobs(yaml, &[]);
+    assert!(r.stderr.contains("slow: `export` running for "), "{r:?}");
+}
