@@ -18,7 +18,7 @@ jobs:
   - name: quick
     shell: echo quick
   - name: slow
-    shell: sleep 0.6; echo slow
+    shell: sleep 1.5; echo slow
   - name: big
     shell: seq 1 40000
   - name: after-xss
