@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::exec::{JobHistory, Slow};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedJob};
 use crate::record::format_tenths;
 use crate::store::{Result, RunStore};
 
@@ -34,16 +34,9 @@ impl Recent {
         // A large fan-out is not looked up job by job for slow warnings (100,000 lookups take
         // seconds before the first job starts); its `timeout: auto` jobs still are.
         let short = plan.jobs.len() > SLOW_LOOKUPS || db.runs_of_job_file(job_file)? < ENOUGH;
+        let whole = !short && kept(plan);
         let mut by_job = HashMap::new();
-        if !short && !kept(plan) {
-            // The jobs made up front beside a fan-out made as it runs: one query each.
-            for job in &plan.jobs {
-                let d = db.recent_durations(job_file, &job.name, RECENT)?;
-                if !d.is_empty() {
-                    by_job.insert(job.index, d);
-                }
-            }
-        } else if !short {
+        if whole {
             // Every job is looked up: in the durations the store keeps for the job file, or
             // where it keeps none yet, in its last runs, each read once.
             if let Some(mut kept) = db.kept_durations(job_file)? {
@@ -61,9 +54,11 @@ impl Recent {
                 by_job = db.recent_durations_of(job_file, &jobs, RECENT)?;
             }
         }
-        // `timeout: auto` jobs are looked up in their records: a background job's end, which
-        // comes after its run's, counts there.
-        for job in plan.jobs.iter().filter(|j| j.timeout_auto) {
+        // One query each: `timeout: auto` jobs, looked up in their records (a background job's
+        // end, which comes after its run's, counts there), and beside a fan-out made as it
+        // runs, the jobs made up front.
+        let one_by_one = |j: &&PlannedJob| j.timeout_auto || (!short && !whole);
+        for job in plan.jobs.iter().filter(one_by_one) {
             let d = db.recent_durations(job_file, &job.name, RECENT)?;
             if !d.is_empty() {
                 by_job.insert(job.index, d);

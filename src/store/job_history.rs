@@ -15,6 +15,11 @@ use crate::record::{CompletedProcess, Status};
 /// succeeds has a shorter history, rather than a run's start reading the whole store.
 const RECENT_RUNS: usize = 100;
 
+/// A run's succeeded job records (not hooks'), name and duration (ms), from `records_run_job`
+/// alone: `?1` the run, `?2` the succeeded status.
+pub(super) const SUCCEEDED_OF_RUN: &str =
+    "SELECT job, duration_ms FROM records WHERE run_id = ?1 AND status = ?2 AND hook IS NULL";
+
 /// How many runs back `last` (0) or `last~N` (N) goes; `None` for an id or a prefix.
 pub fn runs_back(spec: &str) -> Option<usize> {
     if spec == "last" {
@@ -236,10 +241,7 @@ impl RunStore {
         };
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT job, duration_ms FROM records
-                 WHERE run_id = ?1 AND status = ?2 AND hook IS NULL",
-            )
+            .prepare_cached(SUCCEEDED_OF_RUN)
             .map_err(self.sql_err())?;
         for run in runs {
             let mut rows = stmt

@@ -158,10 +158,7 @@ impl RunStore {
     fn succeeded_in(&mut self, run_id: &str) -> Result<Vec<(String, u64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT job, duration_ms FROM records
-                 WHERE run_id = ?1 AND status = ?2 AND hook IS NULL",
-            )
+            .prepare_cached(super::job_history::SUCCEEDED_OF_RUN)
             .map_err(self.sql_err())?;
         stmt.query_map(params![run_id, Status::Succeeded.as_str()], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))

@@ -4,7 +4,7 @@
 
 use crate::helpers::{Env, Run, wait_for};
 use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with};
-use crate::slurm_cluster::rpcs;
+use crate::slurm_cluster::{rpcs, scancel_shim};
 
 fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
@@ -142,26 +142,7 @@ fn interrupting_a_run_waiting_for_an_array_cancels_it_with_one_scancel() {
     let e = own_daemon!("mslurm-array-cancel");
     let env = Env::new();
     let log = env.path("scancel.log");
-    let real = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| std::path::Path::new(d).join("scancel"))
-        .find(|p| p.is_file())
-        .expect("scancel on PATH");
-    let shim = env.write(
-        "bin/scancel",
-        &format!(
-            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    );
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        env.path("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = scancel_shim(&env, &log);
     let pids = env.path("pids");
     let yaml = format!(
         "executor: slurm\nwait: true\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5, 6]\n    background: true\n    shell: 'echo $$ >> {p}; sleep 120'\n",

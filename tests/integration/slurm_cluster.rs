@@ -222,6 +222,31 @@ pub(crate) fn stat(pid: u32, n: usize) -> u32 {
 }
 
 /// sdiag's RPC counts by message type on cluster `e`.
+/// Puts a shim in front of the real `scancel` that logs each start's arguments to `log`, and
+/// returns the PATH that finds it first.
+pub(crate) fn scancel_shim(env: &Env, log: &std::path::Path) -> String {
+    let real = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join("scancel"))
+        .find(|p| p.is_file())
+        .expect("scancel on PATH");
+    let shim = env.write(
+        "bin/scancel",
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        env.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 pub(crate) fn rpcs(e: &Exports) -> std::collections::HashMap<String, u64> {
     let o = cluster_cmd(e, "sdiag").output().expect("sdiag");
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -267,26 +292,7 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
     let env = Env::new();
     // The real scancel, behind a shim that logs each time it is started.
     let log = env.path("scancel.log");
-    let real = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| std::path::Path::new(d).join("scancel"))
-        .find(|p| p.is_file())
-        .expect("scancel on PATH");
-    let shim = env.write(
-        "bin/scancel",
-        &format!(
-            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    );
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        env.path("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = scancel_shim(&env, &log);
     let pids = env.path("pids");
     // With `time:` each job is a step of its own (a job on a worker step is stopped by its
     // worker, with no scancel at all).
