@@ -83,6 +83,7 @@ fn task_line(
     Ok(line)
 }
 
+/// A folder of the run's folder (a capture file's), 0700 whatever the umask.
 pub(super) fn private_dir(d: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -99,18 +100,9 @@ pub(super) fn write_tasks(
     jobs: impl Iterator<Item = Option<PlannedJob>>,
     ctx: &JobCtx,
 ) -> Result<Written, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    private_dir(path.parent().unwrap_or(Path::new(".")))?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        // Nothing in the state dir is opened through a symlink.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(err)?;
+    // A file of the run's folder as a capture file is: 0600, never through a symlink.
+    let file = crate::exec::process::open_capture(path).map_err(err)?;
     let mut w = std::io::BufWriter::new(file);
     let mut ids = Vec::new();
     let mut head: Option<(PlannedJob, JobEnv)> = None;

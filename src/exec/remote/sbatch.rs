@@ -55,8 +55,7 @@ fn sbatch_command(
             FileDest::Null => "/dev/null".into(),
             FileDest::Capture(p) => {
                 if let Some(d) = p.parent() {
-                    std::fs::create_dir_all(d)
-                        .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                    super::array_tasks::private_dir(d)?;
                 }
                 p
             }
