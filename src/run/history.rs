@@ -39,20 +39,15 @@ impl Recent {
         if whole {
             // Every job is looked up: in the durations the store keeps for the job file, or
             // where it keeps none yet, in its last runs, each read once.
-            if let Some(mut kept) = db.kept_durations(job_file)? {
-                for job in &plan.jobs {
-                    if let Some(d) = kept.remove(&job.name) {
-                        by_job.insert(job.index, d);
-                    }
-                }
-            } else {
-                let jobs = plan
-                    .jobs
-                    .iter()
-                    .map(|j| (j.name.as_str(), j.index))
-                    .collect();
-                by_job = db.recent_durations_of(job_file, &jobs, RECENT)?;
-            }
+            let jobs = plan
+                .jobs
+                .iter()
+                .map(|j| (j.name.as_str(), j.index))
+                .collect();
+            by_job = match db.kept_durations(job_file, &jobs)? {
+                Some(kept) => kept,
+                None => db.recent_durations_of(job_file, &jobs, RECENT)?,
+            };
         }
         // One query each: `timeout: auto` jobs, looked up in their records (a background job's
         // end, which comes after its run's, counts there), and beside a fan-out made as it

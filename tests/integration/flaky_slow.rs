@@ -176,25 +176,55 @@ const KEPT: &str = "jobs:
     command: 'false'
 ";
 
-/// The durations row's bytes (`store::recent`): per job, the name's length (u32 LE), the name,
-/// a count (u8) and that many u32 LE milliseconds, newest first.
-fn kept_of(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
+/// The durations row's bytes (`store::recent`): `ODK2`, then per job the name's length, the
+/// name, a count and that many milliseconds, newest first, each number a LEB128 varint.
+fn kept_of(bytes: &[u8]) -> Vec<(String, Vec<u64>)> {
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = bytes[0];
+            *bytes = &bytes[1..];
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        n
+    }
+    let mut bytes = bytes.strip_prefix(b"ODK2").expect("the row's magic");
     let mut out = Vec::new();
-    let mut at = 0;
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    while at < bytes.len() {
-        let len = u32_at(at) as usize;
-        let name = String::from_utf8(bytes[at + 4..at + 4 + len].to_vec()).unwrap();
-        at += 4 + len;
-        let count = bytes[at] as usize;
-        let ms = (0..count).map(|i| u32_at(at + 1 + 4 * i)).collect();
-        at += 1 + 4 * count;
-        out.push((name, ms));
+    while !bytes.is_empty() {
+        let len = varint(&mut bytes) as usize;
+        let name = String::from_utf8(bytes[..len].to_vec()).unwrap();
+        bytes = &bytes[len..];
+        let count = varint(&mut bytes);
+        out.push((name, (0..count).map(|_| varint(&mut bytes)).collect()));
     }
     out
 }
 
-fn kept_row(env: &Env) -> Vec<(String, Vec<u32>)> {
+/// `kept_of` undone.
+fn kept_bytes(kept: &[(&str, Vec<u64>)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut out = b"ODK2".to_vec();
+    for (name, ms) in kept {
+        varint(&mut out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        varint(&mut out, ms.len() as u64);
+        for &m in ms {
+            varint(&mut out, m);
+        }
+    }
+    out
+}
+
+fn kept_row(env: &Env) -> Vec<(String, Vec<u64>)> {
     let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
     let rows: Vec<Vec<u8>> = db
         .prepare("SELECT recent FROM durations")
@@ -225,12 +255,7 @@ fn a_job_files_recent_durations_are_kept_in_one_row_that_later_runs_read() {
 
     // The next run goes by the row, not by the records: told that `quick` usually takes 100 s,
     // a run of 1.5 s is not slow (by its records, which say about 0 s, it would be after 1 s).
-    let mut told = 5u32.to_le_bytes()[..].to_vec();
-    told.extend_from_slice(b"quick");
-    told.push(5);
-    for _ in 0..5 {
-        told.extend_from_slice(&100_000u32.to_le_bytes());
-    }
+    let told = kept_bytes(&[("quick", vec![100_000; 5])]);
     let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
     db.execute("UPDATE durations SET recent = ?1", [told])
         .unwrap();
