@@ -125,7 +125,11 @@ pub(super) fn wait(
                 writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
                 failed |= r.status.is_failure();
             }
-            db.mark_seen(&chosen, Viewer::Wait)?;
+            let seen: Vec<(String, usize, String)> = states
+                .iter()
+                .map(|(run, r)| (run.clone(), r.index, r.job.clone()))
+                .collect();
+            db.mark_seen(&seen, Viewer::Wait)?;
             return Ok(if failed { exit::JOB_FAILED } else { exit::OK });
         }
         if timeout.is_some_and(|t| t0.elapsed() >= t) {

@@ -76,7 +76,8 @@ impl RunStore {
     /// Notes that `by` reported the end of these background jobs. What `wait` reported counts
     /// as seen by `status` too; what `status` showed is still `wait`'s to collect. A read-only
     /// store cannot keep the note: the next look reports these ends again.
-    pub fn mark_seen(&mut self, jobs: &[(String, String)], by: Viewer) -> Result<()> {
+    /// Each job is given by its run, its index and its name (the records' key).
+    pub fn mark_seen(&mut self, jobs: &[(String, usize, String)], by: Viewer) -> Result<()> {
         if self.read_only() {
             return Ok(());
         }
@@ -85,12 +86,12 @@ impl RunStore {
             source,
         })?;
         let sql = format!(
-            "UPDATE records SET seen = seen | {} WHERE run_id = ?1 AND job = ?2 AND {}",
+            "UPDATE records SET seen = seen | {} WHERE run_id = ?1 AND idx = ?2 AND job = ?3 AND {}",
             by.marks(),
             status_sql::record_ended()
         );
-        for (run, job) in jobs {
-            tx.execute(&sql, params![run, job])
+        for (run, index, job) in jobs {
+            tx.execute(&sql, params![run, *index as i64, job])
                 .map_err(|source| StoreError::Sql {
                     path: self.db_path.clone(),
                     source,

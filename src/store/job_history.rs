@@ -1,12 +1,12 @@
 //! One job across runs (`history`, `diff`, `logs JOB`, `rerun last JOB`): a job is known by its
 //! job file and its name, so a job of the same name in another job file can be told apart.
-//! A job is looked up run by run, newest run first (`records_run_job` is led by the run: an
-//! index led by the job's name cost every record a page write of its own).
+//! A job is looked up run by run, newest run first, through the records' key (an index led
+//! by the job's name cost every record a page write of its own; see `run_by_run`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Status};
@@ -15,8 +15,8 @@ use crate::record::{CompletedProcess, Status};
 /// succeeds has a shorter history, rather than a run's start reading the whole store.
 const RECENT_RUNS: usize = 100;
 
-/// A run's succeeded job records (not hooks'), name and duration (ms), from `records_run_job`
-/// alone: `?1` the run, `?2` the succeeded status.
+/// A run's succeeded job records (not hooks'), name and duration (ms): `?1` the run, `?2` the
+/// succeeded status.
 pub(super) const SUCCEEDED_OF_RUN: &str =
     "SELECT job, duration_ms FROM records WHERE run_id = ?1 AND status = ?2 AND hook IS NULL";
 
@@ -263,9 +263,11 @@ impl RunStore {
 
     /// Calls `f` with `job`'s row (`columns` of it) in each run that `runs` lists (its SQL,
     /// giving each run's id and job file, newest first, and its parameters), until `f` returns
-    /// false. A job across runs is read so, a run at a time: each lookup is by the key's
-    /// prefix (`records_run_job`), also through the view a read-only store reads records by
-    /// (`readonly`), which a join would read whole.
+    /// false. A job across runs is read so, a run at a time, also through the view a read-only
+    /// store reads records by (`readonly`), which a join would read whole. In each run the job
+    /// is first looked for under the index it had in the run before (one key lookup: a job
+    /// keeps its place in its job file from run to run), and else found among the run's key
+    /// entries, which hold the names (the rows themselves are not read).
     pub(super) fn run_by_run(
         &self,
         runs: (&str, &[&dyn rusqlite::ToSql]),
@@ -273,14 +275,20 @@ impl RunStore {
         columns: &str,
         mut f: impl FnMut(String, Option<String>, &rusqlite::Row<'_>) -> rusqlite::Result<bool>,
     ) -> Result<()> {
-        let sql = format!("SELECT {columns} FROM records WHERE run_id = ?1 AND job = ?2");
+        let sql =
+            format!("SELECT {columns} FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3");
         let mut walk = || -> rusqlite::Result<()> {
             let mut list = self.conn.prepare_cached(runs.0)?;
             let mut one = self.conn.prepare_cached(&sql)?;
             let mut listed = list.query(runs.1)?;
+            let mut guess = None;
             while let Some(run) = listed.next()? {
                 let (id, file): (String, Option<String>) = (run.get(0)?, run.get(1)?);
-                let mut found = one.query(params![id, job])?;
+                let Some(at) = self.index_in_run(&id, job, guess)? else {
+                    continue;
+                };
+                guess = Some(at);
+                let mut found = one.query(params![id, at, job])?;
                 if let Some(row) = found.next()?
                     && !f(id, file, row)?
                 {
@@ -290,5 +298,29 @@ impl RunStore {
             Ok(())
         };
         walk().map_err(self.sql_err())
+    }
+
+    /// Where `job` stands in run `run` (its index), if it is there: at `guess` (its index in
+    /// the run looked at before), else the first of the run's key entries with its name.
+    fn index_in_run(
+        &self,
+        run: &str,
+        job: &str,
+        guess: Option<i64>,
+    ) -> rusqlite::Result<Option<i64>> {
+        if let Some(i) = guess {
+            let mut at = self.conn.prepare_cached(
+                "SELECT 1 FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
+            )?;
+            if at.exists(params![run, i, job])? {
+                return Ok(Some(i));
+            }
+        }
+        self.conn
+            .prepare_cached(
+                "SELECT idx FROM records WHERE run_id = ?1 AND job = ?2 ORDER BY idx LIMIT 1",
+            )?
+            .query_row(params![run, job], |r| r.get(0))
+            .optional()
     }
 }

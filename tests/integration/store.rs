@@ -281,6 +281,31 @@ fn history_and_diff_of_a_job_across_runs() {
 }
 
 #[test]
+fn a_job_that_moves_in_its_job_file_keeps_its_whole_history() {
+    let env = Env::new();
+    let alone = "jobs:\n  - name: report\n    command: cat data.txt\n";
+    let second = "jobs:\n  - echo first\n  - name: report\n    command: cat data.txt\n";
+    for (yaml, data) in [(alone, "one"), (second, "two"), (alone, "three")] {
+        env.write("data.txt", data);
+        assert_eq!(env.run_jobs(yaml, &["-q"]).code, 0);
+    }
+    // `report` was the first job, then the second, then the first again: each run's record is
+    // found wherever it stood.
+    let hist = env.run(&["history", "report", "--json"]).json();
+    assert_eq!(hist.len(), 3, "{hist:?}");
+    let ids = run_ids(&env);
+    for (id, data) in ids.iter().zip(["three", "two", "one"]) {
+        let logs = env.run(&["logs", "report", "--run", id]);
+        assert_eq!(logs.stdout, data, "{logs:?}");
+    }
+    let d = env.run(&["diff", "report"]);
+    assert!(
+        d.stdout.contains("-two") && d.stdout.contains("+three"),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn gc_removes_rows_and_files_together() {
     let env = Env::new();
     for _ in 0..3 {

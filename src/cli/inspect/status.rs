@@ -34,10 +34,10 @@ pub(super) fn status(
     } else {
         write_status_table(&jobs, out)?;
     }
-    let ended: Vec<(String, String)> = jobs
+    let ended: Vec<(String, usize, String)> = jobs
         .iter()
         .filter(|(_, r)| r.status != Status::Background)
-        .map(|(run, r)| (run.clone(), r.job.clone()))
+        .map(|(run, r)| (run.clone(), r.index, r.job.clone()))
         .collect();
     db.mark_seen(&ended, Viewer::Status)?;
     Ok(exit::OK)
