@@ -30,7 +30,6 @@ mod streak;
 mod survivors;
 mod trend;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -210,15 +209,7 @@ pub struct RunStore {
     shadow: Option<readonly::Shadow>,
 }
 
-/// Creates `path` and any missing parents as 0700 whatever the umask (which can only take
-/// bits away): the state dir and everything in it are the user's alone. Used for every folder
-/// orchestrate makes under the state dir (the store, `locks/`, `cron/`).
-pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
+pub use crate::sys::create_private_dir;
 
 fn mkdir_private(path: &Path) -> std::io::Result<()> {
     create_private_dir(path)

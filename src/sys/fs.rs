@@ -1,5 +1,5 @@
 //! Opening a file inside a folder of ours one component at a time, so that no symlink on the
-//! way is followed.
+//! way is followed; making folders of ours (0700).
 
 use std::fs::File;
 use std::io;
@@ -112,4 +112,15 @@ fn refused(e: rustix::io::Errno, folder: bool) -> io::Error {
         _ => return e.into(),
     };
     io::Error::new(io::ErrorKind::InvalidInput, why)
+}
+
+/// Creates `path` and any missing parents as 0700 whatever the umask (which can only take
+/// bits away): the state dir and everything in it are the user's alone. Used for every folder
+/// orchestrate makes under the state dir (the store, `locks/`, `cron/`, a run's Slurm files).
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }

@@ -10,7 +10,10 @@ mod signal;
 mod spawn;
 mod wait;
 
-pub use fs::{NotPrivate, anonymous_file, no_space_left, not_private, open_regular_beneath};
+pub use fs::{
+    NotPrivate, anonymous_file, create_private_dir, no_space_left, not_private,
+    open_regular_beneath,
+};
 pub use pipe::{clear_nonblocking, pipe, read_into, set_nonblocking, set_pipe_size};
 pub use procfs::{
     boot_id, children_of, group_has_live_member, pid_namespace, process_gone, process_group_of,

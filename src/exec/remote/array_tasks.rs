@@ -85,12 +85,7 @@ fn task_line(
 
 /// A folder of the run's folder (a capture file's), 0700 whatever the umask.
 pub(super) fn private_dir(d: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(d)
-        .map_err(|e| format!("cannot create {}: {e}", d.display()))
+    crate::sys::create_private_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))
 }
 
 /// Writes the task file at `path` from `jobs` (task `k` is the `k`th item; `None` is no job)
