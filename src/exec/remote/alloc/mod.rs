@@ -8,6 +8,8 @@
 //! Ctrl-C or a halt); the kernel closes it when the run is killed (SIGKILL). Either way the
 //! holder reads EOF and exits, and `salloc` gives the allocation back, its steps with it.
 //! `salloc` has its own process group, so the terminal's Ctrl-C is the run's to handle.
+//!
+//! A job in an allocation runs there as `job` says.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Seek};
@@ -17,71 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::slurm::Slurm;
-use super::worker::{OnWorker, Workers};
-use crate::exec::ends;
-use crate::exec::process::{self, JobCtx};
+use super::worker::Workers;
 use crate::plan::{PlannedJob, SlurmOptions};
-use crate::record::{CompletedProcess, Status};
 
-/// What srun says of an allocation that has ended (`srun: Check SLURM_JOB_ID environment
-/// variable. Expired or invalid job 5`).
-const GONE: &str = "Expired or invalid job";
-
-/// Runs `job` as a step of the run's allocation for `key`. A job whose allocation turns out
-/// to be gone (past its time limit, cancelled by hand) runs once more, in a new one.
-pub async fn run(
-    job: &PlannedJob,
-    o: &SlurmOptions,
-    key: &Key,
-    mut ctx: JobCtx,
-    allocs: &Allocations,
-) -> CompletedProcess {
-    let mut again = true;
-    loop {
-        let asked = tokio::time::Instant::now();
-        let mut cancel = ctx.cancel.clone();
-        let got = tokio::select! {
-            g = allocs.get(key) => g,
-            () = process::wait_cancel(&mut cancel) => {
-                let why = "not started: the run was interrupted".to_string();
-                return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
-            }
-        };
-        let id = match got {
-            Ok(id) => id,
-            Err(why) => return ends::spawn_error(job, ctx.slot, None, None, why),
-        };
-        // A job with a `time:` of its own is a step of its own: its limit is the step's.
-        ctx.launcher = match (o.time.is_none(), allocs.workers(key, &id)) {
-            (true, Some(pool)) => tokio::select! {
-                lease = pool.take() => Arc::new(OnWorker::new(o, id.clone(), lease)),
-                () = process::wait_cancel(&mut cancel) => {
-                    let why = "not started: the run was interrupted".to_string();
-                    return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
-                }
-            },
-            _ => Arc::new(Slurm::step_of(o.clone(), id.clone())),
-        };
-        let waited = asked.elapsed();
-        let mut rec = process::run_job(job, ctx.clone()).await;
-        let gone = rec.status == Status::SpawnError
-            && rec.error.as_deref().is_some_and(|e| e.contains(GONE));
-        if gone {
-            allocs.lost(key, &id);
-            if std::mem::take(&mut again) {
-                continue;
-            }
-        }
-        if waited >= Duration::from_secs(1) {
-            rec.notes.push(format!(
-                "waited {} for the run's Slurm allocation {id}",
-                crate::record::format_duration(waited)
-            ));
-        }
-        return rec;
-    }
-}
+mod job;
+pub use job::run;
 
 /// The settings jobs must share to be steps of one allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
