@@ -126,22 +126,34 @@ impl Lease {
     /// worker's end said `said`), and may run on another worker.
     fn not_started(&self, said: &str) {
         let w = lock(&self.worker).clone();
-        let Some(w) = w.filter(|w| w.state.gone.load(Ordering::SeqCst)) else {
-            return;
-        };
+        if let Some(w) = w.filter(|w| w.state.gone.load(Ordering::SeqCst)) {
+            self.lose(&w, &format!("ended before the job started ({said})"));
+        }
+    }
+
+    /// The job of this lease cannot start on worker `w`, which ended (`how`): it is lost.
+    fn lose(&self, w: &Worker, how: &str) {
         let on = lock(&w.state.node)
             .as_ref()
             .map_or(String::new(), |n| format!(" on {n}"));
-        *lock(&self.lost) = Some(format!(
-            "its Slurm worker{on} ended before the job started ({said})"
-        ));
+        *lock(&self.lost) = Some(format!("its Slurm worker{on} {how}"));
     }
 
-    /// The lease's worker, or a new one in its place when it has none or it died.
+    /// The lease's worker, or a new one when it has none. One that died (under an attempt
+    /// before) is replaced only in the pool's last slot: a new step could wait for good for
+    /// CPUs the other workers hold, busy or idle. Elsewhere the job is lost, and goes to
+    /// another worker (`alloc::run`).
     fn worker(&self) -> std::io::Result<Arc<Worker>> {
         let mut w = lock(&self.worker);
-        if let Some(live) = w.as_ref().filter(|w| w.alive()) {
-            return Ok(live.clone());
+        match w.as_ref() {
+            Some(live) if live.alive() => return Ok(live.clone()),
+            Some(dead) if self.pool.kept.load(Ordering::SeqCst) > 1 => {
+                let dead = dead.clone();
+                drop(w);
+                self.lose(&dead, "ended before the job started");
+                return Err(std::io::Error::other("its Slurm worker step ended"));
+            }
+            _ => {}
         }
         let new = Worker::spawn(&self.pool)?;
         *w = Some(new.clone());
