@@ -163,3 +163,62 @@ fn a_job_handed_to_a_dying_nodes_worker_runs_on_another_worker() {
         "the job moved to a worker that was there"
     );
 }
+
+#[test]
+fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
+    let e = own_daemon!("mslurm-dying-retried");
+    let env = Env::new();
+    let mark = env.path("n2");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    retries: 1\n    for_each: {{range: [1, 20]}}\n    shell: 'if [ $SLURMD_NODENAME = n2 ] && mkdir {m} 2>/dev/null; then echo $$ > {m}/pid; sleep 60; fi; sleep 0.5; echo ok $SLURMD_NODENAME'\n",
+        m = mark.display()
+    );
+    let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
+    let pid = child.id();
+    let task = job_pid(&mark.join("pid"));
+    let group = format!("-{}", stat(task, 2));
+    let slurmd = slurmd_pid("mslurm-dying-retried", "n2");
+    let all: Vec<String> = std::iter::once(slurmd)
+        .chain(up_to_slurmstepd(task))
+        .map(|p| p.to_string())
+        .chain([group])
+        .collect();
+    kill("KILL", &all);
+    let o = cluster_cmd(e, "scontrol")
+        .args(["update", "nodename=n2", "state=down", "reason=dead"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    // A retry that waited for a new step on CPUs the other workers hold would never end.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            crate::helpers::signal(pid, "KILL");
+            panic!("the run never ended: the retry waits for a worker")
+        });
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "the job ran again elsewhere: {r:?}");
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 20, "{r:?}");
+    let again: Vec<_> = recs.iter().filter(|r| r["attempts"] != 1).collect();
+    assert_eq!(again.len(), 1, "{recs:#?}");
+    let a = again[0];
+    assert_eq!(a["attempts"], 2, "{a}");
+    assert_eq!(a["earlier_attempts"][0]["status"], "failed", "{a}");
+    assert_ne!(a["host"], "n2", "{a}");
+    assert_eq!(
+        a["stdout"],
+        format!("ok {}\n", a["host"].as_str().unwrap()),
+        "{a}"
+    );
+    let note = a["notes"][0].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("moved here after: its Slurm worker on n2 ended before"),
+        "{a}"
+    );
+    for rec in &recs {
+        assert_eq!(rec["status"], "succeeded", "{rec}");
+    }
+}
