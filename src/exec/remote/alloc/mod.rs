@@ -74,6 +74,8 @@ pub struct Allocations {
     lazy: bool,
     name: String,
     held: Mutex<HashMap<Key, Held>>,
+    /// Keys whose allocation was lost.
+    ended: Mutex<std::collections::HashSet<Key>>,
 }
 
 impl Allocations {
@@ -88,6 +90,7 @@ impl Allocations {
             lazy,
             name,
             held: Mutex::new(HashMap::new()),
+            ended: Mutex::default(),
         }
     }
 
@@ -127,6 +130,7 @@ impl Allocations {
                     && matches!(h.child.try_wait(), Ok(None))
             });
             if !live {
+                self.can_replace(key)?;
                 let h = self.request(key)?;
                 if let Some(mut old) = held.insert(key.clone(), h) {
                     release(&mut old);
@@ -143,6 +147,23 @@ impl Allocations {
             Ok(Grant::Refused(why)) => Err(why),
             _ => Err("salloc ended without a word".into()),
         }
+    }
+
+    /// Whether a lost allocation of `key` may be replaced: not when its partition has no CPU
+    /// up (its nodes died with it), where a new one would wait for good.
+    fn can_replace(&self, key: &Key) -> Result<(), String> {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if !ended.contains(key) || partition_cpus(key.partition.as_deref()) != Some(0) {
+            return Ok(());
+        }
+        let p = match &key.partition {
+            Some(p) => format!("partition `{p}`"),
+            None => "the default partition".into(),
+        };
+        Err(format!(
+            "the run's Slurm allocation is gone, and {p} has no node up for another one \
+             (see `sinfo`)"
+        ))
     }
 
     /// The worker steps of allocation `id` of `key` (`None` once it is no longer the key's).
@@ -167,6 +188,8 @@ impl Allocations {
             .get(key)
             .is_some_and(|h| matches!(&*h.grant.borrow(), Grant::Granted(g) if g == id));
         if ours && let Some(mut h) = held.remove(key) {
+            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            ended.insert(key.clone());
             release(&mut h);
             // Reaped out of the way: salloc may take a moment to give the allocation back.
             std::thread::spawn(move || h.child.wait());
