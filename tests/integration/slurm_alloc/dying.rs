@@ -1,5 +1,6 @@
-//! A node dying under a run's workers: the job that ran there fails, a job handed to its
-//! worker that had not started yet runs on another worker, and the other workers go on.
+//! A node dying under a run's workers: the job that ran there fails (or runs again
+//! elsewhere, with retries), a job handed to its worker that had not started yet runs on
+//! another worker, and the other workers go on; every node dying ends the run.
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ fn kill(sig: &str, targets: &[String]) {
         .arg(format!("-{sig}"))
         .arg("--")
         .args(targets)
+        .stderr(std::process::Stdio::null())
         .status();
 }
 
@@ -220,5 +222,68 @@ fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
     );
     for rec in &recs {
         assert_eq!(rec["status"], "succeeded", "{rec}");
+    }
+}
+
+#[test]
+fn every_node_dying_fails_the_jobs_left_clearly_and_the_run_ends() {
+    let e = own_daemon!("mslurm-dying-all");
+    let env = Env::new();
+    let pids = env.path("pids");
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: s\n    for_each: {{range: [1, 10]}}\n    shell: 'echo $$ >> {p}; sleep 60'\n",
+        p = pids.display()
+    );
+    let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
+    let pid = child.id();
+    let tasks = crate::helpers::await_pids(&pids, 5);
+    let mut all: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| slurmd_pid("mslurm-dying-all", n).to_string())
+        .collect();
+    for t in tasks {
+        all.push(format!("-{}", stat(t, 2)));
+        all.extend(up_to_slurmstepd(t).iter().map(|p| p.to_string()));
+    }
+    kill("KILL", &all);
+    for n in ["n1", "n2", "n3"] {
+        let o = cluster_cmd(e, "scontrol")
+            .args([
+                "update",
+                &format!("nodename={n}"),
+                "state=down",
+                "reason=dead",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            crate::helpers::signal(pid, "KILL");
+            panic!("the run never ended once every node was gone")
+        });
+    let r = Run::from(out);
+    assert_eq!(r.code, 1, "{r:?}");
+    let recs = job_records(&r);
+    assert_eq!(recs.len(), 10, "{r:?}");
+    let error = |r: &serde_json::Value| r["error"].as_str().unwrap_or_default().to_string();
+    let (ran, left): (Vec<_>, Vec<_>) = recs.iter().partition(|r| r["host"].is_string());
+    assert_eq!(ran.len(), 5, "the five jobs that ran: {recs:#?}");
+    for rec in ran {
+        assert_eq!(rec["status"], "failed", "{rec}");
+        assert!(error(rec).starts_with("srun ended"), "{rec}");
+    }
+    for rec in left {
+        assert_eq!(rec["status"], "spawn_error", "{rec}");
+        assert_eq!(
+            error(rec),
+            "the run's Slurm allocation is gone, and the default partition has no node up \
+             for another one (see `sinfo`)",
+            "{rec}"
+        );
     }
 }
