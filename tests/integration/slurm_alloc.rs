@@ -2,12 +2,15 @@
 //! 3-node clusters (each test its own, so that the jobs and steps counted are the test's
 //! alone): one Slurm job and a handful of steps for a fan-out, each record the job's own, a
 //! fan-out larger than the controller's MaxJobCount, a timeout on a worker, a node dying
-//! under one, and the allocation given back when the run ends, is interrupted or is killed.
+//! under one (`dying`), and the allocation given back when the run ends, is interrupted or
+//! is killed.
 
 use std::time::Duration;
 
 use crate::helpers::{Env, Run, assert_gone, read_pids, signal, wait_for};
 use crate::scale_out::{Exports, cluster_cmd, own_daemon, run_with, spawn_with};
+
+mod dying;
 
 /// The Slurm jobs cluster `e` holds or held lately (ended ones are kept for `MinJobAge`):
 /// (id, name, state).
@@ -39,7 +42,7 @@ fn ended(e: &Exports, id: &str) -> bool {
         })
 }
 
-fn job_records(r: &Run) -> Vec<serde_json::Value> {
+pub(crate) fn job_records(r: &Run) -> Vec<serde_json::Value> {
     r.json()
         .into_iter()
         .filter(|r| r["job"].is_string())
@@ -57,7 +60,7 @@ fn one_slurm_job(recs: &[serde_json::Value]) -> String {
 }
 
 /// Steps the controller made on cluster `e` (each worker is one).
-fn steps_made(e: &Exports) -> u64 {
+pub(crate) fn steps_made(e: &Exports) -> u64 {
     crate::slurm_cluster::rpcs(e)
         .get("REQUEST_JOB_STEP_CREATE")
         .copied()
@@ -174,91 +177,6 @@ fn a_job_timing_out_on_a_worker_dies_whole_and_the_worker_runs_the_next() {
         "the allocation was given back: {:?}",
         slurm_jobs(e)
     );
-}
-
-#[test]
-fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
-    let e = own_daemon!("mslurm-dying-workers");
-    let env = Env::new();
-    let mark = env.path("n2");
-    // The first job on n2 waits there; the test then kills the node under it.
-    let yaml = format!(
-        "executor: slurm\njobs:\n  - name: s\n    for_each: {{range: [1, 20]}}\n    shell: 'if [ $SLURMD_NODENAME = n2 ] && mkdir {m} 2>/dev/null; then echo $$ > {m}/pid; sleep 60; fi; sleep 0.5; echo ok $SLURMD_NODENAME'\n",
-        m = mark.display()
-    );
-    let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
-    let pid_file = mark.join("pid");
-    assert!(
-        wait_for(Duration::from_secs(60), || std::fs::read_to_string(
-            &pid_file
-        )
-        .is_ok_and(|p| p.ends_with('\n'))),
-        "no job started on n2"
-    );
-    let task: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // n2 dies: its slurmd, the worker's slurmstepd and everything below it.
-    let mut doomed = vec![task];
-    let mut p = task;
-    while std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "slurmstepd")
-    {
-        p = crate::slurm_cluster::stat(p, 1);
-        doomed.push(p);
-    }
-    let group = format!("-{}", crate::slurm_cluster::stat(task, 2));
-    let slurmd = crate::slurm_cluster::slurmd_pid("mslurm-dying-workers", "n2");
-    let all: Vec<String> = std::iter::once(slurmd)
-        .chain(doomed)
-        .map(|p| p.to_string())
-        .chain([group])
-        .collect();
-    let _ = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg("--")
-        .args(&all)
-        .status();
-    let r = Run::from(child.wait_with_output().unwrap());
-    assert_eq!(r.code, 1, "{r:?}");
-    let recs = job_records(&r);
-    assert_eq!(recs.len(), 20, "{r:?}");
-    // A job handed to n2's worker as n2 died never started: it fails so, and says why (it is
-    // not yet run again on another worker). Any other job but the one running there succeeds.
-    let never_started = |r: &&serde_json::Value| {
-        r["status"] == "spawn_error"
-            || r["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("before the job started: Node failure on n2"))
-    };
-    let failed: Vec<_> = recs
-        .iter()
-        .filter(|r| r["status"] != "succeeded" && !never_started(r))
-        .collect();
-    assert_eq!(
-        failed.len(),
-        1,
-        "only the job on the dead node fails: {failed:#?}"
-    );
-    assert!(recs.iter().filter(never_started).count() <= 1, "{recs:#?}");
-    let f = failed[0];
-    assert_eq!(f["status"], "failed", "{f}");
-    assert_eq!(f["host"], "n2", "{f}");
-    assert_eq!(f["returncode"], serde_json::Value::Null, "{f}");
-    let why = f["error"].as_str().unwrap_or_default();
-    assert!(
-        why.starts_with("srun ended") && why.contains("without the job's exit status"),
-        "{f}"
-    );
-    for rec in recs.iter().filter(|r| r["status"] == "succeeded") {
-        assert_eq!(
-            rec["stdout"],
-            format!("ok {}\n", rec["host"].as_str().unwrap()),
-            "{rec}"
-        );
-        assert_eq!(rec["stderr"], "", "{rec}");
-    }
 }
 
 /// Starts a run of four steps that sleep, waits until they all run, sends `sig` to the run

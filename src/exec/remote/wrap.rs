@@ -110,8 +110,10 @@ pub fn exports_keeping(env: &JobEnv, clean: bool, keep: Option<&str>) -> String 
 /// stdout and stderr (`control::Frame` cuts the streams there); when the runner itself is
 /// killed, the loop writes the end lines for it. What the job left running is killed when
 /// the next job starts, and when the loop ends: at EOF (the run closed it, or died) or when
-/// Slurm ends the step. The loop's own stderr (bash's word on a killed job) goes nowhere.
+/// Slurm ends the step. The loop's own stderr (bash's word on a killed job) goes nowhere. Its
+/// first line on stdout, before any job's, names its node (`node NAME`).
 pub const WORKER: &str = r#"exec 4>&2 2>/dev/null
+printf 'node %s\n' "${SLURMD_NODENAME:-$(uname -n)}"
 set -m
 cur= curm=
 trap '[ -n "$cur" ] && kill -9 -"$cur"; exit 143' TERM HUP INT

@@ -30,6 +30,12 @@ impl OnWorker {
             marker: Mutex::new(String::new()),
         }
     }
+
+    /// Why its last attempt never started, when that is because its worker ended first
+    /// (its node died, its step was cancelled): the job never ran, and may run elsewhere.
+    pub fn lost(&self) -> Option<String> {
+        lock(&self.lease.lost).clone()
+    }
 }
 
 /// An attempt's start on the lease's worker.
@@ -68,6 +74,7 @@ impl Delegate for Dispatch {
                 }
             }
         }
+        self.lease.not_started("its step ended at once");
         Err(std::io::Error::other("the Slurm worker step ended at once"))
     }
 }
@@ -76,6 +83,7 @@ impl Launcher for OnWorker {
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let marker = wrap::new_marker();
         *lock(&self.marker) = marker.clone();
+        lock(&self.lease.lost).take();
         // The variables travel in the script, on the worker's stdin; with `env_clear`, the
         // job keeps Slurm's own, as `srun --export=NAMES` would.
         let setup = wrap::exports_keeping(&env, !env.inherited, Some("SLURM"));
@@ -106,7 +114,13 @@ impl Launcher for OnWorker {
     }
 
     fn failure(&self, control: &Control, status: Option<ExitStatus>) -> String {
-        self.slurm.failure(control, status)
+        let why = self.slurm.failure(control, status);
+        if !control.started {
+            let said = control.early_text();
+            self.lease
+                .not_started(if said.is_empty() { &why } else { &said });
+        }
+        why
     }
 
     fn timeout_from_start(&self) -> bool {

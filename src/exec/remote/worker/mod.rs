@@ -9,9 +9,11 @@
 //! A job is stopped through its worker (`kill MARKER SIGNAL`: its whole process group, on
 //! the node). A worker that has not ended its job `ABANDON_AFTER` a KILL is given up: its
 //! srun is killed here and its step cancelled. A worker whose step or node dies ends its
-//! job's streams with srun's status, so the job fails as a step of its own would ("srun ended
-//! ... without the job's exit status"); the pool then has one slot fewer (the dead step's CPUs
-//! may never come back, and a new step would wait for them), and the other workers go on.
+//! job's streams with srun's status, so a job that had started fails as a step of its own
+//! would ("srun ended ... without the job's exit status"); one that had not is lost
+//! (`OnWorker::lost`) and runs on another worker (`alloc::run`). The pool then has one slot
+//! fewer (the dead step's CPUs may never come back, and a new step would wait for them), and
+//! the other workers go on.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,17 +61,40 @@ impl Workers {
     }
 
     /// A slot for one job (waiting until one is free), with an idle worker when there is one.
+    /// An idle worker found dead gives its slot up, as a leased one does (`Lease::drop`).
     pub async fn take(self: &Arc<Self>) -> Lease {
-        let permit = self.slots.clone().acquire_owned().await.ok();
-        let worker = {
-            let mut idle = lock(&self.idle);
-            std::iter::from_fn(|| idle.pop()).find(|w| w.alive())
-        };
-        Lease {
-            pool: self.clone(),
-            permit,
-            worker: Mutex::new(worker),
+        loop {
+            let mut permit = self.slots.clone().acquire_owned().await.ok();
+            let worker = lock(&self.idle).pop();
+            match worker {
+                Some(w) if !w.alive() => {
+                    w.close();
+                    if self.give_up_slot()
+                        && let Some(p) = permit.take()
+                    {
+                        p.forget();
+                    }
+                }
+                worker => {
+                    return Lease {
+                        pool: self.clone(),
+                        permit,
+                        worker: Mutex::new(worker),
+                        lost: Mutex::new(None),
+                    };
+                }
+            }
         }
+    }
+
+    /// One slot fewer, for a worker that died (its CPUs may never come back, and a new step
+    /// would wait for them), unless it is the last one. Whether one was given up.
+    fn give_up_slot(&self) -> bool {
+        self.kept
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| {
+                (k > 1).then(|| k - 1)
+            })
+            .is_ok()
     }
 
     /// Ends the idle workers (their loops read EOF) and waits a little for their steps.
@@ -92,14 +117,43 @@ pub struct Lease {
     pool: Arc<Workers>,
     permit: Option<OwnedSemaphorePermit>,
     worker: Mutex<Option<Arc<Worker>>>,
+    /// Why its last job never started: its worker ended first (`lost`).
+    lost: Mutex<Option<String>>,
 }
 
 impl Lease {
-    /// The lease's worker, or a new one in its place when it has none or it died.
+    /// The job of this lease did not start: when its worker ended first, it is lost (its
+    /// worker's end said `said`), and may run on another worker.
+    fn not_started(&self, said: &str) {
+        let w = lock(&self.worker).clone();
+        if let Some(w) = w.filter(|w| w.state.gone.load(Ordering::SeqCst)) {
+            self.lose(&w, &format!("ended before the job started ({said})"));
+        }
+    }
+
+    /// The job of this lease cannot start on worker `w`, which ended (`how`): it is lost.
+    fn lose(&self, w: &Worker, how: &str) {
+        let on = lock(&w.state.node)
+            .as_ref()
+            .map_or(String::new(), |n| format!(" on {n}"));
+        *lock(&self.lost) = Some(format!("its Slurm worker{on} {how}"));
+    }
+
+    /// The lease's worker, or a new one when it has none. One that died (under an attempt
+    /// before) is replaced only in the pool's last slot: a new step could wait for good for
+    /// CPUs the other workers hold, busy or idle. Elsewhere the job is lost, and goes to
+    /// another worker (`alloc::run`).
     fn worker(&self) -> std::io::Result<Arc<Worker>> {
         let mut w = lock(&self.worker);
-        if let Some(live) = w.as_ref().filter(|w| w.alive()) {
-            return Ok(live.clone());
+        match w.as_ref() {
+            Some(live) if live.alive() => return Ok(live.clone()),
+            Some(dead) if self.pool.kept.load(Ordering::SeqCst) > 1 => {
+                let dead = dead.clone();
+                drop(w);
+                self.lose(&dead, "ended before the job started");
+                return Err(std::io::Error::other("its Slurm worker step ended"));
+            }
+            _ => {}
         }
         let new = Worker::spawn(&self.pool)?;
         *w = Some(new.clone());
@@ -144,12 +198,7 @@ impl Drop for Lease {
             return;
         }
         w.close();
-        let kept = &self.pool.kept;
-        if kept
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| {
-                (k > 1).then(|| k - 1)
-            })
-            .is_ok()
+        if self.pool.give_up_slot()
             && let Some(p) = self.permit.take()
         {
             p.forget();
@@ -170,6 +219,8 @@ struct State {
     current: Mutex<Option<String>>,
     /// Its srun ended.
     gone: AtomicBool,
+    /// Its node, once its first line said it.
+    node: Mutex<Option<String>>,
 }
 
 impl Worker {
@@ -205,6 +256,7 @@ impl Worker {
         let state = Arc::new(State {
             current: Mutex::new(None),
             gone: AtomicBool::new(false),
+            node: Mutex::new(None),
         });
         tokio::spawn(pump(child, out, err, jobs_rx, state.clone()));
         Ok(Arc::new(Worker {

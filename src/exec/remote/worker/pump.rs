@@ -36,6 +36,8 @@ pub(super) async fn pump(
 ) {
     let mut cur: Option<Current> = None;
     let mut chatter: Vec<u8> = Vec::new();
+    // The worker's first line (its node), until it is whole.
+    let mut hello: Option<Vec<u8>> = Some(Vec::new());
     let (mut bo, mut be) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     let (mut out_open, mut err_open, mut jobs_open) = (true, true, true);
     while out_open || err_open {
@@ -45,7 +47,10 @@ pub(super) async fn pump(
         }
         tokio::select! {
             r = out.read(&mut bo), if out_open => match r {
-                Ok(n) if n > 0 => feed(&mut cur, &bo[..n], true, &mut chatter).await,
+                Ok(n) if n > 0 => {
+                    let rest = greeted(&mut hello, &bo[..n], &state);
+                    feed(&mut cur, rest, true, &mut chatter).await
+                }
                 _ => out_open = false,
             },
             r = err.read(&mut be), if err_open => match r {
@@ -82,6 +87,24 @@ pub(super) async fn pump(
     }
     *lock(&state.current) = None;
     end(c, st);
+}
+
+/// The part of a chunk of the worker's stdout after its first line (`node NAME`), which
+/// names the worker's node in `state`.
+fn greeted<'a>(hello: &mut Option<Vec<u8>>, chunk: &'a [u8], state: &State) -> &'a [u8] {
+    let Some(line) = hello else {
+        return chunk;
+    };
+    let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
+        line.extend_from_slice(&chunk[..chunk.len().min(256)]);
+        return &[];
+    };
+    line.extend_from_slice(&chunk[..nl]);
+    let text = String::from_utf8_lossy(line);
+    let node = text.strip_prefix("node ").unwrap_or(&text).trim();
+    *lock(&state.node) = (!node.is_empty()).then(|| node.to_string());
+    *hello = None;
+    &chunk[nl + 1..]
 }
 
 /// The job's streams end (its pipes close), then its end is told: the pipes are at EOF by

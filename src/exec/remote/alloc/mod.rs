@@ -8,6 +8,8 @@
 //! Ctrl-C or a halt); the kernel closes it when the run is killed (SIGKILL). Either way the
 //! holder reads EOF and exits, and `salloc` gives the allocation back, its steps with it.
 //! `salloc` has its own process group, so the terminal's Ctrl-C is the run's to handle.
+//!
+//! A job in an allocation runs there as `job` says.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Seek};
@@ -17,71 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::slurm::Slurm;
-use super::worker::{OnWorker, Workers};
-use crate::exec::ends;
-use crate::exec::process::{self, JobCtx};
+use super::worker::Workers;
 use crate::plan::{PlannedJob, SlurmOptions};
-use crate::record::{CompletedProcess, Status};
 
-/// What srun says of an allocation that has ended (`srun: Check SLURM_JOB_ID environment
-/// variable. Expired or invalid job 5`).
-const GONE: &str = "Expired or invalid job";
-
-/// Runs `job` as a step of the run's allocation for `key`. A job whose allocation turns out
-/// to be gone (past its time limit, cancelled by hand) runs once more, in a new one.
-pub async fn run(
-    job: &PlannedJob,
-    o: &SlurmOptions,
-    key: &Key,
-    mut ctx: JobCtx,
-    allocs: &Allocations,
-) -> CompletedProcess {
-    let mut again = true;
-    loop {
-        let asked = tokio::time::Instant::now();
-        let mut cancel = ctx.cancel.clone();
-        let got = tokio::select! {
-            g = allocs.get(key) => g,
-            () = process::wait_cancel(&mut cancel) => {
-                let why = "not started: the run was interrupted".to_string();
-                return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
-            }
-        };
-        let id = match got {
-            Ok(id) => id,
-            Err(why) => return ends::spawn_error(job, ctx.slot, None, None, why),
-        };
-        // A job with a `time:` of its own is a step of its own: its limit is the step's.
-        ctx.launcher = match (o.time.is_none(), allocs.workers(key, &id)) {
-            (true, Some(pool)) => tokio::select! {
-                lease = pool.take() => Arc::new(OnWorker::new(o, id.clone(), lease)),
-                () = process::wait_cancel(&mut cancel) => {
-                    let why = "not started: the run was interrupted".to_string();
-                    return ends::not_run(job, ctx.slot, None, Status::Cancelled, why);
-                }
-            },
-            _ => Arc::new(Slurm::step_of(o.clone(), id.clone())),
-        };
-        let waited = asked.elapsed();
-        let mut rec = process::run_job(job, ctx.clone()).await;
-        let gone = rec.status == Status::SpawnError
-            && rec.error.as_deref().is_some_and(|e| e.contains(GONE));
-        if gone {
-            allocs.lost(key, &id);
-            if std::mem::take(&mut again) {
-                continue;
-            }
-        }
-        if waited >= Duration::from_secs(1) {
-            rec.notes.push(format!(
-                "waited {} for the run's Slurm allocation {id}",
-                crate::record::format_duration(waited)
-            ));
-        }
-        return rec;
-    }
-}
+mod job;
+pub use job::run;
 
 /// The settings jobs must share to be steps of one allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -132,6 +74,8 @@ pub struct Allocations {
     lazy: bool,
     name: String,
     held: Mutex<HashMap<Key, Held>>,
+    /// Keys whose allocation was lost.
+    ended: Mutex<std::collections::HashSet<Key>>,
 }
 
 impl Allocations {
@@ -146,6 +90,7 @@ impl Allocations {
             lazy,
             name,
             held: Mutex::new(HashMap::new()),
+            ended: Mutex::default(),
         }
     }
 
@@ -185,6 +130,7 @@ impl Allocations {
                     && matches!(h.child.try_wait(), Ok(None))
             });
             if !live {
+                self.can_replace(key)?;
                 let h = self.request(key)?;
                 if let Some(mut old) = held.insert(key.clone(), h) {
                     release(&mut old);
@@ -201,6 +147,23 @@ impl Allocations {
             Ok(Grant::Refused(why)) => Err(why),
             _ => Err("salloc ended without a word".into()),
         }
+    }
+
+    /// Whether a lost allocation of `key` may be replaced: not when its partition has no CPU
+    /// up (its nodes died with it), where a new one would wait for good.
+    fn can_replace(&self, key: &Key) -> Result<(), String> {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if !ended.contains(key) || partition_cpus(key.partition.as_deref()) != Some(0) {
+            return Ok(());
+        }
+        let p = match &key.partition {
+            Some(p) => format!("partition `{p}`"),
+            None => "the default partition".into(),
+        };
+        Err(format!(
+            "the run's Slurm allocation is gone, and {p} has no node up for another one \
+             (see `sinfo`)"
+        ))
     }
 
     /// The worker steps of allocation `id` of `key` (`None` once it is no longer the key's).
@@ -225,6 +188,8 @@ impl Allocations {
             .get(key)
             .is_some_and(|h| matches!(&*h.grant.borrow(), Grant::Granted(g) if g == id));
         if ours && let Some(mut h) = held.remove(key) {
+            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            ended.insert(key.clone());
             release(&mut h);
             // Reaped out of the way: salloc may take a moment to give the allocation back.
             std::thread::spawn(move || h.child.wait());
