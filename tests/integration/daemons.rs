@@ -57,7 +57,8 @@ fn free_multi_port() -> Result<String, String> {
 /// Starts the daemon of `kind` for this process and returns its `export` lines, or why it
 /// could not. `slurm` is one node; `mslurm-NAME` a 3-node cluster of its own (n1: 2 CPUs, n2: 1,
 /// n3: 2) for each NAME, `mslurm-full` one whose controller takes at most 3 jobs (`mslurm-max20`:
-/// 20, `mslurm-max160`: 160), `mslurm-dying`
+/// 20, `mslurm-max160`: 160), `mslurm-array101` one with arrays of 101 indices at most,
+/// `mslurm-dying`
 /// one that finds a stopped slurmd's node dead within seconds.
 pub(crate) fn start(kind: &str) -> Result<Exports, String> {
     let dir = state_dir(std::process::id(), kind);
@@ -86,6 +87,15 @@ pub(crate) fn start(kind: &str) -> Result<Exports, String> {
             vec![
                 ("SLURM_MULTI_PORT", free_multi_port()?),
                 ("EXTRA_CONF", "MaxJobCount=160".to_string()),
+            ],
+        ),
+        // Array indices below 101 only: fewer than a 105-item fan-out has.
+        "mslurm-array101" => (
+            "slurm-multi-up.sh",
+            "slurm-multi-down.sh",
+            vec![
+                ("SLURM_MULTI_PORT", free_multi_port()?),
+                ("EXTRA_CONF", "MaxArraySize=101".to_string()),
             ],
         ),
         // A node whose slurmd stops is found dead after seconds, not the default 300.

@@ -231,12 +231,13 @@ fn kill_stops_one_task_of_an_array_and_leaves_the_others() {
 }
 
 #[test]
-fn a_fan_out_the_controller_cannot_hold_is_refused_whole_with_one_submission() {
+fn a_fan_out_the_controller_cannot_hold_is_refused_whole_before_any_submission() {
     let e = own_daemon!("mslurm-max160");
     let env = Env::new();
-    // Slurm counts each task of an array against MaxJobCount: 300 tasks are more than 160.
-    // The array is refused at once, and so is every job of it; none is left half-submitted
-    // (160 jobs running and 140 refused, each after sbatch's own retries).
+    // Slurm counts each task of an array against MaxJobCount: 300 tasks are more than 160, and
+    // such an array is never accepted. It is refused at once (the controller's limits asked),
+    // and so is every job of it; none is submitted (before: sbatch's own retries first, a
+    // minute; and before arrays, 160 jobs running and 140 refused).
     let items: Vec<String> = (1..=300).map(|k| k.to_string()).collect();
     let yaml = format!(
         "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
@@ -250,10 +251,14 @@ fn a_fan_out_the_controller_cannot_hold_is_refused_whole_with_one_submission() {
     for rec in &recs {
         assert_eq!(rec["status"], "spawn_error", "{rec}");
         let err = text(&rec["error"]);
-        assert!(err.contains("Batch job submission failed"), "{rec}");
-        assert!(err.contains("MaxJobCount"), "the hint: {rec}");
+        assert!(err.contains("Slurm would never accept the array"), "{rec}");
+        assert!(
+            err.contains("300 tasks are more than the controller's MaxJobCount (160)"),
+            "{rec}"
+        );
         assert!(err.contains("the job array of its entry"), "{rec}");
     }
+    assert_eq!(submits(e), 0, "{:?}", rpcs(e));
     let q = cluster_cmd(e, "squeue")
         .args(["-h", "-t", "all"])
         .output()
@@ -262,6 +267,39 @@ fn a_fan_out_the_controller_cannot_hold_is_refused_whole_with_one_submission() {
         String::from_utf8_lossy(&q.stdout).trim().is_empty(),
         "{q:?}"
     );
+}
+
+#[test]
+fn a_fan_out_past_the_controllers_max_array_size_goes_job_by_job() {
+    let e = own_daemon!("mslurm-array101");
+    let env = Env::new();
+    // 105 items: indices up to 104, past MaxArraySize=101. Slurm would refuse the array; its
+    // jobs go as batch jobs of their own instead, each noted why, and all of them run.
+    let items: Vec<String> = (1..=105).map(|k| k.to_string()).collect();
+    let yaml = format!(
+        "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
+        items.join(", ")
+    );
+    reset_rpcs(e);
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "8"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = jobs_only(r.json());
+    assert_eq!(recs.len(), 105, "{r:?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], "background", "{rec}");
+        assert!(
+            !text(&rec["slurm_job_id"]).contains('_'),
+            "not a task: {rec}"
+        );
+        let notes = rec["notes"].to_string();
+        assert!(
+            notes.contains("its indices would pass the controller's MaxArraySize (101)"),
+            "{rec}"
+        );
+    }
+    assert_eq!(submits(e), 105, "{:?}", rpcs(e));
+    let w = inspect_with(&env, e, &["wait", "--timeout", "180s"]);
+    assert_eq!(w.code, 0, "every job ran: {w:?}");
 }
 
 #[test]

@@ -312,6 +312,15 @@ async fn submit(
 ) -> Result<(String, Vec<usize>), NoTask> {
     let Written { ids, first, common } =
         write_tasks(path, source.jobs(), ctx).map_err(NoTask::Alone)?;
+    let top = ids.last().map_or(0, |&k| k + 1);
+    if let Err((never, why)) = super::limits::limits().await.check(ids.len(), top) {
+        let _ = std::fs::remove_file(path);
+        return Err(if never {
+            NoTask::Refused(why)
+        } else {
+            NoTask::Alone(why)
+        });
+    }
     let base = first.name.split('[').next().unwrap_or(&first.name);
     let spec = ranges(&ids);
     let mut cmd = Command::new("sbatch");

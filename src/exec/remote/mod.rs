@@ -8,6 +8,7 @@ pub mod array;
 mod array_tasks;
 mod control;
 mod follow;
+mod limits;
 pub mod sbatch;
 mod scancel;
 pub mod slurm;
