@@ -80,12 +80,18 @@ fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
     let f = failed[0];
     assert_eq!(f["status"], "failed", "{f}");
     assert_eq!(f["host"], "n2", "{f}");
-    assert_eq!(f["returncode"], serde_json::Value::Null, "{f}");
-    let why = f["error"].as_str().unwrap_or_default();
-    assert!(
-        why.starts_with("srun ended") && why.contains("without the job's exit status"),
-        "{f}"
-    );
+    // The KILL reaches the job's own processes and n2's daemons together: either the worker
+    // died first (no exit status: srun's words), or it lived to report the job's end by the
+    // KILL (137, as for any job killed on a worker).
+    if f["returncode"].is_null() {
+        let why = f["error"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with("srun ended") && why.contains("without the job's exit status"),
+            "{f}"
+        );
+    } else {
+        assert_eq!(f["returncode"], 137, "{f}");
+    }
     for rec in recs.iter().filter(|r| r["status"] == "succeeded") {
         assert_eq!(
             rec["stdout"],
