@@ -266,7 +266,9 @@ fn summarize(end: &RunEnd<'_>, mut db: Option<&mut RunStore>) -> Summary {
 /// A failed job's stderr against its output in the last run where it succeeded (the
 /// `orchestrate diff` of the two), cut to `MAX_DIFF_LINES`.
 fn diff_since_good(db: &mut RunStore, job_file: &str, run_id: &str, f: &FailedJob) -> Option<Diff> {
-    let (good_run, good) = db.last_good(job_file, &f.name, run_id).ok()??;
+    let (good_run, good) = db
+        .last_good(job_file, (&f.name, Some(f.index)), run_id)
+        .ok()??;
     let read = |f: Option<std::fs::File>| {
         let mut bytes = Vec::new();
         if let Some(mut f) = f {

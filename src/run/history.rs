@@ -54,7 +54,7 @@ impl Recent {
         // runs, the jobs made up front.
         let one_by_one = |j: &&PlannedJob| j.timeout_auto || (!short && !whole);
         for job in plan.jobs.iter().filter(one_by_one) {
-            let d = db.recent_durations(job_file, &job.name, RECENT)?;
+            let d = db.recent_durations(job_file, (&job.name, Some(job.file_index)), RECENT)?;
             if !d.is_empty() {
                 by_job.insert(job.index, d);
             }

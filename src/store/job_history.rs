@@ -54,7 +54,7 @@ impl RunStore {
         let mut rows: Vec<(String, Option<String>, String)> = Vec::new();
         self.run_by_run(
             (&runs, params![job_file]),
-            job,
+            (job, None),
             "record",
             |run, file, row| {
                 rows.push((run, file, row.get(0)?));
@@ -141,7 +141,7 @@ impl RunStore {
     pub fn recent_durations(
         &mut self,
         job_file: &str,
-        job: &str,
+        (job, index): (&str, Option<usize>),
         limit: usize,
     ) -> Result<Vec<Duration>> {
         let runs = "SELECT id, job_file FROM runs WHERE job_file = ?1
@@ -150,7 +150,7 @@ impl RunStore {
         let ok = Status::Succeeded.as_str();
         self.run_by_run(
             (runs, params![job_file]),
-            job,
+            (job, index),
             "status, duration_ms",
             |_, _, r| {
                 if r.get::<_, String>(0)? == ok {
@@ -265,13 +265,14 @@ impl RunStore {
     /// giving each run's id and job file, newest first, and its parameters), until `f` returns
     /// false. A job across runs is read so, a run at a time, also through the view a read-only
     /// store reads records by (`readonly`), which a join would read whole. In each run the job
-    /// is first looked for under the index it had in the run before (one key lookup: a job
-    /// keeps its place in its job file from run to run), and else found among the run's key
-    /// entries, which hold the names (the rows themselves are not read).
+    /// is first looked for under the index it had in the run before, or in the first run
+    /// under `index` (its place in its job file now, where the caller knows it): one key
+    /// lookup, as a job keeps its place in its job file from run to run. Else it is found among
+    /// the run's key entries, which hold the names (the rows themselves are not read).
     pub(super) fn run_by_run(
         &self,
         runs: (&str, &[&dyn rusqlite::ToSql]),
-        job: &str,
+        (job, index): (&str, Option<usize>),
         columns: &str,
         mut f: impl FnMut(String, Option<String>, &rusqlite::Row<'_>) -> rusqlite::Result<bool>,
     ) -> Result<()> {
@@ -281,7 +282,7 @@ impl RunStore {
             let mut list = self.conn.prepare_cached(runs.0)?;
             let mut one = self.conn.prepare_cached(&sql)?;
             let mut listed = list.query(runs.1)?;
-            let mut guess = None;
+            let mut guess = index.map(|i| i as i64);
             while let Some(run) = listed.next()? {
                 let (id, file): (String, Option<String>) = (run.get(0)?, run.get(1)?);
                 let Some(at) = self.index_in_run(&id, job, guess)? else {

@@ -74,7 +74,7 @@ impl RunStore {
             r => r.map_err(&corrupt)?,
         };
         not_too_new(&db_path, version)?;
-        if version < SCHEMA_VERSION {
+        if version < READ_ONLY_OLDEST {
             return Err(refuse(format!(
                 "its history (schema version {version}) must first be upgraded to version {SCHEMA_VERSION}; run this orchestrate once where the folder can be written"
             )));
@@ -124,6 +124,9 @@ impl RunStore {
         Ok(RecordTable::Overlay)
     }
 }
+
+/// The oldest schema a read-only store is read in as it is: 10 only dropped an index of 9.
+const READ_ONLY_OLDEST: i64 = 9;
 
 /// The overlay of changed records, and the view that every query of `records` then reads:
 /// each stored record unless the overlay has one for that job.

@@ -3,7 +3,7 @@
 //! first job, instead of the succeeded records of its job file's last runs (20 rows a job).
 //! Where no row is kept yet (a store made before schema 9), the records are read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
@@ -95,11 +95,13 @@ fn put(out: &mut Vec<u8>, name: &str, ms: impl Iterator<Item = u64>, n: usize) {
 /// job's duration first, its older ones after, and the jobs new to the row at the end. Past
 /// `MAX_NAMES` names, those of jobs not in this run go.
 fn merged(old: &[Entry<'_>], ran: &HashMap<&str, u64>) -> Vec<u8> {
-    let known = old.iter().filter(|e| ran.contains_key(e.name)).count();
-    let prune = old.len() + (ran.len() - known) > MAX_NAMES;
+    // A name twice in the row (edited by hand) counts once.
+    let had: HashSet<&str> = old.iter().map(|e| e.name).collect();
+    let new = ran.keys().filter(|n| !had.contains(*n)).count();
+    let prune = had.len() + new > MAX_NAMES;
     let mut out = Vec::with_capacity(MAGIC.len() + (old.len().max(ran.len())) * 32);
     out.extend_from_slice(MAGIC);
-    let mut seen = std::collections::HashSet::with_capacity(known);
+    let mut seen = HashSet::with_capacity(ran.len() - new);
     for e in old {
         let first = ran.get(e.name).copied();
         if first.is_some() {

@@ -49,7 +49,7 @@ impl RunStore {
     pub fn last_good(
         &mut self,
         job_file: &str,
-        job: &str,
+        (job, index): (&str, Option<usize>),
         run_id: &str,
     ) -> Result<Option<(String, CompletedProcess)>> {
         let runs = "SELECT id, job_file FROM runs WHERE job_file = ?1 AND id != ?2
@@ -57,7 +57,7 @@ impl RunStore {
         let mut row: Option<(String, String)> = None;
         self.run_by_run(
             (runs, params![job_file, run_id]),
-            job,
+            (job, index),
             "status, record",
             |id, _, r| {
                 if r.get::<_, String>(0)? == Status::Succeeded.as_str() {

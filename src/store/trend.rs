@@ -22,7 +22,7 @@ impl RunStore {
     pub fn job_trend(
         &mut self,
         job_file: &str,
-        job: &str,
+        (job, index): (&str, Option<usize>),
         upto: &str,
         limit: usize,
     ) -> Result<Vec<PastRecord>> {
@@ -36,7 +36,7 @@ impl RunStore {
         let columns = "duration_ms, status, hook IS NOT NULL";
         self.run_by_run(
             (runs, params![job_file, upto]),
-            job,
+            (job, index),
             columns,
             |run_id, _, r| {
                 let status = Status::parse(&r.get::<_, String>(1)?).unwrap_or(Status::Failed);

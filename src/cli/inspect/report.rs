@@ -42,7 +42,7 @@ pub(super) fn report(
         });
         let history = match (&row.job_file, &rec.hook) {
             (Some(jf), None) => db
-                .job_trend(jf, &rec.job, &id, TREND_RUNS)?
+                .job_trend(jf, (&rec.job, Some(rec.index)), &id, TREND_RUNS)?
                 .into_iter()
                 .map(|p| PastRun {
                     duration: p.duration,
