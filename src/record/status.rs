@@ -205,6 +205,11 @@ impl Counts {
         self.0[status as usize] += n;
     }
 
+    /// One job fewer of `status` (never below none).
+    pub fn remove(&mut self, status: Status) {
+        self.0[status as usize] = self.0[status as usize].saturating_sub(1);
+    }
+
     pub fn get(&self, status: Status) -> usize {
         self.0[status as usize]
     }

@@ -42,8 +42,7 @@ impl RunStore {
 
     /// As `put_background`; `seen` when its end was already reported (a run that waited).
     pub fn put_background_seen(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
-        self.put_record(run_id, r, seen)?;
-        self.recount(run_id)
+        self.put_counted(run_id, r, seen)
     }
 
     /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_by`, only those

@@ -281,6 +281,32 @@ impl RecordTable {
 impl RunStore {
     /// Writes one record outside a run's batches (a background job's end, a survivor's): to
     /// the stored table, or on a read-only store to this process's overlay.
+    /// `put_record`, with the run's counts moved as the stored record's status moved
+    /// (`recount_one`).
+    pub(super) fn put_counted(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
+        let before = self.counted_status(run_id, r)?;
+        self.put_record(run_id, r, seen)?;
+        let after = self.counted_status(run_id, r)?;
+        self.recount_one(run_id, before, after)
+    }
+
+    /// The status of `r`'s stored record, if it has one that counts (a job's, not a hook's).
+    fn counted_status(&self, run_id: &str, r: &Sealed) -> Result<Option<Status>> {
+        let status: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT status FROM records
+                 WHERE run_id = ?1 AND idx = ?2 AND job = ?3 AND hook IS NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![run_id, r.index as i64, r.job], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        // As `count_records` counts: a status this version does not know is a failure.
+        Ok(status.map(|s| Status::parse(&s).unwrap_or(Status::Failed)))
+    }
+
     pub(super) fn put_record(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
         let table = self.record_table()?;
         self.conn

@@ -164,9 +164,51 @@ impl RunStore {
     /// failed run never becomes succeeded again.
     pub fn recount(&mut self, run_id: &str) -> Result<()> {
         let counts = self.count_records(run_id)?;
+        self.store_counts(run_id, &counts)
+    }
+
+    /// Moves one job of run `run_id` from `before` to `after` in the run's counts (`None`: not
+    /// counted, no record or a hook's), where the run was counted (it ended). A run not counted
+    /// yet (still going, or killed) is counted from its records by whoever reads it
+    /// (`live_counts`) and by its own end. A record written alone (a background job's end, a
+    /// survivor's) so costs two key lookups, not a read of every row of its run.
+    pub(super) fn recount_one(
+        &mut self,
+        run_id: &str,
+        before: Option<Status>,
+        after: Option<Status>,
+    ) -> Result<()> {
+        let stored: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT counts FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_err())?;
+        let Some(mut counts) = stored
+            .flatten()
+            .and_then(|c| serde_json::from_str::<Counts>(&c).ok())
+        else {
+            return Ok(());
+        };
+        if before == after {
+            return Ok(());
+        }
+        if let Some(b) = before {
+            counts.remove(b);
+        }
+        if let Some(a) = after {
+            counts.add(a);
+        }
+        self.store_counts(run_id, &counts)
+    }
+
+    fn store_counts(&mut self, run_id: &str, counts: &Counts) -> Result<()> {
         let json = serde_json::to_string(&counts).expect("counts serialize");
         let ok = (counts.total() - counts.failed()) as i64;
-        let ended = RunStatus::ended(false, &counts);
+        let ended = RunStatus::ended(false, counts);
         self.conn
             .execute(
                 "UPDATE runs SET counts = ?2, succeeded = ?3, failed = ?4,

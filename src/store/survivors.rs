@@ -97,8 +97,7 @@ impl RunStore {
         rec.finished = std::time::SystemTime::now();
         rec.duration = rec.finished.duration_since(rec.started).unwrap_or_default();
         // Read back from the store, and the note names only runs and pids.
-        self.put_record(&s.run_id, &Sealed::trusted(rec), false)?;
-        self.recount(&s.run_id)
+        self.put_counted(&s.run_id, &Sealed::trusted(rec), false)
     }
 
     /// Running records of runs that ended without them, whose process is gone, become
