@@ -13,6 +13,7 @@
 //! `RunStore` the methods of one part of the history.
 
 mod background;
+mod counts;
 mod gc;
 mod ids;
 mod job_file;
