@@ -38,7 +38,11 @@ fn the_run_returns_at_once_and_wait_collects_the_exit_code() {
     // Its end after the run's moved the run's counts, and failed the run.
     let runs = env.run(&["runs", "--json"]).json();
     assert_eq!(runs[0]["status"], "failed", "{runs:?}");
-    assert_eq!(runs[0]["counts"], serde_json::json!({"failed": 1}), "{runs:?}");
+    assert_eq!(
+        runs[0]["counts"],
+        serde_json::json!({"failed": 1}),
+        "{runs:?}"
+    );
     // The final record is in the store, with what the job wrote to its file.
     let show = env.run(&["show", "--job", "export", "--json"]).json();
     assert_eq!(show[0]["returncode"], 3);
