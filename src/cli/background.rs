@@ -58,7 +58,7 @@ fn background_sweep(
             && !rec.supervisor.as_ref().is_some_and(|s| s.may_live())
         {
             // The supervisor is dead: what it recorded before it died is in the store now.
-            rec = db.record(&run, &rec.job)?;
+            rec = db.record_at(&run, rec.index, &rec.job)?;
             if rec.status != Status::Background {
                 out.push((run, rec));
                 continue;
@@ -220,7 +220,7 @@ pub(super) fn kill(
     }
     let t0 = Instant::now();
     loop {
-        let mut r = db.record(&run, job)?;
+        let mut r = db.record_at(&run, rec.index, job)?;
         if r.slurm_job_id.is_some()
             && r.status == Status::Background
             && crate::exec::sbatch::poll_cancelled(&mut r)

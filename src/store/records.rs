@@ -185,6 +185,29 @@ impl RunStore {
         Ok((recs, last))
     }
 
+    /// One job's record in a run by its whole key (index and name): one key lookup, where
+    /// `record` walks the run's key entries for the name. Callers that hold a record of the
+    /// job read it again so.
+    pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
+        let found: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT record FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        match found {
+            Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                path: self.db_path.clone(),
+                message: format!("record of `{job}` in run {run_id}: {e}"),
+            }),
+            None => self.record(run_id, job),
+        }
+    }
+
     /// One job's record in a run; an unknown name lists the closest ones.
     pub fn record(&mut self, run_id: &str, job: &str) -> Result<CompletedProcess> {
         let found: Option<String> = self

@@ -88,7 +88,7 @@ impl RunStore {
         if s.record.supervisor.as_ref().is_some_and(|p| p.may_live()) {
             return Ok(());
         }
-        let mut rec = self.record(&s.run_id, &s.record.job)?;
+        let mut rec = self.record_at(&s.run_id, s.record.index, &s.record.job)?;
         if !rec.status.is_running() {
             return Ok(());
         }
