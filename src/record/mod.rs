@@ -308,6 +308,23 @@ impl CompletedProcess {
             && (self.attempts as usize).saturating_sub(1) > host_failures;
     }
 
+    /// Puts `earlier` (attempts the job made before this record's, elsewhere: on a host or a
+    /// Slurm worker it moved from) in front of this record's own, which are numbered on after
+    /// them, counts them, and settles `flaky` again.
+    pub fn after_attempts(&mut self, mut earlier: Vec<Attempt>) {
+        if earlier.is_empty() {
+            return;
+        }
+        let n = earlier.len() as u32;
+        earlier.extend(self.earlier_attempts.drain(..).map(|mut a| {
+            a.attempt += n;
+            a
+        }));
+        self.earlier_attempts = earlier;
+        self.attempts += n;
+        self.settle_flaky();
+    }
+
     /// "exit 1", "signal 15 (SIGTERM)", "no process": the short form used in tables.
     pub fn outcome(&self) -> String {
         match (self.returncode, self.signal) {

@@ -130,18 +130,7 @@ impl Moves {
             let note = format!("moved here after: {}", self.whys.join("; "));
             rec.notes.insert(0, note);
         }
-        if self.earlier.is_empty() {
-            return rec;
-        }
-        let n = self.earlier.len() as u32;
-        let mut earlier = self.earlier;
-        earlier.extend(rec.earlier_attempts.drain(..).map(|mut a| {
-            a.attempt += n;
-            a
-        }));
-        rec.earlier_attempts = earlier;
-        rec.attempts += n;
-        rec.settle_flaky();
+        rec.after_attempts(self.earlier);
         rec
     }
 }

@@ -158,18 +158,10 @@ impl Moves {
         if self.earlier.is_empty() {
             return rec;
         }
-        let n = self.earlier.len() as u32;
-        let mut earlier = self.earlier;
-        earlier.extend(rec.earlier_attempts.drain(..).map(|mut a| {
-            a.attempt += n;
-            a
-        }));
-        rec.earlier_attempts = earlier;
-        rec.attempts += n;
+        rec.after_attempts(self.earlier);
         let mut notes = self.notes;
         notes.append(&mut rec.notes);
         rec.notes = notes;
-        rec.settle_flaky();
         rec
     }
 }
