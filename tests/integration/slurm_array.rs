@@ -3,8 +3,8 @@
 //! node), followed by `wait` and a run's `wait: true`, stopped with one `scancel`.
 
 use crate::helpers::{Env, Run, wait_for};
-use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with};
-use crate::slurm_cluster::{rpcs, scancel_shim};
+use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with, spawn_with};
+use crate::slurm_cluster::{rpcs, scancel_shim, with_path};
 
 fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
@@ -33,6 +33,15 @@ fn arrays_of(recs: &[serde_json::Value]) -> (Vec<String>, Vec<String>) {
     arrays.sort();
     arrays.dedup();
     (arrays, ids)
+}
+
+/// A background fan-out of `n` `true` jobs on Slurm, its items a list (made up front).
+fn background_fan(n: usize) -> String {
+    let items: Vec<String> = (1..=n).map(|k| k.to_string()).collect();
+    format!(
+        "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
+        items.join(", ")
+    )
 }
 
 fn jobs_only(recs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
@@ -148,16 +157,7 @@ fn interrupting_a_run_waiting_for_an_array_cancels_it_with_one_scancel() {
         "executor: slurm\nwait: true\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4, 5, 6]\n    background: true\n    shell: 'echo $$ >> {p}; sleep 120'\n",
         p = pids.display()
     );
-    env.write("jobs.yaml", &yaml);
-    let child = env
-        .cmd()
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .env("PATH", path)
-        .args(["jobs.yaml", "--json", "-j", "3"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_with(&env, &with_path(e, path), &yaml, &["--json", "-j", "3"]);
     let started = wait_for(std::time::Duration::from_secs(90), || {
         crate::helpers::read_pids(&pids).len() == 3
     });
@@ -238,11 +238,7 @@ fn a_fan_out_the_controller_cannot_hold_is_refused_whole_before_any_submission()
     // such an array is never accepted. It is refused at once (the controller's limits asked),
     // and so is every job of it; none is submitted (before: sbatch's own retries first, a
     // minute; and before arrays, 160 jobs running and 140 refused).
-    let items: Vec<String> = (1..=300).map(|k| k.to_string()).collect();
-    let yaml = format!(
-        "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
-        items.join(", ")
-    );
+    let yaml = background_fan(300);
     reset_rpcs(e);
     let r = run_with(&env, e, &yaml, &["--json", "-j", "150"]);
     assert_eq!(r.code, 1, "{r:?}");
@@ -275,11 +271,7 @@ fn a_fan_out_past_the_controllers_max_array_size_goes_job_by_job() {
     let env = Env::new();
     // 105 items: indices up to 104, past MaxArraySize=101. Slurm would refuse the array; its
     // jobs go as batch jobs of their own instead, each noted why, and all of them run.
-    let items: Vec<String> = (1..=105).map(|k| k.to_string()).collect();
-    let yaml = format!(
-        "executor: slurm\njobs:\n  - name: f\n    for_each: [{}]\n    background: true\n    command: 'true'\n",
-        items.join(", ")
-    );
+    let yaml = background_fan(105);
     reset_rpcs(e);
     let r = run_with(&env, e, &yaml, &["--json", "-j", "8"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -221,6 +221,13 @@ pub(crate) fn stat(pid: u32, n: usize) -> u32 {
     after.split_whitespace().nth(n).unwrap().parse().unwrap()
 }
 
+/// `e` with `PATH` set to `path` (a shim's folder first), for `spawn_with`.
+pub(crate) fn with_path(e: &Exports, path: String) -> Exports {
+    let mut e = e.clone();
+    e.push(("PATH".to_string(), path));
+    e
+}
+
 /// sdiag's RPC counts by message type on cluster `e`.
 /// Puts a shim in front of the real `scancel` that logs each start's arguments to `log`, and
 /// returns the PATH that finds it first.
@@ -300,16 +307,7 @@ fn interrupting_many_slurm_jobs_cancels_them_with_one_scancel() {
         "executor: slurm\nslurm: {{time: '5'}}\njobs:\n  - name: s\n    for_each: [1, 2, 3, 4]\n    shell: 'echo $$ >> {p}; sleep 60'\n",
         p = pids.display()
     );
-    env.write("jobs.yaml", &yaml);
-    let child = env
-        .cmd()
-        .envs(e.iter().map(|(k, v)| (k, v)))
-        .env("PATH", path)
-        .args(["jobs.yaml", "--json", "-j", "4"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_with(&env, &with_path(e, path), &yaml, &["--json", "-j", "4"]);
     let started = wait_for(std::time::Duration::from_secs(60), || {
         crate::helpers::read_pids(&pids).len() == 4
     });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{job_records, steps_made};
 use crate::helpers::{Env, Run, wait_for};
-use crate::scale_out::{cluster_cmd, own_daemon, spawn_with};
+use crate::scale_out::{Exports, cluster_cmd, own_daemon, spawn_with};
 use crate::slurm_cluster::{slurmd_pid, stat};
 
 /// The pid of the job's shell that wrote `pid_file` once it is whole.
@@ -44,6 +44,46 @@ fn kill(sig: &str, targets: &[String]) {
         .status();
 }
 
+/// Kills node `node` of cluster `kind` under the job `task` runs: its slurmd, the worker's
+/// slurmstepd and the processes up to it, and the job's process group.
+fn kill_node_under(kind: &str, node: &str, task: u32) {
+    let group = format!("-{}", stat(task, 2));
+    let all: Vec<String> = std::iter::once(slurmd_pid(kind, node))
+        .chain(up_to_slurmstepd(task))
+        .map(|p| p.to_string())
+        .chain([group])
+        .collect();
+    kill("KILL", &all);
+}
+
+/// The admin says `node` is down: srun hears of the node's failure at once.
+fn set_down(e: &Exports, node: &str) {
+    let o = cluster_cmd(e, "scontrol")
+        .args([
+            "update",
+            &format!("nodename={node}"),
+            "state=down",
+            "reason=dead",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The run's end, within 60 s; a run that does not end is killed and the test fails `why`.
+fn ended(child: std::process::Child, why: &str) -> Run {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => Run::from(out),
+        Err(_) => {
+            crate::helpers::signal(pid, "KILL");
+            panic!("the run never ended: {why}")
+        }
+    }
+}
+
 #[test]
 fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
     let e = own_daemon!("mslurm-dying-workers");
@@ -57,14 +97,7 @@ fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
     let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
     let task = job_pid(&mark.join("pid"));
     // n2 dies: its slurmd, the worker's slurmstepd and everything below it.
-    let group = format!("-{}", stat(task, 2));
-    let slurmd = slurmd_pid("mslurm-dying-workers", "n2");
-    let all: Vec<String> = std::iter::once(slurmd)
-        .chain(up_to_slurmstepd(task))
-        .map(|p| p.to_string())
-        .chain([group])
-        .collect();
-    kill("KILL", &all);
+    kill_node_under("mslurm-dying-workers", "n2", task);
     let r = Run::from(child.wait_with_output().unwrap());
     assert_eq!(r.code, 1, "{r:?}");
     let recs = job_records(&r);
@@ -131,11 +164,7 @@ fn a_job_handed_to_a_dying_nodes_worker_runs_on_another_worker() {
     // n2 dies, and the admin says so: srun hears of the node's failure at once.
     let slurmd = slurmd_pid("mslurm-dying-queued", "n2");
     kill("KILL", &[slurmd, stepd, worker].map(|p| p.to_string()));
-    let o = cluster_cmd(e, "scontrol")
-        .args(["update", "nodename=n2", "state=down", "reason=dead"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    set_down(e, "n2");
     let r = Run::from(child.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "every job ran and succeeded: {r:?}");
     let recs = job_records(&r);
@@ -182,31 +211,11 @@ fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
         m = mark.display()
     );
     let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
-    let pid = child.id();
     let task = job_pid(&mark.join("pid"));
-    let group = format!("-{}", stat(task, 2));
-    let slurmd = slurmd_pid("mslurm-dying-retried", "n2");
-    let all: Vec<String> = std::iter::once(slurmd)
-        .chain(up_to_slurmstepd(task))
-        .map(|p| p.to_string())
-        .chain([group])
-        .collect();
-    kill("KILL", &all);
-    let o = cluster_cmd(e, "scontrol")
-        .args(["update", "nodename=n2", "state=down", "reason=dead"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    kill_node_under("mslurm-dying-retried", "n2", task);
+    set_down(e, "n2");
     // A retry that waited for a new step on CPUs the other workers hold would never end.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
-    let out = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            crate::helpers::signal(pid, "KILL");
-            panic!("the run never ended: the retry waits for a worker")
-        });
-    let r = Run::from(out);
+    let r = ended(child, "the retry waits for a worker");
     assert_eq!(r.code, 0, "the job ran again elsewhere: {r:?}");
     let recs = job_records(&r);
     assert_eq!(recs.len(), 20, "{r:?}");
@@ -241,7 +250,6 @@ fn every_node_dying_fails_the_jobs_left_clearly_and_the_run_ends() {
         p = pids.display()
     );
     let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
-    let pid = child.id();
     let tasks = crate::helpers::await_pids(&pids, 5);
     let mut all: Vec<String> = ["n1", "n2", "n3"]
         .iter()
@@ -253,26 +261,9 @@ fn every_node_dying_fails_the_jobs_left_clearly_and_the_run_ends() {
     }
     kill("KILL", &all);
     for n in ["n1", "n2", "n3"] {
-        let o = cluster_cmd(e, "scontrol")
-            .args([
-                "update",
-                &format!("nodename={n}"),
-                "state=down",
-                "reason=dead",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{o:?}");
+        set_down(e, n);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
-    let out = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            crate::helpers::signal(pid, "KILL");
-            panic!("the run never ended once every node was gone")
-        });
-    let r = Run::from(out);
+    let r = ended(child, "every node was gone");
     assert_eq!(r.code, 1, "{r:?}");
     let recs = job_records(&r);
     assert_eq!(recs.len(), 10, "{r:?}");
