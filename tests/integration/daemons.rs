@@ -54,64 +54,33 @@ fn free_multi_port() -> Result<String, String> {
     Err("no run of free ports for a 3-node cluster".into())
 }
 
+/// The slurm.conf lines of a 3-node cluster kind: `mslurm-full` one whose controller takes at
+/// most 3 jobs (`mslurm-max20`: 20, ended ones included, fewer than a fan-out has;
+/// `mslurm-max160`: 160, fewer than a 300-item fan-out has, each array task counted),
+/// `mslurm-array101` array indices below 101 only (fewer than a 105-item fan-out has),
+/// `mslurm-dying*` a node whose slurmd stops found dead after seconds, not the default 300.
+fn extra_conf(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "mslurm-full" => "MaxJobCount=3",
+        "mslurm-max20" => "MaxJobCount=20",
+        "mslurm-max160" => "MaxJobCount=160",
+        "mslurm-array101" => "MaxArraySize=101",
+        k if k.starts_with("mslurm-dying") => "SlurmdTimeout=5",
+        _ => return None,
+    })
+}
+
 /// Starts the daemon of `kind` for this process and returns its `export` lines, or why it
 /// could not. `slurm` is one node; `mslurm-NAME` a 3-node cluster of its own (n1: 2 CPUs, n2: 1,
-/// n3: 2) for each NAME, `mslurm-full` one whose controller takes at most 3 jobs (`mslurm-max20`:
-/// 20, `mslurm-max160`: 160), `mslurm-array101` one with arrays of 101 indices at most,
-/// `mslurm-dying`
-/// one that finds a stopped slurmd's node dead within seconds.
+/// n3: 2) for each NAME, some with settings of their own (`extra_conf`); anything else sshd.
 pub(crate) fn start(kind: &str) -> Result<Exports, String> {
     let dir = state_dir(std::process::id(), kind);
     let (up, down, env) = match kind {
-        "mslurm-full" => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![
-                ("SLURM_MULTI_PORT", free_multi_port()?),
-                ("EXTRA_CONF", "MaxJobCount=3".to_string()),
-            ],
-        ),
-        // Takes at most 20 jobs, ended ones included: fewer than a fan-out has.
-        "mslurm-max20" => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![
-                ("SLURM_MULTI_PORT", free_multi_port()?),
-                ("EXTRA_CONF", "MaxJobCount=20".to_string()),
-            ],
-        ),
-        // Takes at most 160 jobs: fewer than a 300-item fan-out has, each array task counted.
-        "mslurm-max160" => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![
-                ("SLURM_MULTI_PORT", free_multi_port()?),
-                ("EXTRA_CONF", "MaxJobCount=160".to_string()),
-            ],
-        ),
-        // Array indices below 101 only: fewer than a 105-item fan-out has.
-        "mslurm-array101" => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![
-                ("SLURM_MULTI_PORT", free_multi_port()?),
-                ("EXTRA_CONF", "MaxArraySize=101".to_string()),
-            ],
-        ),
-        // A node whose slurmd stops is found dead after seconds, not the default 300.
-        k if k.starts_with("mslurm-dying") => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![
-                ("SLURM_MULTI_PORT", free_multi_port()?),
-                ("EXTRA_CONF", "SlurmdTimeout=5".to_string()),
-            ],
-        ),
-        k if k.starts_with("mslurm") => (
-            "slurm-multi-up.sh",
-            "slurm-multi-down.sh",
-            vec![("SLURM_MULTI_PORT", free_multi_port()?)],
-        ),
+        k if k.starts_with("mslurm") => {
+            let mut env = vec![("SLURM_MULTI_PORT", free_multi_port()?)];
+            env.extend(extra_conf(k).map(|c| ("EXTRA_CONF", c.to_string())));
+            ("slurm-multi-up.sh", "slurm-multi-down.sh", env)
+        }
         "slurm" => (
             "slurm-up.sh",
             "slurm-down.sh",
