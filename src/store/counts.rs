@@ -34,8 +34,12 @@ impl RunStore {
     /// (`RunStatus::ended`): a background job that fails after its run ended fails the run. A
     /// failed run never becomes succeeded again.
     pub fn recount(&mut self, run_id: &str) -> Result<()> {
-        let counts = self.count_records(run_id)?;
-        self.store_counts(run_id, &counts)
+        // One transaction: a background job's end written meanwhile (`put_counted`) either
+        // is among the records counted, or comes after and moves the counts written here.
+        self.in_write(|s| {
+            let counts = s.count_records(run_id)?;
+            s.store_counts(run_id, &counts)
+        })
     }
 
     /// Moves one job of run `run_id` from `before` to `after` in the run's counts (`None`: not

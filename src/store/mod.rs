@@ -224,6 +224,25 @@ impl RunStore {
         }
     }
 
+    /// Runs `f` in one write transaction: what it reads stays true until it commits, for
+    /// another process's writer waits (`BEGIN IMMEDIATE`; on a read-only store, whose writes
+    /// go to this process's temp tables, a plain `BEGIN`). Rolled back if `f` fails.
+    fn in_write<T>(&mut self, f: impl FnOnce(&mut RunStore) -> Result<T>) -> Result<T> {
+        let begin = if self.read_only() {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn.execute_batch(begin).map_err(self.sql_err())?;
+        let done = f(self);
+        let end = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.conn.execute_batch(end).map_err(self.sql_err());
+        match (done, ended) {
+            (Ok(t), Ok(())) => Ok(t),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

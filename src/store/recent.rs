@@ -148,13 +148,7 @@ impl RunStore {
     /// transaction (two runs of a job file ending together both count). The first time, the
     /// job file's last runs are read instead (this run among them).
     pub fn keep_durations(&mut self, run_id: &str, job_file: &str) -> Result<()> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(self.sql_err())?;
-        let kept = self.keep_durations_in(run_id, job_file);
-        let end = if kept.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = self.conn.execute_batch(end).map_err(self.sql_err());
-        kept.and(ended)
+        self.in_write(|s| s.keep_durations_in(run_id, job_file))
     }
 
     fn keep_durations_in(&mut self, run_id: &str, job_file: &str) -> Result<()> {

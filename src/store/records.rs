@@ -306,11 +306,15 @@ impl RunStore {
     /// the stored table, or on a read-only store to this process's overlay.
     /// `put_record`, with the run's counts moved as the stored record's status moved
     /// (`recount_one`).
+    /// In one write transaction with the run's own recount at its end, so that neither
+    /// misses the other's write.
     pub(super) fn put_counted(&mut self, run_id: &str, r: &Sealed, seen: bool) -> Result<()> {
-        let before = self.counted_status(run_id, r)?;
-        self.put_record(run_id, r, seen)?;
-        let after = self.counted_status(run_id, r)?;
-        self.recount_one(run_id, before, after)
+        self.in_write(|s| {
+            let before = s.counted_status(run_id, r)?;
+            s.put_record(run_id, r, seen)?;
+            let after = s.counted_status(run_id, r)?;
+            s.recount_one(run_id, before, after)
+        })
     }
 
     /// The status of `r`'s stored record, if it has one that counts (a job's, not a hook's).
