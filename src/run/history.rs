@@ -21,10 +21,34 @@ const SLOW_MARGIN: Duration = Duration::from_secs(1);
 const AUTO_FACTOR: u32 = 3;
 const AUTO_FLOOR: Duration = Duration::from_secs(10);
 
-/// How long each job's recent successful runs took, newest first, by job index (jobs with
-/// none are left out).
+/// What each job's recent successful runs say, by job index (jobs with none are left out).
 #[derive(Default)]
-pub(super) struct Recent(HashMap<usize, Vec<Duration>>);
+pub(super) struct Recent(HashMap<usize, Seen>);
+
+/// What a job's recent successful runs say: how many there are (at most `RECENT`), and its
+/// usual time when they are enough.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    runs: usize,
+    usual: Option<Duration>,
+}
+
+impl Seen {
+    /// From the durations, newest first; only the first `RECENT` count. Nothing is allocated:
+    /// a run of 2,000 jobs reads 2,000 of these before its first job starts.
+    fn of(durations: impl Iterator<Item = Duration>) -> Seen {
+        let mut last = [Duration::ZERO; RECENT];
+        let mut runs = 0;
+        for d in durations.take(RECENT) {
+            last[runs] = d;
+            runs += 1;
+        }
+        Seen {
+            runs,
+            usual: usual(&mut last[..runs]),
+        }
+    }
+}
 
 impl Recent {
     /// The history of the plan's jobs in the runs of `job_file`.
@@ -35,7 +59,7 @@ impl Recent {
         // seconds before the first job starts); its `timeout: auto` jobs still are.
         let short = plan.jobs.len() > SLOW_LOOKUPS || db.runs_of_job_file(job_file)? < ENOUGH;
         let whole = !short && kept(plan);
-        let mut by_job = HashMap::new();
+        let mut by_job = HashMap::with_capacity(if whole { plan.jobs.len() } else { 0 });
         if whole {
             // Every job is looked up: in the durations the store keeps for the job file, or
             // where it keeps none yet, in its last runs, each read once.
@@ -44,10 +68,14 @@ impl Recent {
                 .iter()
                 .map(|j| (j.name.as_str(), j.index))
                 .collect();
-            by_job = match db.kept_durations(job_file, &jobs)? {
-                Some(kept) => kept,
-                None => db.recent_durations_of(job_file, &jobs, RECENT)?,
-            };
+            let kept = db.kept_durations(job_file, &jobs, |index, durations| {
+                by_job.insert(index, Seen::of(durations));
+            })?;
+            if !kept {
+                let found = db.recent_durations_of(job_file, &jobs, RECENT)?;
+                let seen = found.into_iter().map(|(i, d)| (i, Seen::of(d.into_iter())));
+                by_job.extend(seen);
+            }
         }
         // One query each: `timeout: auto` jobs, looked up in their records (a background job's
         // end, which comes after its run's, counts there), and beside a fan-out made as it
@@ -56,7 +84,7 @@ impl Recent {
         for job in plan.jobs.iter().filter(one_by_one) {
             let d = db.recent_durations(job_file, (&job.name, Some(job.file_index)), RECENT)?;
             if !d.is_empty() {
-                by_job.insert(job.index, d);
+                by_job.insert(job.index, Seen::of(d.into_iter()));
             }
         }
         Ok(Recent(by_job))
@@ -73,15 +101,14 @@ pub(super) fn kept(plan: &Plan) -> bool {
     plan.fans.is_empty() && plan.jobs.len() <= SLOW_LOOKUPS
 }
 
-/// A job's usual time: the p95 (nearest rank) of its recent runs, when there are enough.
-fn usual(runs: &[Duration]) -> Option<Duration> {
+/// A job's usual time: the p95 (nearest rank) of its recent runs, when there are enough
+/// (their order is changed).
+fn usual(runs: &mut [Duration]) -> Option<Duration> {
     if runs.len() < ENOUGH {
         return None;
     }
-    let mut sorted = runs.to_vec();
-    sorted.sort();
-    let rank = (sorted.len() * 95).div_ceil(100);
-    Some(sorted[rank - 1])
+    let rank = (runs.len() * 95).div_ceil(100);
+    Some(*runs.select_nth_unstable(rank - 1).1)
 }
 
 /// The plan with each `timeout: auto` settled, and what the executor is told of each job's
@@ -94,8 +121,10 @@ pub(super) fn settle(
 ) -> (Plan, HashMap<usize, JobHistory>) {
     let mut told = HashMap::new();
     for job in &mut plan.jobs {
-        let runs = recent.0.get(&job.index).map_or(0, Vec::len);
-        let usual = recent.0.get(&job.index).and_then(|d| usual(d));
+        let Seen { runs, usual } = recent.0.get(&job.index).copied().unwrap_or(Seen {
+            runs: 0,
+            usual: None,
+        });
         let mut h = JobHistory {
             slow: usual.map(|usual| Slow {
                 after: (usual * SLOW_FACTOR).max(usual + SLOW_MARGIN),
@@ -141,15 +170,27 @@ mod tests {
 
     #[test]
     fn usual_time_is_the_p95_of_enough_runs() {
-        assert_eq!(usual(&ms(&[100, 100, 100, 100])), None);
+        assert_eq!(usual(&mut ms(&[100, 100, 100, 100])), None);
         assert_eq!(
-            usual(&ms(&[100, 500, 100, 100, 100])),
+            usual(&mut ms(&[100, 500, 100, 100, 100])),
             Some(Duration::from_millis(500))
         );
         let mut twenty: Vec<u64> = (1..=19).map(|_| 100).collect();
         twenty.push(9000);
         // One outlier in 20 is above the 95th percentile.
-        assert_eq!(usual(&ms(&twenty)), Some(Duration::from_millis(100)));
+        assert_eq!(usual(&mut ms(&twenty)), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn only_the_last_runs_count() {
+        // Newest first: the 21st run, far slower, is past the runs looked at.
+        let mut runs = vec![100; RECENT];
+        runs.push(60_000);
+        let seen = Seen::of(ms(&runs).into_iter());
+        assert_eq!(seen.runs, RECENT);
+        assert_eq!(seen.usual, Some(Duration::from_millis(100)));
+        let few = Seen::of(ms(&[100, 100]).into_iter());
+        assert_eq!((few.runs, few.usual), (2, None));
     }
 
     fn plan(text: &str) -> Plan {
@@ -162,9 +203,9 @@ mod tests {
             "jobs:\n  - name: a\n    command: x\n    timeout: auto\n  - name: b\n    command: x\n    timeout: auto\n  - name: c\n    command: x\n",
         );
         let mut recent = Recent::default();
-        recent.0.insert(0, ms(&[100; 5]));
-        recent.0.insert(1, ms(&[100; 2]));
-        recent.0.insert(2, ms(&[4000; 6]));
+        recent.0.insert(0, Seen::of(ms(&[100; 5]).into_iter()));
+        recent.0.insert(1, Seen::of(ms(&[100; 2]).into_iter()));
+        recent.0.insert(2, Seen::of(ms(&[4000; 6]).into_iter()));
         let (p, told) = settle(p, &recent, &[]);
         assert_eq!(p.jobs[0].timeout, Some(AUTO_FLOOR));
         assert!(told[&0].notes[0].starts_with("timeout: auto is 10s (3 × 0.1s"));

@@ -121,27 +121,27 @@ fn merged(old: &[Entry<'_>], ran: &HashMap<&str, u64>) -> Vec<u8> {
 }
 
 impl RunStore {
-    /// The durations kept for `job_file` of the jobs in `jobs` (by name), newest first, by the
-    /// jobs' keys; `None` when no row is kept.
+    /// The durations kept for `job_file` of the jobs in `jobs` (by name): `each` is given each
+    /// such job's key and its durations, newest first, straight from the row. False when no
+    /// row is kept (`each` was not called).
     pub fn kept_durations<K: Copy + Eq + std::hash::Hash>(
         &mut self,
         job_file: &str,
         jobs: &HashMap<&str, K>,
-    ) -> Result<Option<HashMap<K, Vec<Duration>>>> {
+        mut each: impl FnMut(K, &mut dyn Iterator<Item = Duration>),
+    ) -> Result<bool> {
         let Some(row) = self.kept_row(job_file)? else {
-            return Ok(None);
+            return Ok(false);
         };
         let Some(entries) = entries(&row) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let found = entries
-            .iter()
-            .filter_map(|e| {
-                let key = jobs.get(e.name)?;
-                Some((*key, e.durations().map(Duration::from_millis).collect()))
-            })
-            .collect();
-        Ok(Some(found))
+        for e in &entries {
+            if let Some(key) = jobs.get(e.name) {
+                each(*key, &mut e.durations().map(Duration::from_millis));
+            }
+        }
+        Ok(true)
     }
 
     /// Adds the succeeded records of run `run_id` to `job_file`'s kept durations, in one
