@@ -57,7 +57,12 @@ if cc -O2 -shared -fPIC -o "$TMP/threadcpu.so" "$ROOT/bench/threadcpu.c" -ldl 2>
 fi
 HAVE_PERF=0
 perf record -q -F 4000 -o "$TMP/probe.data" true >/dev/null 2>&1 && HAVE_PERF=1
+# Each measured run starts with the disk's dirty pages written: the store's checkpoint calls
+# fsync, and on ext4 (data=ordered) that fsync also writes what earlier runs left dirty, which
+# was charged to the run being measured (up to 4 µs a record more, varying with what ran just
+# before).
 cpu_of() { # cpu_of ARGS...: CPU seconds of one run (its main and event threads)
+    sync
     if [[ $HAVE_SHIM -eq 1 ]]; then
         rm -f "$TMP/threads.cpu"
         THREAD_CPU_OUT="$TMP/threads.cpu" LD_PRELOAD="$TMP/threadcpu.so" "$@" >/dev/null 2>&1
@@ -99,6 +104,7 @@ for _ in $(seq "$PAIRS"); do
     without="$(cpu_of "${RUN[@]}" --no-store "$TMP/true.yaml")"
     old="$(cpu_of "${RUN[@]}" --state-dir "$TMP/hist" "$TMP/true.yaml")"
     echo "$with $without $old" >> "$TMP/cpu"
+    log "CPU s: new store $with, --no-store $without, with a history $old"
 done
 
 # ---- ms/job against the floor and rust-parallel, one hyperfine run -------------------------
