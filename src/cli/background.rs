@@ -7,80 +7,78 @@ use std::time::{Duration, Instant, SystemTime};
 use super::inspect::InspectError;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Sealed, Status};
-use crate::store::{RunStore, StoreError, Viewer};
+use crate::store::{BackgroundOf, RunStore, StoreError, Viewer};
 
 /// A background job: its run and its record.
 type Background = (String, CompletedProcess);
 
-/// Background jobs from the store, with vanished supervisors settled as lost.
+/// Background jobs from the store, those `which` says, with vanished supervisors settled as
+/// lost and Slurm's jobs as Slurm says.
 pub(super) fn background_now(
     db: &mut RunStore,
-    unseen_by: Option<Viewer>,
+    which: BackgroundOf<'_>,
 ) -> Result<Vec<Background>, InspectError> {
-    background_sweep(db, unseen_by, true)
+    let rows = db.background_jobs(which)?;
+    let mut jobs: Vec<Background> = rows.into_iter().map(|(run, rec, _)| (run, rec)).collect();
+    settle_slurm(db, &mut jobs)?;
+    for (run, rec) in &mut jobs {
+        settle_local(db, run, rec)?;
+    }
+    Ok(jobs)
 }
 
-/// Slurm's running jobs in `rows`, settled with one question to Slurm for all of them.
-fn settle_slurm(
-    db: &mut RunStore,
-    rows: &mut [(String, CompletedProcess, bool)],
-) -> Result<(), InspectError> {
-    let at: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].1.status == Status::Background && rows[i].1.slurm_job_id.is_some())
+/// Slurm's running jobs in `jobs`, settled with one question to Slurm for all of them.
+fn settle_slurm(db: &mut RunStore, jobs: &mut [Background]) -> Result<(), InspectError> {
+    let at: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].1.status == Status::Background && jobs[i].1.slurm_job_id.is_some())
         .collect();
-    let mut recs: Vec<CompletedProcess> = at.iter().map(|&i| rows[i].1.clone()).collect();
+    if at.is_empty() {
+        return Ok(());
+    }
+    let mut recs: Vec<CompletedProcess> = at.iter().map(|&i| jobs[i].1.clone()).collect();
     let ended = crate::exec::sbatch::poll_all(&mut recs);
     for ((&i, rec), ended) in at.iter().zip(recs).zip(ended) {
         if ended {
-            db.put_background(&rows[i].0, &Sealed::trusted(rec.clone()))?;
+            db.put_background(&jobs[i].0, &Sealed::trusted(rec.clone()))?;
         }
-        rows[i].1 = rec;
+        jobs[i].1 = rec;
     }
     Ok(())
 }
 
-/// `background_now`; Slurm is asked about its jobs only with `ask_slurm` (a question costs
-/// the controller RPCs: `wait` asks less and less often).
-fn background_sweep(
+/// A running job's record settled against its supervisor: when the supervisor is dead, what
+/// it recorded before it died, or else the record says the job is lost. Slurm's jobs and
+/// ended ones are left as they are.
+fn settle_local(
     db: &mut RunStore,
-    unseen_by: Option<Viewer>,
-    ask_slurm: bool,
-) -> Result<Vec<Background>, InspectError> {
-    let mut out = Vec::new();
-    let mut rows = db.background_jobs(unseen_by)?;
-    if ask_slurm {
-        settle_slurm(db, &mut rows)?;
+    run: &str,
+    rec: &mut CompletedProcess,
+) -> Result<(), InspectError> {
+    if rec.slurm_job_id.is_some()
+        || rec.status != Status::Background
+        || rec.supervisor.as_ref().is_some_and(|s| s.may_live())
+    {
+        return Ok(());
     }
-    for (run, mut rec, _) in rows {
-        if rec.slurm_job_id.is_some() {
-            // Slurm knows how it is doing (asked above).
-        } else if rec.status == Status::Background
-            && !rec.supervisor.as_ref().is_some_and(|s| s.may_live())
-        {
-            // The supervisor is dead: what it recorded before it died is in the store now.
-            rec = db.record_at(&run, rec.index, &rec.job)?;
-            if rec.status != Status::Background {
-                out.push((run, rec));
-                continue;
-            }
-            rec.status = Status::Lost;
-            // What was said of it while it ran ("running in the background") no longer holds.
-            rec.notes.clear();
-            rec.error = Some(if orphaned(&rec) {
-                format!(
-                    "its supervisor is gone (killed) while the job still runs (pid {}): nobody will record how it ends; `orchestrate kill {}` stops it",
-                    rec.pid.unwrap_or(0),
-                    rec.job
-                )
-            } else {
-                "its supervisor is gone (killed, or the machine restarted) without recording how the job ended".into()
-            });
-            rec.finished = SystemTime::now();
-            db.put_background(&run, &Sealed::trusted(rec.clone()))?;
-        }
-        out.push((run, rec));
+    *rec = db.record_at(run, rec.index, &rec.job)?;
+    if rec.status != Status::Background {
+        return Ok(());
     }
-    Ok(out)
+    rec.status = Status::Lost;
+    // What was said of it while it ran ("running in the background") no longer holds.
+    rec.notes.clear();
+    rec.error = Some(if orphaned(rec) {
+        format!(
+            "its supervisor is gone (killed) while the job still runs (pid {}): nobody will record how it ends; `orchestrate kill {}` stops it",
+            rec.pid.unwrap_or(0),
+            rec.job
+        )
+    } else {
+        "its supervisor is gone (killed, or the machine restarted) without recording how the job ended".into()
+    });
+    rec.finished = SystemTime::now();
+    db.put_background(run, &Sealed::trusted(rec.clone()))?;
+    Ok(())
 }
 
 /// A lost background job whose own process group still runs (its supervisor was killed).
@@ -100,32 +98,22 @@ pub(super) fn wait(
     timeout: Option<Duration>,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let chosen = wait_targets(db, targets)?;
+    let mut chosen = wait_targets(db, targets)?;
     let t0 = Instant::now();
     // Slurm is asked after 0.25 s, then twice as late each time, at most every 5 s.
     let (mut slurm_at, mut slurm_gap) = (t0 + SLURM_FIRST, SLURM_FIRST);
     loop {
-        let ask = Instant::now() >= slurm_at;
-        if ask {
-            slurm_gap = (slurm_gap * 2).min(SLURM_MAX_GAP);
-            slurm_at = Instant::now() + slurm_gap;
-        }
-        let now = background_sweep(db, None, ask)?;
-        let states: Vec<&Background> = now
-            .iter()
-            .filter(|(run, r)| chosen.iter().any(|(cr, cj)| cr == run && *cj == r.job))
-            .collect();
-        let pending = states
+        let pending = chosen
             .iter()
             .filter(|(_, r)| r.status == Status::Background)
             .count();
         if pending == 0 {
             let mut failed = false;
-            for (run, r) in &states {
+            for (run, r) in &chosen {
                 writeln!(out, "{run} {} {} {}", r.job, r.status, r.outcome())?;
                 failed |= r.status.is_failure();
             }
-            let seen: Vec<(String, usize, String)> = states
+            let seen: Vec<(String, usize, String)> = chosen
                 .iter()
                 .map(|(run, r)| (run.clone(), r.index, r.job.clone()))
                 .collect();
@@ -139,52 +127,101 @@ pub(super) fn wait(
             )?;
             return Ok(exit::WAIT_TIMEOUT);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        let ask = Instant::now() >= slurm_at;
+        if ask {
+            slurm_gap = (slurm_gap * 2).min(SLURM_MAX_GAP);
+            slurm_at = Instant::now() + slurm_gap;
+        }
+        // A look at many jobs takes its own time again as a pause, at least 100 ms: `wait`
+        // never takes more than half a core however many jobs it waits for.
+        let looked = Instant::now();
+        refresh(db, &mut chosen, ask)?;
+        std::thread::sleep(looked.elapsed().max(Duration::from_millis(100)));
     }
 }
 
-/// What to wait for, as (run, job) pairs: every running job, or those the targets name (a job
-/// name, or a run and all its background jobs).
-fn wait_targets(
+/// The chosen jobs still running, looked at again: each one's status in the store, by its key
+/// (however many other background jobs the store holds), then its supervisor; Slurm's jobs
+/// with one question for all of them when `ask_slurm`.
+fn refresh(
     db: &mut RunStore,
-    targets: &[String],
-) -> Result<Vec<(String, String)>, InspectError> {
-    let mut chosen: Vec<(String, String)> = Vec::new();
+    chosen: &mut [Background],
+    ask_slurm: bool,
+) -> Result<(), InspectError> {
+    for (run, rec) in chosen.iter_mut() {
+        if rec.status != Status::Background {
+            continue;
+        }
+        match db.status_at(run, rec.index, &rec.job)? {
+            Some(Status::Background) => settle_local(db, run, rec)?,
+            Some(_) => *rec = db.record_at(run, rec.index, &rec.job)?,
+            None => {
+                rec.status = Status::Lost;
+                rec.error = Some(format!(
+                    "its record left the store while `wait` waited (run {run} was pruned)"
+                ));
+            }
+        }
+    }
+    if ask_slurm {
+        settle_slurm(db, chosen)?;
+    }
+    Ok(())
+}
+
+/// What to wait for, with each job's record as it is now: every running job and those that
+/// ended unseen, or those the targets name (a job name: its newest background job; or a run:
+/// all its background jobs).
+fn wait_targets(db: &mut RunStore, targets: &[String]) -> Result<Vec<Background>, InspectError> {
     if targets.is_empty() {
         // The running jobs, and those that ended since anyone last looked: a job that failed
         // before `wait` was asked fails `wait` as one that fails while it waits.
-        for (run, r) in background_now(db, Some(Viewer::Wait))? {
-            chosen.push((run, r.job));
-        }
-        return Ok(chosen);
+        return background_now(db, BackgroundOf::Unseen(Viewer::Wait));
     }
-    let all = background_now(db, None)?;
+    let mut chosen: Vec<Background> = Vec::new();
     for t in targets {
-        if let Some((run, r)) = all.iter().find(|(_, r)| &r.job == t) {
-            chosen.push((run.clone(), r.job.clone()));
-            continue;
-        }
-        match db.resolve_run(t) {
-            Ok(id) => {
-                let of_run: Vec<_> = all.iter().filter(|(run, _)| *run == id).collect();
-                if of_run.is_empty() {
-                    return Err(InspectError::Usage(format!(
-                        "run {id} has no background jobs"
-                    )));
+        let found = match background_now(db, BackgroundOf::Named(t))?
+            .into_iter()
+            .next()
+        {
+            Some(newest) => vec![newest],
+            None => match db.resolve_run(t) {
+                Ok(id) => {
+                    let of_run = background_now(db, BackgroundOf::OfRun(&id))?;
+                    if of_run.is_empty() {
+                        return Err(InspectError::Usage(format!(
+                            "run {id} has no background jobs"
+                        )));
+                    }
+                    of_run
                 }
-                chosen.extend(of_run.iter().map(|(run, r)| (run.clone(), r.job.clone())));
-            }
-            Err(_) => {
-                let names: Vec<String> = all.iter().map(|(_, r)| r.job.clone()).collect();
-                let mut msg = format!("`{t}` is neither a background job nor a run");
-                if let Some(s) = crate::error::suggest(t, &names) {
-                    msg.push_str(&format!("; did you mean `{s}`?"));
-                }
-                return Err(InspectError::Store(StoreError::NotFound(msg)));
+                Err(_) => return Err(not_a_target(db, t)),
+            },
+        };
+        for (run, rec) in found {
+            let same = |(r, c): &Background| *r == run && c.index == rec.index && c.job == rec.job;
+            if !chosen.iter().any(same) {
+                chosen.push((run, rec));
             }
         }
     }
     Ok(chosen)
+}
+
+/// A target of `wait` that names no background job and no run, with the closest name of the
+/// recent background jobs.
+fn not_a_target(db: &mut RunStore, t: &str) -> InspectError {
+    let mut msg = format!("`{t}` is neither a background job nor a run");
+    let names: Vec<String> = db
+        .background_jobs(BackgroundOf::Newest(1000))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, r, _)| r.job)
+        .collect();
+    if let Some(s) = crate::error::suggest(t, &names) {
+        msg.push_str(&format!("; did you mean `{s}`?"));
+    }
+    InspectError::Store(StoreError::NotFound(msg))
 }
 
 /// `orchestrate kill`: asks the job's supervisor (or Slurm) to stop it, and waits until it is
@@ -199,7 +236,8 @@ pub(super) fn kill(
         Some(r) => Some(db.resolve_run(r)?),
         None => None,
     };
-    let all = background_now(db, None)?;
+    // Every background job of that name, however many newer ones the store holds.
+    let all = background_now(db, BackgroundOf::Named(job))?;
     let Some((run, rec)) = all.into_iter().find(|(r, rec)| {
         rec.job == job
             && (rec.status == Status::Background || (rec.status == Status::Lost && orphaned(rec)))

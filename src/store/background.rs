@@ -1,10 +1,10 @@
 //! Background jobs' records: written by their supervisors, listed and marked seen by `status`.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::status_sql;
 use super::{Result, RunStore, StoreError};
-use crate::record::{CompletedProcess, Sealed};
+use crate::record::{CompletedProcess, Sealed, Status};
 
 /// A command that reports how background jobs ended, each keeping its own note of what it
 /// reported (a bit of the `seen` column): `status` showing an end does not make `wait` miss it.
@@ -12,6 +12,19 @@ use crate::record::{CompletedProcess, Sealed};
 pub enum Viewer {
     Status,
     Wait,
+}
+
+/// Which background jobs `background_jobs` reads.
+#[derive(Debug, Clone, Copy)]
+pub enum BackgroundOf<'a> {
+    /// Those still running, and those whose end this viewer has not reported yet.
+    Unseen(Viewer),
+    /// The newest this many, however they are doing (`status --all`).
+    Newest(usize),
+    /// Every one of this name.
+    Named(&'a str),
+    /// Every one of this run, in job-file order.
+    OfRun(&'a str),
 }
 
 impl Viewer {
@@ -45,31 +58,59 @@ impl RunStore {
         self.put_counted(run_id, r, seen)
     }
 
-    /// Background jobs, newest first: `(run id, record, seen)`. With `unseen_by`, only those
-    /// still running and those whose end that command has not reported yet.
+    /// Background jobs, newest first: `(run id, record, seen)`, those `which` says. Only
+    /// `Newest` is bounded: what `wait` and `kill` look for is found however many newer
+    /// background jobs the store holds.
     pub fn background_jobs(
         &mut self,
-        unseen_by: Option<Viewer>,
+        which: BackgroundOf<'_>,
     ) -> Result<Vec<(String, CompletedProcess, bool)>> {
-        let sql = if let Some(v) = unseen_by {
-            format!(
-                "SELECT run_id, record, seen FROM records WHERE background = 1 AND ({} OR (seen & {}) = 0) ORDER BY started_ms DESC",
-                status_sql::record_in_background(),
-                v.bit()
-            )
-        } else {
-            "SELECT run_id, record, seen FROM records WHERE background = 1 ORDER BY started_ms DESC LIMIT 1000".to_string()
+        let base = "SELECT run_id, record, seen FROM records WHERE background = 1";
+        let (sql, arg) = match which {
+            BackgroundOf::Unseen(v) => (
+                format!(
+                    "{base} AND ({} OR (seen & {}) = 0) ORDER BY started_ms DESC",
+                    status_sql::record_in_background(),
+                    v.bit()
+                ),
+                None,
+            ),
+            BackgroundOf::Newest(n) => (format!("{base} ORDER BY started_ms DESC LIMIT {n}"), None),
+            BackgroundOf::Named(job) => (
+                format!("{base} AND job = ?1 ORDER BY started_ms DESC"),
+                Some(job),
+            ),
+            BackgroundOf::OfRun(run) => (format!("{base} AND run_id = ?1 ORDER BY idx"), Some(run)),
         };
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let rows: Vec<(String, String, bool)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.sql_err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.sql_err())?;
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+        let rows: Vec<(String, String, bool)> = match arg {
+            Some(a) => stmt.query_map([a], row),
+            None => stmt.query_map([], row),
+        }
+        .map_err(self.sql_err())?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(self.sql_err())?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, j, seen)| serde_json::from_str(&j).ok().map(|r| (id, r, seen)))
             .collect())
+    }
+
+    /// The status a job's record has now (its status column alone: no JSON is read), or
+    /// `None` when the store has no such record.
+    pub fn status_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<Option<Status>> {
+        let found: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT status FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        Ok(found.as_deref().and_then(Status::parse))
     }
 
     /// Notes that `by` reported the end of these background jobs. What `wait` reported counts

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use crate::plan::{DEFAULT_RETENTION, Retention};
-pub use background::Viewer;
+pub use background::{BackgroundOf, Viewer};
 pub use gc::GcReport;
 pub use ids::{as_component, looks_like_run_id, new_run_id, valid_run_id};
 pub use job_file::names as job_file_names;

@@ -293,3 +293,57 @@ fn a_running_background_jobs_record_keeps_secrets_out() {
     let files = crate::helpers::files_holding(&env.state(), secret);
     assert!(files.is_empty(), "the secret is stored in {files:?}");
 }
+
+/// Adds 1,000 ended background jobs to the newest run (of one background job), all started
+/// after every job in the store and already seen by `status` and `wait`: the store of a
+/// fan-out of background jobs that ran.
+fn add_newer_background_jobs(env: &Env) {
+    let db = rusqlite::Connection::open(env.state().join("history.db")).unwrap();
+    let added = db
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO records (run_id, idx, job, status, returncode, started_ms, duration_ms,
+                                  stdout_bytes, stderr_bytes, record, background, seen)
+             SELECT r.run_id, r.idx + n.i, 'copy-' || n.i, 'succeeded', 0,
+                    r.started_ms + 1000 + n.i, 1, 0, 0,
+                    json_set(r.record, '$.job', 'copy-' || n.i, '$.index', r.idx + n.i,
+                             '$.status', 'succeeded', '$.returncode', 0),
+                    1, 3
+             FROM (SELECT * FROM records WHERE run_id =
+                     (SELECT id FROM runs ORDER BY started_ms DESC LIMIT 1)) r, n",
+            [],
+        )
+        .unwrap();
+    assert_eq!(added, 1000);
+}
+
+#[test]
+fn wait_and_kill_find_a_job_behind_a_thousand_newer_background_jobs() {
+    let env = Env::new();
+    let r = env.run_jobs(
+        "jobs:\n  - name: export\n    shell: 'sleep 2; touch done'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    add_newer_background_jobs(&env);
+    let w = env.run(&["wait"]);
+    assert_eq!(w.code, 0, "{w:?}");
+    assert!(
+        env.path("done").exists(),
+        "wait returned before the job ended: {w:?}"
+    );
+    assert!(w.stdout.contains("export succeeded"), "{w:?}");
+
+    let r = env.run_jobs(
+        "jobs:\n  - name: forever\n    shell: 'sleep 300'\n    background: true\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    add_newer_background_jobs(&env);
+    let k = env.run(&["kill", "forever"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    assert!(k.stdout.contains("forever cancelled"), "{k:?}");
+    let w = env.run(&["wait", "forever"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert!(w.stdout.contains("forever cancelled"), "{w:?}");
+}

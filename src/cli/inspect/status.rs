@@ -9,7 +9,10 @@ use crate::cli::background::background_now;
 use crate::cli::table::write_table;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Status, format_duration, format_time};
-use crate::store::{RunStore, Viewer};
+use crate::store::{BackgroundOf, RunStore, Viewer};
+
+/// Background jobs `status --all` shows at most, the newest.
+const STATUS_ALL: usize = 1000;
 
 pub(super) fn status(
     db: &mut RunStore,
@@ -17,7 +20,12 @@ pub(super) fn status(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
-    let jobs = background_now(db, (!all).then_some(Viewer::Status))?;
+    let which = if all {
+        BackgroundOf::Newest(STATUS_ALL)
+    } else {
+        BackgroundOf::Unseen(Viewer::Status)
+    };
+    let jobs = background_now(db, which)?;
     if json {
         for (run, rec) in &jobs {
             let v = serde_json::json!({
