@@ -1,13 +1,28 @@
 //! Whether a run marked running still runs: its orchestrate process judged by pid, start
 //! time, boot and PID namespace; a dead one is settled as interrupted.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::status_sql;
-use super::{Result, RunStore};
-use crate::record::ProcessIdentity;
+use super::{Result, RunStore, StoreError};
+use crate::record::{ProcessIdentity, RunStatus};
 
 impl RunStore {
+    /// Whether run `id` is still running, as cheaply as that can be known (its status column,
+    /// after dead runs are settled; its counts are not made): `logs --follow` asks every 100 ms.
+    pub fn run_is_running(&mut self, id: &str) -> Result<bool> {
+        self.settle_dead_runs()?;
+        let status: Option<String> = self
+            .conn
+            .prepare_cached("SELECT status FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+            .map_err(self.sql_err())?;
+        match status {
+            Some(s) => Ok(RunStatus::parse(&s) == Some(RunStatus::Running)),
+            None => Err(StoreError::NotFound(format!("no run `{id}`"))),
+        }
+    }
+
     /// Runs still marked running whose orchestrate process is gone are marked interrupted.
     pub(super) fn settle_dead_runs(&mut self) -> Result<()> {
         let host = hostname();

@@ -52,7 +52,7 @@ pub(super) fn logs(
         },
         Err(store::StoreError::NotFound(msg)) => {
             // No record yet: the job may still be running, or was when the run died.
-            let running = db.run(&run_id)?.status == crate::record::RunStatus::Running;
+            let running = db.run_is_running(&run_id)?;
             if !(open()?.is_some() || follow && running) {
                 return Err(InspectError::Store(store::StoreError::NotFound(msg)));
             }
@@ -109,6 +109,7 @@ fn copy_unrecorded(
 ) -> Result<i32, InspectError> {
     let mut offset = 0u64;
     let mut file = None;
+    let mut seen = Followed::default();
     loop {
         // A retried job's next attempt writes a new file: the old one is read to its end first.
         if let Some(new) = open()?
@@ -121,7 +122,7 @@ fn copy_unrecorded(
         if !follow {
             return Ok(exit::OK);
         }
-        if !still_going(db, run_id, job)? {
+        if !still_going(db, (run_id, job), &mut seen)? {
             if file.is_none() {
                 file = match db.record(run_id, job) {
                     Ok(rec) => read_back(db.root(), run_id, &rec, stream)?.into_file(),
@@ -143,20 +144,44 @@ fn same_file(a: &std::fs::File, b: &std::fs::File) -> bool {
     }
 }
 
+/// What `still_going` learned of the job at its first look at its record: where the record
+/// is, and the supervisor of a background job. Later looks read the status column alone, by
+/// the record's key: a job of a run of 10^6 jobs is not searched for by name every 100 ms.
+#[derive(Default)]
+struct Followed {
+    index: Option<usize>,
+    supervisor: Option<crate::record::ProcessIdentity>,
+}
+
 /// Whether the job may still write: its record says it runs, and what records its end (its
 /// run, or a background job's supervisor) is still there to do so.
-fn still_going(db: &mut RunStore, run_id: &str, job: &str) -> Result<bool, InspectError> {
-    let run_live = |db: &mut RunStore| -> Result<bool, InspectError> {
-        Ok(db.run(run_id)?.status == crate::record::RunStatus::Running)
+fn still_going(
+    db: &mut RunStore,
+    (run_id, job): (&str, &str),
+    seen: &mut Followed,
+) -> Result<bool, InspectError> {
+    use crate::record::Status;
+    let status = match seen.index {
+        Some(index) => db.status_at(run_id, index, job)?,
+        None => db.find_record(run_id, job)?.map(|r| {
+            seen.index = Some(r.index);
+            seen.supervisor = r.supervisor;
+            r.status
+        }),
     };
-    match db.record(run_id, job) {
-        Ok(r) if r.status == crate::record::Status::Background => {
-            Ok(r.supervisor.as_ref().is_some_and(|s| s.may_live()))
+    match status {
+        Some(Status::Background) => {
+            if seen.supervisor.is_none()
+                && let Some(index) = seen.index
+            {
+                // Named once its supervisor wrote the record.
+                seen.supervisor = db.record_at(run_id, index, job)?.supervisor;
+            }
+            Ok(seen.supervisor.as_ref().is_some_and(|s| s.may_live()))
         }
-        Ok(r) if r.status.is_running() => run_live(db),
-        Ok(_) => Ok(false),
-        Err(store::StoreError::NotFound(_)) => run_live(db),
-        Err(e) => Err(e.into()),
+        Some(s) if s.is_running() => Ok(db.run_is_running(run_id)?),
+        Some(_) => Ok(false),
+        None => Ok(db.run_is_running(run_id)?),
     }
 }
 
