@@ -1,10 +1,10 @@
 //! Background jobs' records: written by their supervisors, listed and marked seen by `status`.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::status_sql;
 use super::{Result, RunStore, StoreError};
-use crate::record::{CompletedProcess, Sealed, Status};
+use crate::record::{CompletedProcess, Sealed};
 
 /// A command that reports how background jobs ended, each keeping its own note of what it
 /// reported (a bit of the `seen` column): `status` showing an end does not make `wait` miss it.
@@ -95,22 +95,6 @@ impl RunStore {
             .into_iter()
             .filter_map(|(id, j, seen)| serde_json::from_str(&j).ok().map(|r| (id, r, seen)))
             .collect())
-    }
-
-    /// The status a job's record has now (its status column alone: no JSON is read), or
-    /// `None` when the store has no such record.
-    pub fn status_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<Option<Status>> {
-        let found: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT status FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(self.sql_err())?;
-        Ok(found.as_deref().and_then(Status::parse))
     }
 
     /// Notes that `by` reported the end of these background jobs. What `wait` reported counts

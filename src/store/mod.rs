@@ -19,6 +19,7 @@ mod ids;
 mod job_file;
 mod job_history;
 mod liveness;
+mod lookup;
 mod moved;
 mod readonly;
 mod recent;

@@ -185,58 +185,6 @@ impl RunStore {
         Ok((recs, last))
     }
 
-    /// One job's record in a run by its whole key (index and name): one key lookup, where
-    /// `record` walks the run's key entries for the name. Callers that hold a record of the
-    /// job read it again so.
-    pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
-        let found: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT record FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(self.sql_err())?;
-        match found {
-            Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
-                path: self.db_path.clone(),
-                message: format!("record of `{job}` in run {run_id}: {e}"),
-            }),
-            None => self.record(run_id, job),
-        }
-    }
-
-    /// One job's record in a run; an unknown name lists the closest ones.
-    pub fn record(&mut self, run_id: &str, job: &str) -> Result<CompletedProcess> {
-        match self.find_record(run_id, job)? {
-            Some(rec) => Ok(rec),
-            None => {
-                let names = self.job_names(run_id)?;
-                Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
-            }
-        }
-    }
-
-    /// One job's record in a run, if it has one yet (nothing is said of other names: `logs
-    /// --follow` asks every 100 ms while the job waits its turn).
-    pub fn find_record(&mut self, run_id: &str, job: &str) -> Result<Option<CompletedProcess>> {
-        let found: Option<String> = self
-            .conn
-            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 AND job = ?2")
-            .and_then(|mut s| s.query_row(params![run_id, job], |r| r.get(0)).optional())
-            .map_err(self.sql_err())?;
-        found
-            .map(|j| {
-                serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
-                    path: self.db_path.clone(),
-                    message: format!("record of `{job}` in run {run_id}: {e}"),
-                })
-            })
-            .transpose()
-    }
-
     /// One job across runs, newest first (of any job file: see `job_history`).
     pub fn history(&mut self, job: &str, limit: usize) -> Result<Vec<(String, CompletedProcess)>> {
         Ok(self

@@ -1,0 +1,78 @@
+//! One job's record, or its status, looked up in a run: by its whole key (one lookup), or by
+//! its name.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::records::not_found_job;
+use super::{Result, RunStore, StoreError};
+use crate::record::{CompletedProcess, Status};
+
+impl RunStore {
+    /// One job's record in a run by its whole key (index and name): one key lookup, where
+    /// `record` walks the run's key entries for the name. Callers that hold a record of the
+    /// job read it again so.
+    pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
+        let found: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT record FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        match found {
+            Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                path: self.db_path.clone(),
+                message: format!("record of `{job}` in run {run_id}: {e}"),
+            }),
+            None => self.record(run_id, job),
+        }
+    }
+
+    /// One job's record in a run; an unknown name lists the closest ones.
+    pub fn record(&mut self, run_id: &str, job: &str) -> Result<CompletedProcess> {
+        match self.find_record(run_id, job)? {
+            Some(rec) => Ok(rec),
+            None => {
+                let names = self.job_names(run_id)?;
+                Err(StoreError::NotFound(not_found_job(job, run_id, &names)))
+            }
+        }
+    }
+
+    /// One job's record in a run, if it has one yet (nothing is said of other names: `logs
+    /// --follow` asks every 100 ms while the job waits its turn).
+    pub fn find_record(&mut self, run_id: &str, job: &str) -> Result<Option<CompletedProcess>> {
+        let found: Option<String> = self
+            .conn
+            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 AND job = ?2")
+            .and_then(|mut s| s.query_row(params![run_id, job], |r| r.get(0)).optional())
+            .map_err(self.sql_err())?;
+        found
+            .map(|j| {
+                serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                    path: self.db_path.clone(),
+                    message: format!("record of `{job}` in run {run_id}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The status a job's record has now (its status column alone: no JSON is read), or
+    /// `None` when the store has no such record.
+    pub fn status_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<Option<Status>> {
+        let found: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT status FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        Ok(found.as_deref().and_then(Status::parse))
+    }
+}
