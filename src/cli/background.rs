@@ -12,14 +12,17 @@ use crate::store::{BackgroundOf, RunStore, StoreError, Viewer};
 /// A background job: its run and its record.
 type Background = (String, CompletedProcess);
 
+/// The recent background jobs: what `status --all` shows, and where a name given to `wait`
+/// that names nothing finds its closest.
+pub(super) const RECENT: usize = 1000;
+
 /// Background jobs from the store, those `which` says, with vanished supervisors settled as
 /// lost and Slurm's jobs as Slurm says.
 pub(super) fn background_now(
     db: &mut RunStore,
     which: BackgroundOf<'_>,
 ) -> Result<Vec<Background>, InspectError> {
-    let rows = db.background_jobs(which)?;
-    let mut jobs: Vec<Background> = rows.into_iter().map(|(run, rec, _)| (run, rec)).collect();
+    let mut jobs = db.background_jobs(which)?;
     settle_slurm(db, &mut jobs)?;
     for (run, rec) in &mut jobs {
         settle_local(db, run, rec)?;
@@ -213,10 +216,10 @@ fn wait_targets(db: &mut RunStore, targets: &[String]) -> Result<Vec<Background>
 fn not_a_target(db: &mut RunStore, t: &str) -> InspectError {
     let mut msg = format!("`{t}` is neither a background job nor a run");
     let names: Vec<String> = db
-        .background_jobs(BackgroundOf::Newest(1000))
+        .background_jobs(BackgroundOf::Newest(RECENT))
         .unwrap_or_default()
         .into_iter()
-        .map(|(_, r, _)| r.job)
+        .map(|(_, r)| r.job)
         .collect();
     if let Some(s) = crate::error::suggest(t, &names) {
         msg.push_str(&format!("; did you mean `{s}`?"));
@@ -239,8 +242,7 @@ pub(super) fn kill(
     // Every background job of that name, however many newer ones the store holds.
     let all = background_now(db, BackgroundOf::Named(job))?;
     let Some((run, rec)) = all.into_iter().find(|(r, rec)| {
-        rec.job == job
-            && (rec.status == Status::Background || (rec.status == Status::Lost && orphaned(rec)))
+        (rec.status == Status::Background || (rec.status == Status::Lost && orphaned(rec)))
             && run_id.as_ref().is_none_or(|id| id == r)
     }) else {
         return Err(InspectError::Store(StoreError::NotFound(format!(

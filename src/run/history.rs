@@ -27,7 +27,7 @@ pub(super) struct Recent(HashMap<usize, Seen>);
 
 /// What a job's recent successful runs say: how many there are (at most `RECENT`), and its
 /// usual time when they are enough.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Seen {
     runs: usize,
     usual: Option<Duration>,
@@ -121,10 +121,7 @@ pub(super) fn settle(
 ) -> (Plan, HashMap<usize, JobHistory>) {
     let mut told = HashMap::new();
     for job in &mut plan.jobs {
-        let Seen { runs, usual } = recent.0.get(&job.index).copied().unwrap_or(Seen {
-            runs: 0,
-            usual: None,
-        });
+        let Seen { runs, usual } = recent.0.get(&job.index).copied().unwrap_or_default();
         let mut h = JobHistory {
             slow: usual.map(|usual| Slow {
                 after: (usual * SLOW_FACTOR).max(usual + SLOW_MARGIN),

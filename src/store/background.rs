@@ -58,14 +58,14 @@ impl RunStore {
         self.put_counted(run_id, r, seen)
     }
 
-    /// Background jobs, newest first: `(run id, record, seen)`, those `which` says. Only
+    /// Background jobs, newest first: `(run id, record)`, those `which` says. Only
     /// `Newest` is bounded: what `wait` and `kill` look for is found however many newer
     /// background jobs the store holds.
     pub fn background_jobs(
         &mut self,
         which: BackgroundOf<'_>,
-    ) -> Result<Vec<(String, CompletedProcess, bool)>> {
-        let base = "SELECT run_id, record, seen FROM records WHERE background = 1";
+    ) -> Result<Vec<(String, CompletedProcess)>> {
+        let base = "SELECT run_id, record FROM records WHERE background = 1";
         let (sql, arg) = match which {
             BackgroundOf::Unseen(v) => (
                 format!(
@@ -83,8 +83,8 @@ impl RunStore {
             BackgroundOf::OfRun(run) => (format!("{base} AND run_id = ?1 ORDER BY idx"), Some(run)),
         };
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-        let rows: Vec<(String, String, bool)> = match arg {
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let rows: Vec<(String, String)> = match arg {
             Some(a) => stmt.query_map([a], row),
             None => stmt.query_map([], row),
         }
@@ -93,7 +93,7 @@ impl RunStore {
         .map_err(self.sql_err())?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, j, seen)| serde_json::from_str(&j).ok().map(|r| (id, r, seen)))
+            .filter_map(|(id, j)| serde_json::from_str(&j).ok().map(|r| (id, r)))
             .collect())
     }
 

@@ -12,21 +12,8 @@ impl RunStore {
     /// `record` walks the run's key entries for the name. Callers that hold a record of the
     /// job read it again so.
     pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
-        let found: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT record FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![run_id, index as i64, job], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(self.sql_err())?;
-        match found {
-            Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
-                path: self.db_path.clone(),
-                message: format!("record of `{job}` in run {run_id}: {e}"),
-            }),
+        match self.column_at("record", (run_id, index, job))? {
+            Some(json) => self.decoded(run_id, job, &json),
             None => self.record(run_id, job),
         }
     }
@@ -50,29 +37,38 @@ impl RunStore {
             .prepare_cached("SELECT record FROM records WHERE run_id = ?1 AND job = ?2")
             .and_then(|mut s| s.query_row(params![run_id, job], |r| r.get(0)).optional())
             .map_err(self.sql_err())?;
-        found
-            .map(|j| {
-                serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
-                    path: self.db_path.clone(),
-                    message: format!("record of `{job}` in run {run_id}: {e}"),
-                })
-            })
-            .transpose()
+        found.map(|j| self.decoded(run_id, job, &j)).transpose()
     }
 
     /// The status a job's record has now (its status column alone: no JSON is read), or
     /// `None` when the store has no such record.
     pub fn status_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<Option<Status>> {
-        let found: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT status FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3",
-            )
+        let found = self.column_at("status", (run_id, index, job))?;
+        Ok(found.as_deref().and_then(Status::parse))
+    }
+
+    /// One text column of the record with this key (`column` is one of this file's).
+    fn column_at(
+        &mut self,
+        column: &'static str,
+        (run_id, index, job): (&str, usize, &str),
+    ) -> Result<Option<String>> {
+        let sql =
+            format!("SELECT {column} FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3");
+        self.conn
+            .prepare_cached(&sql)
             .and_then(|mut s| {
                 s.query_row(params![run_id, index as i64, job], |r| r.get(0))
                     .optional()
             })
-            .map_err(self.sql_err())?;
-        Ok(found.as_deref().and_then(Status::parse))
+            .map_err(self.sql_err())
+    }
+
+    /// A record's JSON read back; a row that does not decode is a corrupt store.
+    fn decoded(&self, run_id: &str, job: &str, json: &str) -> Result<CompletedProcess> {
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+            path: self.db_path.clone(),
+            message: format!("record of `{job}` in run {run_id}: {e}"),
+        })
     }
 }

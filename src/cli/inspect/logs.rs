@@ -179,9 +179,9 @@ fn still_going(
             }
             Ok(seen.supervisor.as_ref().is_some_and(|s| s.may_live()))
         }
-        Some(s) if s.is_running() => Ok(db.run_is_running(run_id)?),
-        Some(_) => Ok(false),
-        None => Ok(db.run_is_running(run_id)?),
+        Some(s) if !s.is_running() => Ok(false),
+        // Running, or no record yet: its run writes how it ends, if the run still runs.
+        _ => Ok(db.run_is_running(run_id)?),
     }
 }
 

@@ -5,14 +5,11 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use super::InspectError;
-use crate::cli::background::background_now;
+use crate::cli::background::{RECENT, background_now};
 use crate::cli::table::write_table;
 use crate::error::exit;
 use crate::record::{CompletedProcess, Status, format_duration, format_time};
 use crate::store::{BackgroundOf, RunStore, Viewer};
-
-/// Background jobs `status --all` shows at most, the newest.
-const STATUS_ALL: usize = 1000;
 
 pub(super) fn status(
     db: &mut RunStore,
@@ -21,7 +18,7 @@ pub(super) fn status(
     out: &mut dyn Write,
 ) -> Result<i32, InspectError> {
     let which = if all {
-        BackgroundOf::Newest(STATUS_ALL)
+        BackgroundOf::Newest(RECENT)
     } else {
         BackgroundOf::Unseen(Viewer::Status)
     };
