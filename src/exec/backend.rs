@@ -139,6 +139,11 @@ impl Backends {
         self
     }
 
+    /// The run's job arrays, when background jobs can be run.
+    pub fn job_arrays(&self) -> Option<&array::Arrays> {
+        self.background.as_ref().map(|(_, s)| &s.1)
+    }
+
     pub fn for_job(&self, job: &PlannedJob) -> &dyn Backend {
         if let Some(every) = &self.every {
             return every.as_ref();

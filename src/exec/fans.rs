@@ -3,24 +3,34 @@
 //! ready set stays small whatever the item count), and a file's items as its reader thread
 //! hands them over.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 
 use super::ends;
+use super::remote::array::MAX_TASKS;
 use super::sched::{Shared, State};
 use crate::plan::{FanSource, ReadItem};
 use crate::record::Status;
 
 #[derive(Default)]
 pub(super) struct FanRun {
-    /// Items taken (made into jobs, or recorded) so far.
+    /// A range's: items taken (made into jobs, or recorded) so far. A file's: the item after
+    /// the last one taken.
     pub(super) next: usize,
-    /// A file's items all came (a range knows its count).
+    /// No item is left to offer (a range knows its count; a file's all came and were taken).
     pub(super) closed: bool,
-    /// A file's next item, read ahead.
-    ahead: Option<ReadItem>,
+    /// A file's items read ahead and their `k`s: its next one, and when its jobs go as job
+    /// arrays, those of the array its next job is in.
+    ahead: VecDeque<(usize, ReadItem)>,
+    /// A file's: the `k` of the next item its reader hands over.
+    read: usize,
     rx: Option<Receiver<ReadItem>>,
+    /// A file's reader handed over its last item.
+    ended: bool,
+    /// Its jobs go as job arrays (background Slurm jobs), gathered from the items read.
+    gathers: bool,
     /// Its needs are met: its jobs may start.
     released: bool,
     /// Its next job is in the ready set.
@@ -39,7 +49,13 @@ impl Shared {
                 }
             });
             if let Some(rx) = fan.open(wake) {
-                self.state().fans[f].rx = Some(rx);
+                let gathers = self
+                    .backends
+                    .job_arrays()
+                    .is_some_and(|a| a.gathers(fan.first));
+                let run = &mut self.state().fans[f];
+                run.rx = Some(rx);
+                run.gathers = gathers;
             }
         }
     }
@@ -68,12 +84,15 @@ impl Shared {
                 !run.closed
             }
             _ => {
-                fill_ahead(run, fan);
-                run.ahead.is_some()
+                fill_ahead(run, fan, 1, false);
+                run.closed = run.ahead.is_empty() && run.ended;
+                if let Some(&(k, _)) = run.ahead.front() {
+                    run.next = k;
+                }
+                !run.ahead.is_empty()
             }
         };
         if !has_next {
-            run.closed = run.closed || fan.count.is_some();
             return;
         }
         run.offered = true;
@@ -110,11 +129,16 @@ impl Shared {
         run.next += 1;
         let item = match fan.range_item(k) {
             Some(i) => Ok(i),
-            None => match run.ahead.take() {
-                Some(ReadItem::Item(s)) => Ok(s),
-                Some(ReadItem::Bad { why, .. }) => Err(why),
-                None => Err("no item".to_string()),
-            },
+            None => {
+                if run.gathers {
+                    self.gather(run, fan, index);
+                }
+                match run.ahead.pop_front() {
+                    Some((_, ReadItem::Item(s))) => Ok(s),
+                    Some((_, ReadItem::Bad { why, .. })) => Err(why),
+                    None => Err("no item".to_string()),
+                }
+            }
         };
         let made = item.and_then(|i| {
             self.queue
@@ -125,6 +149,35 @@ impl Shared {
         made.map(|_| ())
     }
 
+    /// Job `index` of `fan`, about to be taken, begins a job array unless one holds it
+    /// already: the items read ahead from it on, as many as an array holds (a regular file's
+    /// waited for, a stream's as far as they came), are that array's jobs.
+    fn gather(&self, run: &mut FanRun, fan: &crate::plan::Fan, index: usize) {
+        let Some(arrays) = self.backends.job_arrays() else {
+            return;
+        };
+        if arrays.gathered(index) {
+            return;
+        }
+        let from = index - fan.first;
+        fill_ahead(run, fan, MAX_TASKS, !fan.is_stream());
+        let within = |a: &&(usize, ReadItem)| a.0 < from + MAX_TASKS;
+        let to = run
+            .ahead
+            .iter()
+            .take_while(within)
+            .last()
+            .map_or(from, |a| a.0)
+            + 1;
+        let mut items = vec![None; to - from];
+        for (k, item) in run.ahead.iter().take_while(within) {
+            if let ReadItem::Item(s) = item {
+                items[k - from] = Some(s.clone());
+            }
+        }
+        arrays.gather(fan, from, items);
+    }
+
     /// The items of fan `f` not taken yet (its `k`s), taken now (a file is read to its end), to be
     /// recorded as a whole: the fan will not run.
     pub(super) fn fan_rest(&self, st: &mut State, f: usize, d: usize) -> Range<usize> {
@@ -132,20 +185,15 @@ impl Shared {
         let fan = self.queue.fan(f);
         let run = &mut st.fans[f];
         run.offered = false;
-        let from = run.next;
-        let to = match fan.count {
-            Some(n) if fan.range_item(0).is_some() => n,
-            _ => {
-                let mut n = from + usize::from(run.ahead.take().is_some());
-                if let Some(rx) = run.rx.take() {
-                    n += rx.iter().count();
-                }
-                n
-            }
-        };
-        run.next = to;
         run.closed = true;
-        from..to
+        if let Some(n) = fan.count.filter(|_| fan.range_item(0).is_some()) {
+            return std::mem::replace(&mut run.next, n)..n;
+        }
+        let from = run.ahead.front().map_or(run.read, |a| a.0);
+        run.ahead.clear();
+        run.read += run.rx.take().map_or(0, |rx| rx.iter().count());
+        run.next = run.read;
+        from..run.read
     }
 
     /// Records the jobs of every fan that never started: a file's lines not read are no jobs.
@@ -153,14 +201,15 @@ impl Shared {
         for f in 0..st.fans.len() {
             let fan = self.queue.fan(f);
             let run = &mut st.fans[f];
-            let from = run.next;
-            let to = match fan.count {
-                Some(n) if fan.range_item(0).is_some() => n,
-                _ => from + usize::from(run.ahead.take().is_some()),
+            let ahead: Vec<usize> = run.ahead.drain(..).map(|a| a.0).collect();
+            let ks: Box<dyn Iterator<Item = usize>> = match fan.count {
+                Some(n) if fan.range_item(0).is_some() => {
+                    Box::new(std::mem::replace(&mut run.next, n)..n)
+                }
+                _ => Box::new(ahead.into_iter()),
             };
-            run.next = to;
             run.closed = true;
-            for k in (from..to).filter(|&k| fan.kept(k)) {
+            for k in ks.filter(|&k| fan.kept(k)) {
                 let rec = ends::not_started(&fan.stub(k), status, why.to_string());
                 self.emit(st, rec);
             }
@@ -168,17 +217,28 @@ impl Shared {
     }
 }
 
-/// Reads a file's next item that makes a job of this plan into `ahead` if one came (the
-/// items of jobs a narrowed plan leaves out are passed over); notes the end of the file.
-fn fill_ahead(run: &mut FanRun, fan: &crate::plan::Fan) {
-    while run.ahead.is_none() {
+/// Reads a file's items that make jobs of this plan into `ahead` (the items of jobs a
+/// narrowed plan leaves out are passed over) until it holds `want`, or, without `block`, until
+/// none has come yet.
+fn fill_ahead(run: &mut FanRun, fan: &crate::plan::Fan, want: usize, block: bool) {
+    while run.ahead.len() < want && !run.ended {
         let Some(rx) = &run.rx else { return };
-        match rx.try_recv() {
-            Ok(_) if !fan.kept(run.next) => run.next += 1,
-            Ok(item) => run.ahead = Some(item),
+        let got = if block {
+            rx.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            rx.try_recv()
+        };
+        match got {
+            Ok(item) => {
+                let k = run.read;
+                run.read += 1;
+                if fan.kept(k) {
+                    run.ahead.push_back((k, item));
+                }
+            }
             Err(TryRecvError::Empty) => return,
             Err(TryRecvError::Disconnected) => {
-                run.closed = true;
+                run.ended = true;
                 return;
             }
         }

@@ -37,6 +37,7 @@ mod scope;
 mod settings;
 mod slurm_alloc;
 mod slurm_array;
+mod slurm_array_file;
 mod slurm_cluster;
 mod ssh_down;
 mod ssh_hosts;

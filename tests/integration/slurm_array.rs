@@ -6,17 +6,17 @@ use crate::helpers::{Env, Run, wait_for};
 use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with, spawn_with};
 use crate::slurm_cluster::{rpcs, scancel_shim, with_path};
 
-fn text(v: &serde_json::Value) -> String {
+pub(crate) fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
-fn reset_rpcs(e: &Exports) {
+pub(crate) fn reset_rpcs(e: &Exports) {
     let reset = cluster_cmd(e, "sdiag").arg("-r").output().unwrap();
     assert!(reset.status.success(), "{reset:?}");
 }
 
 /// Batch jobs the controller was asked to take since the last reset.
-fn submits(e: &Exports) -> u64 {
+pub(crate) fn submits(e: &Exports) -> u64 {
     rpcs(e)
         .get("REQUEST_SUBMIT_BATCH_JOB")
         .copied()
@@ -24,7 +24,7 @@ fn submits(e: &Exports) -> u64 {
 }
 
 /// The array ids of `recs`' Slurm ids (`ARRAY_TASK`), each once, and the tasks seen.
-fn arrays_of(recs: &[serde_json::Value]) -> (Vec<String>, Vec<String>) {
+pub(crate) fn arrays_of(recs: &[serde_json::Value]) -> (Vec<String>, Vec<String>) {
     let ids: Vec<String> = recs.iter().map(|r| text(&r["slurm_job_id"])).collect();
     let mut arrays: Vec<String> = ids
         .iter()
@@ -44,7 +44,7 @@ fn background_fan(n: usize) -> String {
     )
 }
 
-fn jobs_only(recs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+pub(crate) fn jobs_only(recs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     recs.into_iter().filter(|r| r["job"].is_string()).collect()
 }
 

@@ -10,24 +10,29 @@
 //! end in a slot), and the throttle keeps Slurm to the same bound; without it the run leaves
 //! every job to Slurm at once, as plain batch jobs are.
 //!
+//! A fan-out over a file (read as it goes, or a pipe) has no count to split up front: when the
+//! first job of a group is taken, the scheduler reads its items ahead (`fans::gather`), a
+//! regular file's up to `MAX_TASKS`, a stream's those that came so far, and they are the group
+//! (`Arrays::gather`), held as items until the array is submitted. So a pipe fed slowly makes
+//! small arrays rather than waiting for items that may come late, and one fed fast (`seq |`)
+//! arrays of a thousand.
+//!
 //! What the task file holds is no secret: a line that would hold a secret value makes the group
 //! go as plain batch jobs (their environment then reaches them through sbatch's export, as a
 //! single job's does). The variables every job shares reach the tasks the same way: the task
 //! line holds only those that differ from the submitting job's.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::array_tasks::{Written, script, write_tasks};
+use super::array_tasks::{ranges, submit};
 use crate::exec::process::JobCtx;
 use crate::plan::{Executor, Fan, PlannedJob, SlurmOptions};
 
 /// Tasks in one array at most: Slurm's default `MaxArraySize` (1001) allows indices 0..=1000.
-const MAX_TASKS: usize = 1000;
+pub const MAX_TASKS: usize = 1000;
 
 /// The arrays of a run: its background Slurm jobs grouped by entry and settings.
 #[derive(Default)]
@@ -37,7 +42,12 @@ pub struct Arrays {
     /// Lazy fan-outs as arrays: the plan index of the first job, the job count and the first
     /// of the groups (one per `MAX_TASKS` jobs), which stand one after another.
     fans: Vec<(usize, usize, usize)>,
-    groups: Vec<Group>,
+    groups: Vec<Arc<Group>>,
+    /// Fan-outs over a file's items as arrays: their first plan index and `%J`. Their groups
+    /// are gathered from the items read when a group's first job is taken (`gathered`).
+    streams: Vec<(usize, Option<usize>)>,
+    /// The gathered groups, by their first plan index: the number of plan indices they span.
+    gathered: Mutex<BTreeMap<usize, (usize, Arc<Group>)>>,
 }
 
 /// Where a group's jobs come from, until the array is submitted.
@@ -49,6 +59,12 @@ enum Source {
         fan: Fan,
         from: usize,
         to: usize,
+    },
+    /// Jobs `from..` of a fan-out over a file, from the items read (`None`: no job).
+    Items {
+        fan: Fan,
+        from: usize,
+        items: Vec<Option<String>>,
     },
     Taken,
 }
@@ -62,6 +78,12 @@ impl Source {
                 let item = fan.range_item(k).filter(|_| fan.kept(k))?;
                 fan.job(k, &item).ok()
             })),
+            Source::Items { fan, from, items } => {
+                Box::new(items.into_iter().enumerate().map(move |(i, item)| {
+                    let k = from + i;
+                    fan.job(k, &item.filter(|_| fan.kept(k))?).ok()
+                }))
+            }
             Source::Taken => Box::new(std::iter::empty()),
         }
     }
@@ -74,7 +96,8 @@ struct Group {
     throttle: Option<usize>,
     /// The array's job id, or why there is none (its jobs then go as plain batch jobs).
     submitted: OnceCell<Result<String, NoTask>>,
-    /// The tasks whose job took them; the others are cancelled when the run ends.
+    /// The tasks whose job took them, until all did; the others are cancelled when the run
+    /// ends.
     claimed: Mutex<Vec<bool>>,
     /// The whole array was cancelled (the run was stopped).
     cancelled: Mutex<bool>,
@@ -102,14 +125,26 @@ pub struct Task {
 }
 
 impl Group {
-    fn new(len: usize, throttle: Option<usize>, source: Source) -> Group {
-        Group {
+    fn new(len: usize, throttle: Option<usize>, source: Source) -> Arc<Group> {
+        Arc::new(Group {
             source: Mutex::new(source),
             len,
             throttle,
             submitted: OnceCell::new(),
             claimed: Mutex::new(Vec::new()),
             cancelled: Mutex::new(false),
+        })
+    }
+
+    /// Task `k` taken by its job; once every task is, what was kept to cancel the others
+    /// is let go.
+    fn claim(&self, k: usize) {
+        let mut claimed = lock(&self.claimed);
+        if let Some(c) = claimed.get_mut(k) {
+            *c = true;
+        }
+        if claimed.iter().all(|&c| c) {
+            *claimed = Vec::new();
         }
     }
 }
@@ -159,16 +194,20 @@ impl Arrays {
         arrays
     }
 
-    /// A range fan-out of background Slurm jobs: its groups of `MAX_TASKS` jobs, whose jobs
-    /// are made when the first of a group is dispatched.
+    /// A lazy fan-out of background Slurm jobs: a range's groups of `MAX_TASKS` jobs, whose
+    /// jobs are made when the first of a group is dispatched; a file's, gathered as it is read.
     fn add_fan(&mut self, fan: &Fan, throttle: &impl Fn(&PlannedJob) -> Option<usize>) {
-        let (Some(n), Some(_)) = (fan.count, fan.range_item(0)) else {
-            return;
-        };
         let stub = fan.stub(0);
-        if n < 2 || !stub.background || !matches!(stub.executor, Executor::Slurm(_)) {
+        if fan.count.is_some_and(|n| n < 2)
+            || !stub.background
+            || !matches!(stub.executor, Executor::Slurm(_))
+        {
             return;
         }
+        let (Some(n), Some(_)) = (fan.count, fan.range_item(0)) else {
+            self.streams.push((fan.first, throttle(&stub)));
+            return;
+        };
         self.fans.push((fan.first, n, self.groups.len()));
         for from in (0..n).step_by(MAX_TASKS) {
             let to = n.min(from + MAX_TASKS);
@@ -182,17 +221,55 @@ impl Arrays {
         }
     }
 
-    /// The group and the task of `job`, if it is in one.
-    fn place(&self, job: &PlannedJob) -> Option<(usize, usize)> {
-        if let Some(&at) = self.of_job.get(&job.index) {
-            return Some(at);
+    /// Whether the jobs of the fan-out over a file whose first job is `first` go as arrays,
+    /// gathered as its items are read (`gather`).
+    pub fn gathers(&self, first: usize) -> bool {
+        self.streams.iter().any(|&(f, _)| f == first)
+    }
+
+    /// Whether plan index `index` is in a gathered group already.
+    pub fn gathered(&self, index: usize) -> bool {
+        self.gathered_at(index).is_some()
+    }
+
+    fn gathered_at(&self, index: usize) -> Option<(Arc<Group>, usize)> {
+        let gathered = lock(&self.gathered);
+        let (&first, (span, g)) = gathered.range(..=index).next_back()?;
+        (index < first + span).then(|| (g.clone(), index - first))
+    }
+
+    /// The jobs `from..` of `fan` (a fan-out over a file) as one array: `items[i]` is item
+    /// `from + i` (`None`: no job). Fewer than two jobs make no array.
+    pub fn gather(&self, fan: &Fan, from: usize, items: Vec<Option<String>>) {
+        if items.iter().flatten().count() < 2 {
+            return;
         }
-        let &(first, n, g) = self
+        let throttle = self.streams.iter().find(|s| s.0 == fan.first);
+        let throttle = throttle.and_then(|s| s.1);
+        let span = items.len();
+        let source = Source::Items {
+            fan: fan.clone(),
+            from,
+            items,
+        };
+        let group = Group::new(span, throttle, source);
+        lock(&self.gathered).insert(fan.first + from, (span, group));
+    }
+
+    /// The group and the task of `job`, if it is in one.
+    fn place(&self, job: &PlannedJob) -> Option<(Arc<Group>, usize)> {
+        if let Some(&(g, k)) = self.of_job.get(&job.index) {
+            return Some((self.groups[g].clone(), k));
+        }
+        if let Some(&(first, _, g)) = self
             .fans
             .iter()
-            .find(|(first, n, _)| (*first..first + n).contains(&job.index))?;
-        let k = job.index - first;
-        (k < n).then_some((g + k / MAX_TASKS, k % MAX_TASKS))
+            .find(|(first, n, _)| (*first..first + n).contains(&job.index))
+        {
+            let k = job.index - first;
+            return Some((self.groups[g + k / MAX_TASKS].clone(), k % MAX_TASKS));
+        }
+        self.gathered_at(job.index)
     }
 
     /// Whether `job` goes as a task of an array.
@@ -208,10 +285,9 @@ impl Arrays {
         ctx: &JobCtx,
         o: &SlurmOptions,
     ) -> Result<Task, NoTask> {
-        let (g, k) = self
+        let (group, k) = self
             .place(job)
             .ok_or_else(|| NoTask::Alone("not in an array".into()))?;
-        let group = &self.groups[g];
         let got = group
             .submitted
             .get_or_init(|| async {
@@ -220,7 +296,7 @@ impl Arrays {
                     .capture
                     .0
                     .join(format!(".slurm-array-{}.tasks", job.index - k));
-                let out = submit(&path, source, ctx, o, group.throttle).await;
+                let out = submit(&path, source.jobs(), ctx, o, group.throttle).await;
                 out.map(|(id, ids)| {
                     // Tasks not in the array count as taken: nothing to cancel.
                     let mut claimed = vec![true; group.len];
@@ -233,9 +309,7 @@ impl Arrays {
             })
             .await;
         let array = got.clone()?;
-        if let Some(c) = lock(&group.claimed).get_mut(k) {
-            *c = true;
-        }
+        group.claim(k);
         Ok(Task {
             id: format!("{array}_{k}"),
             array,
@@ -248,7 +322,7 @@ impl Arrays {
     /// other jobs stopped together.
     pub fn cancel(&self, job: &PlannedJob, task: &Task) {
         if let Some((g, _)) = self.place(job) {
-            *lock(&self.groups[g].cancelled) = true;
+            *lock(&g.cancelled) = true;
         }
         tokio::spawn(super::scancel::cancel(task.array.clone()));
     }
@@ -257,7 +331,11 @@ impl Arrays {
     /// interrupt), in one `scancel` for all arrays.
     pub async fn close(&self) {
         let mut ids = Vec::new();
-        for g in &self.groups {
+        let gathered: Vec<Arc<Group>> = lock(&self.gathered)
+            .values()
+            .map(|(_, g)| g.clone())
+            .collect();
+        for g in self.groups.iter().chain(&gathered) {
             let Some(Ok(array)) = g.submitted.get() else {
                 continue;
             };
@@ -271,7 +349,7 @@ impl Arrays {
             }
         }
         if !ids.is_empty() {
-            let mut cmd = Command::new("scancel");
+            let mut cmd = std::process::Command::new("scancel");
             cmd.args(&ids);
             crate::exec::process::run_stop_command(cmd).await;
         }
@@ -280,81 +358,4 @@ impl Arrays {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `0-3,5,7-9`: Slurm's list of array indices.
-fn ranges(ks: &[usize]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < ks.len() {
-        let mut j = i;
-        while j + 1 < ks.len() && ks[j + 1] == ks[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            ks[i].to_string()
-        } else {
-            format!("{}-{}", ks[i], ks[j])
-        });
-        i = j + 1;
-    }
-    out.join(",")
-}
-
-/// Writes the task file of a group's jobs at `path` and submits their array; returns its id
-/// and the tasks in it.
-async fn submit(
-    path: &Path,
-    source: Source,
-    ctx: &JobCtx,
-    o: &SlurmOptions,
-    throttle: Option<usize>,
-) -> Result<(String, Vec<usize>), NoTask> {
-    let Written { ids, first, common } =
-        write_tasks(path, source.jobs(), ctx).map_err(NoTask::Alone)?;
-    let top = ids.last().map_or(0, |&k| k + 1);
-    if let Err((never, why)) = super::limits::limits().await.check(ids.len(), top) {
-        let _ = std::fs::remove_file(path);
-        return Err(if never {
-            NoTask::Refused(why)
-        } else {
-            NoTask::Alone(why)
-        });
-    }
-    let base = first.name.split('[').next().unwrap_or(&first.name);
-    let spec = ranges(&ids);
-    let mut cmd = Command::new("sbatch");
-    cmd.arg("--parsable")
-        .arg(format!("--job-name={base}"))
-        .arg(match throttle {
-            Some(t) => format!("--array={spec}%{t}"),
-            None => format!("--array={spec}"),
-        })
-        // Each task sends its streams where its line says; the array's own go nowhere (never
-        // Slurm's default slurm-%A_%a.out in the submitting directory).
-        .args(["--output=/dev/null", "--error=/dev/null"])
-        .args(o.args())
-        .arg(format!("--wrap={}", script(path)));
-    if first.env_clear {
-        cmd.env_clear();
-    }
-    common.apply(&mut cmd);
-    match super::sbatch::submit(cmd).await {
-        Ok(id) => Ok((id, ids)),
-        Err(e) => {
-            let _ = std::fs::remove_file(path);
-            Err(NoTask::Refused(e))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_lists() {
-        assert_eq!(ranges(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
-        assert_eq!(ranges(&[4]), "4");
-    }
 }

@@ -1,18 +1,20 @@
-//! The task file of a job array, one line per task (0600, in the run's folder), and the
-//! array's script, which runs task `SLURM_ARRAY_TASK_ID` from its line.
+//! The task file of a job array, one line per task (0600, in the run's folder), the array's
+//! script, which runs task `SLURM_ARRAY_TASK_ID` from its line, and its submission.
 
 use std::io::Write;
 use std::path::Path;
+use std::process::Command;
 
+use super::array::NoTask;
 use crate::environ::JobEnv;
 use crate::exec::Stream;
 use crate::exec::process::{FileDest, JobCtx, file_dest};
-use crate::plan::PlannedJob;
+use crate::plan::{PlannedJob, SlurmOptions};
 
 /// What a written task file holds: the tasks that are jobs (a fan's job not kept, or whose
 /// item makes no job, has an inert line), and the first job, whose environment sbatch
 /// exports to every task.
-pub(super) struct Written {
+struct Written {
     pub(super) ids: Vec<usize>,
     pub(super) first: PlannedJob,
     pub(super) common: JobEnv,
@@ -23,7 +25,7 @@ const NO_TASK: &str = "'' /dev/null w '' w -- true";
 
 /// The array's script: task `SLURM_ARRAY_TASK_ID` reads its line of the task file (cwd,
 /// stdout, its mode, stderr (empty: into stdout), its mode, `NAME=value`..., `--`, argv).
-pub(super) fn script(tasks: &Path) -> String {
+fn script(tasks: &Path) -> String {
     let file = shell_words::quote(&tasks.to_string_lossy()).into_owned();
     format!(
         "set -f; line=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {file}) || exit 127; \
@@ -90,7 +92,7 @@ pub(super) fn private_dir(d: &Path) -> Result<(), String> {
 
 /// Writes the task file at `path` from `jobs` (task `k` is the `k`th item; `None` is no job)
 /// as they come: a fan's jobs are made one at a time, never held together.
-pub(super) fn write_tasks(
+fn write_tasks(
     path: &Path,
     jobs: impl Iterator<Item = Option<PlannedJob>>,
     ctx: &JobCtx,
@@ -122,4 +124,80 @@ pub(super) fn write_tasks(
     w.flush().map_err(err)?;
     let (first, common) = head.ok_or("no job to submit")?;
     Ok(Written { ids, first, common })
+}
+
+/// `0-3,5,7-9`: Slurm's list of array indices.
+pub(super) fn ranges(ks: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ks.len() {
+        let mut j = i;
+        while j + 1 < ks.len() && ks[j + 1] == ks[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ks[i].to_string()
+        } else {
+            format!("{}-{}", ks[i], ks[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Writes the task file of a group's jobs at `path` and submits their array; returns its id
+/// and the tasks in it.
+pub(super) async fn submit(
+    path: &Path,
+    jobs: impl Iterator<Item = Option<PlannedJob>>,
+    ctx: &JobCtx,
+    o: &SlurmOptions,
+    throttle: Option<usize>,
+) -> Result<(String, Vec<usize>), NoTask> {
+    let Written { ids, first, common } = write_tasks(path, jobs, ctx).map_err(NoTask::Alone)?;
+    let top = ids.last().map_or(0, |&k| k + 1);
+    if let Err((never, why)) = super::limits::limits().await.check(ids.len(), top) {
+        let _ = std::fs::remove_file(path);
+        return Err(if never {
+            NoTask::Refused(why)
+        } else {
+            NoTask::Alone(why)
+        });
+    }
+    let base = first.name.split('[').next().unwrap_or(&first.name);
+    let spec = ranges(&ids);
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable")
+        .arg(format!("--job-name={base}"))
+        .arg(match throttle {
+            Some(t) => format!("--array={spec}%{t}"),
+            None => format!("--array={spec}"),
+        })
+        // Each task sends its streams where its line says; the array's own go nowhere (never
+        // Slurm's default slurm-%A_%a.out in the submitting directory).
+        .args(["--output=/dev/null", "--error=/dev/null"])
+        .args(o.args())
+        .arg(format!("--wrap={}", script(path)));
+    if first.env_clear {
+        cmd.env_clear();
+    }
+    common.apply(&mut cmd);
+    match super::sbatch::submit(cmd).await {
+        Ok(id) => Ok((id, ids)),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(NoTask::Refused(e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lists() {
+        assert_eq!(ranges(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
+        assert_eq!(ranges(&[4]), "4");
+    }
 }

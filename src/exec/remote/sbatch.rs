@@ -5,7 +5,8 @@
 //!
 //! How they are submitted, per case:
 //! - the background Slurm jobs of one `jobs:` entry with the same settings (a `for_each`
-//!   fan-out, made up front or a lazy `range:`) go as job arrays of at most 1000 tasks
+//!   fan-out, made up front, a lazy `range:` or a `file:` read as it goes) go as job arrays
+//!   of at most 1000 tasks
 //!   (`remote::array`): one sbatch per array, one job in the
 //!   controller while its tasks wait (squeue folds them into `123_[4-9]`), one `scancel` for
 //!   all, each job still its own record with its task's id (`123_4`), state, exit code, node
