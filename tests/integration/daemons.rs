@@ -58,6 +58,7 @@ fn free_multi_port() -> Result<String, String> {
 /// most 3 jobs (`mslurm-max20`: 20, ended ones included, fewer than a fan-out has;
 /// `mslurm-max160`: 160, fewer than a 300-item fan-out has, each array task counted),
 /// `mslurm-array101` array indices below 101 only (fewer than a 105-item fan-out has),
+/// `mslurm-tasks50` arrays of 50 tasks at most (the scheduler's `max_array_tasks`),
 /// `mslurm-dying*` a node whose slurmd stops found dead after seconds, not the default 300.
 fn extra_conf(kind: &str) -> Option<&'static str> {
     Some(match kind {
@@ -65,6 +66,9 @@ fn extra_conf(kind: &str) -> Option<&'static str> {
         "mslurm-max20" => "MaxJobCount=20",
         "mslurm-max160" => "MaxJobCount=160",
         "mslurm-array101" => "MaxArraySize=101",
+        "mslurm-tasks50" => {
+            "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,max_array_tasks=50"
+        }
         k if k.starts_with("mslurm-dying") => "SlurmdTimeout=5",
         _ => return None,
     })

@@ -265,33 +265,48 @@ fn a_fan_out_the_controller_cannot_hold_is_refused_whole_before_any_submission()
     );
 }
 
-#[test]
-fn a_fan_out_past_the_controllers_max_array_size_goes_job_by_job() {
-    let e = own_daemon!("mslurm-array101");
+/// A background fan-out of `n` items on `e` goes as batch jobs of their own, each noted `why`,
+/// and all of them run.
+fn goes_job_by_job(e: &Exports, n: usize, why: &str) {
     let env = Env::new();
-    // 105 items: indices up to 104, past MaxArraySize=101. Slurm would refuse the array; its
-    // jobs go as batch jobs of their own instead, each noted why, and all of them run.
-    let yaml = background_fan(105);
     reset_rpcs(e);
-    let r = run_with(&env, e, &yaml, &["--json", "-j", "8"]);
+    let r = run_with(&env, e, &background_fan(n), &["--json", "-j", "8"]);
     assert_eq!(r.code, 0, "{r:?}");
     let recs = jobs_only(r.json());
-    assert_eq!(recs.len(), 105, "{r:?}");
+    assert_eq!(recs.len(), n, "{r:?}");
     for rec in &recs {
         assert_eq!(rec["status"], "background", "{rec}");
         assert!(
             !text(&rec["slurm_job_id"]).contains('_'),
             "not a task: {rec}"
         );
-        let notes = rec["notes"].to_string();
-        assert!(
-            notes.contains("its indices would pass the controller's MaxArraySize (101)"),
-            "{rec}"
-        );
+        assert!(rec["notes"].to_string().contains(why), "{rec}");
     }
-    assert_eq!(submits(e), 105, "{:?}", rpcs(e));
+    assert_eq!(submits(e), n as u64, "{:?}", rpcs(e));
     let w = inspect_with(&env, e, &["wait", "--timeout", "180s"]);
     assert_eq!(w.code, 0, "every job ran: {w:?}");
+}
+
+#[test]
+fn a_fan_out_past_the_controllers_max_array_size_goes_job_by_job() {
+    // 105 items: indices up to 104, past MaxArraySize=101. Slurm would refuse the array.
+    let e = own_daemon!("mslurm-array101");
+    goes_job_by_job(
+        e,
+        105,
+        "its indices would pass the controller's MaxArraySize (101)",
+    );
+}
+
+#[test]
+fn a_fan_out_past_the_schedulers_max_array_tasks_goes_job_by_job() {
+    // 60 items, more than SchedulerParameters=max_array_tasks=50: Slurm would refuse it.
+    let e = own_daemon!("mslurm-tasks50");
+    goes_job_by_job(
+        e,
+        60,
+        "its 60 tasks are more than the controller's max_array_tasks (50",
+    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! run when its first array is submitted. An array with more tasks than `MaxJobCount` is never
 //! accepted (Slurm counts each task as a job, pending ones too), so it is refused here at once
 //! rather than after sbatch's own retries; an array whose indices pass `MaxArraySize` is
-//! refused by Slurm outright, so its jobs go as plain batch jobs instead.
+//! refused by Slurm outright, and one with more tasks than the scheduler's `max_array_tasks`
+//! too, so their jobs go as plain batch jobs instead.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct Limits {
     pub max_jobs: Option<usize>,
     /// Array indices must be below this.
     pub max_array: Option<usize>,
+    /// An array may hold this many tasks at most (`SchedulerParameters=max_array_tasks=N`).
+    pub max_tasks: Option<usize>,
 }
 
 impl Limits {
@@ -39,6 +42,15 @@ impl Limits {
             return Err((
                 false,
                 format!("its indices would pass the controller's MaxArraySize ({m})"),
+            ));
+        }
+        if let Some(m) = self.max_tasks.filter(|&m| tasks > m) {
+            return Err((
+                false,
+                format!(
+                    "its {tasks} tasks are more than the controller's max_array_tasks ({m}, \
+                     SchedulerParameters)"
+                ),
             ));
         }
         Ok(())
@@ -71,9 +83,20 @@ fn parse(config: &str) -> Limits {
             (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
         })
     };
+    // `SchedulerParameters     = bf_continue,max_array_tasks=100`
+    let scheduler = config.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "SchedulerParameters").then_some(v)
+    });
+    let max_tasks = scheduler.and_then(|v| {
+        v.split(',')
+            .find_map(|p| p.trim().strip_prefix("max_array_tasks="))
+            .and_then(|n| n.trim().parse().ok())
+    });
     Limits {
         max_jobs: value("MaxJobCount"),
         max_array: value("MaxArraySize"),
+        max_tasks,
     }
 }
 
@@ -93,6 +116,13 @@ mod tests {
         assert!(matches!(l.check(2, 102), Err((false, _))));
         assert!(
             matches!(l.check(300, 300), Err((true, ref why)) if why.contains("MaxJobCount (160)"))
+        );
+        assert_eq!(l.max_tasks, None);
+        let l = parse("SchedulerParameters     = bf_continue,max_array_tasks=50\n");
+        assert_eq!(l.max_tasks, Some(50));
+        assert!(l.check(50, 1000).is_ok());
+        assert!(
+            matches!(l.check(51, 51), Err((false, ref why)) if why.contains("max_array_tasks (50"))
         );
         assert_eq!(parse("nothing here"), Limits::default());
         assert!(Limits::default().check(1_000_000, 1_000_000).is_ok());
