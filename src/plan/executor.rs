@@ -4,9 +4,49 @@
 use std::path::{Path, PathBuf};
 
 use super::locator::{EntryAt, Locator, Place};
-use super::{DEFAULT_SSH_SLOTS, Executor, SlurmOptions, SshOptions};
 use crate::error::SpecError;
 use crate::spec::{self, Defaults, ExecutorSpec as E, JobFile, JobMap, Seg, SlurmSpec, StdinSpec};
+
+/// Where a job runs (`executor:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Executor {
+    #[default]
+    Local,
+    Slurm(SlurmOptions),
+    Ssh(SshOptions),
+}
+
+/// What `srun` is given for one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus: Option<usize>,
+    pub mem: Option<String>,
+    pub extra_args: Vec<String>,
+    /// `on_host_failure: retry_elsewhere` (a job whose node fails runs on another worker);
+    /// not serialized while false, so definition hashes stay those of older runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_elsewhere: bool,
+}
+
+/// The ssh hosts a job may run on, and how to reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SshOptions {
+    /// Names from the ssh config, or `user@host:port`.
+    pub hosts: Vec<String>,
+    /// `ssh -F FILE`.
+    pub config: Option<PathBuf>,
+    /// Extra `-o` options.
+    pub options: Vec<String>,
+    /// Jobs in flight on one host at once.
+    pub slots: usize,
+    /// On an unreachable host, move the job to another host instead of failing it.
+    pub retry_elsewhere: bool,
+}
+
+/// OpenSSH's default `MaxSessions`: more channels than this over one connection are refused.
+pub const DEFAULT_SSH_SLOTS: usize = 10;
 
 /// The file-wide executor settings, checked once.
 pub(super) struct FileExecutor {
@@ -201,6 +241,7 @@ fn slurm_of(
             .into_iter()
             .map(|w| w.0)
             .collect(),
+        retry_elsewhere: fe.retry_elsewhere,
     })
 }
 

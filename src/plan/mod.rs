@@ -25,6 +25,7 @@ use std::time::Duration;
 use crate::error::SpecError;
 use crate::spec;
 pub use crate::spec::{Condition, HaltSpec};
+pub use executor::{DEFAULT_SSH_SLOTS, Executor, SlurmOptions, SshOptions};
 pub use hooks::{
     HookKind, Hooks, NOTIFY_CHANNELS, Notify, NotifyWhen, RUN_HOOK_OWNER, hook_index, hook_name,
     notify_index,
@@ -188,43 +189,6 @@ impl PlannedJob {
         self.needs.iter().flat_map(|n| n.jobs.iter().copied())
     }
 }
-
-/// Where a job runs (`executor:`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Executor {
-    #[default]
-    Local,
-    Slurm(SlurmOptions),
-    Ssh(SshOptions),
-}
-
-/// What `srun` is given for one job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SlurmOptions {
-    pub partition: Option<String>,
-    pub time: Option<String>,
-    pub cpus: Option<usize>,
-    pub mem: Option<String>,
-    pub extra_args: Vec<String>,
-}
-
-/// The ssh hosts a job may run on, and how to reach them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct SshOptions {
-    /// Names from the ssh config, or `user@host:port`.
-    pub hosts: Vec<String>,
-    /// `ssh -F FILE`.
-    pub config: Option<PathBuf>,
-    /// Extra `-o` options.
-    pub options: Vec<String>,
-    /// Jobs in flight on one host at once.
-    pub slots: usize,
-    /// On an unreachable host, move the job to another host instead of failing it.
-    pub retry_elsewhere: bool,
-}
-
-/// OpenSSH's default `MaxSessions`: more channels than this over one connection are refused.
-pub const DEFAULT_SSH_SLOTS: usize = 10;
 
 /// Standard input of a job.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -38,6 +38,7 @@ pub fn write_json_record(
         "duration": (rec.duration.as_secs_f64() * 1e6).round() / 1e6,
         "attempts": rec.attempts,
         "flaky": rec.flaky,
+        "host_failed": rec.host_failed,
         "host": rec.host,
         "notes": rec.notes,
         "stdout_bytes": rec.stdout.bytes,

@@ -96,6 +96,11 @@ pub struct CompletedProcess {
     /// `succeeded`, so counts, exit codes and `--resume` treat it as any success.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    /// The attempt was cut short by its host or node failing under it: a wrapped job that
+    /// started and whose client (ssh, srun, a Slurm worker) ended without the job's exit
+    /// status. Not the job's doing, so a later success is no flaky job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_failed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Things worth knowing about how the job ended (e.g. a leftover process kept a pipe open).
@@ -219,8 +224,8 @@ pub struct Attempt {
     pub started: SystemTime,
     #[serde(with = "unix_millis")]
     pub finished: SystemTime,
-    /// The attempt ended because its ssh host failed under it, not by the job's doing: a
-    /// success after it alone is no flaky job.
+    /// The attempt ended because its host or node failed under it (the record's
+    /// `host_failed`), not by the job's doing: a success after it alone is no flaky job.
     #[serde(default)]
     pub host_failed: bool,
 }
@@ -278,6 +283,7 @@ impl CompletedProcess {
             duration: Duration::ZERO,
             attempts: 0,
             flaky: false,
+            host_failed: false,
             host: None,
             notes: Vec::new(),
             earlier_attempts: Vec::new(),

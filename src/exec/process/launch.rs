@@ -81,6 +81,13 @@ pub trait Launcher: Send + Sync {
             .map(|cmd| Box::pin(super::run_stop_command(cmd)) as Sweep)
     }
 
+    /// An attempt cut short by its host failing under it (`host_failed`) is left to the back
+    /// end, which runs the job again on another host or worker, instead of being retried on
+    /// this one.
+    fn moves_on_host_failure(&self) -> bool {
+        false
+    }
+
     /// A wrapped job's timeout counts from the wrapper's start line, not from the client's
     /// start (Slurm: a job waiting in the queue has not started).
     fn timeout_from_start(&self) -> bool {

@@ -71,6 +71,10 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
     loop {
         let mut rec = attempt::run_attempt(job, &mut ctx).await;
         rec.attempts = attempt;
+        if rec.host_failed && ctx.launcher.moves_on_host_failure() {
+            // Its back end runs it again elsewhere: not here, where its host just failed.
+            return last_attempt(rec, earlier, &ctx);
+        }
         let again = attempt < total
             && matches!(rec.status, Status::Failed | Status::TimedOut)
             && (job.retry.on.is_empty()
@@ -79,7 +83,7 @@ pub async fn run_job(job: &PlannedJob, mut ctx: JobCtx) -> CompletedProcess {
         if !again {
             return last_attempt(rec, earlier, &ctx);
         }
-        earlier.push(Attempt::of(&rec, attempt, false));
+        earlier.push(Attempt::of(&rec, attempt, rec.host_failed));
         attempt += 1;
         let delay = job.retry.delay_before(attempt);
         let _ = ctx.events.send(Event::JobRetrying {

@@ -39,6 +39,12 @@ impl Watch {
             notes.extend(c.notes());
         }
         let mut rec = ends::base(job);
+        // Started, and its client ended without its exit status: its host or node failed.
+        rec.host_failed = status == Status::Failed
+            && self.wait_error.is_none()
+            && control
+                .as_ref()
+                .is_some_and(|c| c.started && c.exit.is_none());
         rec.status = status;
         rec.returncode = returncode;
         rec.signal = signal;

@@ -14,12 +14,14 @@ const EARLY_MAX: usize = 4096;
 /// marker, or a line that may be srun's) grows no longer than this.
 const HOLD_MAX: usize = 1024;
 
-/// srun's lines, inside the job's part of the stream, that are about stopping the step.
-const SRUN_STOPPING: [&str; 4] = [
+/// srun's lines, inside the job's part of the stream, that are about stopping the step or
+/// losing it (its node failed under it).
+const SRUN_STOPPING: [&str; 5] = [
     "srun: forcing job termination",
     "srun: Job step aborted",
     "srun: Force Terminated",
     "srun: error: Timed out waiting for job step",
+    "srun: error: Node failure on ",
 ];
 
 /// What the wrapper reported.

@@ -9,6 +9,7 @@ mod array_tasks;
 mod control;
 mod follow;
 mod limits;
+mod moves;
 pub mod sbatch;
 mod scancel;
 pub mod slurm;

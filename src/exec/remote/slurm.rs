@@ -97,6 +97,11 @@ impl Slurm {
 }
 
 impl Launcher for Slurm {
+    fn moves_on_host_failure(&self) -> bool {
+        // A step of the run's allocation: `alloc::job` runs it again on another worker.
+        self.within.is_some() && self.opts.retry_elsewhere
+    }
+
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let mut cmd = std::process::Command::new("srun");
         cmd.args(self.srun_args(job));
@@ -196,6 +201,7 @@ mod tests {
             cpus: Some(2),
             mem: Some("1G".into()),
             extra_args: vec!["--exclusive".into()],
+            ..Default::default()
         });
         let job = PlannedJob::new(0, "a".into(), vec!["true".into()]);
         assert_eq!(

@@ -45,11 +45,12 @@ fn kill(sig: &str, targets: &[String]) {
 }
 
 /// Kills node `node` of cluster `kind` under the job `task` runs: its slurmd, the worker's
-/// slurmstepd and the processes up to it, and the job's process group.
+/// slurmstepd and the processes down from it to the job, and the job's process group. From the
+/// top down, so that no wrapper outlives its job to report the job's end.
 fn kill_node_under(kind: &str, node: &str, task: u32) {
     let group = format!("-{}", stat(task, 2));
     let all: Vec<String> = std::iter::once(slurmd_pid(kind, node))
-        .chain(up_to_slurmstepd(task))
+        .chain(up_to_slurmstepd(task).into_iter().rev())
         .map(|p| p.to_string())
         .chain([group])
         .collect();
@@ -122,6 +123,9 @@ fn a_node_dying_fails_the_job_on_it_and_the_other_workers_go_on() {
             why.starts_with("srun ended") && why.contains("without the job's exit status"),
             "{f}"
         );
+        // Cut short by its node, not by its own doing; srun's words are notes.
+        assert_eq!(f["host_failed"], true, "{f}");
+        assert!(!f["stderr"].to_string().contains("srun:"), "{f}");
     } else {
         assert_eq!(f["returncode"], 137, "{f}");
     }
@@ -201,18 +205,20 @@ fn a_job_handed_to_a_dying_nodes_worker_runs_on_another_worker() {
     );
 }
 
-#[test]
-fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
-    let e = own_daemon!("mslurm-dying-retried");
+/// Runs 20 jobs on cluster `kind` (`e`), the first on n2 held there while n2 dies under it,
+/// with `settings` on top of the job file: that job runs again on another worker as its
+/// second attempt, the first marked `host_failed` (so the job is not flaky), its first note
+/// starting `note`, and every job succeeds.
+fn dying_under_a_job_runs_it_again(kind: &str, e: &Exports, settings: &str, note: &str) {
     let env = Env::new();
     let mark = env.path("n2");
     let yaml = format!(
-        "executor: slurm\njobs:\n  - name: s\n    retries: 1\n    for_each: {{range: [1, 20]}}\n    shell: 'if [ $SLURMD_NODENAME = n2 ] && mkdir {m} 2>/dev/null; then echo $$ > {m}/pid; sleep 60; fi; sleep 0.5; echo ok $SLURMD_NODENAME'\n",
+        "executor: slurm\n{settings}jobs:\n  - name: s\n    for_each: {{range: [1, 20]}}\n    shell: 'if [ $SLURMD_NODENAME = n2 ] && mkdir {m} 2>/dev/null; then echo $$ > {m}/pid; sleep 60; fi; sleep 0.5; echo ok $SLURMD_NODENAME'\n",
         m = mark.display()
     );
     let child = spawn_with(&env, e, &yaml, &["--json", "-j", "5"]);
     let task = job_pid(&mark.join("pid"));
-    kill_node_under("mslurm-dying-retried", "n2", task);
+    kill_node_under(kind, "n2", task);
     set_down(e, "n2");
     // A retry that waited for a new step on CPUs the other workers hold would never end.
     let r = ended(child, "the retry waits for a worker");
@@ -224,20 +230,39 @@ fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
     let a = again[0];
     assert_eq!(a["attempts"], 2, "{a}");
     assert_eq!(a["earlier_attempts"][0]["status"], "failed", "{a}");
+    // Its node failed, not the job: no flaky job.
+    assert_eq!(a["earlier_attempts"][0]["host_failed"], true, "{a}");
+    assert_eq!(a["flaky"], false, "{a}");
     assert_ne!(a["host"], "n2", "{a}");
     assert_eq!(
         a["stdout"],
         format!("ok {}\n", a["host"].as_str().unwrap()),
         "{a}"
     );
-    let note = a["notes"][0].as_str().unwrap_or_default();
-    assert!(
-        note.starts_with("moved here after: its Slurm worker on n2 ended before"),
-        "{a}"
-    );
+    // srun's words of the dead node are the client's, not the job's.
+    assert_eq!(a["stderr"], "", "{a}");
+    let first = a["notes"][0].as_str().unwrap_or_default();
+    assert!(first.starts_with(note), "{a}");
     for rec in &recs {
         assert_eq!(rec["status"], "succeeded", "{rec}");
     }
+}
+
+#[test]
+fn a_job_running_on_a_dying_node_with_retries_runs_again_on_another_worker() {
+    let e = own_daemon!("mslurm-dying-retried");
+    // Retried in place first: its dead worker never starts it, so it moves.
+    let note = "moved here after: its Slurm worker on n2 ended before";
+    dying_under_a_job_runs_it_again("mslurm-dying-retried", e, "defaults: {retries: 1}\n", note);
+}
+
+#[test]
+fn with_retry_elsewhere_a_job_whose_node_dies_under_it_runs_on_another_worker() {
+    let e = own_daemon!("mslurm-dying-elsewhere");
+    // No retries: a move is no retry, and its attempt cut short is kept.
+    let note = "attempt 1 on `n2` ended as its Slurm step or node failed";
+    let settings = "on_host_failure: retry_elsewhere\n";
+    dying_under_a_job_runs_it_again("mslurm-dying-elsewhere", e, settings, note);
 }
 
 #[test]

@@ -6,13 +6,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::super::moves::Moves;
 use super::super::slurm::Slurm;
 use super::super::worker::OnWorker;
 use super::{Allocations, Key};
 use crate::exec::process::{self, JobCtx};
 use crate::exec::{Cancel, ends};
 use crate::plan::{PlannedJob, SlurmOptions};
-use crate::record::{Attempt, CompletedProcess, Status};
+use crate::record::{CompletedProcess, Status};
 
 /// What srun says of an allocation that has ended (`srun: Check SLURM_JOB_ID environment
 /// variable. Expired or invalid job 5`).
@@ -37,7 +38,7 @@ pub async fn run(
         let mut cancel = ctx.cancel.clone();
         let got = tokio::select! {
             g = allocs.get(key) => g,
-            () = process::wait_cancel(&mut cancel) => return moves.interrupted(job, &ctx),
+            () = process::wait_cancel(&mut cancel) => return moves.interrupted(job, ctx.slot),
         };
         let id = match got {
             Ok(id) => id,
@@ -47,7 +48,7 @@ pub async fn run(
         let on_worker = match (o.time.is_none(), allocs.workers(key, &id)) {
             (true, Some(pool)) => tokio::select! {
                 lease = pool.take() => Some(Arc::new(OnWorker::new(o, id.clone(), lease))),
-                () = process::wait_cancel(&mut cancel) => return moves.interrupted(job, &ctx),
+                () = process::wait_cancel(&mut cancel) => return moves.interrupted(job, ctx.slot),
             },
             _ => None,
         };
@@ -69,7 +70,7 @@ pub async fn run(
         if let Some(why) = lost.filter(|_| rec.status == Status::SpawnError && !gone) {
             // Its lease goes first: its dead worker's slot is given up before another is taken.
             ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
-            if moves.whys.len() < MOVES && *cancel.borrow() == Cancel::None {
+            if moves.moved() < MOVES && *cancel.borrow() == Cancel::None {
                 let ran = moves.left(why, &mut rec);
                 let retry = &mut this.to_mut().retry;
                 retry.retries = retry.retries.saturating_sub(ran);
@@ -78,8 +79,14 @@ pub async fn run(
             rec.error = Some(format!(
                 "{}; no worker of the run's Slurm allocation could run it ({} tried)",
                 rec.error.unwrap_or_default(),
-                moves.whys.len() + 1
+                moves.moved() + 1
             ));
+        }
+        let stopping = *cancel.borrow() != Cancel::None;
+        if rec.host_failed && o.retry_elsewhere && moves.moved() < MOVES && !stopping {
+            ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
+            cut_short(&mut this, rec, &mut moves, &ctx);
+            continue;
         }
         if waited >= Duration::from_secs(1) {
             rec.notes.push(format!(
@@ -91,46 +98,29 @@ pub async fn run(
     }
 }
 
-/// How often a job whose worker ended before it started runs on another one: past that,
-/// its failure is the job's.
+/// How often a job whose worker ended (before it started, or under it with
+/// `on_host_failure: retry_elsewhere`) runs on another one: past that, its failure is the job's.
 const MOVES: usize = 3;
 
-/// The workers a job left before it started there (as an ssh job that moves to another
-/// host): not attempts, since the job never ran there; and the attempts it ran before.
-#[derive(Default)]
-struct Moves {
-    whys: Vec<String>,
-    earlier: Vec<Attempt>,
-}
-
-impl Moves {
-    /// The job left its worker (`why`) after `lost`'s attempts ran: they are kept as its
-    /// earlier attempts. Returns how many there were.
-    fn left(&mut self, why: String, lost: &mut CompletedProcess) -> u32 {
-        let n = self.earlier.len() as u32;
-        let ran = std::mem::take(&mut lost.earlier_attempts);
-        let count = ran.len() as u32;
-        self.earlier.extend(ran.into_iter().map(|mut a| {
-            a.attempt += n;
-            a
-        }));
-        self.whys.push(why);
-        count
-    }
-
-    /// The record of a job interrupted before it started.
-    fn interrupted(self, job: &PlannedJob, ctx: &JobCtx) -> CompletedProcess {
-        let why = "not started: the run was interrupted".to_string();
-        self.end(ends::not_run(job, ctx.slot, None, Status::Cancelled, why))
-    }
-
-    /// The job's record, with where it went before.
-    fn end(self, mut rec: CompletedProcess) -> CompletedProcess {
-        if !self.whys.is_empty() {
-            let note = format!("moved here after: {}", self.whys.join("; "));
-            rec.notes.insert(0, note);
-        }
-        rec.after_attempts(self.earlier);
-        rec
-    }
+/// `rec`'s attempt was cut short by its worker's (or its own step's) end: kept in `moves`, and
+/// the job's next attempt, on another worker, uses up none of its retries (those its attempts
+/// before used stay used). The live report says so.
+fn cut_short(this: &mut Cow<PlannedJob>, rec: CompletedProcess, moves: &mut Moves, ctx: &JobCtx) {
+    let used = rec.earlier_attempts.len() as u32;
+    let node = rec.host.clone().unwrap_or_else(|| "a node".into());
+    let why = rec.error.clone().unwrap_or_default();
+    let attempt = moves.broke(rec, |n| {
+        format!(
+            "attempt {n} on `{node}` ended as its Slurm step or node failed ({why}); run again on another worker"
+        )
+    });
+    let retry = &mut this.to_mut().retry;
+    retry.retries = retry.retries.saturating_sub(used);
+    let _ = ctx.events.send(crate::exec::Event::JobRetrying {
+        index: this.index,
+        attempt,
+        of: attempt + this.retry.retries,
+        delay: Duration::ZERO,
+        outcome: format!("its Slurm worker on `{node}` ended under it, on to another worker"),
+    });
 }

@@ -37,6 +37,8 @@ pub struct Ssh {
     marker: String,
     /// How the connection failed in the last attempt, if it did.
     lost: Mutex<Option<Lost>>,
+    /// `on_host_failure: retry_elsewhere`: an attempt cut short here goes to another host.
+    elsewhere: bool,
 }
 
 /// A connection that failed under a job: before it started, or while it ran, and why.
@@ -47,12 +49,13 @@ pub(super) struct Lost {
 }
 
 impl Ssh {
-    fn new(host: String, args: Vec<String>) -> Ssh {
+    fn new(host: String, args: Vec<String>, elsewhere: bool) -> Ssh {
         Ssh {
             host,
             args,
             marker: wrap::new_marker(),
             lost: Mutex::new(None),
+            elsewhere,
         }
     }
 
@@ -77,6 +80,10 @@ impl Ssh {
 }
 
 impl Launcher for Ssh {
+    fn moves_on_host_failure(&self) -> bool {
+        self.elsewhere
+    }
+
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut cmd = std::process::Command::new("ssh");

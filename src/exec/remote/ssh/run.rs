@@ -6,12 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::super::moves::Moves;
 use super::Ssh;
 use super::pool::{NoHost, Pool};
 use crate::exec::process::{JobCtx, run_job, wait_cancel};
-use crate::exec::{Cancel, Event, ends};
+use crate::exec::{Cancel, Event};
 use crate::plan::{PlannedJob, SshOptions};
-use crate::record::{Attempt, CompletedProcess, Status};
+use crate::record::CompletedProcess;
 
 /// How often a job that had not started yet runs again on its host after its master was
 /// reopened: past that, its failure is the job's.
@@ -32,8 +33,7 @@ pub async fn run(
         let acquired = tokio::select! {
             a = pool.acquire(opts, &tried) => a,
             _ = wait_cancel(&mut cancel) => {
-                let why = "not started: the run was interrupted".to_string();
-                return moves.end(ends::not_run(job, ctx.slot, None, Status::Cancelled, why));
+                return moves.interrupted(job, ctx.slot);
             }
         };
         let lease = match acquired {
@@ -53,7 +53,7 @@ pub async fn run(
                 return moves.unreached(job, ctx.slot, Some(host), None);
             }
         };
-        let launcher = Arc::new(Ssh::new(host.clone(), master.args));
+        let launcher = Arc::new(Ssh::new(host.clone(), master.args, opts.retry_elsewhere));
         let mut job_ctx = ctx.clone();
         job_ctx.launcher = launcher.clone();
         let mut rec = run_job(job, job_ctx).await;
@@ -88,7 +88,11 @@ pub async fn run(
                     Ok(()) => lost.why,
                     Err(down) => format!("{}; {down}", lost.why),
                 };
-                let attempt = moves.broke(&host, rec, why);
+                let attempt = moves.broke(rec, |n| {
+                    format!(
+                        "attempt {n} on `{host}` ended as its host failed ({why}); run again on another host"
+                    )
+                });
                 tell_moving(job, &ctx, attempt, &host);
             }
         }
@@ -104,64 +108,4 @@ fn tell_moving(job: &PlannedJob, ctx: &JobCtx, attempt: u32, host: &str) {
         delay: std::time::Duration::ZERO,
         outcome: format!("ssh host `{host}` failed under it, on to another host"),
     });
-}
-
-/// Where a job went before its last host: why it could not start on some, and the attempts
-/// that ran on hosts that failed under them.
-#[derive(Default)]
-struct Moves {
-    not_reached: Vec<String>,
-    earlier: Vec<Attempt>,
-    notes: Vec<String>,
-}
-
-impl Moves {
-    /// An attempt ended by its host's failure: kept as an earlier attempt of the job. Returns
-    /// the number of the job's next attempt.
-    fn broke(&mut self, host: &str, rec: CompletedProcess, why: String) -> u32 {
-        let n = self.earlier.len() as u32;
-        let attempt = n + rec.earlier_attempts.len() as u32 + 1;
-        let this = Attempt::of(&rec, attempt, true);
-        self.earlier
-            .extend(rec.earlier_attempts.into_iter().map(|mut a| {
-                a.attempt += n;
-                a
-            }));
-        self.earlier.push(this);
-        self.notes.push(format!(
-            "attempt {attempt} on `{host}` ended as its host failed ({why}); run again on another host"
-        ));
-        attempt + 1
-    }
-
-    /// The job found no host to run on.
-    fn unreached(
-        mut self,
-        job: &PlannedJob,
-        slot: usize,
-        host: Option<String>,
-        why: Option<String>,
-    ) -> CompletedProcess {
-        self.not_reached.extend(why);
-        let why = std::mem::take(&mut self.not_reached).join("; ");
-        self.end(ends::not_run(job, slot, host, Status::SpawnError, why))
-    }
-
-    /// The job's record, with where it went before.
-    fn end(self, mut rec: CompletedProcess) -> CompletedProcess {
-        if rec.host.is_some() && !self.not_reached.is_empty() {
-            rec.notes.insert(
-                0,
-                format!("moved here after: {}", self.not_reached.join("; ")),
-            );
-        }
-        if self.earlier.is_empty() {
-            return rec;
-        }
-        rec.after_attempts(self.earlier);
-        let mut notes = self.notes;
-        notes.append(&mut rec.notes);
-        rec.notes = notes;
-        rec
-    }
 }

@@ -80,6 +80,10 @@ impl Delegate for Dispatch {
 }
 
 impl Launcher for OnWorker {
+    fn moves_on_host_failure(&self) -> bool {
+        self.slurm.moves_on_host_failure()
+    }
+
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {
         let marker = wrap::new_marker();
         *lock(&self.marker) = marker.clone();
