@@ -11,13 +11,14 @@
 #   SIDE_SIZE    items of the side-by-side hyperfine run of orchestrate and xargs
 #                (default: 1000000); PARALLEL_SIZE the items GNU parallel gets there
 #                (default: SIDE_SIZE; it takes about 10 ms a job)
-#   INT_SIZE     items of a run interrupted once its first jobs run (default: 1000000)
+#   INT_SIZE     items of a run interrupted once its first jobs run (default: 1000000); also
+#                the items piped to a `--resume` of a fan-out over /dev/stdin (pipe-resume)
 #   BEFORE_BIN   an older build to interrupt the same way, for comparison (optional)
 #   RUN7_SECS    seconds a run of 10^7 runs before it is killed (default: 60)
 # A run of 10^7 `true` takes hours on a small machine: add it to RUN_SIZES to measure it.
 set -euo pipefail
 BIN="$(realpath "${1:-target/release/orchestrate}")"
-SECTIONS="${SECTIONS:-check first runs side interrupt show run7}"
+SECTIONS="${SECTIONS:-check first runs side interrupt show pipe-resume run7}"
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 CHECK_SIZES="${CHECK_SIZES:-1000000 10000000}"
 RUN_SIZES="${RUN_SIZES:-100000 1000000}"
@@ -150,6 +151,24 @@ echo "== show of the interrupted run's records"
 run=$("$BIN" runs --json | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')
 measure "show RUN ($(( ${INT_SIZE:-1000000} )) records)" "$BIN" show "$run"
 measure "show RUN --json" "$BIN" show "$run" --json
+fi
+
+if on pipe-resume; then
+echo "== --resume of a fan-out over a pipe, Ctrl-C once two jobs run"
+n="${INT_SIZE:-1000000}"
+rm -rf "$ORCHESTRATE_STATE_DIR"
+printf 'jobs:\n  - name: t\n    shell: "test {item} -gt 3 || exit 0; echo x >> %s/started; sleep 60"\n    for_each: {file: /dev/stdin}\n' "$TMP" > "$TMP/pipe.yaml"
+printf '1\n2\n3\n' | "$BIN" "$TMP/pipe.yaml" -q >/dev/null 2>&1
+rm -f "$TMP/started"
+seq 1 "$n" | /usr/bin/time -f '%M %e' -o "$TMP/pr.time" "$BIN" "$TMP/pipe.yaml" --resume last -q -j 2 >/dev/null 2>&1 &
+t=$!
+for _ in $(seq 1 3000); do [ -f "$TMP/started" ] && [ "$(wc -l < "$TMP/started")" -ge 2 ] && break; sleep 0.01; done
+kill -INT "$(pgrep -P "$t" -x orchestrate)" 2>/dev/null || true
+wait "$t" 2>/dev/null || true
+read -r kb secs < <(tail -1 "$TMP/pr.time")
+rss=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+verdict=ok; awk -v r="$rss" 'BEGIN { exit !(r < 64) }' || verdict=OVER
+printf '%-44s %s s in all, peak RSS %7s MB  (goal < 64 MB: %s)\n' "--resume of a pipe of $n items" "$secs" "$rss" "$verdict"
 fi
 
 if on run7; then

@@ -104,11 +104,12 @@ fn choose_jobs(
     let Some(from) = &s.resume else {
         return Ok(Some((plan, Default::default(), None)));
     };
-    if plan.fans.iter().any(|f| f.is_stream()) {
-        // A pipe's items cannot be read again to compare them: its jobs are made first.
-        plan = plan.materialized().map_err(RunError::Invalid)?;
-    }
     let (id, mut db) = resume_run(settings, from, path)?;
+    // A pipe's items cannot be read again to compare them: they are kept on disk first.
+    let root = store::default_state_dir(settings.state_dir.as_deref()).map_err(invalid)?;
+    for fan in &mut plan.fans {
+        fan.spool(&root).map_err(RunError::Invalid)?;
+    }
     let mut succeeded = Succeeded::new(&plan);
     let mut after = None;
     loop {

@@ -3,6 +3,7 @@
 //! dispatched (`Fan::job`), so that planning and running hold no list of its jobs.
 
 use std::io::{BufRead, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -22,7 +23,7 @@ pub const LAZY_MIN: usize = 1000;
 pub const LAZY_FILE_BYTES: u64 = 64 * 1024;
 
 /// Longest item line read from a stream.
-const MAX_LINE: usize = 1 << 20;
+pub(super) const MAX_LINE: usize = 1 << 20;
 
 /// Where a lazy fan's items come from.
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct Fan {
     /// keeps only some: `None` keeps them all.
     pub picks: Option<Arc<super::picks::Picks>>,
     pub(super) template: Arc<FanTemplate>,
+    /// A stream read to its end for `--resume` (`spool`): its items are read from here.
+    pub(super) spool: Option<Arc<std::fs::File>>,
 }
 
 /// The entry's settings, as every one of its jobs gets them before the item is filled in.
@@ -94,7 +97,9 @@ impl Fan {
     pub fn is_stream(&self) -> bool {
         match &self.source {
             FanSource::Range { .. } => false,
-            FanSource::File(p) => std::fs::metadata(p).is_ok_and(|m| !m.is_file()),
+            FanSource::File(p) => {
+                self.spool.is_none() && std::fs::metadata(p).is_ok_and(|m| !m.is_file())
+            }
         }
     }
 
@@ -152,10 +157,15 @@ impl Fan {
             return None;
         };
         let (tx, rx) = mpsc::sync_channel(1024);
-        let path = path.clone();
+        let shown = path.clone();
+        // A spool is opened anew (from its start) through its descriptor.
+        let path = match &self.spool {
+            Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+            None => path.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("orchestrate-items".into())
-            .spawn(move || read_items(&path, &tx, &*wake));
+            .spawn(move || read_items(&path, &shown, &tx, &*wake));
         if let Err(e) = spawned {
             let (tx, rx) = mpsc::sync_channel(1);
             let why = format!("cannot start the items reader: {e}");
@@ -166,9 +176,10 @@ impl Fan {
     }
 }
 
-/// Reads `path` line by line into `tx` until it ends or nobody listens.
-fn read_items(path: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: &dyn Fn()) {
-    let shown = path.display();
+/// Reads `path` line by line into `tx` until it ends or nobody listens; messages name it
+/// `shown`.
+fn read_items(path: &Path, shown: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: &dyn Fn()) {
+    let shown = shown.display();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -228,7 +239,7 @@ fn read_items(path: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: &dyn Fn()) {
 }
 
 /// One line as an item: `None` for a blank line.
-fn item_of(buf: &[u8]) -> Result<Option<String>, String> {
+pub(super) fn item_of(buf: &[u8]) -> Result<Option<String>, String> {
     let text = std::str::from_utf8(buf).map_err(|_| "the line is not UTF-8 text".to_string())?;
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
@@ -333,6 +344,7 @@ pub(super) fn split(
                 source: p.source,
                 needs: Vec::new(),
                 picks: None,
+                spool: None,
                 template: Arc::new(FanTemplate {
                     t: p.template,
                     start_dir: start_dir.to_path_buf(),

@@ -18,6 +18,7 @@ mod narrow;
 pub mod picks;
 pub mod resume;
 mod select;
+mod spool;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

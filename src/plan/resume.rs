@@ -121,7 +121,7 @@ impl<'p> Succeeded<'p> {
         }
     }
 
-    /// Item `k` of fan `f`'s file (a regular file: `--resume` makes a stream's jobs first).
+    /// Item `k` of fan `f`'s file (a regular file, or a stream's spool: `Fan::spool`).
     fn file_item(&mut self, f: usize, k: usize) -> Option<String> {
         let fan = &self.plan.fans[f];
         let slot = &mut self.items[f];

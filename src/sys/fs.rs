@@ -102,6 +102,32 @@ pub fn anonymous_file(bytes: &[u8]) -> io::Result<File> {
     Ok(f)
 }
 
+/// A file on disk in `dir` with no name (0600): gone with its last descriptor, whatever way
+/// this process ends. Where the filesystem has no unnamed files, a named one is made and
+/// unlinked at once.
+pub fn unnamed_file(dir: &Path) -> io::Result<File> {
+    let rw = OFlags::RDWR | OFlags::CLOEXEC;
+    match open(dir, rw | OFlags::TMPFILE, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => return Ok(File::from(fd)),
+        Err(e) if e != rustix::io::Errno::OPNOTSUPP && e != rustix::io::Errno::ISDIR => {
+            return Err(e.into());
+        }
+        Err(_) => {}
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let path = dir.join(format!(".spool-{}-{nanos}", std::process::id()));
+    let fd = open(
+        &path,
+        rw | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )?;
+    std::fs::remove_file(&path)?;
+    Ok(File::from(fd))
+}
+
 /// The error of a component that could not be opened. Under O_NOFOLLOW a symlink fails as a
 /// loop (ELOOP), or as "not a directory" where a folder was asked for: it is named as such.
 fn refused(e: rustix::io::Errno, folder: bool) -> io::Error {

@@ -12,7 +12,7 @@ mod wait;
 
 pub use fs::{
     NotPrivate, anonymous_file, create_private_dir, no_space_left, not_private,
-    open_regular_beneath,
+    open_regular_beneath, unnamed_file,
 };
 pub use pipe::{clear_nonblocking, pipe, read_into, set_nonblocking, set_pipe_size};
 pub use procfs::{

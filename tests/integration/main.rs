@@ -32,6 +32,7 @@ mod pack_trust;
 mod readback;
 mod readonly;
 mod redesign;
+mod resume_stream;
 mod scale_out;
 mod scope;
 mod settings;

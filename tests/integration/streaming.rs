@@ -181,7 +181,7 @@ fn measured(env: &Env, args: &[&str]) -> (Run, Option<u64>) {
 }
 
 /// `orchestrate ARGS` under `/usr/bin/time -f %M -o FILE` when it is there, with FILE.
-fn timed(env: &Env, args: &[&str]) -> (Command, Option<std::path::PathBuf>) {
+pub(crate) fn timed(env: &Env, args: &[&str]) -> (Command, Option<std::path::PathBuf>) {
     let time = std::path::Path::new("/usr/bin/time");
     if !time.exists() {
         let mut c = env.cmd();
@@ -200,7 +200,7 @@ fn timed(env: &Env, args: &[&str]) -> (Command, Option<std::path::PathBuf>) {
     (c, Some(file))
 }
 
-fn peak_mb(file: &std::path::Path) -> Option<u64> {
+pub(crate) fn peak_mb(file: &std::path::Path) -> Option<u64> {
     peak_kb(file).map(|kb| kb / 1024)
 }
 
@@ -280,7 +280,7 @@ fn skip_of_items_of_a_lazy_fan_out_runs_the_others_and_leaves_out_what_needs_it(
 }
 
 /// Waits for `n` pids in `pids` and interrupts the run they name.
-fn interrupt_at(env: &Env, child: &mut std::process::Child, n: usize) -> Option<i32> {
+pub(crate) fn interrupt_at(env: &Env, child: &mut std::process::Child, n: usize) -> Option<i32> {
     let pids = crate::helpers::await_pids(&env.path("pids"), n);
     crate::helpers::signal(pids[n - 1], "INT");
     child.wait().unwrap().code()
