@@ -207,6 +207,7 @@ fn ssh_host_killed_mid_run_its_jobs_move_and_later_jobs_avoid_it_until_it_is_bac
             let first = &rec["earlier_attempts"][0];
             assert_eq!(first["attempt"], 1, "{rec}");
             assert_eq!(first["status"], "failed", "{rec}");
+            assert_eq!(first["host_failed"], true, "{rec}");
             // Its host failed, not the job: no flaky job.
             assert_eq!(rec["flaky"], false, "{rec}");
             let notes = text(rec);

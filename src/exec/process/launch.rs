@@ -81,6 +81,13 @@ pub trait Launcher: Send + Sync {
             .map(|cmd| Box::pin(super::run_stop_command(cmd)) as Sweep)
     }
 
+    /// Whether a wrapped job that started and has no exit status from the wrapper (`failure`
+    /// said why) was cut short by its host or node failing, rather than by its wrapper being
+    /// killed on a host that is fine.
+    fn host_failed(&self) -> bool {
+        true
+    }
+
     /// An attempt cut short by its host failing under it (`host_failed`) is left to the back
     /// end, which runs the job again on another host or worker, instead of being retried on
     /// this one.

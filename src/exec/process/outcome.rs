@@ -39,12 +39,14 @@ impl Watch {
             notes.extend(c.notes());
         }
         let mut rec = ends::base(job);
-        // Started, and its client ended without its exit status: its host or node failed.
+        // Started, and its client ended without its exit status: its host or node failed
+        // (the launcher tells that from its wrapper being killed where the host is fine).
         rec.host_failed = status == Status::Failed
             && self.wait_error.is_none()
             && control
                 .as_ref()
-                .is_some_and(|c| c.started && c.exit.is_none());
+                .is_some_and(|c| c.started && c.exit.is_none())
+            && ctx.launcher.host_failed();
         rec.status = status;
         rec.returncode = returncode;
         rec.signal = signal;

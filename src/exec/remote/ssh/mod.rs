@@ -80,6 +80,11 @@ impl Ssh {
 }
 
 impl Launcher for Ssh {
+    fn host_failed(&self) -> bool {
+        // ssh's own failure (255): the connection broke, not the job's wrapper.
+        self.lost().is_some()
+    }
+
     fn moves_on_host_failure(&self) -> bool {
         self.elsewhere
     }
