@@ -172,7 +172,12 @@ fn command_of(
     what: &str,
 ) -> (Vec<String>, Option<PathBuf>, Option<String>) {
     let secrets = Secrets::new(plan.secrets.clone());
-    let now: Vec<String> = planned.argv.iter().map(|a| secrets.text(a)).collect();
+    // The record's args are as they ran, `{slot}` filled in with its slot.
+    let ran_as = match rec.slot {
+        Some(slot) => crate::exec::process::argv_for_slot(planned, slot),
+        None => planned.argv.clone(),
+    };
+    let now: Vec<String> = ran_as.iter().map(|a| secrets.text(a)).collect();
     let now_cwd = planned
         .cwd
         .as_ref()

@@ -66,7 +66,7 @@ pub fn not_run(
     why: String,
 ) -> CompletedProcess {
     let mut rec = not_started(job, status, why);
-    rec.slot = Some(slot);
+    in_slot(&mut rec, job, slot);
     rec.attempts = 1;
     rec.host = host;
     rec
@@ -104,7 +104,7 @@ pub fn running(
     rec.stderr = file_dest(job, capture, Stream::Stderr).stored();
     rec.status = Status::Running;
     rec.pid = Some(pid);
-    rec.slot = Some(slot);
+    in_slot(&mut rec, job, slot);
     rec.attempts = 1;
     rec.host = host;
     rec
@@ -127,9 +127,18 @@ pub fn running_background(
     rec.status = Status::Background;
     rec.background = true;
     rec.pid = pid;
-    rec.slot = Some(slot);
+    in_slot(&mut rec, job, slot);
     rec.attempts = 1;
     rec
+}
+
+/// `rec`'s job ran (or was to run) in `slot`: the slot, and the args as they ran, `{slot}`
+/// filled in as the job got it (the job file's words stay in its definition).
+pub fn in_slot(rec: &mut CompletedProcess, job: &PlannedJob, slot: usize) {
+    rec.slot = Some(slot);
+    if job.argv.iter().any(|w| w.contains("{slot}")) {
+        rec.args = super::process::argv_for_slot(job, slot);
+    }
 }
 
 /// The environment the job was given, as the record reports it: names only.

@@ -473,8 +473,19 @@ fn slots_and_run_variables_reach_the_jobs() {
         let slot = rec["slot"].as_u64().unwrap();
         assert!(slot < 2);
         assert_eq!(rec["stdout"], format!("{slot} {slot}\n"));
+        // The record's args are what ran.
+        assert_eq!(
+            rec["args"][2],
+            format!("echo {slot} $ORCHESTRATE_SLOT"),
+            "{rec}"
+        );
     }
     assert_eq!(Run::record(&recs, "vars")["stdout"], "vars 23\n");
+    // Run again, the job fills in its own slot: the job file did not change, so no note.
+    let again = env.run(&["rerun", "last", "w[b]", "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let rec = &again.json()[0];
+    assert!(rec["notes"].to_string().find("changed").is_none(), "{rec}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::scale_out::{Exports, cluster_cmd, inspect_with, own_daemon, run_with}
 use crate::slurm_array::{arrays_of, jobs_only, reset_rpcs, submits, text};
 use crate::slurm_cluster::rpcs;
 
-const FAN: &str = "executor: slurm\njobs:\n  - name: z\n    for_each: {file: ITEMS}\n    background: true\n    shell: 'echo {item}'\n";
+const FAN: &str = "executor: slurm\njobs:\n  - name: z\n    for_each: {file: ITEMS}\n    background: true\n    shell: 'echo {item} {slot}=$ORCHESTRATE_SLOT'\n";
 
 #[test]
 fn a_fan_out_over_a_large_items_file_goes_as_arrays_of_a_thousand_tasks() {
@@ -46,7 +46,10 @@ fn a_fan_out_over_a_large_items_file_goes_as_arrays_of_a_thousand_tasks() {
     let w = inspect_with(&env, e, &["wait", "--timeout", "120s", "z[1001]"]);
     assert_eq!(w.code, 0, "{w:?}");
     let show = inspect_with(&env, e, &["show", "--job", "z[1001]", "--json"]).json();
-    assert_eq!(show[0]["stdout"], format!("{}\n", lines[1001]), "{show:?}");
+    // `{slot}` is filled in as ORCHESTRATE_SLOT is: the slot of the job that submitted the array.
+    let s = &z["slot"];
+    let want = format!("{} {s}={s}\n", lines[1001]);
+    assert_eq!(show[0]["stdout"], want, "{show:?}");
 }
 
 /// Runs the fan over `/dev/stdin`, fed `1..=n` by this test, against `e`.

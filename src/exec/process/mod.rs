@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 pub use launch::{Delegate, Delegated, JobEnd, Launch, Launcher, Local, Sweep};
 pub use readback::Readback;
+pub(crate) use spawn::argv_for_slot;
 pub use stdio::{CaptureRoot, FileDest, file_dest, job_dir_name};
 pub use stop::{run_stop_command, spawn_stop_command};
 

@@ -54,7 +54,7 @@ impl Watch {
         rec.stdout = stored(&self.stdout_drain, &self.stdout_file, false);
         rec.stderr = stored(&self.stderr_drain, &self.stderr_file, true);
         rec.pid = Some(self.pgid);
-        rec.slot = Some(ctx.slot);
+        ends::in_slot(&mut rec, job, ctx.slot);
         rec.finished = SystemTime::now();
         rec.attempts = 1;
         rec.host = ctx

@@ -326,7 +326,7 @@ pub(super) fn pipes(io: &[ChildIo; 3]) -> std::io::Result<(Child, [Option<OwnedF
 }
 
 /// The job's argv with `{slot}` filled in.
-pub(super) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
+pub(crate) fn argv_for_slot(job: &PlannedJob, slot: usize) -> Vec<String> {
     if !job.argv.iter().any(|w| w.contains("{slot}")) {
         return job.argv.clone();
     }

@@ -8,7 +8,7 @@ use std::process::Command;
 use super::array::NoTask;
 use crate::environ::JobEnv;
 use crate::exec::Stream;
-use crate::exec::process::{FileDest, JobCtx, file_dest};
+use crate::exec::process::{FileDest, JobCtx, argv_for_slot, file_dest};
 use crate::plan::{PlannedJob, SlurmOptions};
 
 /// What a written task file holds: the tasks that are jobs (a fan's job not kept, or whose
@@ -72,7 +72,8 @@ fn task_line(
         }
     }
     words.push("--".to_string());
-    words.extend(job.argv.iter().cloned());
+    // `{slot}` as the submitting job's slot, the one its ORCHESTRATE_SLOT says.
+    words.extend(argv_for_slot(job, ctx.slot));
     let line = shell_words::join(words.iter().map(String::as_str));
     let secret = ctx
         .secrets

@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use super::array::{Arrays, NoTask};
 use crate::environ::JobEnv;
 use crate::exec::background::BackgroundCtx;
-use crate::exec::process::{FileDest, JobCtx, file_dest};
+use crate::exec::process::{FileDest, JobCtx, argv_for_slot, file_dest};
 use crate::exec::{Cancel, Event, Stream, ends};
 use crate::plan::{PlannedJob, SlurmOptions};
 use crate::record::{CompletedProcess, Status};
@@ -72,7 +72,7 @@ fn sbatch_command(
     }
     cmd.arg(format!(
         "--wrap={}",
-        shell_words::join(job.argv.iter().map(String::as_str))
+        shell_words::join(argv_for_slot(job, ctx.slot).iter().map(String::as_str))
     ));
     // sbatch hands the submitting environment to the job (--export=ALL).
     if job.env_clear {
