@@ -16,8 +16,8 @@ use crate::record::Status;
 
 #[derive(Default)]
 pub(super) struct FanRun {
-    /// A range's: items taken (made into jobs, or recorded) so far. A file's: the item after
-    /// the last one taken.
+    /// A range's: items taken (made into jobs, or recorded) so far. A file's: the `k` of the
+    /// item offered, or after it once taken.
     pub(super) next: usize,
     /// No item is left to offer (a range knows its count; a file's all came and were taken).
     pub(super) closed: bool,
@@ -84,7 +84,7 @@ impl Shared {
                 !run.closed
             }
             _ => {
-                fill_ahead(run, fan, 1, false);
+                fill_ahead(run, fan, 1, usize::MAX, false);
                 run.closed = run.ahead.is_empty() && run.ended;
                 if let Some(&(k, _)) = run.ahead.front() {
                     run.next = k;
@@ -160,7 +160,8 @@ impl Shared {
             return;
         }
         let from = index - fan.first;
-        fill_ahead(run, fan, MAX_TASKS, !fan.is_stream());
+        // Never past the array's last index, however few of the items a narrowed plan keeps.
+        fill_ahead(run, fan, MAX_TASKS, from + MAX_TASKS, !fan.is_stream());
         let within = |a: &&(usize, ReadItem)| a.0 < from + MAX_TASKS;
         let to = run
             .ahead
@@ -218,10 +219,10 @@ impl Shared {
 }
 
 /// Reads a file's items that make jobs of this plan into `ahead` (the items of jobs a
-/// narrowed plan leaves out are passed over) until it holds `want`, or, without `block`, until
-/// none has come yet.
-fn fill_ahead(run: &mut FanRun, fan: &crate::plan::Fan, want: usize, block: bool) {
-    while run.ahead.len() < want && !run.ended {
+/// narrowed plan leaves out are passed over) until it holds `want`, or item `below` would be
+/// next, or, without `block`, until none has come yet.
+fn fill_ahead(run: &mut FanRun, fan: &crate::plan::Fan, want: usize, below: usize, block: bool) {
+    while run.ahead.len() < want && run.read < below && !run.ended {
         let Some(rx) = &run.rx else { return };
         let got = if block {
             rx.recv().map_err(|_| TryRecvError::Disconnected)

@@ -165,7 +165,13 @@ impl Fan {
         };
         let spawned = std::thread::Builder::new()
             .name("orchestrate-items".into())
-            .spawn(move || read_items(&path, &shown, &tx, &*wake));
+            .spawn(move || {
+                read_items(&path, &shown, &tx, &*wake);
+                // The end is told once the channel is closed: a look after this wake sees it
+                // ended, never an empty channel that no later wake would look at again.
+                drop(tx);
+                wake();
+            });
         if let Err(e) = spawned {
             let (tx, rx) = mpsc::sync_channel(1);
             let why = format!("cannot start the items reader: {e}");
@@ -234,8 +240,6 @@ fn read_items(path: &Path, shown: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: 
         }
         wake();
     }
-    drop(r);
-    wake();
 }
 
 /// One line as an item: `None` for a blank line.

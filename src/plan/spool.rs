@@ -2,9 +2,10 @@
 //! each earlier record with the job its item makes now, so the stream is first read to its
 //! end into an unnamed file on disk (0600, in the state dir, gone with the process), which the
 //! comparison and the run then read as a regular items file. Memory stays flat whatever the
-//! item count; the cost is that the run's first job waits for the stream's end. The copy
-//! stops where the reader would (a line past `MAX_LINE`, more than `MAX_ITEMS` items), so a
-//! device that never ends fills no disk, and messages name the items file as given.
+//! item count; the cost is that the run's first job waits for the stream's end, and the disk
+//! holds the stream while the run lasts. The copy stops where the reader would (a line past
+//! `MAX_LINE`, more than `MAX_ITEMS` items), so a device that never ends is not copied
+//! forever, and messages name the items file as given.
 
 use std::io::{BufRead, Read, Write};
 use std::path::Path;

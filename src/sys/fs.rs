@@ -107,7 +107,12 @@ pub fn anonymous_file(bytes: &[u8]) -> io::Result<File> {
 /// unlinked at once.
 pub fn unnamed_file(dir: &Path) -> io::Result<File> {
     let rw = OFlags::RDWR | OFlags::CLOEXEC;
-    match open(dir, rw | OFlags::TMPFILE, Mode::from_raw_mode(0o600)) {
+    // EXCL: it can never be linked into the filesystem later.
+    match open(
+        dir,
+        rw | OFlags::TMPFILE | OFlags::EXCL,
+        Mode::from_raw_mode(0o600),
+    ) {
         Ok(fd) => return Ok(File::from(fd)),
         Err(e) if e != rustix::io::Errno::OPNOTSUPP && e != rustix::io::Errno::ISDIR => {
             return Err(e.into());

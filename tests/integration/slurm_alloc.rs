@@ -300,3 +300,30 @@ fn a_job_on_a_worker_gets_its_environment_directory_and_files() {
     assert_eq!(out, "to the file\n");
     assert!(steps_made(e) <= 2, "two workers for the four jobs");
 }
+
+#[test]
+fn a_job_killing_its_own_wrapper_on_a_worker_fails_by_itself_not_by_its_node() {
+    let e = own_daemon!("mslurm-wrapkill");
+    let env = Env::new();
+    let mark = env.path("killed");
+    // Item 2 kills the wrapper that would report its exit status, once: its worker and node
+    // are fine, so that attempt is the job's own failure, retried as such, not moved.
+    let yaml = format!(
+        "executor: slurm\non_host_failure: retry_elsewhere\njobs:\n  - name: w\n    retries: 1\n    for_each: [1, 2, 3]\n    shell: 'if [ {{item}} = 2 ] && mkdir {m} 2>/dev/null; then kill -9 $PPID; sleep 1; fi; echo ok'\n",
+        m = mark.display()
+    );
+    let r = run_with(&env, e, &yaml, &["--json", "-j", "2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let recs = job_records(&r);
+    let w = Run::record(&recs, "w[2]");
+    assert_eq!(w["status"], "succeeded", "{w}");
+    assert_eq!(w["attempts"], 2, "{w}");
+    assert_eq!(w["earlier_attempts"][0]["host_failed"], false, "{w}");
+    assert_eq!(w["flaky"], true, "its own attempt failed: {w}");
+    assert!(
+        !w["notes"]
+            .to_string()
+            .contains("run again on another worker"),
+        "{w}"
+    );
+}

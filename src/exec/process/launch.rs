@@ -83,9 +83,10 @@ pub trait Launcher: Send + Sync {
 
     /// Whether a wrapped job that started and has no exit status from the wrapper (`failure`
     /// said why) was cut short by its host or node failing, rather than by its wrapper being
-    /// killed on a host that is fine.
-    fn host_failed(&self) -> bool {
-        true
+    /// stopped on a host that is fine (a time limit, a `scancel`, the job killing its own
+    /// process group). Each remote back end says how it tells.
+    fn host_failed(&self, _control: &wrap::Control) -> bool {
+        false
     }
 
     /// An attempt cut short by its host failing under it (`host_failed`) is left to the back

@@ -39,14 +39,13 @@ impl Watch {
             notes.extend(c.notes());
         }
         let mut rec = ends::base(job);
-        // Started, and its client ended without its exit status: its host or node failed
-        // (the launcher tells that from its wrapper being killed where the host is fine).
+        // Started, and its client ended without its exit status because its host or node
+        // failed (the launcher tells that from its wrapper being stopped where all is fine).
         rec.host_failed = status == Status::Failed
             && self.wait_error.is_none()
             && control
                 .as_ref()
-                .is_some_and(|c| c.started && c.exit.is_none())
-            && ctx.launcher.host_failed();
+                .is_some_and(|c| c.started && c.exit.is_none() && ctx.launcher.host_failed(c));
         rec.status = status;
         rec.returncode = returncode;
         rec.signal = signal;

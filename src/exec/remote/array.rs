@@ -137,15 +137,17 @@ impl Group {
     }
 
     /// Task `k` taken by its job; once every task is, what was kept to cancel the others
-    /// is let go.
-    fn claim(&self, k: usize) {
+    /// is let go, and true is returned.
+    fn claim(&self, k: usize) -> bool {
         let mut claimed = lock(&self.claimed);
         if let Some(c) = claimed.get_mut(k) {
             *c = true;
         }
-        if claimed.iter().all(|&c| c) {
+        let all = claimed.iter().all(|&c| c);
+        if all {
             *claimed = Vec::new();
         }
+        all
     }
 }
 
@@ -309,7 +311,18 @@ impl Arrays {
             })
             .await;
         let array = got.clone()?;
-        group.claim(k);
+        if group.claim(k) {
+            // Every job of a gathered group has its task: nothing is left to look up or cancel
+            // (a pipe fed slowly makes many small groups; none is kept past its use).
+            let mut gathered = lock(&self.gathered);
+            let first = job.index - k;
+            if gathered
+                .get(&first)
+                .is_some_and(|(_, g)| Arc::ptr_eq(g, &group))
+            {
+                gathered.remove(&first);
+            }
+        }
         Ok(Task {
             id: format!("{array}_{k}"),
             array,

@@ -69,6 +69,13 @@ impl Control {
         lines.join("; ")
     }
 
+    /// srun said the job's node failed under it (`srun: error: Node failure on n2`).
+    pub fn node_failed(&self) -> bool {
+        self.late
+            .iter()
+            .any(|l| l.starts_with("srun: error: Node failure on "))
+    }
+
     /// What the client said, for the notes of a job that started.
     pub fn notes(&self) -> Vec<String> {
         let mut notes: Vec<String> = self.early_lines().into_iter().map(str::to_string).collect();

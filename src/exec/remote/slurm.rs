@@ -97,6 +97,10 @@ impl Slurm {
 }
 
 impl Launcher for Slurm {
+    fn host_failed(&self, control: &wrap::Control) -> bool {
+        control.node_failed()
+    }
+
     fn moves_on_host_failure(&self) -> bool {
         // A step of the run's allocation: `alloc::job` runs it again on another worker.
         self.within.is_some() && self.opts.retry_elsewhere

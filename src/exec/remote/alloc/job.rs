@@ -83,10 +83,14 @@ pub async fn run(
             ));
         }
         let stopping = *cancel.borrow() != Cancel::None;
-        if rec.host_failed && o.retry_elsewhere && moves.moved() < MOVES && !stopping {
-            ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
-            cut_short(&mut this, rec, &mut moves, &ctx);
-            continue;
+        if rec.host_failed && o.retry_elsewhere && !stopping {
+            // Past `MOVES`, a move takes one of the job's retries, while it has any left.
+            let free = moves.moved() < MOVES;
+            if free || this.retry.retries > rec.earlier_attempts.len() as u32 {
+                ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
+                cut_short(&mut this, rec, &mut moves, &ctx, !free);
+                continue;
+            }
         }
         if waited >= Duration::from_secs(1) {
             rec.notes.push(format!(
@@ -103,10 +107,16 @@ pub async fn run(
 const MOVES: usize = 3;
 
 /// `rec`'s attempt was cut short by its worker's (or its own step's) end: kept in `moves`, and
-/// the job's next attempt, on another worker, uses up none of its retries (those its attempts
-/// before used stay used). The live report says so.
-fn cut_short(this: &mut Cow<PlannedJob>, rec: CompletedProcess, moves: &mut Moves, ctx: &JobCtx) {
-    let used = rec.earlier_attempts.len() as u32;
+/// the job's next attempt, on another worker, uses up none of its retries unless `spend`
+/// (those its attempts before used stay used). The live report says so.
+fn cut_short(
+    this: &mut Cow<PlannedJob>,
+    rec: CompletedProcess,
+    moves: &mut Moves,
+    ctx: &JobCtx,
+    spend: bool,
+) {
+    let used = rec.earlier_attempts.len() as u32 + u32::from(spend);
     let node = rec.host.clone().unwrap_or_else(|| "a node".into());
     let why = rec.error.clone().unwrap_or_default();
     let attempt = moves.broke(rec, |n| {

@@ -37,8 +37,6 @@ pub struct Ssh {
     marker: String,
     /// How the connection failed in the last attempt, if it did.
     lost: Mutex<Option<Lost>>,
-    /// `on_host_failure: retry_elsewhere`: an attempt cut short here goes to another host.
-    elsewhere: bool,
 }
 
 /// A connection that failed under a job: before it started, or while it ran, and why.
@@ -49,13 +47,12 @@ pub(super) struct Lost {
 }
 
 impl Ssh {
-    fn new(host: String, args: Vec<String>, elsewhere: bool) -> Ssh {
+    fn new(host: String, args: Vec<String>) -> Ssh {
         Ssh {
             host,
             args,
             marker: wrap::new_marker(),
             lost: Mutex::new(None),
-            elsewhere,
         }
     }
 
@@ -80,13 +77,9 @@ impl Ssh {
 }
 
 impl Launcher for Ssh {
-    fn host_failed(&self) -> bool {
+    fn host_failed(&self, _control: &wrap::Control) -> bool {
         // ssh's own failure (255): the connection broke, not the job's wrapper.
         self.lost().is_some()
-    }
-
-    fn moves_on_host_failure(&self) -> bool {
-        self.elsewhere
     }
 
     fn launch(&self, job: &PlannedJob, argv: &[String], env: JobEnv) -> Launch {

@@ -53,7 +53,7 @@ pub async fn run(
                 return moves.unreached(job, ctx.slot, Some(host), None);
             }
         };
-        let launcher = Arc::new(Ssh::new(host.clone(), master.args, opts.retry_elsewhere));
+        let launcher = Arc::new(Ssh::new(host.clone(), master.args));
         let mut job_ctx = ctx.clone();
         job_ctx.launcher = launcher.clone();
         let mut rec = run_job(job, job_ctx).await;

@@ -80,6 +80,12 @@ impl Delegate for Dispatch {
 }
 
 impl Launcher for OnWorker {
+    fn host_failed(&self, control: &Control) -> bool {
+        // Its worker's step ended under it (its node died, the step was cancelled); a job
+        // whose wrapper alone was stopped leaves its worker running.
+        self.lease.worker_gone() || control.node_failed()
+    }
+
     fn moves_on_host_failure(&self) -> bool {
         self.slurm.moves_on_host_failure()
     }

@@ -122,6 +122,13 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Whether the worker of its last job has ended.
+    fn worker_gone(&self) -> bool {
+        lock(&self.worker)
+            .as_ref()
+            .is_some_and(|w| w.state.gone.load(Ordering::SeqCst))
+    }
+
     /// The job of this lease did not start: when its worker ended first, it is lost (its
     /// worker's end said `said`), and may run on another worker.
     fn not_started(&self, said: &str) {
