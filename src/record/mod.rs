@@ -5,6 +5,7 @@
 mod json;
 mod redact;
 mod status;
+mod stored;
 mod time;
 
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use json::write_json_record;
 pub use redact::{REDACTED, Redactor, Sealed, Secrets};
 pub use status::{Counts, RunStatus, Status};
+use stored::column_held;
+pub use stored::in_stored_form;
 pub use time::{format_duration, format_tenths, format_time, from_millis, to_millis};
 use time::{millis, secs_f64, unix_millis};
 
@@ -65,17 +68,22 @@ pub struct Packed {
 /// The record of one finished job, in the spirit of Python's `subprocess.CompletedProcess`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompletedProcess {
-    /// The job's unique name.
+    /// The job's unique name. (This and the other fields marked `column_held` are a record
+    /// row's columns, left out of its JSON: `stored`.)
+    #[serde(skip_serializing_if = "column_held")]
     pub job: String,
     /// Position of the job in the plan (job-file order).
+    #[serde(skip_serializing_if = "column_held")]
     pub index: usize,
     pub args: Vec<String>,
     pub cwd: Option<PathBuf>,
     /// The exit code; `None` when the process was killed by a signal or never ran.
+    #[serde(skip_serializing_if = "column_held")]
     pub returncode: Option<i32>,
     /// The signal that killed the process, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "column_held")]
     pub status: Status,
     /// Why the job could not run (spawn errors, skipped jobs), or what went wrong around it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +93,7 @@ pub struct CompletedProcess {
     pub pid: Option<u32>,
     /// The worker slot (0-based) the job ran in, like the P0..P3 of a process pool.
     pub slot: Option<usize>,
-    #[serde(with = "millis")]
+    #[serde(with = "millis", skip_serializing_if = "column_held")]
     pub started: SystemTime,
     #[serde(with = "millis")]
     pub finished: SystemTime,

@@ -2,6 +2,7 @@
 
 use rusqlite::params;
 
+use super::row::{RECORD, RecordRow};
 use super::status_sql;
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed};
@@ -65,7 +66,7 @@ impl RunStore {
         &mut self,
         which: BackgroundOf<'_>,
     ) -> Result<Vec<(String, CompletedProcess)>> {
-        let base = "SELECT run_id, record FROM records WHERE background = 1";
+        let base = format!("SELECT run_id, {RECORD} FROM records WHERE background = 1");
         let (sql, arg) = match which {
             BackgroundOf::Unseen(v) => (
                 format!(
@@ -83,8 +84,8 @@ impl RunStore {
             BackgroundOf::OfRun(run) => (format!("{base} AND run_id = ?1 ORDER BY idx"), Some(run)),
         };
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
-        let rows: Vec<(String, String)> = match arg {
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, RecordRow::at(r, 1)?));
+        let rows: Vec<(String, RecordRow)> = match arg {
             Some(a) => stmt.query_map([a], row),
             None => stmt.query_map([], row),
         }
@@ -93,7 +94,7 @@ impl RunStore {
         .map_err(self.sql_err())?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, j)| serde_json::from_str(&j).ok().map(|r| (id, r)))
+            .filter_map(|(id, r)| r.decode().ok().map(|r| (id, r)))
             .collect())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::row::{RECORD, RecordRow};
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Status};
 
@@ -51,13 +52,13 @@ impl RunStore {
              ORDER BY started_ms DESC, id DESC",
             super::job_file::sql("job_file", "?1")
         );
-        let mut rows: Vec<(String, Option<String>, String)> = Vec::new();
+        let mut rows: Vec<(String, Option<String>, RecordRow)> = Vec::new();
         self.run_by_run(
             (&runs, params![job_file]),
             (job, None),
-            "record",
+            RECORD,
             |run, file, row| {
-                rows.push((run, file, row.get(0)?));
+                rows.push((run, file, RecordRow::at(row, 0)?));
                 Ok(rows.len() < limit)
             },
         )?;
@@ -66,8 +67,8 @@ impl RunStore {
         }
         Ok(rows
             .into_iter()
-            .filter_map(|(run, job_file, j)| {
-                let record = serde_json::from_str(&j).ok()?;
+            .filter_map(|(run, job_file, row)| {
+                let record = row.decode().ok()?;
                 Some(HistoryRow {
                     run,
                     job_file,

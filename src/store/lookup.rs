@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::records::not_found_job;
+use super::row::{RECORD, RecordRow};
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Status};
 
@@ -12,8 +13,18 @@ impl RunStore {
     /// `record` walks the run's key entries for the name. Callers that hold a record of the
     /// job read it again so.
     pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
-        match self.column_at("record", (run_id, index, job))? {
-            Some(json) => self.decoded(run_id, job, &json),
+        let sql =
+            format!("SELECT {RECORD} FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3");
+        let found = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row(params![run_id, index as i64, job], |r| RecordRow::at(r, 0))
+                    .optional()
+            })
+            .map_err(self.sql_err())?;
+        match found {
+            Some(row) => self.decoded(run_id, &row),
             None => self.record(run_id, job),
         }
     }
@@ -32,12 +43,16 @@ impl RunStore {
     /// One job's record in a run, if it has one yet (nothing is said of other names: `logs
     /// --follow` asks every 100 ms while the job waits its turn).
     pub fn find_record(&mut self, run_id: &str, job: &str) -> Result<Option<CompletedProcess>> {
-        let found: Option<String> = self
+        let sql = format!("SELECT {RECORD} FROM records WHERE run_id = ?1 AND job = ?2");
+        let found = self
             .conn
-            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 AND job = ?2")
-            .and_then(|mut s| s.query_row(params![run_id, job], |r| r.get(0)).optional())
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row(params![run_id, job], |r| RecordRow::at(r, 0))
+                    .optional()
+            })
             .map_err(self.sql_err())?;
-        found.map(|j| self.decoded(run_id, job, &j)).transpose()
+        found.map(|row| self.decoded(run_id, &row)).transpose()
     }
 
     /// The status a job's record has now (its status column alone: no JSON is read), or
@@ -47,7 +62,8 @@ impl RunStore {
         Ok(found.as_deref().and_then(Status::parse))
     }
 
-    /// One text column of the record with this key (`column` is one of this file's).
+    /// One text column of the record with this key (`column` is one of this file's, never
+    /// `record`: a record is read with its columns, `row`).
     fn column_at(
         &mut self,
         column: &'static str,
@@ -64,11 +80,11 @@ impl RunStore {
             .map_err(self.sql_err())
     }
 
-    /// A record's JSON read back; a row that does not decode is a corrupt store.
-    fn decoded(&self, run_id: &str, job: &str, json: &str) -> Result<CompletedProcess> {
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+    /// A record row read back; a row that does not decode is a corrupt store.
+    fn decoded(&self, run_id: &str, row: &RecordRow) -> Result<CompletedProcess> {
+        row.decode().map_err(|e| StoreError::Corrupt {
             path: self.db_path.clone(),
-            message: format!("record of `{job}` in run {run_id}: {e}"),
+            message: format!("record of `{}` in run {run_id}: {e}", row.job()),
         })
     }
 }

@@ -24,6 +24,7 @@ mod moved;
 mod readonly;
 mod recent;
 mod records;
+mod row;
 mod runs;
 mod schema;
 mod spill;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::row::{RECORD, RecordRow};
 use super::{Result, RunStore, StoreError};
 use crate::record::{CompletedProcess, Sealed, Status, to_millis};
 
@@ -66,15 +67,13 @@ impl RunStore {
         run_id: &str,
         mut f: impl FnMut(CompletedProcess) -> std::io::Result<()>,
     ) -> Result<usize> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 ORDER BY idx")
-            .map_err(self.sql_err())?;
+        let sql = format!("SELECT {RECORD} FROM records WHERE run_id = ?1 ORDER BY idx");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
         let mut rows = stmt.query(params![run_id]).map_err(self.sql_err())?;
         let mut n = 0;
         while let Some(row) = rows.next().map_err(self.sql_err())? {
-            let json: String = row.get(0).map_err(self.sql_err())?;
-            if let Ok(rec) = serde_json::from_str(&json) {
+            let stored = RecordRow::at(row, 0).map_err(self.sql_err())?;
+            if let Ok(rec) = stored.decode() {
                 n += 1;
                 if f(rec).is_err() {
                     break; // the reader went away (a closed pipe)
@@ -135,19 +134,14 @@ impl RunStore {
 
     /// A run's records in job-file order.
     pub fn records(&mut self, run_id: &str) -> Result<Vec<CompletedProcess>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT record FROM records WHERE run_id = ?1 ORDER BY idx")
-            .map_err(self.sql_err())?;
-        let jsons: Vec<String> = stmt
-            .query_map(params![run_id], |r| r.get(0))
+        let sql = format!("SELECT {RECORD} FROM records WHERE run_id = ?1 ORDER BY idx");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
+        let rows: Vec<RecordRow> = stmt
+            .query_map(params![run_id], |r| RecordRow::at(r, 0))
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
-        Ok(jsons
-            .iter()
-            .filter_map(|j| serde_json::from_str(j).ok())
-            .collect())
+        Ok(rows.iter().filter_map(|r| r.decode().ok()).collect())
     }
 
     /// The records of the jobs that succeeded in a run, a page at a time in job-file order:
@@ -160,28 +154,23 @@ impl RunStore {
         after: Option<&RowKey>,
         limit: usize,
     ) -> Result<(Vec<CompletedProcess>, Option<RowKey>)> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT idx, job, record FROM records
-                 WHERE run_id = ?1 AND status = ?2 AND hook IS NULL AND (idx, job) > (?3, ?4)
-                 ORDER BY idx, job LIMIT ?5",
-            )
-            .map_err(self.sql_err())?;
+        let sql = format!(
+            "SELECT {RECORD} FROM records
+             WHERE run_id = ?1 AND status = ?2 AND hook IS NULL AND (idx, job) > (?3, ?4)
+             ORDER BY idx, job LIMIT ?5"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
         let (idx, job) = after.map_or((-1, ""), |(i, j)| (*i as i64, j.as_str()));
         let status = Status::Succeeded.as_str();
-        let rows: Vec<(i64, String, String)> = stmt
+        let rows: Vec<(i64, RecordRow)> = stmt
             .query_map(params![run_id, status, idx, job, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, RecordRow::at(r, 0)?))
             })
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
-        let last = rows.last().map(|(i, j, _)| (*i as usize, j.clone()));
-        let recs = rows
-            .iter()
-            .filter_map(|(_, _, json)| serde_json::from_str(json).ok())
-            .collect();
+        let last = rows.last().map(|(i, r)| (*i as usize, r.job().to_string()));
+        let recs = rows.iter().filter_map(|(_, r)| r.decode().ok()).collect();
         Ok((recs, last))
     }
 
@@ -317,7 +306,9 @@ pub(super) fn insert_record(
 ) -> rusqlite::Result<()> {
     // Sized for a typical record at once, not grown from a few bytes.
     let mut json = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut json, &**r).expect("records serialize to JSON");
+    // Without what the columns hold (`row`).
+    crate::record::in_stored_form(|| serde_json::to_writer(&mut json, &**r))
+        .expect("records serialize to JSON");
     let json = String::from_utf8(json).expect("JSON is UTF-8");
     upsert.execute(params![
         run_id,

@@ -3,6 +3,7 @@
 
 use rusqlite::params;
 
+use super::row::{RECORD, RecordRow};
 use super::{Result, RunStore};
 use crate::record::{CompletedProcess, RunStatus, Status};
 
@@ -54,18 +55,18 @@ impl RunStore {
     ) -> Result<Option<(String, CompletedProcess)>> {
         let runs = "SELECT id, job_file FROM runs WHERE job_file = ?1 AND id != ?2
                     ORDER BY started_ms DESC, id DESC";
-        let mut row: Option<(String, String)> = None;
+        let mut row: Option<(String, RecordRow)> = None;
         self.run_by_run(
             (runs, params![job_file, run_id]),
             (job, index),
-            "status, record",
+            &format!("status, {RECORD}"),
             |id, _, r| {
                 if r.get::<_, String>(0)? == Status::Succeeded.as_str() {
-                    row = Some((id, r.get(1)?));
+                    row = Some((id, RecordRow::at(r, 1)?));
                 }
                 Ok(row.is_none())
             },
         )?;
-        Ok(row.and_then(|(id, json)| serde_json::from_str(&json).ok().map(|rec| (id, rec))))
+        Ok(row.and_then(|(id, r)| r.decode().ok().map(|rec| (id, rec))))
     }
 }

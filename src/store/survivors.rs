@@ -6,6 +6,7 @@
 use rusqlite::params;
 
 use super::liveness::hostname;
+use super::row::{RecordRow, record_columns};
 use super::status_sql;
 use super::{Result, RunStore};
 use crate::record::{CompletedProcess, Sealed, Status};
@@ -51,20 +52,21 @@ impl RunStore {
         // (`ends::running_background`).
         let here = "u.job_file = ?1 AND (u.host IS NULL OR u.host = ?2)";
         let sql = format!(
-            "SELECT r.run_id, r.idx, r.record FROM records r JOIN runs u ON u.id = r.run_id
+            "SELECT r.run_id, r.idx, {cols} FROM records r JOIN runs u ON u.id = r.run_id
              WHERE {here} AND r.status = '{running}'
                AND ((NOT u.{run_live} AND r.background = 0) OR r.run_id = ?3)
              UNION ALL
-             SELECT r.run_id, r.idx, r.record FROM records r JOIN runs u ON u.id = r.run_id
+             SELECT r.run_id, r.idx, {cols} FROM records r JOIN runs u ON u.id = r.run_id
              WHERE {here} AND r.background = 1 AND r.status = '{background}' AND r.run_id = ?3",
+            cols = record_columns("r"),
             run_live = status_sql::run_running(),
             running = Status::Running.as_str(),
             background = Status::Background.as_str(),
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let mut rows: Vec<(String, i64, String)> = stmt
+        let mut rows: Vec<(String, i64, RecordRow)> = stmt
             .query_map(params![job_file, hostname(), resumed], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, RecordRow::at(r, 2)?))
             })
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
@@ -72,8 +74,8 @@ impl RunStore {
         rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(rows
             .into_iter()
-            .filter_map(|(run_id, _, j)| {
-                let record: CompletedProcess = serde_json::from_str(&j).ok()?;
+            .filter_map(|(run_id, _, row)| {
+                let record = row.decode().ok()?;
                 still_running(&record).then_some(Survivor { run_id, record })
             })
             .collect())
@@ -105,20 +107,21 @@ impl RunStore {
     /// restarted), and nothing is left to wait for.
     pub(super) fn settle_dead_jobs(&mut self) -> Result<()> {
         let sql = format!(
-            "SELECT r.run_id, r.record FROM records r JOIN runs u ON u.id = r.run_id
+            "SELECT r.run_id, {} FROM records r JOIN runs u ON u.id = r.run_id
              WHERE r.background = 0 AND r.status = '{}' AND NOT u.{}",
+            record_columns("r"),
             Status::Running.as_str(),
             status_sql::run_running()
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err())?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        let rows: Vec<(String, RecordRow)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, RecordRow::at(r, 1)?)))
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
         drop(stmt);
-        for (run_id, json) in rows {
-            let Ok(record) = serde_json::from_str::<CompletedProcess>(&json) else {
+        for (run_id, row) in rows {
+            let Ok(record) = row.decode() else {
                 continue;
             };
             if still_running(&record) {

@@ -153,7 +153,8 @@ fn gc_gives_the_databases_pages_back() {
 }
 
 /// Makes the store's database look as schema 6 left it: records keyed by (run_id, job) with
-/// the indexes it had, times as RFC 3339 text in the records, no auto_vacuum.
+/// the indexes it had, each record's JSON whole (beginning with its job, as serde wrote it
+/// then), times as RFC 3339 text in the records, no auto_vacuum.
 fn downgrade_to_schema_6(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
@@ -180,8 +181,10 @@ fn downgrade_to_schema_6(db: &Path) {
          CREATE INDEX records_job ON records(job, started_ms);
          CREATE INDEX records_run_order ON records(run_id, idx);
          CREATE INDEX records_background ON records(background, status);
+         UPDATE records SET record = json_patch(json_object('job', job, 'index', idx,
+             'returncode', returncode, 'status', status), record);
          UPDATE records SET record = json_set(record,
-           '$.started', strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record, '$.started') / 1000.0, 'unixepoch'),
+           '$.started', strftime('%Y-%m-%dT%H:%M:%fZ', started_ms / 1000.0, 'unixepoch'),
            '$.finished', strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(record, '$.finished') / 1000.0, 'unixepoch'));
          PRAGMA user_version = 6;
          PRAGMA auto_vacuum = NONE;
@@ -219,7 +222,7 @@ fn a_schema_6_database_migrates_keeps_its_rows_and_shrinks_after_gc() {
         .unwrap();
     assert_eq!(env.run_jobs(&yaml, &["-q"]).code, 0);
     let version = count(&db, "PRAGMA user_version");
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
     let index = |name: &str| {
         count(
             &db,
