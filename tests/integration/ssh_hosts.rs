@@ -392,3 +392,33 @@ fn a_master_left_by_a_killed_run_is_closed_by_the_next_run() {
         masters()
     );
 }
+
+#[test]
+fn a_job_moved_off_a_failed_host_keeps_the_retries_it_used() {
+    let test = "ssh_hosts::a_job_moved_off_a_failed_host_keeps_the_retries_it_used";
+    let Some(h) = hosts(test, "retried", 2) else {
+        return;
+    };
+    let env = Env::new();
+    let d = env.path("");
+    let dd = d.display();
+    // Attempt 1 fails by itself (its retry used); attempt 2 runs until its host is killed (a
+    // move, no retry); attempt 3, on the other host, fails by itself: no retry is left.
+    let yaml = format!(
+        "{}  - name: r\n    retries: 1\n    shell: 'if [ ! -e {dd}/once ]; then touch {dd}/once; exit 1; fi; if [ -e {dd}/ran ]; then exit 2; fi; {PORT} > {dd}/ran.tmp; mv {dd}/ran.tmp {dd}/ran; sleep 30'\n",
+        head(&h, 2)
+    );
+    env.write("jobs.yaml", &yaml);
+    let child = env.spawn(&["jobs.yaml", "--json"]);
+    await_file(&d.join("ran"), Duration::from_secs(60));
+    let port = std::fs::read_to_string(d.join("ran")).unwrap();
+    let host = h.hosts.iter().find(|x| x.port == port.trim()).unwrap();
+    host.signal_all("KILL");
+    let r = finish(child);
+    assert_eq!(r.code, 1, "{r:?}");
+    let rec = &r.json()[0];
+    assert_eq!(rec["attempts"], 3, "one retry in all, and one move: {rec}");
+    assert_eq!(rec["returncode"], 2, "{rec}");
+    assert_eq!(rec["earlier_attempts"][0]["host_failed"], false, "{rec}");
+    assert_eq!(rec["earlier_attempts"][1]["host_failed"], true, "{rec}");
+}

@@ -3,6 +3,7 @@
 //! runs on it; a host that failed is down, and with `on_host_failure: retry_elsewhere` the job
 //! moves to another of its hosts, as a new attempt when it had started.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub async fn run(
 ) -> CompletedProcess {
     let mut tried: HashSet<String> = HashSet::new();
     let mut moves = Moves::default();
+    // After a move, with the retries its attempts before used taken off, as on Slurm.
+    let mut this = Cow::Borrowed(job);
     let mut cancel = ctx.cancel.clone();
     let mut again = 0;
     loop {
@@ -56,7 +59,7 @@ pub async fn run(
         let launcher = Arc::new(Ssh::new(host.clone(), master.args));
         let mut job_ctx = ctx.clone();
         job_ctx.launcher = launcher.clone();
-        let mut rec = run_job(job, job_ctx).await;
+        let mut rec = run_job(&this, job_ctx).await;
         let Some(lost) = launcher.lost() else {
             return moves.end(rec);
         };
@@ -88,15 +91,29 @@ pub async fn run(
                     Ok(()) => lost.why,
                     Err(down) => format!("{}; {down}", lost.why),
                 };
-                let attempt = moves.broke(rec, |n| {
-                    format!(
-                        "attempt {n} on `{host}` ended as its host failed ({why}); run again on another host"
-                    )
-                });
-                tell_moving(job, &ctx, attempt, &host);
+                moved_off(&mut this, rec, &mut moves, (&ctx, &host, why));
             }
         }
     }
+}
+
+/// `rec`'s attempt on `host` ended as the host failed under it (`why`): kept in `moves`, and
+/// the job goes on elsewhere with the retries its attempts before left it.
+fn moved_off(
+    this: &mut Cow<PlannedJob>,
+    rec: CompletedProcess,
+    moves: &mut Moves,
+    (ctx, host, why): (&JobCtx, &str, String),
+) {
+    let used = rec.earlier_attempts.len() as u32;
+    let attempt = moves.broke(rec, |n| {
+        format!(
+            "attempt {n} on `{host}` ended as its host failed ({why}); run again on another host"
+        )
+    });
+    let retry = &mut this.to_mut().retry;
+    retry.retries = retry.retries.saturating_sub(used);
+    tell_moving(this, ctx, attempt, host);
 }
 
 /// The live report's line for a job that leaves a host that failed under it.
