@@ -48,15 +48,14 @@ impl Shared {
                     s.changed.notify_waiters();
                 }
             });
-            if let Some(rx) = fan.open(wake) {
-                let gathers = self
-                    .backends
-                    .job_arrays()
-                    .is_some_and(|a| a.gathers(fan.first));
-                let run = &mut self.state().fans[f];
-                run.rx = Some(rx);
-                run.gathers = gathers;
-            }
+            let gathers = self
+                .backends
+                .job_arrays()
+                .is_some_and(|a| a.gathers(fan.first));
+            let rx = fan.open(wake);
+            let run = &mut self.state().fans[f];
+            run.rx = rx;
+            run.gathers = gathers;
         }
     }
 
@@ -127,18 +126,16 @@ impl Shared {
         let k = run.next;
         debug_assert_eq!(fan.first + k, index);
         run.next += 1;
+        if run.gathers {
+            self.gather(run, fan, index);
+        }
         let item = match fan.range_item(k) {
             Some(i) => Ok(i),
-            None => {
-                if run.gathers {
-                    self.gather(run, fan, index);
-                }
-                match run.ahead.pop_front() {
-                    Some((_, ReadItem::Item(s))) => Ok(s),
-                    Some((_, ReadItem::Bad { why, .. })) => Err(why),
-                    None => Err("no item".to_string()),
-                }
-            }
+            None => match run.ahead.pop_front() {
+                Some((_, ReadItem::Item(s))) => Ok(s),
+                Some((_, ReadItem::Bad { why, .. })) => Err(why),
+                None => Err("no item".to_string()),
+            },
         };
         let made = item.and_then(|i| {
             self.queue
@@ -150,8 +147,8 @@ impl Shared {
     }
 
     /// Job `index` of `fan`, about to be taken, begins a job array unless one holds it
-    /// already: the items read ahead from it on, as many as an array holds (a regular file's
-    /// waited for, a stream's as far as they came), are that array's jobs.
+    /// already: a range's next jobs, as many as an array holds; or a file's items read ahead
+    /// from it on, as many (a regular file's waited for, a stream's as far as they came).
     fn gather(&self, run: &mut FanRun, fan: &crate::plan::Fan, index: usize) {
         let Some(arrays) = self.backends.job_arrays() else {
             return;
@@ -160,6 +157,10 @@ impl Shared {
             return;
         }
         let from = index - fan.first;
+        if fan.range_item(from).is_some() {
+            // A range's jobs are made as the task file is written.
+            return arrays.gather(fan, from, None);
+        }
         // Never past the array's last index, however few of the items a narrowed plan keeps.
         fill_ahead(run, fan, MAX_TASKS, from + MAX_TASKS, !fan.is_stream());
         let within = |a: &&(usize, ReadItem)| a.0 < from + MAX_TASKS;
@@ -176,7 +177,7 @@ impl Shared {
                 items[k - from] = Some(s.clone());
             }
         }
-        arrays.gather(fan, from, items);
+        arrays.gather(fan, from, Some(items));
     }
 
     /// The items of fan `f` not taken yet (its `k`s), taken now (a file is read to its end), to be

@@ -202,13 +202,8 @@ fn read_items(path: &Path, shown: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: 
     let mut buf = Vec::new();
     let (mut line, mut items) = (0usize, 0usize);
     loop {
-        buf.clear();
         line += 1;
-        let got = match r
-            .by_ref()
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-        {
+        let got = match next_line(&mut r, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -240,6 +235,13 @@ fn read_items(path: &Path, shown: &Path, tx: &mpsc::SyncSender<ReadItem>, wake: 
         }
         wake();
     }
+}
+
+/// The next line of `r` into `buf`, with its end of line: its length, 0 at the end, more than
+/// `MAX_LINE` for a line with no end in sight (a device, a binary file), where reading stops.
+pub(super) fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.clear();
+    r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)
 }
 
 /// One line as an item: `None` for a blank line.

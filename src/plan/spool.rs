@@ -7,11 +7,11 @@
 //! `MAX_LINE`, more than `MAX_ITEMS` items), so a device that never ends is not copied
 //! forever, and messages name the items file as given.
 
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::lazy::{MAX_LINE, item_of};
+use super::lazy::{MAX_LINE, item_of, next_line};
 use super::{Fan, FanSource};
 use crate::spec::MAX_ITEMS;
 
@@ -40,11 +40,7 @@ fn copy_lines(from: &Path, to: &std::fs::File) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, to);
     let (mut buf, mut items) = (Vec::new(), 0usize);
     loop {
-        buf.clear();
-        let n = r
-            .by_ref()
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
+        let n = next_line(&mut r, &mut buf)?;
         w.write_all(&buf)?;
         if n == 0 || n > MAX_LINE || !buf.ends_with(b"\n") {
             break;

@@ -13,17 +13,8 @@ impl RunStore {
     /// `record` walks the run's key entries for the name. Callers that hold a record of the
     /// job read it again so.
     pub fn record_at(&mut self, run_id: &str, index: usize, job: &str) -> Result<CompletedProcess> {
-        let sql =
-            format!("SELECT {RECORD} FROM records WHERE run_id = ?1 AND idx = ?2 AND job = ?3");
-        let found = self
-            .conn
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_row(params![run_id, index as i64, job], |r| RecordRow::at(r, 0))
-                    .optional()
-            })
-            .map_err(self.sql_err())?;
-        match found {
+        let key = params![run_id, index as i64, job];
+        match self.row_where("run_id = ?1 AND idx = ?2 AND job = ?3", key)? {
             Some(row) => self.decoded(run_id, &row),
             None => self.record(run_id, job),
         }
@@ -43,15 +34,7 @@ impl RunStore {
     /// One job's record in a run, if it has one yet (nothing is said of other names: `logs
     /// --follow` asks every 100 ms while the job waits its turn).
     pub fn find_record(&mut self, run_id: &str, job: &str) -> Result<Option<CompletedProcess>> {
-        let sql = format!("SELECT {RECORD} FROM records WHERE run_id = ?1 AND job = ?2");
-        let found = self
-            .conn
-            .prepare_cached(&sql)
-            .and_then(|mut s| {
-                s.query_row(params![run_id, job], |r| RecordRow::at(r, 0))
-                    .optional()
-            })
-            .map_err(self.sql_err())?;
+        let found = self.row_where("run_id = ?1 AND job = ?2", params![run_id, job])?;
         found.map(|row| self.decoded(run_id, &row)).transpose()
     }
 
@@ -77,6 +60,19 @@ impl RunStore {
                 s.query_row(params![run_id, index as i64, job], |r| r.get(0))
                     .optional()
             })
+            .map_err(self.sql_err())
+    }
+
+    /// The record row `cond` finds, if any.
+    fn row_where(
+        &mut self,
+        cond: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Option<RecordRow>> {
+        let sql = format!("SELECT {RECORD} FROM records WHERE {cond}");
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(args, |r| RecordRow::at(r, 0)).optional())
             .map_err(self.sql_err())
     }
 

@@ -162,15 +162,15 @@ impl RunStore {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
         let (idx, job) = after.map_or((-1, ""), |(i, j)| (*i as i64, j.as_str()));
         let status = Status::Succeeded.as_str();
-        let rows: Vec<(i64, RecordRow)> = stmt
+        let rows: Vec<RecordRow> = stmt
             .query_map(params![run_id, status, idx, job, limit as i64], |r| {
-                Ok((r.get(0)?, RecordRow::at(r, 0)?))
+                RecordRow::at(r, 0)
             })
             .map_err(self.sql_err())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.sql_err())?;
-        let last = rows.last().map(|(i, r)| (*i as usize, r.job().to_string()));
-        let recs = rows.iter().filter_map(|(_, r)| r.decode().ok()).collect();
+        let last = rows.last().map(|r| (r.index(), r.job().to_string()));
+        let recs = rows.iter().filter_map(|r| r.decode().ok()).collect();
         Ok((recs, last))
     }
 

@@ -41,6 +41,11 @@ impl RecordRow {
         })
     }
 
+    /// The job's index, from its column.
+    pub(super) fn index(&self) -> usize {
+        self.idx as usize
+    }
+
     /// The job's name, from its column.
     pub(super) fn job(&self) -> &str {
         &self.job

@@ -10,12 +10,12 @@
 //! end in a slot), and the throttle keeps Slurm to the same bound; without it the run leaves
 //! every job to Slurm at once, as plain batch jobs are.
 //!
-//! A fan-out over a file (read as it goes, or a pipe) has no count to split up front: when the
-//! first job of a group is taken, the scheduler reads its items ahead (`fans::gather`), a
-//! regular file's up to `MAX_TASKS`, a stream's those that came so far, and they are the group
-//! (`Arrays::gather`), held as items until the array is submitted. So a pipe fed slowly makes
-//! small arrays rather than waiting for items that may come late, and one fed fast (`seq |`)
-//! arrays of a thousand.
+//! A lazy fan-out's groups are gathered as it runs, never made up front: when the first job
+//! of a group is taken, the scheduler gives the group (`fans::gather`, `Arrays::gather`): a
+//! range's next `MAX_TASKS` jobs, made as the task file is written; a file's items read ahead,
+//! a regular file's up to `MAX_TASKS`, a stream's those that came so far (so a pipe fed slowly
+//! makes small arrays rather than waiting for items that may come late, and one fed fast,
+//! `seq |`, arrays of a thousand). A group is let go once each of its jobs took its task.
 //!
 //! What the task file holds is no secret: a line that would hold a secret value makes the group
 //! go as plain batch jobs (their environment then reaches them through sbatch's export, as a
@@ -39,13 +39,10 @@ pub const MAX_TASKS: usize = 1000;
 pub struct Arrays {
     /// The group and the task of each grouped job, by plan index.
     of_job: HashMap<usize, (usize, usize)>,
-    /// Lazy fan-outs as arrays: the plan index of the first job, the job count and the first
-    /// of the groups (one per `MAX_TASKS` jobs), which stand one after another.
-    fans: Vec<(usize, usize, usize)>,
     groups: Vec<Arc<Group>>,
-    /// Fan-outs over a file's items as arrays: their first plan index and `%J`. Their groups
-    /// are gathered from the items read when a group's first job is taken (`gathered`).
-    streams: Vec<(usize, Option<usize>)>,
+    /// Lazy fan-outs as arrays: their first plan index and `%J`. Their groups are gathered
+    /// when a group's first job is taken (`gathered`).
+    lazy: Vec<(usize, Option<usize>)>,
     /// The gathered groups, by their first plan index: the number of plan indices they span.
     gathered: Mutex<BTreeMap<usize, (usize, Arc<Group>)>>,
 }
@@ -196,8 +193,7 @@ impl Arrays {
         arrays
     }
 
-    /// A lazy fan-out of background Slurm jobs: a range's groups of `MAX_TASKS` jobs, whose
-    /// jobs are made when the first of a group is dispatched; a file's, gathered as it is read.
+    /// A lazy fan-out of background Slurm jobs: its groups are gathered as it runs.
     fn add_fan(&mut self, fan: &Fan, throttle: &impl Fn(&PlannedJob) -> Option<usize>) {
         let stub = fan.stub(0);
         if fan.count.is_some_and(|n| n < 2)
@@ -206,27 +202,13 @@ impl Arrays {
         {
             return;
         }
-        let (Some(n), Some(_)) = (fan.count, fan.range_item(0)) else {
-            self.streams.push((fan.first, throttle(&stub)));
-            return;
-        };
-        self.fans.push((fan.first, n, self.groups.len()));
-        for from in (0..n).step_by(MAX_TASKS) {
-            let to = n.min(from + MAX_TASKS);
-            let source = Source::Fan {
-                fan: fan.clone(),
-                from,
-                to,
-            };
-            self.groups
-                .push(Group::new(to - from, throttle(&stub), source));
-        }
+        self.lazy.push((fan.first, throttle(&stub)));
     }
 
-    /// Whether the jobs of the fan-out over a file whose first job is `first` go as arrays,
-    /// gathered as its items are read (`gather`).
+    /// Whether the jobs of the lazy fan-out whose first job is `first` go as arrays, gathered
+    /// as it runs (`gather`).
     pub fn gathers(&self, first: usize) -> bool {
-        self.streams.iter().any(|&(f, _)| f == first)
+        self.lazy.iter().any(|&(f, _)| f == first)
     }
 
     /// Whether plan index `index` is in a gathered group already.
@@ -240,20 +222,31 @@ impl Arrays {
         (index < first + span).then(|| (g.clone(), index - first))
     }
 
-    /// The jobs `from..` of `fan` (a fan-out over a file) as one array: `items[i]` is item
-    /// `from + i` (`None`: no job). Fewer than two jobs make no array.
-    pub fn gather(&self, fan: &Fan, from: usize, items: Vec<Option<String>>) {
-        if items.iter().flatten().count() < 2 {
+    /// Jobs `from..` of `fan` as one array: a range's next `MAX_TASKS` (`items` is `None`), or
+    /// a file's, `items[i]` being item `from + i` (`None`: no job). Fewer than two jobs make
+    /// no array.
+    pub fn gather(&self, fan: &Fan, from: usize, items: Option<Vec<Option<String>>>) {
+        let (span, jobs, source) = match items {
+            Some(items) => {
+                let jobs = items.iter().flatten().count();
+                let (fan, span) = (fan.clone(), items.len());
+                (span, jobs, Source::Items { fan, from, items })
+            }
+            None => {
+                let to = fan.count.unwrap_or(0).min(from + MAX_TASKS);
+                let jobs = (from..to).filter(|&k| fan.kept(k)).count();
+                let fan = fan.clone();
+                (to.saturating_sub(from), jobs, Source::Fan { fan, from, to })
+            }
+        };
+        if jobs < 2 {
             return;
         }
-        let throttle = self.streams.iter().find(|s| s.0 == fan.first);
-        let throttle = throttle.and_then(|s| s.1);
-        let span = items.len();
-        let source = Source::Items {
-            fan: fan.clone(),
-            from,
-            items,
-        };
+        let throttle = self
+            .lazy
+            .iter()
+            .find(|s| s.0 == fan.first)
+            .and_then(|s| s.1);
         let group = Group::new(span, throttle, source);
         lock(&self.gathered).insert(fan.first + from, (span, group));
     }
@@ -262,14 +255,6 @@ impl Arrays {
     fn place(&self, job: &PlannedJob) -> Option<(Arc<Group>, usize)> {
         if let Some(&(g, k)) = self.of_job.get(&job.index) {
             return Some((self.groups[g].clone(), k));
-        }
-        if let Some(&(first, _, g)) = self
-            .fans
-            .iter()
-            .find(|(first, n, _)| (*first..first + n).contains(&job.index))
-        {
-            let k = job.index - first;
-            return Some((self.groups[g + k / MAX_TASKS].clone(), k % MAX_TASKS));
         }
         self.gathered_at(job.index)
     }
@@ -313,7 +298,8 @@ impl Arrays {
         let array = got.clone()?;
         if group.claim(k) {
             // Every job of a gathered group has its task: nothing is left to look up or cancel
-            // (a pipe fed slowly makes many small groups; none is kept past its use).
+            // (a fan-out of 10^7 makes 10^4 groups, a pipe fed slowly more; none is kept past
+            // its use).
             let mut gathered = lock(&self.gathered);
             let first = job.index - k;
             if gathered

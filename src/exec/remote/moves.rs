@@ -4,7 +4,10 @@
 //! host or node failing under them, kept as earlier attempts marked `host_failed` (a success
 //! after them alone is no flaky job).
 
-use crate::exec::ends;
+use std::borrow::Cow;
+
+use crate::exec::process::JobCtx;
+use crate::exec::{Event, ends};
 use crate::plan::PlannedJob;
 use crate::record::{Attempt, CompletedProcess, Status};
 
@@ -41,13 +44,36 @@ impl Moves {
     /// `rec`'s attempt ended as its host or node failed under it: kept, with the attempts
     /// before it, as earlier attempts of the job, and `note` (given the attempt's number)
     /// says so. Returns the number of the job's next attempt.
-    pub fn broke(&mut self, mut rec: CompletedProcess, note: impl FnOnce(u32) -> String) -> u32 {
+    fn broke(&mut self, mut rec: CompletedProcess, note: impl FnOnce(u32) -> String) -> u32 {
         let before = std::mem::take(&mut rec.earlier_attempts);
         self.keep(before);
         let attempt = self.attempts() + 1;
         self.earlier.push(Attempt::of(&rec, attempt, true));
         self.notes.push(note(attempt));
         attempt + 1
+    }
+
+    /// `rec`'s attempt was cut short by its host or node failing under it: kept as `broke`
+    /// keeps it (`note`), and the job goes on elsewhere with the retries its attempts before
+    /// left it, one fewer when this move `spend`s one. The live report says `outcome`.
+    pub fn go_on(
+        &mut self,
+        this: &mut Cow<'_, PlannedJob>,
+        rec: CompletedProcess,
+        (ctx, spend): (&JobCtx, bool),
+        (note, outcome): (impl FnOnce(u32) -> String, String),
+    ) {
+        let used = rec.earlier_attempts.len() as u32 + u32::from(spend);
+        let attempt = self.broke(rec, note);
+        let retry = &mut this.to_mut().retry;
+        retry.retries = retry.retries.saturating_sub(used);
+        let _ = ctx.events.send(Event::JobRetrying {
+            index: this.index,
+            attempt,
+            of: attempt + this.retry.retries,
+            delay: std::time::Duration::ZERO,
+            outcome,
+        });
     }
 
     fn keep(&mut self, ran: Vec<Attempt>) {

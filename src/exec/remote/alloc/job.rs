@@ -88,7 +88,8 @@ pub async fn run(
             let free = moves.moved() < MOVES;
             if free || this.retry.retries > rec.earlier_attempts.len() as u32 {
                 ctx.launcher = Arc::new(Slurm::step_of(o.clone(), id.clone()));
-                cut_short(&mut this, rec, &mut moves, &ctx, !free);
+                let said = said(&rec);
+                moves.go_on(&mut this, rec, (&ctx, !free), said);
                 continue;
             }
         }
@@ -106,31 +107,16 @@ pub async fn run(
 /// `on_host_failure: retry_elsewhere`) runs on another one: past that, its failure is the job's.
 const MOVES: usize = 3;
 
-/// `rec`'s attempt was cut short by its worker's (or its own step's) end: kept in `moves`, and
-/// the job's next attempt, on another worker, uses up none of its retries unless `spend`
-/// (those its attempts before used stay used). The live report says so.
-fn cut_short(
-    this: &mut Cow<PlannedJob>,
-    rec: CompletedProcess,
-    moves: &mut Moves,
-    ctx: &JobCtx,
-    spend: bool,
-) {
-    let used = rec.earlier_attempts.len() as u32 + u32::from(spend);
+/// What a job's record and the live report say of its attempt `rec`, cut short as its Slurm
+/// worker's step or node failed.
+fn said(rec: &CompletedProcess) -> (impl FnOnce(u32) -> String + use<>, String) {
     let node = rec.host.clone().unwrap_or_else(|| "a node".into());
     let why = rec.error.clone().unwrap_or_default();
-    let attempt = moves.broke(rec, |n| {
+    let outcome = format!("its Slurm worker on `{node}` ended under it, on to another worker");
+    let note = move |n| {
         format!(
             "attempt {n} on `{node}` ended as its Slurm step or node failed ({why}); run again on another worker"
         )
-    });
-    let retry = &mut this.to_mut().retry;
-    retry.retries = retry.retries.saturating_sub(used);
-    let _ = ctx.events.send(crate::exec::Event::JobRetrying {
-        index: this.index,
-        attempt,
-        of: attempt + this.retry.retries,
-        delay: Duration::ZERO,
-        outcome: format!("its Slurm worker on `{node}` ended under it, on to another worker"),
-    });
+    };
+    (note, outcome)
 }

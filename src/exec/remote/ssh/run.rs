@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::super::moves::Moves;
 use super::Ssh;
 use super::pool::{NoHost, Pool};
+use crate::exec::Cancel;
 use crate::exec::process::{JobCtx, run_job, wait_cancel};
-use crate::exec::{Cancel, Event};
 use crate::plan::{PlannedJob, SshOptions};
 use crate::record::CompletedProcess;
 
@@ -91,38 +91,21 @@ pub async fn run(
                     Ok(()) => lost.why,
                     Err(down) => format!("{}; {down}", lost.why),
                 };
-                moved_off(&mut this, rec, &mut moves, (&ctx, &host, why));
+                moves.go_on(&mut this, rec, (&ctx, false), said(&host, why));
             }
         }
     }
 }
 
-/// `rec`'s attempt on `host` ended as the host failed under it (`why`): kept in `moves`, and
-/// the job goes on elsewhere with the retries its attempts before left it.
-fn moved_off(
-    this: &mut Cow<PlannedJob>,
-    rec: CompletedProcess,
-    moves: &mut Moves,
-    (ctx, host, why): (&JobCtx, &str, String),
-) {
-    let used = rec.earlier_attempts.len() as u32;
-    let attempt = moves.broke(rec, |n| {
+/// What a job's record and the live report say of its attempt on `host`, cut short as the
+/// host failed (`why`).
+fn said(host: &str, why: String) -> (impl FnOnce(u32) -> String, String) {
+    let outcome = format!("ssh host `{host}` failed under it, on to another host");
+    let host = host.to_string();
+    let note = move |n| {
         format!(
             "attempt {n} on `{host}` ended as its host failed ({why}); run again on another host"
         )
-    });
-    let retry = &mut this.to_mut().retry;
-    retry.retries = retry.retries.saturating_sub(used);
-    tell_moving(this, ctx, attempt, host);
-}
-
-/// The live report's line for a job that leaves a host that failed under it.
-fn tell_moving(job: &PlannedJob, ctx: &JobCtx, attempt: u32, host: &str) {
-    let _ = ctx.events.send(Event::JobRetrying {
-        index: job.index,
-        attempt,
-        of: attempt + job.retry.retries,
-        delay: std::time::Duration::ZERO,
-        outcome: format!("ssh host `{host}` failed under it, on to another host"),
-    });
+    };
+    (note, outcome)
 }
